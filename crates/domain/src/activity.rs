@@ -1,0 +1,471 @@
+//! Activities as cities submit them: the input, the patch, and the rules
+//! both must satisfy before anything is stored.
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::enums::{ActivityFormat, ActivityKind, CreativeField, DatePrecision, DocumentKind};
+use crate::error::DomainError;
+use crate::limits::Limits;
+use crate::slug::Slug;
+
+/// A document attached to an activity (communiqué, publication, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentInput {
+    /// What the document is.
+    pub kind: DocumentKind,
+    /// Its title.
+    pub title: String,
+    /// Where to read it, an absolute http(s) URL.
+    pub url: Option<String>,
+    /// When it was issued.
+    pub issued_on: Option<NaiveDate>,
+    /// How exact `issued_on` is.
+    pub issued_precision: DatePrecision,
+    /// Its editors, for publications.
+    pub editors: Vec<String>,
+}
+
+/// Everything a city says about an activity when publishing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityInput {
+    /// What kind of activity.
+    pub kind: ActivityKind,
+    /// Its title.
+    pub title: String,
+    /// One-paragraph summary.
+    pub summary: Option<String>,
+    /// Markdown description.
+    pub description: Option<String>,
+    /// In person, online or both.
+    pub format: ActivityFormat,
+    /// First day (see `date_precision`).
+    pub start_date: Option<NaiveDate>,
+    /// Last day, not before `start_date`.
+    pub end_date: Option<NaiveDate>,
+    /// How exact `start_date` is.
+    pub date_precision: DatePrecision,
+    /// Where it happens, as free text.
+    pub venue: Option<String>,
+    /// Slug of the member city where it happens.
+    pub venue_city: Option<String>,
+    /// Slugs of member cities hosting it beside the publisher.
+    pub co_hosts: Vec<String>,
+    /// Organizers that are not member cities (e.g. UNESCO).
+    pub organizations: Vec<String>,
+    /// Creative fields it concerns.
+    pub fields: Vec<CreativeField>,
+    /// Themes, short phrases.
+    pub themes: Vec<String>,
+    /// Stated objectives.
+    pub objectives: Vec<String>,
+    /// Attached documents.
+    pub documents: Vec<DocumentInput>,
+    /// Requested slug; derived from the title when absent.
+    pub slug: Option<String>,
+}
+
+/// A partial change to an activity: `None` leaves a field as it is;
+/// `Some(None)` clears an optional field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+
+pub struct ActivityPatch {
+    /// New kind.
+    pub kind: Option<ActivityKind>,
+    /// New title.
+    pub title: Option<String>,
+    /// New summary, or cleared.
+    pub summary: Option<Option<String>>,
+    /// New description, or cleared.
+    pub description: Option<Option<String>>,
+    /// New format.
+    pub format: Option<ActivityFormat>,
+    /// New start date, or cleared.
+    pub start_date: Option<Option<NaiveDate>>,
+    /// New end date, or cleared.
+    pub end_date: Option<Option<NaiveDate>>,
+    /// New precision.
+    pub date_precision: Option<DatePrecision>,
+    /// New venue, or cleared.
+    pub venue: Option<Option<String>>,
+    /// New venue city, or cleared.
+    pub venue_city: Option<Option<String>>,
+    /// New co-hosts (replaces the list).
+    pub co_hosts: Option<Vec<String>>,
+    /// New organizations (replaces the list).
+    pub organizations: Option<Vec<String>>,
+    /// New fields (replaces the list).
+    pub fields: Option<Vec<CreativeField>>,
+    /// New themes (replaces the list).
+    pub themes: Option<Vec<String>>,
+    /// New objectives (replaces the list).
+    pub objectives: Option<Vec<String>>,
+    /// New documents (replaces the list).
+    pub documents: Option<Vec<DocumentInput>>,
+    /// New slug.
+    pub slug: Option<String>,
+}
+
+impl ActivityPatch {
+    /// True when the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Applies the patch onto `current`, giving the activity as it would be.
+    pub fn apply(self, mut current: ActivityInput) -> ActivityInput {
+        macro_rules! set {
+            ($($f:ident),*) => { $(if let Some(v) = self.$f { current.$f = v; })* };
+        }
+        set!(
+            kind,
+            title,
+            summary,
+            description,
+            format,
+            start_date,
+            end_date,
+            date_precision,
+            venue,
+            venue_city,
+            co_hosts,
+            organizations,
+            fields,
+            themes,
+            objectives,
+            documents
+        );
+        if let Some(slug) = self.slug {
+            current.slug = Some(slug);
+        }
+        current
+    }
+}
+
+fn check_chars(field: &str, value: &str, max: usize) -> Result<(), DomainError> {
+    if value.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be blank"));
+    }
+    if value.chars().count() > max {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_list(
+    field: &str,
+    items: &[String],
+    max_items: usize,
+    max_chars: usize,
+) -> Result<(), DomainError> {
+    if items.len() > max_items {
+        return Err(DomainError::invalid(
+            field,
+            format!("must have at most {max_items} items"),
+        ));
+    }
+    for (i, item) in items.iter().enumerate() {
+        check_chars(&format!("{field}[{i}]"), item, max_chars)?;
+    }
+    Ok(())
+}
+
+/// Checks that a date's year is within the configured range.
+pub fn check_year(field: &str, date: NaiveDate, limits: &Limits) -> Result<(), DomainError> {
+    if date.year() < limits.min_year || date.year() > limits.max_year {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "year must be between {} and {}",
+                limits.min_year, limits.max_year
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_precision(
+    field: &str,
+    date: NaiveDate,
+    precision: DatePrecision,
+) -> Result<(), DomainError> {
+    match precision {
+        DatePrecision::Day => Ok(()),
+        DatePrecision::Month if date.day() == 1 => Ok(()),
+        DatePrecision::Year if date.day() == 1 && date.month() == 1 => Ok(()),
+        DatePrecision::Month => Err(DomainError::invalid(
+            field,
+            "with precision MONTH the date must be the 1st of the month",
+        )),
+        DatePrecision::Year => Err(DomainError::invalid(
+            field,
+            "with precision YEAR the date must be January 1st of the year",
+        )),
+    }
+}
+
+/// Checks that `url` is an absolute http or https URL within limits.
+pub fn check_url(field: &str, url: &str, limits: &Limits) -> Result<(), DomainError> {
+    if url.chars().count() > limits.url_chars {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {} characters", limits.url_chars),
+        ));
+    }
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+            Ok(())
+        }
+        Ok(_) => Err(DomainError::invalid(field, "must be an http or https URL")),
+        Err(e) => Err(DomainError::invalid(
+            field,
+            format!("is not a valid URL: {e}"),
+        )),
+    }
+}
+
+impl DocumentInput {
+    /// Validates the document; `path` is its input path (`input.documents[2]`).
+    pub fn validate(&self, path: &str, limits: &Limits) -> Result<(), DomainError> {
+        check_chars(&format!("{path}.title"), &self.title, limits.title_chars)?;
+        if let Some(url) = &self.url {
+            check_url(&format!("{path}.url"), url, limits)?;
+        }
+        if let Some(date) = self.issued_on {
+            check_year(&format!("{path}.issuedOn"), date, limits)?;
+            check_precision(&format!("{path}.issuedOn"), date, self.issued_precision)?;
+        }
+        check_list(
+            &format!("{path}.editors"),
+            &self.editors,
+            limits.list_items,
+            limits.text_chars,
+        )
+    }
+}
+
+impl ActivityInput {
+    /// Validates every rule; `path` is the input's argument name (`input`
+    /// or `patch`), so errors name e.g. `input.endDate`.
+    pub fn validate(&self, path: &str, limits: &Limits) -> Result<(), DomainError> {
+        check_chars(&format!("{path}.title"), &self.title, limits.title_chars)?;
+        if let Some(summary) = &self.summary {
+            check_chars(&format!("{path}.summary"), summary, limits.summary_chars)?;
+        }
+        if let Some(description) = &self.description {
+            if description.len() > limits.description_bytes {
+                return Err(DomainError::invalid(
+                    format!("{path}.description"),
+                    format!("must be at most {} bytes", limits.description_bytes),
+                ));
+            }
+        }
+        if let Some(start) = self.start_date {
+            check_year(&format!("{path}.startDate"), start, limits)?;
+            check_precision(&format!("{path}.startDate"), start, self.date_precision)?;
+        }
+        if let Some(end) = self.end_date {
+            check_year(&format!("{path}.endDate"), end, limits)?;
+            match self.start_date {
+                None => {
+                    return Err(DomainError::invalid(
+                        format!("{path}.endDate"),
+                        "needs a startDate",
+                    ));
+                }
+                Some(start) if end < start => {
+                    return Err(DomainError::invalid(
+                        format!("{path}.endDate"),
+                        "must not be before startDate",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(venue) = &self.venue {
+            check_chars(&format!("{path}.venue"), venue, limits.text_chars)?;
+        }
+        if let Some(city) = &self.venue_city {
+            Slug::parse(city, limits.slug_chars, &format!("{path}.venueCity"))?;
+        }
+        if self.co_hosts.len() > limits.list_items {
+            return Err(DomainError::invalid(
+                format!("{path}.coHosts"),
+                format!("must have at most {} items", limits.list_items),
+            ));
+        }
+        for (i, host) in self.co_hosts.iter().enumerate() {
+            Slug::parse(host, limits.slug_chars, &format!("{path}.coHosts[{i}]"))?;
+        }
+        check_list(
+            &format!("{path}.organizations"),
+            &self.organizations,
+            limits.list_items,
+            limits.text_chars,
+        )?;
+        check_list(
+            &format!("{path}.themes"),
+            &self.themes,
+            limits.list_items,
+            limits.theme_chars,
+        )?;
+        check_list(
+            &format!("{path}.objectives"),
+            &self.objectives,
+            limits.list_items,
+            limits.text_chars,
+        )?;
+        for (i, field) in self.fields.iter().enumerate() {
+            if self.fields[..i].contains(field) {
+                return Err(DomainError::invalid(
+                    format!("{path}.fields[{i}]"),
+                    "lists a field more than once",
+                ));
+            }
+        }
+        if self.documents.len() > limits.documents {
+            return Err(DomainError::invalid(
+                format!("{path}.documents"),
+                format!("must have at most {} items", limits.documents),
+            ));
+        }
+        for (i, doc) in self.documents.iter().enumerate() {
+            doc.validate(&format!("{path}.documents[{i}]"), limits)?;
+        }
+        if let Some(slug) = &self.slug {
+            Slug::parse(slug, limits.slug_chars, &format!("{path}.slug"))?;
+        }
+        Ok(())
+    }
+
+    /// The text that full-text search indexes: title, summary, description
+    /// and themes, folded.
+    pub fn search_document(&self) -> String {
+        crate::text::search_document(
+            std::iter::once(self.title.as_str())
+                .chain(self.summary.as_deref())
+                .chain(self.description.as_deref())
+                .chain(self.themes.iter().map(String::as_str)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> ActivityInput {
+        ActivityInput {
+            kind: ActivityKind::Workshop,
+            title: "Design workshop".into(),
+            summary: None,
+            description: None,
+            format: ActivityFormat::InPerson,
+            start_date: NaiveDate::from_ymd_opt(2026, 5, 1),
+            end_date: NaiveDate::from_ymd_opt(2026, 5, 3),
+            date_precision: DatePrecision::Day,
+            venue: None,
+            venue_city: None,
+            co_hosts: vec![],
+            organizations: vec![],
+            fields: vec![CreativeField::Design],
+            themes: vec!["urban design".into()],
+            objectives: vec![],
+            documents: vec![],
+            slug: None,
+        }
+    }
+
+    fn field_of(input: &ActivityInput) -> String {
+        match input.validate("input", &Limits::default()) {
+            Err(DomainError::Invalid(e)) => e.field,
+            Ok(()) => "ok".into(),
+        }
+    }
+
+    #[test]
+    fn valid_sample_passes() {
+        assert_eq!(field_of(&sample()), "ok");
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let mut a = sample();
+        a.title = " ".into();
+        assert_eq!(field_of(&a), "input.title");
+        let mut a = sample();
+        a.title = "x".repeat(201);
+        assert_eq!(field_of(&a), "input.title");
+        let mut a = sample();
+        a.end_date = NaiveDate::from_ymd_opt(2026, 4, 30);
+        assert_eq!(field_of(&a), "input.endDate");
+        let mut a = sample();
+        a.start_date = NaiveDate::from_ymd_opt(1800, 1, 1);
+        a.end_date = None;
+        assert_eq!(field_of(&a), "input.startDate");
+        let mut a = sample();
+        a.date_precision = DatePrecision::Year;
+        assert_eq!(field_of(&a), "input.startDate");
+        let mut a = sample();
+        a.themes = vec!["ok".into(), "t".repeat(81)];
+        assert_eq!(field_of(&a), "input.themes[1]");
+        let mut a = sample();
+        a.themes = vec!["t".into(); 21];
+        assert_eq!(field_of(&a), "input.themes");
+        let mut a = sample();
+        a.co_hosts = vec!["Bad Slug".into()];
+        assert_eq!(field_of(&a), "input.coHosts[0]");
+        let mut a = sample();
+        a.description = Some("d".repeat(20_001));
+        assert_eq!(field_of(&a), "input.description");
+        let mut a = sample();
+        let doc = DocumentInput {
+            kind: DocumentKind::Report,
+            title: "Report".into(),
+            url: Some("https://example.org/r.pdf".into()),
+            issued_on: None,
+            issued_precision: DatePrecision::Day,
+            editors: vec![],
+        };
+        a.documents = vec![
+            doc.clone(),
+            doc.clone(),
+            DocumentInput {
+                url: Some("ftp://x".into()),
+                ..doc.clone()
+            },
+        ];
+        assert_eq!(field_of(&a), "input.documents[2].url");
+        a.documents[2].url = Some("not a url".into());
+        assert_eq!(field_of(&a), "input.documents[2].url");
+        let mut a = sample();
+        a.slug = Some("Nope!".into());
+        assert_eq!(field_of(&a), "input.slug");
+    }
+
+    #[test]
+    fn patch_applies_and_clears() {
+        let patch = ActivityPatch {
+            title: Some("New".into()),
+            end_date: Some(None),
+            ..ActivityPatch::default()
+        };
+        assert!(!patch.is_empty());
+        let out = patch.apply(sample());
+        assert_eq!(out.title, "New");
+        assert_eq!(out.end_date, None);
+        assert_eq!(out.start_date, sample().start_date);
+        assert!(ActivityPatch::default().is_empty());
+    }
+}

@@ -1,0 +1,30 @@
+//! The cityhub domain: validated types, validation rules and the permission
+//! policy. This crate does no I/O and knows nothing of databases, HTTP or
+//! GraphQL; every other crate builds on the types defined here.
+
+pub mod activity;
+pub mod city;
+pub mod enums;
+pub mod error;
+pub mod limits;
+pub mod policy;
+pub mod records;
+pub mod slug;
+pub mod text;
+
+pub use activity::{ActivityInput, ActivityPatch, DocumentInput};
+pub use city::{CityInput, CityPatch};
+pub use enums::{
+    ActivityEventType, ActivityFormat, ActivityKind, ActivityOrder, ActivityStatus, CreativeField,
+    DatePrecision, DocumentKind, Role,
+};
+pub use error::{DomainError, FieldError};
+pub use limits::Limits;
+pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
+pub use records::{Activity, City, Document};
+pub use slug::Slug;
+
+/// Database identifier of a member city.
+pub type CityId = i64;
+/// Database identifier of an activity.
+pub type ActivityId = i64;

@@ -1,0 +1,267 @@
+//! The permission policy: who may do what to which activity. A pure
+//! function of the actor, the action and the facts about the resource, so
+//! the whole table is tested here, without a server.
+
+use crate::CityId;
+use crate::enums::ActivityStatus;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// No token.
+    Anonymous,
+    /// A member city's token.
+    City {
+        /// The city's id.
+        id: CityId,
+        /// The city's slug.
+        slug: String,
+    },
+    /// The network secretariat.
+    Secretariat,
+}
+
+impl Actor {
+    /// The acting city's id, if the actor is a city.
+    pub fn city_id(&self) -> Option<CityId> {
+        match self {
+            Actor::City { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// What the actor wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read network data (published activities, cities).
+    ReadNetwork,
+    /// Read a specific activity (drafts need more).
+    ReadActivity,
+    /// Publish an activity with the actor's city as publisher and host.
+    Publish,
+    /// Publish a network activity with no city publisher.
+    PublishForNetwork,
+    /// Change an activity.
+    Update,
+    /// Cancel an activity.
+    Cancel,
+    /// Delete an activity.
+    Delete,
+    /// Join as a participant.
+    Join,
+    /// Leave as a participant.
+    Leave,
+    /// Create or change member cities.
+    ManageCities,
+    /// Issue or revoke tokens.
+    ManageTokens,
+}
+
+/// The facts about an activity that permissions depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityFacts {
+    /// Its status.
+    pub status: ActivityStatus,
+    /// The publishing city; `None` for the secretariat's.
+    pub published_by: Option<CityId>,
+    /// Its host cities (the publisher is one).
+    pub hosts: Vec<CityId>,
+}
+
+/// Why an action is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The action needs a token.
+    #[error("this operation needs a token")]
+    Unauthenticated,
+    /// The token does not allow it.
+    #[error("this token may not do that")]
+    Forbidden,
+    /// The resource is invisible to the actor (a draft of another city):
+    /// report it as not found rather than reveal that it exists.
+    #[error("not found")]
+    Hidden,
+}
+
+/// The policy's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Whether anonymous clients may read published data.
+    pub public_read: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { public_read: true }
+    }
+}
+
+impl Policy {
+    /// Decides whether `actor` may perform `action` on `activity` (for the
+    /// activity-scoped actions).
+    pub fn authorize(
+        &self,
+        actor: &Actor,
+        action: Action,
+        activity: Option<&ActivityFacts>,
+    ) -> Result<(), Denied> {
+        use Action::*;
+        let city = match actor {
+            Actor::Secretariat => return Ok(()),
+            Actor::Anonymous => {
+                return match action {
+                    ReadNetwork if self.public_read => Ok(()),
+                    ReadActivity if self.public_read => match activity {
+                        Some(a) if a.status == ActivityStatus::Draft => Err(Denied::Hidden),
+                        _ => Ok(()),
+                    },
+                    _ => Err(Denied::Unauthenticated),
+                };
+            }
+            Actor::City { id, .. } => *id,
+        };
+        // A draft of another city is invisible to this city for every action.
+        if let Some(a) = activity {
+            if a.status == ActivityStatus::Draft && a.published_by != Some(city) {
+                return Err(Denied::Hidden);
+            }
+        }
+        let hosts =
+            activity.is_some_and(|a| a.hosts.contains(&city) || a.published_by == Some(city));
+        let publisher = activity.is_some_and(|a| a.published_by == Some(city));
+        let allowed = match action {
+            ReadNetwork | ReadActivity | Publish => true,
+            Update | Cancel => hosts,
+            Delete => publisher,
+            Join | Leave => activity.is_some_and(|a| a.status != ActivityStatus::Draft),
+            PublishForNetwork | ManageCities | ManageTokens => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied::Forbidden)
+        }
+    }
+
+    /// Whether `actor` may see an activity with these facts at all.
+    pub fn can_see(&self, actor: &Actor, activity: &ActivityFacts) -> bool {
+        self.authorize(actor, Action::ReadActivity, Some(activity))
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ActivityStatus::*;
+
+    const A: CityId = 1;
+    const B: CityId = 2;
+    const C: CityId = 3;
+
+    fn city(id: CityId) -> Actor {
+        Actor::City {
+            id,
+            slug: format!("c{id}"),
+        }
+    }
+
+    /// An activity published by A, co-hosted by C.
+    fn by_a(status: ActivityStatus) -> ActivityFacts {
+        ActivityFacts {
+            status,
+            published_by: Some(A),
+            hosts: vec![A, C],
+        }
+    }
+
+    fn network(status: ActivityStatus) -> ActivityFacts {
+        ActivityFacts {
+            status,
+            published_by: None,
+            hosts: vec![],
+        }
+    }
+
+    fn code(r: Result<(), Denied>) -> &'static str {
+        match r {
+            Ok(()) => "ok",
+            Err(Denied::Unauthenticated) => "UNAUTHENTICATED",
+            Err(Denied::Forbidden) => "FORBIDDEN",
+            Err(Denied::Hidden) => "NOT_FOUND",
+        }
+    }
+
+    #[test]
+    fn full_table() {
+        use Action::*;
+        let p = Policy::default();
+        let closed = Policy { public_read: false };
+        let anon = Actor::Anonymous;
+        let sec = Actor::Secretariat;
+        let pubd = by_a(Published);
+        let draft = by_a(Draft);
+        // (policy, actor, action, facts, expected)
+        let table: Vec<(Policy, &Actor, Action, Option<&ActivityFacts>, &str)> = vec![
+            (p, &anon, ReadNetwork, None, "ok"),
+            (closed, &anon, ReadNetwork, None, "UNAUTHENTICATED"),
+            (p, &anon, ReadActivity, Some(&pubd), "ok"),
+            (p, &anon, ReadActivity, Some(&draft), "NOT_FOUND"),
+            (closed, &anon, ReadActivity, Some(&pubd), "UNAUTHENTICATED"),
+            (p, &anon, Publish, None, "UNAUTHENTICATED"),
+            (p, &anon, Update, Some(&pubd), "UNAUTHENTICATED"),
+            (p, &anon, Cancel, Some(&pubd), "UNAUTHENTICATED"),
+            (p, &anon, Delete, Some(&pubd), "UNAUTHENTICATED"),
+            (p, &anon, Join, Some(&pubd), "UNAUTHENTICATED"),
+            (p, &anon, Leave, Some(&pubd), "UNAUTHENTICATED"),
+            (p, &anon, ManageCities, None, "UNAUTHENTICATED"),
+            (p, &anon, ManageTokens, None, "UNAUTHENTICATED"),
+            // City A: the publisher.
+            (closed, &city(A), ReadNetwork, None, "ok"),
+            (p, &city(A), ReadActivity, Some(&draft), "ok"),
+            (p, &city(A), Publish, None, "ok"),
+            (p, &city(A), PublishForNetwork, None, "FORBIDDEN"),
+            (p, &city(A), Update, Some(&pubd), "ok"),
+            (p, &city(A), Update, Some(&draft), "ok"),
+            (p, &city(A), Cancel, Some(&pubd), "ok"),
+            (p, &city(A), Delete, Some(&pubd), "ok"),
+            (p, &city(A), Delete, Some(&draft), "ok"),
+            (p, &city(A), Join, Some(&pubd), "ok"),
+            (p, &city(A), Join, Some(&draft), "FORBIDDEN"),
+            (p, &city(A), ManageCities, None, "FORBIDDEN"),
+            (p, &city(A), ManageTokens, None, "FORBIDDEN"),
+            // City B: neither publisher nor host.
+            (p, &city(B), ReadActivity, Some(&pubd), "ok"),
+            (p, &city(B), ReadActivity, Some(&draft), "NOT_FOUND"),
+            (p, &city(B), Update, Some(&pubd), "FORBIDDEN"),
+            (p, &city(B), Update, Some(&draft), "NOT_FOUND"),
+            (p, &city(B), Cancel, Some(&pubd), "FORBIDDEN"),
+            (p, &city(B), Delete, Some(&pubd), "FORBIDDEN"),
+            (p, &city(B), Join, Some(&pubd), "ok"),
+            (p, &city(B), Leave, Some(&pubd), "ok"),
+            (p, &city(B), Join, Some(&draft), "NOT_FOUND"),
+            (p, &city(B), Update, Some(&network(Published)), "FORBIDDEN"),
+            (p, &city(B), Join, Some(&network(Published)), "ok"),
+            // City C: a co-host, not the publisher.
+            (p, &city(C), Update, Some(&pubd), "ok"),
+            (p, &city(C), Cancel, Some(&pubd), "ok"),
+            (p, &city(C), Delete, Some(&pubd), "FORBIDDEN"),
+            (p, &city(C), ReadActivity, Some(&draft), "NOT_FOUND"),
+            // The secretariat does everything.
+            (closed, &sec, ReadActivity, Some(&draft), "ok"),
+            (p, &sec, PublishForNetwork, None, "ok"),
+            (p, &sec, Update, Some(&network(Published)), "ok"),
+            (p, &sec, Delete, Some(&pubd), "ok"),
+            (p, &sec, ManageCities, None, "ok"),
+            (p, &sec, ManageTokens, None, "ok"),
+        ];
+        for (i, (policy, actor, action, facts, expected)) in table.into_iter().enumerate() {
+            assert_eq!(
+                code(policy.authorize(actor, action, facts)),
+                expected,
+                "row {i}: {actor:?} {action:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Authentication: from an `Authorization` value to a [`Principal`].
+//! Signature and claims are checked by the keyring; the token's record
+//! (revoked? city still there?) is read from the database and cached per
+//! instance for `auth.revocation_cache_secs` (2 s by default), so a
+//! revocation made on any instance is refused everywhere within that time.
+//! A revocation made on this instance also clears its cache entry at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use cityhub_auth::{AuthConfig, AuthError, Issued, KeyMaterial, Keyring};
+use cityhub_domain::{Actor, City, Role};
+use cityhub_storage::repo::tokens::{KeyRecord, TokenRecord, TokenRepo};
+use cityhub_storage::time::now_micros;
+use cityhub_storage::{CityRepo, Db, StorageError};
+
+/// Who a verified token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The acting city or the secretariat.
+    pub actor: Actor,
+    /// The role claim.
+    pub role: Role,
+    /// The token's id (`jti`).
+    pub token_id: String,
+    /// When the token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a request's credentials were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    /// The token is not valid (bad, expired, revoked, unknown key…).
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// The database could not be asked about the token.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// How long to wait between two key reloads triggered by unknown `kid`s.
+const KEY_RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// The most token records cached per instance.
+const CACHE_CAPACITY: usize = 50_000;
+
+/// Verifies tokens and issues new ones.
+pub struct Authenticator {
+    db: Db,
+    config: AuthConfig,
+    keyring: RwLock<Arc<Keyring>>,
+    last_reload: Mutex<Instant>,
+    cache: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_material(record: KeyRecord) -> KeyMaterial {
+    KeyMaterial {
+        kid: record.kid,
+        private_der: record.private_der,
+        public_x: record.public_x,
+        retired: record.retired_at.is_some(),
+    }
+}
+
+/// Errors of key management.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A key could not be made or read.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// Loads every stored key into a keyring, first generating one if none
+/// can sign.
+pub async fn load_keyring(db: &Db, config: &AuthConfig) -> Result<Keyring, KeyError> {
+    let mut records = TokenRepo::keys(db.conn()).await?;
+    if records.iter().all(|r| r.retired_at.is_some()) {
+        let key = KeyMaterial::generate()?;
+        let record = KeyRecord {
+            kid: key.kid.clone(),
+            private_der: key.private_der.clone(),
+            public_x: key.public_x.clone(),
+            created_at: now_micros(),
+            retired_at: None,
+        };
+        TokenRepo::insert_key(db.conn(), &record).await?;
+        tracing::info!(kid = %record.kid, "generated a signing key");
+        records.push(record);
+    }
+    Ok(Keyring::new(
+        config.clone(),
+        records.into_iter().map(to_material),
+    )?)
+}
+
+/// Adds a new signing key; tokens signed by older keys keep verifying until
+/// they expire or their key is retired. Returns the new `kid`.
+pub async fn rotate_keys(db: &Db) -> Result<String, KeyError> {
+    let key = KeyMaterial::generate()?;
+    TokenRepo::insert_key(
+        db.conn(),
+        &KeyRecord {
+            kid: key.kid.clone(),
+            private_der: key.private_der,
+            public_x: key.public_x,
+            created_at: now_micros(),
+            retired_at: None,
+        },
+    )
+    .await?;
+    Ok(key.kid)
+}
+
+impl Authenticator {
+    /// Loads the keys (creating the first one if needed).
+    pub async fn new(db: Db, config: AuthConfig) -> Result<Self, KeyError> {
+        let keyring = load_keyring(&db, &config).await?;
+        Ok(Self {
+            db,
+            config,
+            keyring: RwLock::new(Arc::new(keyring)),
+            last_reload: Mutex::new(Instant::now()),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The token settings.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    fn keyring(&self) -> Arc<Keyring> {
+        match self.keyring.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the keys from the database (after a rotation or retirement
+    /// made by another process).
+    pub async fn reload_keys(&self) -> Result<(), KeyError> {
+        let keyring = load_keyring(&self.db, &self.config).await?;
+        match self.keyring.write() {
+            Ok(mut guard) => *guard = Arc::new(keyring),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(keyring),
+        }
+        Ok(())
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keyring().jwks()
+    }
+
+    /// Resolves an `Authorization` value; `None` in, `Ok(None)` out.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Option<Principal>, AuthFailure> {
+        let Some(header) = authorization else {
+            return Ok(None);
+        };
+        let token =
+            cityhub_auth::bearer(header).map_err(|e| AuthFailure::Invalid(e.to_string()))?;
+        self.verify(token).await.map(Some)
+    }
+
+    /// Verifies a bare JWT.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthFailure> {
+        let claims = match self.keyring().verify(token) {
+            Err(AuthError::UnknownKey) if self.may_reload() => {
+                self.reload_keys().await.map_err(|e| match e {
+                    KeyError::Storage(s) => AuthFailure::Storage(s),
+                    KeyError::Auth(a) => AuthFailure::Invalid(a.to_string()),
+                })?;
+                self.keyring().verify(token)
+            }
+            other => other,
+        }
+        .map_err(|e| AuthFailure::Invalid(e.to_string()))?;
+        let now = Instant::now();
+        let ttl = Duration::from_secs(self.config.revocation_cache_secs);
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((at, entry)) = cache.get(&claims.jti) {
+                if now.duration_since(*at) < ttl {
+                    return entry
+                        .clone()
+                        .ok_or_else(|| AuthFailure::Invalid("token revoked".into()));
+                }
+            }
+        }
+        let entry = self.check_record(&claims).await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
+                if cache.len() >= CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(claims.jti.clone(), (now, entry.clone()));
+        }
+        entry.ok_or_else(|| AuthFailure::Invalid("token revoked or unknown".into()))
+    }
+
+    fn may_reload(&self) -> bool {
+        match self.last_reload.lock() {
+            Ok(mut last) if last.elapsed() >= KEY_RELOAD_MIN_INTERVAL => {
+                *last = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Reads the token's record: it must exist, not be revoked, match the
+    /// claims, and (for a city) the city must still exist.
+    async fn check_record(
+        &self,
+        claims: &cityhub_auth::Claims,
+    ) -> Result<Option<Principal>, StorageError> {
+        let Some(record) = TokenRepo::find(self.db.conn(), &claims.jti).await? else {
+            return Ok(None);
+        };
+        if record.revoked_at.is_some()
+            || record.subject != claims.sub
+            || Some(record.role) != claims.role()
+        {
+            return Ok(None);
+        }
+        let actor = match record.role {
+            Role::Secretariat => Actor::Secretariat,
+            Role::City => {
+                let Some(city_id) = record.city_id else {
+                    return Ok(None);
+                };
+                match CityRepo::find_by_id(self.db.conn(), city_id).await? {
+                    Some(city) if Some(city.slug.as_str()) == claims.city_slug() => Actor::City {
+                        id: city.id,
+                        slug: city.slug,
+                    },
+                    _ => return Ok(None),
+                }
+            }
+        };
+        Ok(Some(Principal {
+            actor,
+            role: record.role,
+            token_id: record.id,
+            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+        }))
+    }
+
+    /// Issues and records a token: for `city` with role CITY, or for the
+    /// secretariat. `ttl_secs` defaults to the configured TTL and may not
+    /// exceed the maximum.
+    pub async fn issue(
+        &self,
+        city: Option<&City>,
+        role: Role,
+        ttl_secs: Option<u64>,
+        label: Option<String>,
+    ) -> Result<(Issued, TokenRecord), KeyError> {
+        let ttl = ttl_secs
+            .unwrap_or(self.config.default_ttl_secs)
+            .min(self.config.max_ttl_secs);
+        let subject = match (role, city) {
+            (Role::City, Some(c)) => format!("city:{}", c.slug),
+            _ => "secretariat".to_owned(),
+        };
+        let now = Utc::now();
+        let issued = self.keyring().issue(&subject, role, ttl, now.timestamp())?;
+        let record = TokenRecord {
+            id: issued.claims.jti.clone(),
+            subject,
+            role,
+            city_id: city.map(|c| c.id),
+            label,
+            kid: issued.kid.clone(),
+            issued_at: DateTime::from_timestamp(issued.claims.iat, 0).unwrap_or(now),
+            expires_at: DateTime::from_timestamp(issued.claims.exp, 0).unwrap_or(now),
+            revoked_at: None,
+        };
+        TokenRepo::insert(self.db.conn(), &record).await?;
+        Ok((issued, record))
+    }
+
+    /// Revokes a token; false if it does not exist.
+    pub async fn revoke(&self, id: &str) -> Result<bool, StorageError> {
+        let found = TokenRepo::revoke(self.db.conn(), id).await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(id);
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,462 @@
+//! GraphQL over HTTP (GET and POST, per the GraphQL-over-HTTP spec),
+//! GraphiQL with its own assets, and the SDL. Credentials are resolved here,
+//! before execution: a token that fails verification is refused with
+//! `UNAUTHENTICATED`, never served as anonymous.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{ServerError, Value};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cityhub_storage::Db;
+use serde_json::json;
+
+use crate::auth::{AuthFailure, Authenticator, Principal};
+use crate::error::Code;
+use crate::loaders::Loaders;
+use crate::metrics::Metrics;
+use crate::schema::HubSchema;
+use crate::state::RequestCtx;
+use crate::subscription::EventBus;
+
+/// HTTP settings the GraphQL handlers need.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Serve GraphiQL to browsers.
+    pub graphiql: bool,
+    /// Origins allowed to open WebSockets (`None`: any).
+    pub ws_allowed_origins: Option<Vec<String>>,
+    /// Seconds between server keep-alive messages on WebSockets.
+    pub ws_keepalive_secs: u64,
+    /// Seconds a WebSocket write may block before the client is dropped as too slow.
+    pub ws_send_timeout_secs: u64,
+    /// Bytes a WebSocket may buffer for a client before it is dropped as too slow.
+    pub ws_max_write_buffer: usize,
+}
+
+/// What the GraphQL handlers share.
+#[derive(Clone)]
+pub struct GraphqlService {
+    pub(crate) schema: HubSchema,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) db: Db,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) events: Arc<EventBus>,
+    pub(crate) settings: HttpSettings,
+    pub(crate) public_read: bool,
+}
+
+impl GraphqlService {
+    /// Bundles the schema and what serving it needs.
+    pub fn new(
+        schema: HubSchema,
+        auth: Arc<Authenticator>,
+        db: Db,
+        metrics: Arc<Metrics>,
+        events: Arc<EventBus>,
+        settings: HttpSettings,
+    ) -> Self {
+        let public_read = auth.config().public_read;
+        Self {
+            schema,
+            auth,
+            db,
+            metrics,
+            events,
+            settings,
+            public_read,
+        }
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &HubSchema {
+        &self.schema
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.events
+    }
+
+    /// The authenticator.
+    pub fn auth(&self) -> &Arc<Authenticator> {
+        &self.auth
+    }
+}
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// A response carrying one error with a code, in the GraphQL shape.
+pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
+    let body =
+        json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains(GRAPHQL_RESPONSE))
+}
+
+/// Resolves the request's `Authorization` header.
+pub async fn principal_of(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, Response> {
+    let header = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) => Some(s),
+            Err(_) => {
+                return Err(error_response(
+                    StatusCode::UNAUTHORIZED,
+                    Code::Unauthenticated,
+                    "invalid token",
+                ));
+            }
+        },
+    };
+    match auth.authenticate(header).await {
+        Ok(p) => Ok(p),
+        Err(AuthFailure::Invalid(reason)) => {
+            tracing::debug!(%reason, "token refused");
+            Err(error_response(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "invalid token",
+            ))
+        }
+        Err(AuthFailure::Storage(e)) => {
+            tracing::warn!(error = %e, "cannot check a token: database unavailable");
+            Err(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::InternalServerError,
+                "the database is unavailable; retry shortly",
+            ))
+        }
+    }
+}
+
+fn is_request_error(err: &ServerError) -> bool {
+    matches!(
+        err.extensions.as_ref().and_then(|e| e.get("code")),
+        Some(Value::String(c)) if c == Code::GraphqlParseFailed.as_str()
+            || c == Code::GraphqlValidationFailed.as_str()
+            || c == Code::QueryTooDeep.as_str()
+            || c == Code::QueryTooComplex.as_str()
+    )
+}
+
+/// Runs a request and renders its response.
+async fn execute(
+    svc: &GraphqlService,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
+    let principal = match principal_of(&svc.auth, headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let operation = request.operation_name.clone();
+    let request = request
+        .data(RequestCtx { principal })
+        .data(Loaders::new(&svc.db));
+    let started = Instant::now();
+    let mut response = svc.schema.execute(request).await;
+    // Errors raised before any hook (an unknown operation name, a variable
+    // of the wrong type) get their code here.
+    let executed = !matches!(response.data, Value::Null);
+    for err in &mut response.errors {
+        let has_code = err
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if !has_code {
+            let code = if executed {
+                Code::BadUserInput
+            } else {
+                Code::GraphqlValidationFailed
+            };
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code.as_str());
+        }
+    }
+    svc.metrics.observe(
+        operation.as_deref(),
+        response.errors.is_empty(),
+        started.elapsed().as_secs_f64(),
+    );
+    let request_error = !executed && response.errors.iter().any(is_request_error);
+    let (status, content_type) = if wants_graphql_response(headers) {
+        (
+            if request_error {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            },
+            GRAPHQL_RESPONSE,
+        )
+    } else {
+        (StatusCode::OK, "application/json")
+    };
+    match serde_json::to_vec(&response) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize a response");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::InternalServerError,
+                "internal error",
+            )
+        }
+    }
+}
+
+/// Which kind of operation a document would run (`None` if it does not parse).
+fn operation_type(query: &str, name: Option<&str>) -> Option<OperationType> {
+    let doc = async_graphql::parser::parse_query(query).ok()?;
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        _ => None,
+    }
+}
+
+/// `GET /graphql`: WebSocket upgrade, GraphiQL for browsers, or a query.
+pub async fn graphql_get(State(svc): State<GraphqlService>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return crate::ws::upgrade(svc, &mut parts).await;
+    }
+    let params: HashMap<String, String> =
+        match Query::<HashMap<String, String>>::try_from_uri(&parts.uri) {
+            Ok(Query(p)) => p,
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    Code::GraphqlParseFailed,
+                    "malformed query string",
+                );
+            }
+        };
+    let Some(query) = params.get("query") else {
+        let html = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        if html && svc.settings.graphiql {
+            return graphiql_page();
+        }
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            Code::GraphqlParseFailed,
+            "missing `query` parameter",
+        );
+    };
+    let operation_name = params
+        .get("operationName")
+        .filter(|n| !n.is_empty())
+        .cloned();
+    if matches!(
+        operation_type(query, operation_name.as_deref()),
+        Some(OperationType::Mutation | OperationType::Subscription)
+    ) {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::GraphqlValidationFailed,
+            "mutations and subscriptions are not allowed over GET; use POST (or a WebSocket for subscriptions)",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let mut request = async_graphql::Request::new(query.clone());
+    if let Some(name) = operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(vars) = params.get("variables").filter(|v| !v.is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(vars) {
+            Ok(value) => request = request.variables(async_graphql::Variables::from_json(value)),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    Code::GraphqlParseFailed,
+                    "`variables` is not valid JSON",
+                );
+            }
+        }
+    }
+    execute(&svc, &parts.headers, request).await
+}
+
+/// `POST /graphql`: a JSON GraphQL request.
+pub async fn graphql_post(State(svc): State<GraphqlService>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media != "application/json" && media != GRAPHQL_RESPONSE {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::BadUserInput,
+            "POST /graphql takes `Content-Type: application/json`",
+        );
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, svc.settings.body_limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::PayloadTooLarge,
+                &format!(
+                    "the request body is larger than {} bytes",
+                    svc.settings.body_limit
+                ),
+            );
+        }
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                Code::GraphqlParseFailed,
+                "the body is not a GraphQL request in JSON ({\"query\": …, \"variables\": …})",
+            );
+        }
+    };
+    execute(&svc, &parts.headers, request).await
+}
+
+/// The Content-Security-Policy GraphiQL is served under.
+pub const GRAPHIQL_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; font-src 'self' data:";
+
+fn graphiql_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, GRAPHIQL_CSP),
+        ],
+        include_str!("../assets/graphiql.html"),
+    )
+        .into_response()
+}
+
+/// `GET /graphiql/{file}`: GraphiQL's own assets, served by the hub.
+pub async fn graphiql_asset(Path(file): Path<String>) -> Response {
+    let (body, content_type): (&'static [u8], &str) = match file.as_str() {
+        "graphiql.min.js" => (
+            include_bytes!("../assets/graphiql.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "graphiql.min.css" => (
+            include_bytes!("../assets/graphiql.min.css"),
+            "text/css; charset=utf-8",
+        ),
+        "react.production.min.js" => (
+            include_bytes!("../assets/react.production.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "react-dom.production.min.js" => (
+            include_bytes!("../assets/react-dom.production.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "init.js" => (
+            include_bytes!("../assets/init.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+/// `GET /schema.graphql`: the SDL.
+pub async fn schema_sdl(State(svc): State<GraphqlService>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        crate::schema::sdl_of(&svc.schema),
+    )
+        .into_response()
+}
+
+/// `GET /.well-known/jwks.json`: the keys that verify the hub's tokens.
+pub async fn jwks(State(svc): State<GraphqlService>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        axum::Json(svc.auth.jwks()),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_operation_types() {
+        assert_eq!(
+            operation_type("{ network { name } }", None),
+            Some(OperationType::Query)
+        );
+        assert_eq!(
+            operation_type("mutation { x }", None),
+            Some(OperationType::Mutation)
+        );
+        assert_eq!(
+            operation_type("query A { a } mutation B { b }", Some("B")),
+            Some(OperationType::Mutation)
+        );
+        assert_eq!(operation_type("query A { a } mutation B { b }", None), None);
+        assert_eq!(operation_type("{", None), None);
+    }
+}

@@ -1,0 +1,415 @@
+//! GraphQL input types and their conversion into domain and storage types.
+
+use async_graphql::{InputObject, MaybeUndefined};
+use cityhub_domain as d;
+use cityhub_storage as s;
+
+use crate::enums::{
+    ActivityFormat, ActivityKind, ActivityStatus, CreativeField, DatePrecision, DocumentKind,
+};
+use crate::error::bad_input;
+use crate::scalars::Date;
+
+/// Which activities to list. Each list matches any of its values; all the
+/// parts given must hold.
+#[derive(InputObject, Default, Clone, Debug)]
+#[graphql(name = "ActivityFilter")]
+pub struct ActivityFilterInput {
+    /// Any of these kinds.
+    pub kinds: Option<Vec<ActivityKind>>,
+    /// Concerning any of these creative fields.
+    pub fields: Option<Vec<CreativeField>>,
+    /// City slugs: activities these cities host, are held in, or joined.
+    pub cities: Option<Vec<String>>,
+    /// ISO 3166-1 alpha-2 codes: activities held in, or hosted from, these countries.
+    pub countries: Option<Vec<String>>,
+    /// Activities ending on or after this day (undated ones are left out).
+    pub from: Option<Date>,
+    /// Activities starting on or before this day (undated ones are left out).
+    pub to: Option<Date>,
+    /// Any of these formats.
+    pub formats: Option<Vec<ActivityFormat>>,
+    /// Any of these statuses; default `[PUBLISHED]`. Drafts are only ever visible to their own city and the secretariat.
+    pub statuses: Option<Vec<ActivityStatus>>,
+    /// Having any of these themes (case and accents ignored).
+    pub themes: Option<Vec<String>>,
+    /// Full-text search over title, summary, description and themes; case and accents ignored, words match as prefixes.
+    pub text: Option<String>,
+}
+
+fn check_list(
+    field: &str,
+    items: &Option<Vec<String>>,
+    max_items: usize,
+    max_chars: usize,
+) -> async_graphql::Result<()> {
+    if let Some(items) = items {
+        if items.len() > max_items {
+            return Err(bad_input(
+                field,
+                format!("must have at most {max_items} items"),
+            ));
+        }
+        if let Some(i) = items.iter().position(|s| s.chars().count() > max_chars) {
+            return Err(bad_input(
+                format!("{field}[{i}]"),
+                format!("must be at most {max_chars} characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ActivityFilterInput {
+    /// Checks the filter's own limits and converts it.
+    pub fn into_filter(
+        self,
+        path: &str,
+        limits: &d::Limits,
+    ) -> async_graphql::Result<s::ActivityFilter> {
+        let max = limits.list_items.max(50);
+        check_list(
+            &format!("{path}.cities"),
+            &self.cities,
+            max,
+            limits.slug_chars,
+        )?;
+        check_list(&format!("{path}.countries"), &self.countries, max, 2)?;
+        check_list(
+            &format!("{path}.themes"),
+            &self.themes,
+            max,
+            limits.theme_chars,
+        )?;
+        if let Some(text) = &self.text {
+            if text.chars().count() > limits.search_chars {
+                return Err(bad_input(
+                    format!("{path}.text"),
+                    format!("must be at most {} characters", limits.search_chars),
+                ));
+            }
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            if to.0 < from.0 {
+                return Err(bad_input(format!("{path}.to"), "must not be before `from`"));
+            }
+        }
+        Ok(s::ActivityFilter {
+            kinds: self
+                .kinds
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            fields: self
+                .fields
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            cities: self.cities.unwrap_or_default(),
+            countries: self.countries.unwrap_or_default(),
+            from: self.from.map(|d| d.0),
+            to: self.to.map(|d| d.0),
+            formats: self
+                .formats
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            statuses: self
+                .statuses
+                .map(|v| v.into_iter().map(Into::into).collect()),
+            themes: self.themes.unwrap_or_default(),
+            text: self.text,
+        })
+    }
+}
+
+/// Which member cities to list.
+#[derive(InputObject, Default, Clone, Debug)]
+#[graphql(name = "CityFilter")]
+pub struct CityFilterInput {
+    /// Designated in any of these fields.
+    pub fields: Option<Vec<CreativeField>>,
+    /// In any of these countries (ISO 3166-1 alpha-2).
+    pub countries: Option<Vec<String>>,
+    /// Name contains this text (case and accents ignored).
+    pub text: Option<String>,
+}
+
+impl CityFilterInput {
+    /// Checks the filter's own limits and converts it.
+    pub fn into_filter(self, limits: &d::Limits) -> async_graphql::Result<s::CityFilter> {
+        check_list("filter.countries", &self.countries, 300, 2)?;
+        if self
+            .text
+            .as_ref()
+            .is_some_and(|t| t.chars().count() > limits.search_chars)
+        {
+            return Err(bad_input(
+                "filter.text",
+                format!("must be at most {} characters", limits.search_chars),
+            ));
+        }
+        Ok(s::CityFilter {
+            fields: self
+                .fields
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            countries: self.countries.unwrap_or_default(),
+            text: self.text,
+        })
+    }
+}
+
+/// A document to attach to an activity.
+#[derive(InputObject, Clone, Debug)]
+pub struct DocumentInput {
+    /// What it is.
+    pub kind: DocumentKind,
+    /// Title.
+    pub title: String,
+    /// Where to read it (absolute http or https URL).
+    pub url: Option<String>,
+    /// When it was issued.
+    pub issued_on: Option<Date>,
+    /// How exact `issuedOn` is.
+    #[graphql(default_with = "DatePrecision::Day")]
+    pub issued_precision: DatePrecision,
+    /// Editors.
+    pub editors: Option<Vec<String>>,
+}
+
+impl From<DocumentInput> for d::DocumentInput {
+    fn from(i: DocumentInput) -> Self {
+        d::DocumentInput {
+            kind: i.kind.into(),
+            title: i.title,
+            url: i.url,
+            issued_on: i.issued_on.map(|d| d.0),
+            issued_precision: i.issued_precision.into(),
+            editors: i.editors.unwrap_or_default(),
+        }
+    }
+}
+
+/// An activity to publish. The token's city is its publisher and first host.
+#[derive(InputObject, Clone, Debug)]
+pub struct ActivityInput {
+    /// What kind of activity.
+    pub kind: ActivityKind,
+    /// Title (at most 200 characters by default).
+    pub title: String,
+    /// One-paragraph summary.
+    pub summary: Option<String>,
+    /// Description in Markdown.
+    pub description: Option<String>,
+    /// In person, online or both.
+    #[graphql(default_with = "ActivityFormat::InPerson")]
+    pub format: ActivityFormat,
+    /// First day.
+    pub start_date: Option<Date>,
+    /// Last day, not before `startDate`.
+    pub end_date: Option<Date>,
+    /// How exact `startDate` is.
+    #[graphql(default_with = "DatePrecision::Day")]
+    pub date_precision: DatePrecision,
+    /// Where it takes place.
+    pub venue: Option<String>,
+    /// Slug of the member city where it takes place.
+    pub venue_city: Option<String>,
+    /// Slugs of member cities co-hosting it.
+    pub co_hosts: Option<Vec<String>>,
+    /// Organizers that are not member cities.
+    pub organizations: Option<Vec<String>>,
+    /// Creative fields it concerns.
+    pub fields: Option<Vec<CreativeField>>,
+    /// Themes.
+    pub themes: Option<Vec<String>>,
+    /// Objectives.
+    pub objectives: Option<Vec<String>>,
+    /// Documents.
+    pub documents: Option<Vec<DocumentInput>>,
+    /// The slug to use; derived from the title when absent.
+    pub slug: Option<String>,
+}
+
+impl From<ActivityInput> for d::ActivityInput {
+    fn from(i: ActivityInput) -> Self {
+        d::ActivityInput {
+            kind: i.kind.into(),
+            title: i.title,
+            summary: i.summary,
+            description: i.description,
+            format: i.format.into(),
+            start_date: i.start_date.map(|d| d.0),
+            end_date: i.end_date.map(|d| d.0),
+            date_precision: i.date_precision.into(),
+            venue: i.venue,
+            venue_city: i.venue_city,
+            co_hosts: i.co_hosts.unwrap_or_default(),
+            organizations: i.organizations.unwrap_or_default(),
+            fields: i
+                .fields
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            themes: i.themes.unwrap_or_default(),
+            objectives: i.objectives.unwrap_or_default(),
+            documents: i
+                .documents
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            slug: i.slug,
+        }
+    }
+}
+
+/// Changes to an activity: every `ActivityInput` field, all optional. An
+/// absent field stays as it is; `null` clears an optional one.
+#[derive(InputObject, Clone, Debug, Default)]
+pub struct ActivityPatch {
+    /// New kind.
+    pub kind: Option<ActivityKind>,
+    /// New title.
+    pub title: Option<String>,
+    /// New summary (null clears it).
+    pub summary: MaybeUndefined<String>,
+    /// New description (null clears it).
+    pub description: MaybeUndefined<String>,
+    /// New format.
+    pub format: Option<ActivityFormat>,
+    /// New start date (null clears it).
+    pub start_date: MaybeUndefined<Date>,
+    /// New end date (null clears it).
+    pub end_date: MaybeUndefined<Date>,
+    /// New precision of the start date.
+    pub date_precision: Option<DatePrecision>,
+    /// New venue (null clears it).
+    pub venue: MaybeUndefined<String>,
+    /// New venue city slug (null clears it).
+    pub venue_city: MaybeUndefined<String>,
+    /// New co-hosts (replaces the list).
+    pub co_hosts: Option<Vec<String>>,
+    /// New organizations (replaces the list).
+    pub organizations: Option<Vec<String>>,
+    /// New fields (replaces the list).
+    pub fields: Option<Vec<CreativeField>>,
+    /// New themes (replaces the list).
+    pub themes: Option<Vec<String>>,
+    /// New objectives (replaces the list).
+    pub objectives: Option<Vec<String>>,
+    /// New documents (replaces the list).
+    pub documents: Option<Vec<DocumentInput>>,
+    /// New slug.
+    pub slug: Option<String>,
+}
+
+fn maybe<T, U>(value: MaybeUndefined<T>, f: impl FnOnce(T) -> U) -> Option<Option<U>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(f(v))),
+    }
+}
+
+impl From<ActivityPatch> for d::ActivityPatch {
+    fn from(p: ActivityPatch) -> Self {
+        d::ActivityPatch {
+            kind: p.kind.map(Into::into),
+            title: p.title,
+            summary: maybe(p.summary, |s| s),
+            description: maybe(p.description, |s| s),
+            format: p.format.map(Into::into),
+            start_date: maybe(p.start_date, |d| d.0),
+            end_date: maybe(p.end_date, |d| d.0),
+            date_precision: p.date_precision.map(Into::into),
+            venue: maybe(p.venue, |s| s),
+            venue_city: maybe(p.venue_city, |s| s),
+            co_hosts: p.co_hosts,
+            organizations: p.organizations,
+            fields: p.fields.map(|f| f.into_iter().map(Into::into).collect()),
+            themes: p.themes,
+            objectives: p.objectives,
+            documents: p
+                .documents
+                .map(|docs| docs.into_iter().map(Into::into).collect()),
+            slug: p.slug,
+        }
+    }
+}
+
+/// A member city to register.
+#[derive(InputObject, Clone, Debug)]
+pub struct CityInput {
+    /// Stable slug, e.g. `santa-fe`.
+    pub slug: String,
+    /// Name as the city writes it.
+    pub name: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+    /// Creative fields of its designation.
+    pub fields: Vec<CreativeField>,
+    /// Year of designation.
+    pub member_since: i32,
+    /// Official website.
+    pub website: Option<String>,
+    /// Latitude in degrees.
+    pub latitude: Option<f64>,
+    /// Longitude in degrees.
+    pub longitude: Option<f64>,
+}
+
+impl From<CityInput> for d::CityInput {
+    fn from(i: CityInput) -> Self {
+        d::CityInput {
+            slug: i.slug,
+            name: i.name,
+            country: i.country,
+            fields: i.fields.into_iter().map(Into::into).collect(),
+            member_since: i.member_since,
+            website: i.website,
+            latitude: i.latitude,
+            longitude: i.longitude,
+        }
+    }
+}
+
+/// Changes to a member city: every `CityInput` field but `slug`, all optional.
+#[derive(InputObject, Clone, Debug, Default)]
+pub struct CityPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New country.
+    pub country: Option<String>,
+    /// New fields.
+    pub fields: Option<Vec<CreativeField>>,
+    /// New year of designation.
+    pub member_since: Option<i32>,
+    /// New website (null clears it).
+    pub website: MaybeUndefined<String>,
+    /// New latitude (null clears it).
+    pub latitude: MaybeUndefined<f64>,
+    /// New longitude (null clears it).
+    pub longitude: MaybeUndefined<f64>,
+}
+
+impl From<CityPatch> for d::CityPatch {
+    fn from(p: CityPatch) -> Self {
+        d::CityPatch {
+            name: p.name,
+            country: p.country,
+            fields: p.fields.map(|f| f.into_iter().map(Into::into).collect()),
+            member_since: p.member_since,
+            website: maybe(p.website, |s| s),
+            latitude: maybe(p.latitude, |v| v),
+            longitude: maybe(p.longitude, |v| v),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! cityhub's GraphQL layer: the one schema (queries, mutations,
+//! subscriptions), the HTTP and WebSocket handlers that serve it, token
+//! authentication, per-request DataLoaders and metrics.
+
+pub mod auth;
+pub mod enums;
+pub mod error;
+pub mod http;
+pub mod inputs;
+pub mod loaders;
+pub mod metrics;
+pub mod mutation;
+pub mod objects;
+pub mod query;
+pub mod scalars;
+pub mod schema;
+pub mod state;
+pub mod subscription;
+pub mod ws;
+
+pub use auth::{Authenticator, Principal};
+pub use http::{GraphqlService, HttpSettings};
+pub use metrics::Metrics;
+pub use schema::{HubSchema, build_schema, sdl};
+pub use state::{ApiSettings, HubState};
+pub use subscription::{EventBus, EventSettings};

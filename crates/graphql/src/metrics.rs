@@ -1,0 +1,152 @@
+//! Prometheus metrics: GraphQL requests by operation and outcome, their
+//! latency, the database pool and query count, and live subscribers.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a GraphQL request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The operation name (sanitized; `anonymous` when absent, `other` past the cap).
+    pub operation: String,
+    /// `ok` or `error`.
+    pub outcome: String,
+}
+
+/// The most distinct operation names kept as labels.
+const MAX_OPERATIONS: usize = 200;
+
+/// Every metric of the hub.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+    pool_size: Gauge,
+    pool_idle: Gauge,
+    queries: Counter<u64, AtomicU64>,
+    subscribers: Gauge,
+    operations: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cityhub");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "graphql_requests",
+            "GraphQL requests by operation and outcome",
+            requests.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "graphql_request_duration_seconds",
+            "GraphQL request latency",
+            latency.clone(),
+        );
+        let pool_size = Gauge::default();
+        registry.register(
+            "db_pool_connections",
+            "Open database connections",
+            pool_size.clone(),
+        );
+        let pool_idle = Gauge::default();
+        registry.register(
+            "db_pool_idle_connections",
+            "Idle database connections",
+            pool_idle.clone(),
+        );
+        let queries = Counter::<u64, AtomicU64>::default();
+        registry.register("db_queries", "SQL statements run", queries.clone());
+        let subscribers = Gauge::default();
+        registry.register(
+            "subscribers",
+            "Active activityEvents subscriptions",
+            subscribers.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            pool_size,
+            pool_idle,
+            queries,
+            subscribers,
+            operations: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Records one GraphQL request.
+    pub fn observe(&self, operation: Option<&str>, ok: bool, seconds: f64) {
+        let name = match operation {
+            None => "anonymous".to_owned(),
+            Some(op)
+                if op.len() <= 64 && op.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                let mut known = match self.operations.lock() {
+                    Ok(k) => k,
+                    Err(p) => p.into_inner(),
+                };
+                if known.contains(op) || known.len() < MAX_OPERATIONS {
+                    known.insert(op.to_owned());
+                    op.to_owned()
+                } else {
+                    "other".to_owned()
+                }
+            }
+            Some(_) => "other".to_owned(),
+        };
+        let outcome = if ok { "ok" } else { "error" }.to_owned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: name,
+                outcome,
+            })
+            .inc();
+        self.latency.observe(seconds);
+    }
+
+    /// Renders the text exposition, after refreshing the sampled gauges.
+    pub fn render(
+        &self,
+        pool_size: u32,
+        pool_idle: usize,
+        queries: u64,
+        subscribers: usize,
+    ) -> String {
+        self.pool_size.set(i64::from(pool_size));
+        self.pool_idle
+            .set(i64::try_from(pool_idle).unwrap_or(i64::MAX));
+        let seen = self.queries.get();
+        if queries > seen {
+            self.queries.inc_by(queries - seen);
+        }
+        self.subscribers
+            .set(i64::try_from(subscribers).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

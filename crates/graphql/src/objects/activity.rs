@@ -1,0 +1,265 @@
+//! `Activity` and `Document`.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ID, Object, Result};
+use cityhub_domain as d;
+
+use crate::enums::{
+    ActivityFormat, ActivityKind, ActivityStatus, CreativeField, DatePrecision, DocumentKind,
+};
+use crate::error::ResultExt;
+use crate::objects::city::CityObject;
+use crate::scalars::{Date, DateTime};
+use crate::state::loaders;
+use crate::subscription::Related;
+
+/// An activity of the network: a meeting, a conference, a collaboration, or
+/// a city's workshop, festival or residency.
+pub struct ActivityObject {
+    activity: d::Activity,
+    /// Relations loaded once for every subscriber of a live event.
+    related: Option<Arc<Related>>,
+}
+
+impl ActivityObject {
+    /// An activity whose relations load through the request's DataLoaders.
+    pub fn new(activity: d::Activity) -> Self {
+        Self {
+            activity,
+            related: None,
+        }
+    }
+
+    /// An activity of a live event, with its relations already loaded.
+    pub fn live(activity: d::Activity, related: Arc<Related>) -> Self {
+        Self {
+            activity,
+            related: Some(related),
+        }
+    }
+
+    async fn city(&self, ctx: &Context<'_>, id: d::CityId) -> Result<Option<CityObject>> {
+        if let Some(r) = &self.related {
+            return Ok(r.cities.get(&id).cloned().map(CityObject));
+        }
+        Ok(loaders(ctx)
+            .cities
+            .load_one(id)
+            .await
+            .api()?
+            .map(CityObject))
+    }
+
+    async fn cities(&self, ctx: &Context<'_>, ids: &[d::CityId]) -> Result<Vec<CityObject>> {
+        let loaded;
+        let cities = match &self.related {
+            Some(r) => &r.cities,
+            None => {
+                loaded = loaders(ctx)
+                    .cities
+                    .load_many(ids.iter().copied())
+                    .await
+                    .api()?;
+                &loaded
+            }
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| cities.get(id).cloned().map(CityObject))
+            .collect())
+    }
+}
+
+/// A document attached to an activity: a communiqué, a publication, a programme…
+pub struct DocumentObject(pub d::Document);
+
+#[Object(name = "Activity")]
+impl ActivityObject {
+    /// Stable identifier.
+    async fn id(&self) -> ID {
+        ID(self.activity.id.to_string())
+    }
+
+    /// Stable, URL-safe name, unique in the hub.
+    async fn slug(&self) -> &str {
+        &self.activity.slug
+    }
+
+    /// What kind of activity it is.
+    async fn kind(&self) -> ActivityKind {
+        self.activity.kind.into()
+    }
+
+    /// In person, online or both.
+    async fn format(&self) -> ActivityFormat {
+        self.activity.format.into()
+    }
+
+    /// Draft, published or cancelled.
+    async fn status(&self) -> ActivityStatus {
+        self.activity.status.into()
+    }
+
+    /// Title.
+    async fn title(&self) -> &str {
+        &self.activity.title
+    }
+
+    /// One-paragraph summary.
+    async fn summary(&self) -> Option<&str> {
+        self.activity.summary.as_deref()
+    }
+
+    /// Description, in Markdown.
+    async fn description(&self) -> Option<&str> {
+        self.activity.description.as_deref()
+    }
+
+    /// First day; null when ongoing or undated. With precision YEAR it is January 1st of the year.
+    async fn start_date(&self) -> Option<Date> {
+        self.activity.start_date.map(Date)
+    }
+
+    /// Last day, when known.
+    async fn end_date(&self) -> Option<Date> {
+        self.activity.end_date.map(Date)
+    }
+
+    /// How exact `startDate` is (the network's page knows some meetings only by year).
+    async fn date_precision(&self) -> DatePrecision {
+        self.activity.date_precision.into()
+    }
+
+    /// Where it takes place, as free text.
+    async fn venue(&self) -> Option<&str> {
+        self.activity.venue.as_deref()
+    }
+
+    /// The member city where it takes place.
+    async fn venue_city(&self, ctx: &Context<'_>) -> Result<Option<CityObject>> {
+        match self.activity.venue_city_id {
+            Some(id) => self.city(ctx, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Member cities hosting it, the publishing city first.
+    async fn hosts(&self, ctx: &Context<'_>) -> Result<Vec<CityObject>> {
+        self.cities(ctx, &self.activity.hosts).await
+    }
+
+    /// Member cities that joined it.
+    async fn participants(&self, ctx: &Context<'_>) -> Result<Vec<CityObject>> {
+        let ids = match &self.related {
+            Some(r) => r.participants.clone(),
+            None => loaders(ctx)
+                .participants
+                .load_one(self.activity.id)
+                .await
+                .api()?
+                .unwrap_or_default(),
+        };
+        self.cities(ctx, &ids).await
+    }
+
+    /// Organizers that are not member cities, e.g. UNESCO.
+    async fn organizations(&self) -> &[String] {
+        &self.activity.organizations
+    }
+
+    /// Creative fields it concerns.
+    async fn fields(&self) -> Vec<CreativeField> {
+        self.activity.fields.iter().map(|f| (*f).into()).collect()
+    }
+
+    /// Themes.
+    async fn themes(&self) -> &[String] {
+        &self.activity.themes
+    }
+
+    /// Stated objectives.
+    async fn objectives(&self) -> &[String] {
+        &self.activity.objectives
+    }
+
+    /// Documents: communiqués, publications, programmes, websites.
+    async fn documents(&self, ctx: &Context<'_>) -> Result<Vec<DocumentObject>> {
+        let docs = match &self.related {
+            Some(r) => r.documents.clone(),
+            None => loaders(ctx)
+                .documents
+                .load_one(self.activity.id)
+                .await
+                .api()?
+                .unwrap_or_default(),
+        };
+        Ok(docs.into_iter().map(DocumentObject).collect())
+    }
+
+    /// The city that published it; null when the secretariat did.
+    async fn published_by(&self, ctx: &Context<'_>) -> Result<Option<CityObject>> {
+        match self.activity.published_by {
+            Some(id) => self.city(ctx, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// When it was first published; null for a draft.
+    async fn published_at(&self) -> Option<DateTime> {
+        self.activity.published_at.map(DateTime)
+    }
+
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.activity.updated_at)
+    }
+
+    /// Increments on every change; pass it as `expectedVersion` to update safely.
+    async fn version(&self) -> i32 {
+        self.activity.version
+    }
+
+    /// Why it was cancelled, when it was and a reason was given.
+    async fn cancel_reason(&self) -> Option<&str> {
+        self.activity.cancel_reason.as_deref()
+    }
+}
+
+#[Object(name = "Document")]
+impl DocumentObject {
+    /// Stable identifier.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// What the document is.
+    async fn kind(&self) -> DocumentKind {
+        self.0.kind.into()
+    }
+
+    /// Title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    /// Where to read it.
+    async fn url(&self) -> Option<&str> {
+        self.0.url.as_deref()
+    }
+
+    /// When it was issued.
+    async fn issued_on(&self) -> Option<Date> {
+        self.0.issued_on.map(Date)
+    }
+
+    /// How exact `issuedOn` is (a publication may be known by month only).
+    async fn issued_precision(&self) -> DatePrecision {
+        self.0.issued_precision.into()
+    }
+
+    /// Editors, for publications.
+    async fn editors(&self) -> &[String] {
+        &self.0.editors
+    }
+}

@@ -1,0 +1,81 @@
+//! `City`.
+
+use async_graphql::{Context, ID, Object, Result};
+use cityhub_domain as d;
+
+use crate::enums::{ActivityOrder, CreativeField};
+use crate::inputs::ActivityFilterInput;
+use crate::objects::connection::ActivityConnection;
+use crate::query::list_activities;
+
+/// A member city of the network.
+pub struct CityObject(pub d::City);
+
+#[Object(name = "City")]
+impl CityObject {
+    /// Stable identifier.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// Stable, URL-safe name, e.g. `santa-fe`.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+
+    /// Name as the city writes it, e.g. `Montréal`.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// ISO 3166-1 alpha-2 country code.
+    async fn country(&self) -> &str {
+        &self.0.country
+    }
+
+    /// Creative fields of its designation.
+    async fn fields(&self) -> Vec<CreativeField> {
+        self.0.fields.iter().map(|f| (*f).into()).collect()
+    }
+
+    /// Year it joined the network.
+    async fn member_since(&self) -> i32 {
+        self.0.member_since
+    }
+
+    /// Official website.
+    async fn website(&self) -> Option<&str> {
+        self.0.website.as_deref()
+    }
+
+    /// Latitude in degrees.
+    async fn latitude(&self) -> Option<f64> {
+        self.0.latitude
+    }
+
+    /// Longitude in degrees.
+    async fn longitude(&self) -> Option<f64> {
+        self.0.longitude
+    }
+
+    /// Activities this city hosts, is the venue of, or joined.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 1000) as usize * child_complexity + 2")]
+    async fn activities(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ActivityFilterInput>,
+        order_by: Option<ActivityOrder>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<ActivityConnection> {
+        list_activities(
+            ctx,
+            filter,
+            order_by.unwrap_or(ActivityOrder::StartDateDesc),
+            first.unwrap_or(20),
+            after,
+            Some(&self.0.slug),
+        )
+        .await
+    }
+}

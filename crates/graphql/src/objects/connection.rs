@@ -1,0 +1,193 @@
+//! Relay connections of activities and cities, with keyset cursors and a
+//! `totalCount` computed only when asked for.
+
+use async_graphql::{Context, Object, Result, SimpleObject};
+use cityhub_domain::ActivityOrder;
+use cityhub_storage::repo::activity::cursor_of;
+use cityhub_storage::{
+    ActivityFilter, ActivityRepo, CityFilter, CityRepo, Cursor, Page, ReadScope,
+};
+
+use crate::error::ResultExt;
+use crate::objects::activity::ActivityObject;
+use crate::objects::city::CityObject;
+use crate::state::hub;
+
+/// Where a page stands in its listing.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct PageInfo {
+    /// Whether rows follow this page.
+    pub has_next_page: bool,
+    /// Whether rows precede this page (true when the page started after a cursor).
+    pub has_previous_page: bool,
+    /// Cursor of the first row of the page.
+    pub start_cursor: Option<String>,
+    /// Cursor of the last row of the page; pass it as `after` for the next page.
+    pub end_cursor: Option<String>,
+}
+
+/// One activity of a page, with its cursor.
+pub struct ActivityEdge {
+    cursor: String,
+    node: ActivityObject,
+}
+
+#[Object]
+impl ActivityEdge {
+    /// Opaque position of this row; pass it as `after` to continue after it.
+    async fn cursor(&self) -> &str {
+        &self.cursor
+    }
+
+    /// The activity.
+    async fn node(&self) -> &ActivityObject {
+        &self.node
+    }
+}
+
+/// A page of activities.
+pub struct ActivityConnection {
+    edges: Vec<ActivityEdge>,
+    page_info: PageInfo,
+    scope: ReadScope,
+    filter: ActivityFilter,
+}
+
+impl ActivityConnection {
+    /// Builds the connection of a fetched page.
+    pub fn new(
+        page: Page<cityhub_domain::Activity>,
+        order: ActivityOrder,
+        after: bool,
+        scope: ReadScope,
+        filter: ActivityFilter,
+    ) -> Self {
+        let edges: Vec<ActivityEdge> = page
+            .items
+            .into_iter()
+            .map(|a| ActivityEdge {
+                cursor: cursor_of(&a, order).encode(),
+                node: ActivityObject::new(a),
+            })
+            .collect();
+        let page_info = PageInfo {
+            has_next_page: page.has_next,
+            has_previous_page: after,
+            start_cursor: edges.first().map(|e| e.cursor.clone()),
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        };
+        Self {
+            edges,
+            page_info,
+            scope,
+            filter,
+        }
+    }
+}
+
+#[Object]
+impl ActivityConnection {
+    /// The rows of the page, each with its cursor.
+    async fn edges(&self) -> &[ActivityEdge] {
+        &self.edges
+    }
+
+    /// The activities of the page.
+    async fn nodes(&self) -> Vec<&ActivityObject> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
+
+    /// Where the page stands.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+
+    /// How many activities match the filter in all (one extra query, made only when asked for).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        let n = ActivityRepo::count(hub(ctx).service.db().conn(), self.scope, &self.filter)
+            .await
+            .api()?;
+        Ok(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+/// One city of a page, with its cursor.
+pub struct CityEdge {
+    cursor: String,
+    node: CityObject,
+}
+
+#[Object]
+impl CityEdge {
+    /// Opaque position of this row; pass it as `after` to continue after it.
+    async fn cursor(&self) -> &str {
+        &self.cursor
+    }
+
+    /// The city.
+    async fn node(&self) -> &CityObject {
+        &self.node
+    }
+}
+
+/// A page of member cities, ordered by name.
+pub struct CityConnection {
+    edges: Vec<CityEdge>,
+    page_info: PageInfo,
+    filter: CityFilter,
+}
+
+impl CityConnection {
+    /// Builds the connection of a fetched page.
+    pub fn new(
+        page: Page<cityhub_domain::City>,
+        after: Option<&Cursor>,
+        filter: CityFilter,
+    ) -> Self {
+        let edges: Vec<CityEdge> = page
+            .items
+            .into_iter()
+            .map(|c| CityEdge {
+                cursor: CityRepo::cursor_of(&c).encode(),
+                node: CityObject(c),
+            })
+            .collect();
+        let page_info = PageInfo {
+            has_next_page: page.has_next,
+            has_previous_page: after.is_some(),
+            start_cursor: edges.first().map(|e| e.cursor.clone()),
+            end_cursor: edges.last().map(|e| e.cursor.clone()),
+        };
+        Self {
+            edges,
+            page_info,
+            filter,
+        }
+    }
+}
+
+#[Object]
+impl CityConnection {
+    /// The rows of the page, each with its cursor.
+    async fn edges(&self) -> &[CityEdge] {
+        &self.edges
+    }
+
+    /// The cities of the page.
+    async fn nodes(&self) -> Vec<&CityObject> {
+        self.edges.iter().map(|e| &e.node).collect()
+    }
+
+    /// Where the page stands.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+
+    /// How many cities match the filter in all.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        let n = CityRepo::count(hub(ctx).service.db().conn(), &self.filter)
+            .await
+            .api()?;
+        Ok(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}

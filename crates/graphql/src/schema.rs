@@ -1,0 +1,107 @@
+//! Building the schema: roots, limits, federation, and the extension that
+//! gives parse and validation errors the contract's codes.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{
+    SDLExportOptions, Schema, ServerError, ServerResult, ValidationResult, Variables,
+};
+
+use crate::error::Code;
+use crate::mutation::Mutation;
+use crate::query::Query;
+use crate::state::{ApiSettings, HubState};
+use crate::subscription::SubscriptionRoot;
+
+/// The hub's schema type.
+pub type HubSchema = Schema<Query, Mutation, SubscriptionRoot>;
+
+/// Gives parse, depth and complexity errors the contract's codes.
+struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+fn with_code(mut err: ServerError, code: Code) -> ServerError {
+    err.extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code.as_str());
+    err
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|e| {
+            let code = if e.message.starts_with("The recursion depth") {
+                Code::QueryTooDeep
+            } else {
+                Code::GraphqlParseFailed
+            };
+            with_code(e, code)
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let code = match e.message.as_str() {
+                        "Query is nested too deep." => Code::QueryTooDeep,
+                        "Query is too complex." => Code::QueryTooComplex,
+                        _ => Code::GraphqlValidationFailed,
+                    };
+                    with_code(e, code)
+                })
+                .collect()
+        })
+    }
+}
+
+/// The schema with its limits, without data: enough to print the SDL.
+pub fn schema_builder(
+    settings: &ApiSettings,
+) -> async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRoot> {
+    Schema::build(Query, Mutation, SubscriptionRoot)
+        .limit_depth(settings.max_depth)
+        .limit_complexity(settings.max_complexity)
+        .limit_recursive_depth(settings.max_depth.max(32))
+        .enable_federation()
+        .extension(ErrorCodes)
+}
+
+/// The serving schema, with the hub's state.
+pub fn build_schema(state: HubState) -> HubSchema {
+    schema_builder(&state.settings).data(state).finish()
+}
+
+/// The SDL as `cityhub schema` prints it and `/schema.graphql` serves it:
+/// the federation v2 form, so a gateway can compose it as it stands.
+pub fn sdl() -> String {
+    schema_builder(&ApiSettings::default())
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().federation())
+}
+
+/// The SDL of an already built schema.
+pub fn sdl_of(schema: &HubSchema) -> String {
+    schema.sdl_with_options(SDLExportOptions::new().federation())
+}

@@ -1,0 +1,83 @@
+//! What resolvers reach through the context: the hub's shared state
+//! (schema data) and the request's own (principal and loaders).
+
+use std::sync::Arc;
+
+use async_graphql::Context;
+use cityhub_domain::Actor;
+use cityhub_storage::service::HubService;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Authenticator, Principal};
+use crate::loaders::Loaders;
+use crate::subscription::EventBus;
+
+/// API settings (`[api]` in `cityhub.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// The largest `first` a listing accepts.
+    pub max_page_size: u64,
+    /// Deepest nesting a query may have.
+    pub max_depth: usize,
+    /// Highest complexity a query may have.
+    pub max_complexity: usize,
+    /// The network's name, as `network { name }` answers.
+    pub network_name: String,
+    /// The network's founding year.
+    pub founded_year: i32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_page_size: 100,
+            max_depth: 12,
+            max_complexity: 20_000,
+            network_name: "UNESCO Creative Cities Network".into(),
+            founded_year: 2004,
+        }
+    }
+}
+
+/// The hub's shared state, schema data.
+pub struct HubState {
+    /// The write services (and the database).
+    pub service: HubService,
+    /// Token verification and issuing.
+    pub auth: Arc<Authenticator>,
+    /// API settings.
+    pub settings: ApiSettings,
+    /// Live event fan-out.
+    pub events: Arc<EventBus>,
+}
+
+/// The request's own data.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCtx {
+    /// The verified token's principal; `None` when anonymous.
+    pub principal: Option<Principal>,
+}
+
+static ANONYMOUS: Actor = Actor::Anonymous;
+
+/// The shared state.
+pub fn hub<'a>(ctx: &Context<'a>) -> &'a HubState {
+    ctx.data_unchecked::<HubState>()
+}
+
+/// The acting principal; `None` when anonymous.
+pub fn principal<'a>(ctx: &Context<'a>) -> Option<&'a Principal> {
+    ctx.data_opt::<RequestCtx>()
+        .and_then(|r| r.principal.as_ref())
+}
+
+/// The acting actor (anonymous when there is no token).
+pub fn actor<'a>(ctx: &Context<'a>) -> &'a Actor {
+    principal(ctx).map_or(&ANONYMOUS, |p| &p.actor)
+}
+
+/// The request's loaders.
+pub fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
+    ctx.data_unchecked::<Loaders>()
+}

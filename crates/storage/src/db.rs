@@ -1,0 +1,222 @@
+//! Connecting to SQLite or PostgreSQL, with pool limits, SQLite pragmas,
+//! migrations and a query counter that tests and metrics read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+};
+use sea_orm_migration::MigratorTrait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::error::StorageError;
+
+/// Database settings (`[database]` in `cityhub.toml`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    /// `sqlite://path.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// Seconds to wait for a new connection before failing.
+    pub connect_timeout_secs: u64,
+    /// Seconds a request waits for a pooled connection before failing.
+    pub acquire_timeout_secs: u64,
+    /// Seconds a statement may run before PostgreSQL cancels it.
+    pub statement_timeout_secs: u64,
+    /// Apply pending migrations at start-up.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://cityhub.db".into(),
+            max_connections: 16,
+            min_connections: 1,
+            connect_timeout_secs: 3,
+            acquire_timeout_secs: 3,
+            statement_timeout_secs: 10,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hides the password of a database URL, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// A connected database: the pool, its backend, and what the hub counts.
+#[derive(Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    queries: Arc<AtomicU64>,
+    /// SQLite allows one writer at a time; writers queue here instead of
+    /// failing with `SQLITE_BUSY` when a read transaction tries to upgrade.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Connects with the configured pool limits. SQLite files are created if
+    /// missing and put in WAL mode.
+    pub async fn connect(config: &DbConfig) -> Result<Self, StorageError> {
+        let mut options = ConnectOptions::new(config.url.clone());
+        let sqlite = config.url.starts_with("sqlite:");
+        options
+            .max_connections(config.max_connections.max(1))
+            .min_connections(config.min_connections)
+            .connect_timeout(Duration::from_secs(config.connect_timeout_secs))
+            .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
+            .idle_timeout(Duration::from_secs(300))
+            .sqlx_logging(false);
+        if sqlite {
+            options.map_sqlx_sqlite_opts(|o| {
+                o.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        } else {
+            let timeout_ms = config.statement_timeout_secs * 1000;
+            options.map_sqlx_postgres_opts(move |o| {
+                o.options([("statement_timeout", timeout_ms.to_string())])
+                    .application_name("cityhub")
+            });
+        }
+        let queries = Arc::new(AtomicU64::new(0));
+        let mut conn = Database::connect(options).await?;
+        let counter = queries.clone();
+        conn.set_metric_callback(move |_info| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        Ok(Self {
+            conn,
+            queries,
+            write_lock: sqlite.then(|| Arc::new(Mutex::new(()))),
+        })
+    }
+
+    /// The connection pool.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DatabaseBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// How many SQL statements this pool has run since it was opened.
+    pub fn query_count(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Open and idle connections of the pool.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DatabaseBackend::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => (0, 0),
+        }
+    }
+
+    /// Serializes writers on SQLite; a no-op guard on PostgreSQL.
+    pub async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        }
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.conn
+            .execute_unprepared("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(StorageError::from)
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate_up(&self) -> Result<(), DbErr> {
+        cityhub_migrations::Migrator::up(&self.conn, None).await
+    }
+
+    /// Rolls back the last `steps` migrations (all of them for `None`).
+    pub async fn migrate_down(&self, steps: Option<u32>) -> Result<(), DbErr> {
+        cityhub_migrations::Migrator::down(&self.conn, steps).await
+    }
+
+    /// Each migration's name and whether it is applied.
+    pub async fn migration_status(&self) -> Result<Vec<(String, bool)>, DbErr> {
+        let applied: Vec<String> = cityhub_migrations::Migrator::get_applied_migrations(&self.conn)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        Ok(cityhub_migrations::Migrator::migrations()
+            .iter()
+            .map(|m| {
+                let name = m.name().to_owned();
+                let done = applied.contains(&name);
+                (name, done)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,19 @@
+//! The `city_fields` table.
+
+use sea_orm::entity::prelude::*;
+
+/// One row of `city_fields`.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "city_fields")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub city_id: i64,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub field: String,
+}
+
+/// No relations are declared: queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,85 @@
+//! Storage errors: what went wrong with the database, classified so the API
+//! can answer with the right code and never show SQL to a client.
+
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The row does not exist (or is invisible to the caller).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule or a version check failed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached right now.
+    #[error("database unavailable")]
+    Unavailable(#[source] DbErr),
+    /// Anything else; logged in full, shown to clients as an internal error.
+    #[error("database error")]
+    Other(#[source] DbErr),
+}
+
+impl StorageError {
+    /// True if the error is a unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StorageError::Other(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))))
+    }
+
+    /// True if retrying the whole transaction may succeed (a serialization
+    /// failure or a lock that could not be taken in time).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StorageError::Other(e) => {
+                let text = e.to_string();
+                text.contains("could not serialize")
+                    || text.contains("deadlock detected")
+                    || text.contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<DbErr> for StorageError {
+    fn from(err: DbErr) -> Self {
+        if is_unavailable(&err) {
+            StorageError::Unavailable(err)
+        } else if matches!(err, DbErr::RecordNotFound(_)) {
+            StorageError::NotFound
+        } else {
+            StorageError::Other(err)
+        }
+    }
+}
+
+impl From<serde_json::Error> for StorageError {
+    fn from(err: serde_json::Error) -> Self {
+        StorageError::Other(DbErr::Json(err.to_string()))
+    }
+}
+
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(e) => match e.as_ref() {
+            Sqlx::Io(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed
+            | Sqlx::Tls(_) => true,
+            Sqlx::Protocol(_) => true,
+            // PostgreSQL's admin_shutdown / cannot_connect_now / connection failures.
+            Sqlx::Database(db) => db.code().is_some_and(|c| {
+                c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"
+            }),
+            _ => false,
+        },
+        RuntimeErr::Internal(_) => false,
+    }
+}

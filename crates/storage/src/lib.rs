@@ -1,0 +1,23 @@
+//! cityhub storage: sea-orm repositories over SQLite and PostgreSQL, and the
+//! services that run each write as one transaction.
+//!
+//! Invariants kept here, not at call sites: soft-deleted activities never
+//! come back from a read; drafts are visible only within a [`ReadScope`]
+//! that allows them; every write runs inside a transaction begun by a
+//! service, which also appends the audit record and the activity event.
+
+pub mod cursor;
+pub mod db;
+pub mod entities;
+pub mod error;
+pub mod repo;
+pub mod seed;
+pub mod service;
+pub mod time;
+
+pub use cursor::{Cursor, CursorError};
+pub use db::{Db, DbConfig};
+pub use error::StorageError;
+pub use repo::Page;
+pub use repo::activity::{ActivityFilter, ActivityRepo, ReadScope};
+pub use repo::city::{CityFilter, CityRepo, FieldCount, NetworkCounts};

@@ -1,0 +1,755 @@
+//! Activities: scoped finders, filtered keyset listings, relations loaded in
+//! batches, and the writes the services compose into transactions.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use cityhub_domain::{
+    Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
+    ActivityStatus, Actor, CityId, CreativeField, DatePrecision, Document, DocumentKind, text,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+};
+
+use super::{Page, in_list, json_list, to_json};
+use crate::cursor::{Cursor, CursorKey};
+use crate::entities::{activity, activity_city, activity_field, activity_theme, document};
+use crate::error::StorageError;
+use crate::time::{date_key, from_micros, now_micros};
+
+/// Role of a city in `activity_cities`.
+const HOST: &str = "HOST";
+/// Role of a city in `activity_cities`.
+const PARTICIPANT: &str = "PARTICIPANT";
+
+/// Whose drafts a read may see. Built from the actor, so no call site can
+/// forget it: soft-deleted rows and other cities' drafts never come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadScope {
+    /// Published and cancelled activities only.
+    Public,
+    /// Those plus this city's own drafts.
+    City(CityId),
+    /// Everything not deleted.
+    All,
+}
+
+impl ReadScope {
+    /// The scope an actor reads with.
+    pub fn for_actor(actor: &Actor) -> Self {
+        match actor {
+            Actor::Anonymous => ReadScope::Public,
+            Actor::City { id, .. } => ReadScope::City(*id),
+            Actor::Secretariat => ReadScope::All,
+        }
+    }
+
+    fn condition(self) -> Condition {
+        let base = Condition::all().add(activity::Column::DeletedAt.is_null());
+        match self {
+            ReadScope::All => base,
+            ReadScope::Public => {
+                base.add(activity::Column::Status.ne(ActivityStatus::Draft.as_str()))
+            }
+            ReadScope::City(id) => base.add(
+                Condition::any()
+                    .add(activity::Column::Status.ne(ActivityStatus::Draft.as_str()))
+                    .add(activity::Column::PublishedBy.eq(id)),
+            ),
+        }
+    }
+}
+
+/// Which activities a listing returns. Lists match any of their values;
+/// the filter's parts all apply.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityFilter {
+    /// Any of these kinds.
+    pub kinds: Vec<ActivityKind>,
+    /// Concerning any of these fields.
+    pub fields: Vec<CreativeField>,
+    /// Hosted by, held in, or joined by any of these city slugs.
+    pub cities: Vec<String>,
+    /// Held in or hosted from any of these countries.
+    pub countries: Vec<String>,
+    /// Ending on or after this day.
+    pub from: Option<NaiveDate>,
+    /// Starting on or before this day.
+    pub to: Option<NaiveDate>,
+    /// Any of these formats.
+    pub formats: Vec<ActivityFormat>,
+    /// Any of these statuses; `None` means published only.
+    pub statuses: Option<Vec<ActivityStatus>>,
+    /// Having any of these themes (case and accents folded).
+    pub themes: Vec<String>,
+    /// Full-text query over title, summary, description and themes.
+    pub text: Option<String>,
+}
+
+/// Repository of activities.
+pub struct ActivityRepo;
+
+/// Everything written for an activity, resolved to ids.
+#[derive(Debug, Clone)]
+pub struct ActivityWrite {
+    /// The validated input.
+    pub input: ActivityInput,
+    /// The slug to store.
+    pub slug: String,
+    /// Venue city id.
+    pub venue_city_id: Option<CityId>,
+    /// Host city ids in order, the publisher first.
+    pub hosts: Vec<CityId>,
+}
+
+fn parse<T>(text: &str, f: fn(&str) -> Option<T>, default: T) -> T {
+    f(text).unwrap_or(default)
+}
+
+fn to_activity(m: activity::Model, hosts: Vec<CityId>) -> Activity {
+    Activity {
+        id: m.id,
+        slug: m.slug,
+        kind: parse(&m.kind, ActivityKind::parse, ActivityKind::Other),
+        format: parse(&m.format, ActivityFormat::parse, ActivityFormat::InPerson),
+        status: parse(&m.status, ActivityStatus::parse, ActivityStatus::Draft),
+        title: m.title,
+        summary: m.summary,
+        description: m.description,
+        start_date: m.start_date,
+        end_date: m.end_date,
+        date_precision: parse(&m.date_precision, DatePrecision::parse, DatePrecision::Day),
+        venue: m.venue,
+        venue_city_id: m.venue_city_id,
+        organizations: json_list(&m.organizations),
+        fields: json_list(&m.fields),
+        themes: json_list(&m.themes),
+        objectives: json_list(&m.objectives),
+        published_by: m.published_by,
+        hosts,
+        published_at: m.published_at.map(from_micros),
+        updated_at: from_micros(m.updated_at),
+        version: m.version,
+        cancel_reason: m.cancel_reason,
+    }
+}
+
+/// The cursor of an activity in `order`.
+pub fn cursor_of(activity: &Activity, order: ActivityOrder) -> Cursor {
+    let key = match order {
+        ActivityOrder::StartDateDesc | ActivityOrder::StartDateAsc => {
+            CursorKey::Int(i64::from(date_key(activity.start_date)))
+        }
+        ActivityOrder::UpdatedAtDesc => CursorKey::Int(activity.updated_at.timestamp_micros()),
+        ActivityOrder::TitleAsc => CursorKey::Text(text::fold(&activity.title)),
+    };
+    Cursor {
+        order: order.as_str().to_owned(),
+        key,
+        id: activity.id,
+    }
+}
+
+fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condition {
+    let mut cond = Condition::all();
+    let statuses = filter
+        .statuses
+        .clone()
+        .unwrap_or_else(|| vec![ActivityStatus::Published]);
+    cond = cond.add(activity::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
+    if !filter.kinds.is_empty() {
+        cond = cond.add(activity::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
+    }
+    if !filter.formats.is_empty() {
+        cond = cond.add(activity::Column::Format.is_in(filter.formats.iter().map(|f| f.as_str())));
+    }
+    if !filter.fields.is_empty() {
+        let (marks, values) = in_list(filter.fields.iter().map(|f| f.as_str()));
+        cond = cond.add(Expr::cust_with_values(
+            format!(
+                "activities.id IN (SELECT activity_id FROM activity_fields WHERE field IN {marks})"
+            ),
+            values,
+        ));
+    }
+    if !filter.themes.is_empty() {
+        let (marks, values) = in_list(filter.themes.iter().map(|t| text::fold(t.trim())));
+        cond = cond.add(Expr::cust_with_values(
+            format!("activities.id IN (SELECT activity_id FROM activity_themes WHERE theme_key IN {marks})"),
+            values,
+        ));
+    }
+    if !filter.cities.is_empty() {
+        let (marks, mut values) = in_list(filter.cities.iter().cloned());
+        values.extend(values.clone());
+        cond = cond.add(Expr::cust_with_values(
+            format!(
+                "(activities.venue_city_id IN (SELECT id FROM cities WHERE slug IN {marks}) \
+                 OR activities.id IN (SELECT ac.activity_id FROM activity_cities ac JOIN cities c ON c.id = ac.city_id \
+                 WHERE c.slug IN {marks}))"
+            ),
+            values,
+        ));
+    }
+    if !filter.countries.is_empty() {
+        let (marks, mut values) = in_list(filter.countries.iter().map(|c| c.to_ascii_uppercase()));
+        values.extend(values.clone());
+        cond = cond.add(Expr::cust_with_values(
+            format!(
+                "(activities.venue_city_id IN (SELECT id FROM cities WHERE country IN {marks}) \
+                 OR activities.id IN (SELECT ac.activity_id FROM activity_cities ac JOIN cities c ON c.id = ac.city_id \
+                 WHERE ac.role = 'HOST' AND c.country IN {marks}))"
+            ),
+            values,
+        ));
+    }
+    if let Some(from) = filter.from {
+        cond = cond.add(activity::Column::EndKey.gte(date_key(Some(from))));
+    }
+    if let Some(to) = filter.to {
+        cond = cond
+            .add(activity::Column::StartKey.lte(date_key(Some(to))))
+            .add(activity::Column::StartKey.gt(0));
+    }
+    if let Some(query) = &filter.text {
+        let terms = text::search_terms(query, 16);
+        if terms.is_empty() {
+            // Nothing searchable (only punctuation): matches nothing, as a
+            // search for nothing should.
+            cond = cond.add(Expr::cust("1 = 0"));
+        } else if backend == DatabaseBackend::Postgres {
+            let tsquery = terms
+                .iter()
+                .map(|t| format!("{t}:*"))
+                .collect::<Vec<_>>()
+                .join(" & ");
+            cond = cond.add(Expr::cust_with_values(
+                "activities.search @@ to_tsquery('simple', ?)",
+                [tsquery],
+            ));
+        } else {
+            let fts = terms
+                .iter()
+                .map(|t| format!("\"{t}\"*"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            cond = cond.add(Expr::cust_with_values(
+                "activities.id IN (SELECT rowid FROM activity_fts WHERE activity_fts MATCH ?)",
+                [fts],
+            ));
+        }
+    }
+    cond
+}
+
+fn keyset(order: ActivityOrder, cursor: &Cursor) -> Condition {
+    use activity::Column as C;
+    let id = cursor.id;
+    let (column, descending) = match order {
+        ActivityOrder::StartDateDesc => (C::StartKey, true),
+        ActivityOrder::StartDateAsc => (C::StartKey, false),
+        ActivityOrder::UpdatedAtDesc => (C::UpdatedAt, true),
+        ActivityOrder::TitleAsc => (C::TitleKey, false),
+    };
+    let value: sea_orm::Value = match &cursor.key {
+        CursorKey::Int(k) => (*k).into(),
+        CursorKey::Text(k) => k.clone().into(),
+    };
+    if descending {
+        Condition::any()
+            .add(column.lt(value.clone()))
+            .add(Condition::all().add(column.eq(value)).add(C::Id.lt(id)))
+    } else {
+        Condition::any()
+            .add(column.gt(value.clone()))
+            .add(Condition::all().add(column.eq(value)).add(C::Id.gt(id)))
+    }
+}
+
+fn ordered(query: Select<activity::Entity>, order: ActivityOrder) -> Select<activity::Entity> {
+    use activity::Column as C;
+    match order {
+        ActivityOrder::StartDateDesc => query.order_by_desc(C::StartKey).order_by_desc(C::Id),
+        ActivityOrder::StartDateAsc => query.order_by_asc(C::StartKey).order_by_asc(C::Id),
+        ActivityOrder::UpdatedAtDesc => query.order_by_desc(C::UpdatedAt).order_by_desc(C::Id),
+        ActivityOrder::TitleAsc => query.order_by_asc(C::TitleKey).order_by_asc(C::Id),
+    }
+}
+
+impl ActivityRepo {
+    async fn with_hosts(
+        db: &impl ConnectionTrait,
+        models: Vec<activity::Model>,
+    ) -> Result<Vec<Activity>, StorageError> {
+        let ids: Vec<ActivityId> = models.iter().map(|m| m.id).collect();
+        let mut hosts = Self::cities_of(db, &ids, HOST).await?;
+        Ok(models
+            .into_iter()
+            .map(|m| {
+                let h = hosts.remove(&m.id).unwrap_or_default();
+                to_activity(m, h)
+            })
+            .collect())
+    }
+
+    /// The activity with this id, if the scope may see it.
+    pub async fn find_by_id(
+        db: &impl ConnectionTrait,
+        scope: ReadScope,
+        id: ActivityId,
+    ) -> Result<Option<Activity>, StorageError> {
+        let model = activity::Entity::find_by_id(id)
+            .filter(scope.condition())
+            .one(db)
+            .await?;
+        Ok(Self::with_hosts(db, model.into_iter().collect())
+            .await?
+            .pop())
+    }
+
+    /// The activity with this slug, if the scope may see it.
+    pub async fn find_by_slug(
+        db: &impl ConnectionTrait,
+        scope: ReadScope,
+        slug: &str,
+    ) -> Result<Option<Activity>, StorageError> {
+        let model = activity::Entity::find()
+            .filter(activity::Column::Slug.eq(slug))
+            .filter(scope.condition())
+            .one(db)
+            .await?;
+        Ok(Self::with_hosts(db, model.into_iter().collect())
+            .await?
+            .pop())
+    }
+
+    /// The activity with this id, including deleted ones and every draft,
+    /// locked for update on PostgreSQL (for the services' permission checks).
+    pub async fn find_for_update(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+    ) -> Result<Option<(Activity, bool)>, StorageError> {
+        let mut query = activity::Entity::find_by_id(id);
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            query = query.lock_exclusive();
+        }
+        let Some(model) = query.one(db).await? else {
+            return Ok(None);
+        };
+        let deleted = model.deleted_at.is_some();
+        Ok(Self::with_hosts(db, vec![model])
+            .await?
+            .pop()
+            .map(|a| (a, deleted)))
+    }
+
+    /// Activities by id regardless of scope (the caller filters visibility).
+    pub async fn find_by_ids_unscoped(
+        db: &impl ConnectionTrait,
+        ids: &[ActivityId],
+    ) -> Result<HashMap<ActivityId, Activity>, StorageError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let models = activity::Entity::find()
+            .filter(activity::Column::Id.is_in(ids.iter().copied()))
+            .all(db)
+            .await?;
+        Ok(Self::with_hosts(db, models)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect())
+    }
+
+    /// One page of matching activities in `order`, strictly after `after`.
+    /// Two queries, whatever the page size: the rows and their hosts.
+    pub async fn page(
+        db: &impl ConnectionTrait,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        order: ActivityOrder,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Activity>, StorageError> {
+        let mut query = activity::Entity::find()
+            .filter(scope.condition())
+            .filter(filter_condition(filter, db.get_database_backend()));
+        if let Some(cursor) = after {
+            query = query.filter(keyset(order, cursor));
+        }
+        let mut models = ordered(query, order).limit(first + 1).all(db).await?;
+        let has_next = models.len() as u64 > first;
+        models.truncate(first as usize);
+        Ok(Page {
+            items: Self::with_hosts(db, models).await?,
+            has_next,
+        })
+    }
+
+    /// How many activities match (for `totalCount`).
+    pub async fn count(
+        db: &impl ConnectionTrait,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+    ) -> Result<u64, StorageError> {
+        Ok(activity::Entity::find()
+            .filter(scope.condition())
+            .filter(filter_condition(filter, db.get_database_backend()))
+            .count(db)
+            .await?)
+    }
+
+    async fn cities_of(
+        db: &impl ConnectionTrait,
+        ids: &[ActivityId],
+        role: &str,
+    ) -> Result<HashMap<ActivityId, Vec<CityId>>, StorageError> {
+        let mut out: HashMap<ActivityId, Vec<CityId>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = activity_city::Entity::find()
+            .filter(activity_city::Column::ActivityId.is_in(ids.iter().copied()))
+            .filter(activity_city::Column::Role.eq(role))
+            .order_by_asc(activity_city::Column::ActivityId)
+            .order_by_asc(activity_city::Column::Position)
+            .all(db)
+            .await?;
+        for row in rows {
+            out.entry(row.activity_id).or_default().push(row.city_id);
+        }
+        Ok(out)
+    }
+
+    /// Participant city ids of these activities (one query).
+    pub async fn participants_of(
+        db: &impl ConnectionTrait,
+        ids: &[ActivityId],
+    ) -> Result<HashMap<ActivityId, Vec<CityId>>, StorageError> {
+        Self::cities_of(db, ids, PARTICIPANT).await
+    }
+
+    /// Documents of these activities, in order (one query).
+    pub async fn documents_of(
+        db: &impl ConnectionTrait,
+        ids: &[ActivityId],
+    ) -> Result<HashMap<ActivityId, Vec<Document>>, StorageError> {
+        let mut out: HashMap<ActivityId, Vec<Document>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = document::Entity::find()
+            .filter(document::Column::ActivityId.is_in(ids.iter().copied()))
+            .order_by_asc(document::Column::ActivityId)
+            .order_by_asc(document::Column::Position)
+            .all(db)
+            .await?;
+        for m in rows {
+            out.entry(m.activity_id).or_default().push(Document {
+                id: m.id,
+                activity_id: m.activity_id,
+                kind: parse(&m.kind, DocumentKind::parse, DocumentKind::Other),
+                title: m.title,
+                url: m.url,
+                issued_on: m.issued_on,
+                issued_precision: parse(
+                    &m.issued_precision,
+                    DatePrecision::parse,
+                    DatePrecision::Day,
+                ),
+                editors: json_list(&m.editors),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether an activity (deleted or not) has this slug.
+    pub async fn slug_taken(db: &impl ConnectionTrait, slug: &str) -> Result<bool, StorageError> {
+        Ok(activity::Entity::find()
+            .filter(activity::Column::Slug.eq(slug))
+            .count(db)
+            .await?
+            > 0)
+    }
+
+    fn columns(write: &ActivityWrite) -> activity::ActiveModel {
+        let i = &write.input;
+        activity::ActiveModel {
+            slug: Set(write.slug.clone()),
+            kind: Set(i.kind.as_str().to_owned()),
+            format: Set(i.format.as_str().to_owned()),
+            title: Set(i.title.clone()),
+            title_key: Set(text::fold(&i.title)),
+            summary: Set(i.summary.clone()),
+            description: Set(i.description.clone()),
+            start_date: Set(i.start_date),
+            end_date: Set(i.end_date),
+            date_precision: Set(i.date_precision.as_str().to_owned()),
+            start_key: Set(date_key(i.start_date)),
+            end_key: Set(date_key(i.end_date.or(i.start_date))),
+            venue: Set(i.venue.clone()),
+            venue_city_id: Set(write.venue_city_id),
+            organizations: Set(to_json(&i.organizations)),
+            fields: Set(to_json(&i.fields)),
+            themes: Set(to_json(&i.themes)),
+            objectives: Set(to_json(&i.objectives)),
+            search_text: Set(i.search_document()),
+            ..Default::default()
+        }
+    }
+
+    /// Inserts a new activity with its relations; returns its id.
+    pub async fn insert(
+        db: &impl ConnectionTrait,
+        write: &ActivityWrite,
+        status: ActivityStatus,
+        published_by: Option<CityId>,
+    ) -> Result<ActivityId, StorageError> {
+        let now = now_micros();
+        let mut model = Self::columns(write);
+        model.status = Set(status.as_str().to_owned());
+        model.published_by = Set(published_by);
+        model.published_at = Set((status != ActivityStatus::Draft).then_some(now));
+        model.created_at = Set(now);
+        model.updated_at = Set(now);
+        model.version = Set(1);
+        let id = model.insert(db).await?.id;
+        Self::write_relations(db, id, write, false).await?;
+        Ok(id)
+    }
+
+    /// Replaces an activity's values and relations if its version is still
+    /// `version`; returns the new version, or a conflict.
+    pub async fn replace(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+        write: &ActivityWrite,
+        version: i32,
+    ) -> Result<i32, StorageError> {
+        let mut model = Self::columns(write);
+        model.updated_at = Set(now_micros());
+        model.version = Set(version + 1);
+        let result = activity::Entity::update_many()
+            .set(model)
+            .filter(activity::Column::Id.eq(id))
+            .filter(activity::Column::Version.eq(version))
+            .exec(db)
+            .await?;
+        if result.rows_affected != 1 {
+            return Err(StorageError::Conflict(
+                "the activity changed meanwhile".into(),
+            ));
+        }
+        Self::write_relations(db, id, write, true).await?;
+        Ok(version + 1)
+    }
+
+    /// Changes status (and what goes with it) if the version is still
+    /// `version`; returns the new version.
+    pub async fn set_status(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+        version: i32,
+        status: ActivityStatus,
+        cancel_reason: Option<String>,
+        first_publication: bool,
+    ) -> Result<i32, StorageError> {
+        let now = now_micros();
+        let mut update = activity::Entity::update_many()
+            .col_expr(activity::Column::Status, Expr::value(status.as_str()))
+            .col_expr(activity::Column::CancelReason, Expr::value(cancel_reason))
+            .col_expr(activity::Column::UpdatedAt, Expr::value(now))
+            .col_expr(activity::Column::Version, Expr::value(version + 1));
+        if first_publication {
+            update = update.col_expr(activity::Column::PublishedAt, Expr::value(now));
+        }
+        Self::bump_checked(db, update, id, version).await
+    }
+
+    /// Marks an activity deleted (it disappears from every read); frees
+    /// nothing, so its id and slug are never reused.
+    pub async fn soft_delete(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+        version: i32,
+    ) -> Result<i32, StorageError> {
+        let now = now_micros();
+        let update = activity::Entity::update_many()
+            .col_expr(activity::Column::DeletedAt, Expr::value(now))
+            .col_expr(activity::Column::UpdatedAt, Expr::value(now))
+            .col_expr(activity::Column::Version, Expr::value(version + 1));
+        Self::bump_checked(db, update, id, version).await
+    }
+
+    /// Adds (or removes) a participant; returns the new version, or the
+    /// same one when nothing changed.
+    pub async fn set_participant(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+        version: i32,
+        city: CityId,
+        join: bool,
+    ) -> Result<i32, StorageError> {
+        let existing = activity_city::Entity::find()
+            .filter(activity_city::Column::ActivityId.eq(id))
+            .filter(activity_city::Column::Role.eq(PARTICIPANT))
+            .all(db)
+            .await?;
+        let present = existing.iter().any(|r| r.city_id == city);
+        if present == join {
+            return Ok(version);
+        }
+        if join {
+            let position = existing.iter().map(|r| r.position).max().unwrap_or(-1) + 1;
+            activity_city::Entity::insert(activity_city::ActiveModel {
+                activity_id: Set(id),
+                role: Set(PARTICIPANT.to_owned()),
+                city_id: Set(city),
+                position: Set(position),
+            })
+            .exec_without_returning(db)
+            .await?;
+        } else {
+            activity_city::Entity::delete_many()
+                .filter(activity_city::Column::ActivityId.eq(id))
+                .filter(activity_city::Column::Role.eq(PARTICIPANT))
+                .filter(activity_city::Column::CityId.eq(city))
+                .exec(db)
+                .await?;
+        }
+        let update = activity::Entity::update_many()
+            .col_expr(activity::Column::UpdatedAt, Expr::value(now_micros()))
+            .col_expr(activity::Column::Version, Expr::value(version + 1));
+        Self::bump_checked(db, update, id, version).await
+    }
+
+    async fn bump_checked(
+        db: &impl ConnectionTrait,
+        update: sea_orm::UpdateMany<activity::Entity>,
+        id: ActivityId,
+        version: i32,
+    ) -> Result<i32, StorageError> {
+        let result = update
+            .filter(activity::Column::Id.eq(id))
+            .filter(activity::Column::Version.eq(version))
+            .exec(db)
+            .await?;
+        if result.rows_affected != 1 {
+            return Err(StorageError::Conflict(
+                "the activity changed meanwhile".into(),
+            ));
+        }
+        Ok(version + 1)
+    }
+
+    async fn write_relations(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+        write: &ActivityWrite,
+        replace: bool,
+    ) -> Result<(), StorageError> {
+        if replace {
+            activity_city::Entity::delete_many()
+                .filter(activity_city::Column::ActivityId.eq(id))
+                .filter(activity_city::Column::Role.eq(HOST))
+                .exec(db)
+                .await?;
+            activity_field::Entity::delete_many()
+                .filter(activity_field::Column::ActivityId.eq(id))
+                .exec(db)
+                .await?;
+            activity_theme::Entity::delete_many()
+                .filter(activity_theme::Column::ActivityId.eq(id))
+                .exec(db)
+                .await?;
+            document::Entity::delete_many()
+                .filter(document::Column::ActivityId.eq(id))
+                .exec(db)
+                .await?;
+        }
+        let mut hosts = write.hosts.clone();
+        dedup_in_order(&mut hosts);
+        if !hosts.is_empty() {
+            let rows = hosts
+                .iter()
+                .enumerate()
+                .map(|(i, city)| activity_city::ActiveModel {
+                    activity_id: Set(id),
+                    role: Set(HOST.to_owned()),
+                    city_id: Set(*city),
+                    position: Set(i as i32),
+                });
+            activity_city::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await?;
+        }
+        if !write.input.fields.is_empty() {
+            let rows = write
+                .input
+                .fields
+                .iter()
+                .map(|f| activity_field::ActiveModel {
+                    activity_id: Set(id),
+                    field: Set(f.as_str().to_owned()),
+                });
+            activity_field::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await?;
+        }
+        let mut theme_keys: Vec<String> = write
+            .input
+            .themes
+            .iter()
+            .map(|t| text::fold(t.trim()))
+            .collect();
+        dedup_in_order(&mut theme_keys);
+        if !theme_keys.is_empty() {
+            let rows = theme_keys.into_iter().map(|k| activity_theme::ActiveModel {
+                activity_id: Set(id),
+                theme_key: Set(k),
+            });
+            activity_theme::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await?;
+        }
+        if !write.input.documents.is_empty() {
+            let rows =
+                write
+                    .input
+                    .documents
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| document::ActiveModel {
+                        activity_id: Set(id),
+                        position: Set(i as i32),
+                        kind: Set(d.kind.as_str().to_owned()),
+                        title: Set(d.title.clone()),
+                        url: Set(d.url.clone()),
+                        issued_on: Set(d.issued_on),
+                        issued_precision: Set(d.issued_precision.as_str().to_owned()),
+                        editors: Set(to_json(&d.editors)),
+                        ..Default::default()
+                    });
+            document::Entity::insert_many(rows)
+                .exec_without_returning(db)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn dedup_in_order<T: PartialEq + Clone>(items: &mut Vec<T>) {
+    let mut seen: Vec<T> = Vec::with_capacity(items.len());
+    items.retain(|x| {
+        if seen.contains(x) {
+            false
+        } else {
+            seen.push(x.clone());
+            true
+        }
+    });
+}

@@ -1,0 +1,358 @@
+//! Member cities: lookups, listings and the network's counts.
+
+use std::collections::HashMap;
+
+use cityhub_domain::{City, CityId, CityInput, CreativeField, text};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+};
+
+use super::{Page, in_list, json_list, to_json};
+use crate::cursor::{Cursor, CursorKey};
+use crate::entities::{city, city_field};
+use crate::error::StorageError;
+use crate::time::now_micros;
+
+/// Which cities a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct CityFilter {
+    /// Any of these fields.
+    pub fields: Vec<CreativeField>,
+    /// Any of these countries.
+    pub countries: Vec<String>,
+    /// Name contains this text (case and accents folded).
+    pub text: Option<String>,
+}
+
+/// Counts for one creative field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldCount {
+    /// The field.
+    pub field: CreativeField,
+    /// Member cities designated in it.
+    pub cities: i64,
+    /// Published activities concerning it.
+    pub activities: i64,
+}
+
+/// The network's overall counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkCounts {
+    /// Member cities.
+    pub cities: i64,
+    /// Distinct countries of member cities.
+    pub countries: i64,
+    /// Published activities.
+    pub activities: i64,
+    /// Per field.
+    pub fields: Vec<FieldCount>,
+}
+
+/// The cursor order name of city listings.
+pub const CITY_ORDER: &str = "CITY_NAME";
+
+/// Repository of member cities.
+pub struct CityRepo;
+
+fn to_city(m: city::Model) -> City {
+    City {
+        id: m.id,
+        slug: m.slug,
+        name: m.name,
+        country: m.country,
+        fields: json_list(&m.fields),
+        member_since: m.member_since,
+        website: m.website,
+        latitude: m.latitude,
+        longitude: m.longitude,
+    }
+}
+
+impl CityRepo {
+    /// The city with this slug.
+    pub async fn find_by_slug(
+        db: &impl ConnectionTrait,
+        slug: &str,
+    ) -> Result<Option<City>, StorageError> {
+        Ok(city::Entity::find()
+            .filter(city::Column::Slug.eq(slug))
+            .one(db)
+            .await?
+            .map(to_city))
+    }
+
+    /// The city with this id.
+    pub async fn find_by_id(
+        db: &impl ConnectionTrait,
+        id: CityId,
+    ) -> Result<Option<City>, StorageError> {
+        Ok(city::Entity::find_by_id(id).one(db).await?.map(to_city))
+    }
+
+    /// The cities with these ids, by id (one query).
+    pub async fn find_by_ids(
+        db: &impl ConnectionTrait,
+        ids: &[CityId],
+    ) -> Result<HashMap<CityId, City>, StorageError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(city::Entity::find()
+            .filter(city::Column::Id.is_in(ids.iter().copied()))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|m| (m.id, to_city(m)))
+            .collect())
+    }
+
+    /// Ids of the cities with these slugs; slugs not found are absent.
+    pub async fn ids_by_slugs(
+        db: &impl ConnectionTrait,
+        slugs: &[String],
+    ) -> Result<HashMap<String, CityId>, StorageError> {
+        if slugs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(city::Entity::find()
+            .filter(city::Column::Slug.is_in(slugs.iter().cloned()))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|m| (m.slug, m.id))
+            .collect())
+    }
+
+    fn condition(filter: &CityFilter) -> Condition {
+        let mut cond = Condition::all();
+        if !filter.fields.is_empty() {
+            let (marks, values) = in_list(filter.fields.iter().map(|f| f.as_str()));
+            cond = cond.add(Expr::cust_with_values(
+                format!("cities.id IN (SELECT city_id FROM city_fields WHERE field IN {marks})"),
+                values,
+            ));
+        }
+        if !filter.countries.is_empty() {
+            cond = cond.add(
+                city::Column::Country
+                    .is_in(filter.countries.iter().map(|c| c.to_ascii_uppercase())),
+            );
+        }
+        if let Some(text) = filter
+            .text
+            .as_deref()
+            .map(text::fold)
+            .filter(|t| !t.trim().is_empty())
+        {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            cond = cond.add(Expr::cust_with_values(
+                "cities.name_key LIKE ? ESCAPE '\\'",
+                [format!("%{escaped}%")],
+            ));
+        }
+        cond
+    }
+
+    /// One page of cities ordered by folded name.
+    pub async fn page(
+        db: &impl ConnectionTrait,
+        filter: &CityFilter,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Result<Page<City>, StorageError> {
+        let mut query = city::Entity::find().filter(Self::condition(filter));
+        if let Some(Cursor {
+            key: CursorKey::Text(key),
+            id,
+            ..
+        }) = after
+        {
+            query = query.filter(
+                Condition::any()
+                    .add(city::Column::NameKey.gt(key.clone()))
+                    .add(
+                        Condition::all()
+                            .add(city::Column::NameKey.eq(key.clone()))
+                            .add(city::Column::Id.gt(*id)),
+                    ),
+            );
+        }
+        let mut rows = query
+            .order_by_asc(city::Column::NameKey)
+            .order_by_asc(city::Column::Id)
+            .limit(first + 1)
+            .all(db)
+            .await?;
+        let has_next = rows.len() as u64 > first;
+        rows.truncate(first as usize);
+        Ok(Page {
+            items: rows.into_iter().map(to_city).collect(),
+            has_next,
+        })
+    }
+
+    /// The cursor of a city in the name order.
+    pub fn cursor_of(city: &City) -> Cursor {
+        Cursor {
+            order: CITY_ORDER.into(),
+            key: CursorKey::Text(text::fold(&city.name)),
+            id: city.id,
+        }
+    }
+
+    /// How many cities match.
+    pub async fn count(
+        db: &impl ConnectionTrait,
+        filter: &CityFilter,
+    ) -> Result<u64, StorageError> {
+        Ok(city::Entity::find()
+            .filter(Self::condition(filter))
+            .count(db)
+            .await?)
+    }
+
+    /// Inserts a validated city; a taken slug is a conflict.
+    pub async fn insert(
+        db: &impl ConnectionTrait,
+        input: &CityInput,
+    ) -> Result<City, StorageError> {
+        let now = now_micros();
+        let model = city::ActiveModel {
+            slug: Set(input.slug.clone()),
+            name: Set(input.name.clone()),
+            name_key: Set(text::fold(&input.name)),
+            country: Set(input.country.clone()),
+            fields: Set(to_json(&input.fields)),
+            member_since: Set(input.member_since),
+            website: Set(input.website.clone()),
+            latitude: Set(input.latitude),
+            longitude: Set(input.longitude),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        let inserted = model
+            .insert(db)
+            .await
+            .map_err(StorageError::from)
+            .map_err(|e| {
+                if e.is_unique_violation() {
+                    StorageError::Conflict(format!("city '{}' exists", input.slug))
+                } else {
+                    e
+                }
+            })?;
+        Self::write_fields(db, inserted.id, &input.fields).await?;
+        Ok(to_city(inserted))
+    }
+
+    /// Replaces a city's values (the slug stays).
+    pub async fn update(
+        db: &impl ConnectionTrait,
+        id: CityId,
+        input: &CityInput,
+    ) -> Result<City, StorageError> {
+        let model = city::ActiveModel {
+            id: Set(id),
+            name: Set(input.name.clone()),
+            name_key: Set(text::fold(&input.name)),
+            country: Set(input.country.clone()),
+            fields: Set(to_json(&input.fields)),
+            member_since: Set(input.member_since),
+            website: Set(input.website.clone()),
+            latitude: Set(input.latitude),
+            longitude: Set(input.longitude),
+            updated_at: Set(now_micros()),
+            ..Default::default()
+        };
+        let updated = model.update(db).await?;
+        city_field::Entity::delete_many()
+            .filter(city_field::Column::CityId.eq(id))
+            .exec(db)
+            .await?;
+        Self::write_fields(db, id, &input.fields).await?;
+        Ok(to_city(updated))
+    }
+
+    async fn write_fields(
+        db: &impl ConnectionTrait,
+        id: CityId,
+        fields: &[CreativeField],
+    ) -> Result<(), StorageError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let rows = fields.iter().map(|f| city_field::ActiveModel {
+            city_id: Set(id),
+            field: Set(f.as_str().to_owned()),
+        });
+        city_field::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+        Ok(())
+    }
+
+    /// The network's counts: cities, countries, published activities, and
+    /// the same per field (three grouped queries).
+    pub async fn network_counts(db: &impl ConnectionTrait) -> Result<NetworkCounts, StorageError> {
+        let backend = db.get_database_backend();
+        let totals = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT (SELECT COUNT(*) FROM cities) AS cities, \
+                        (SELECT COUNT(DISTINCT country) FROM cities) AS countries, \
+                        (SELECT COUNT(*) FROM activities WHERE status = 'PUBLISHED' AND deleted_at IS NULL) AS activities",
+            ))
+            .await?;
+        let (cities, countries, activities) = match totals {
+            Some(row) => (
+                row.try_get::<i64>("", "cities")?,
+                row.try_get::<i64>("", "countries")?,
+                row.try_get::<i64>("", "activities")?,
+            ),
+            None => (0, 0, 0),
+        };
+        let mut per_field: HashMap<String, (i64, i64)> = HashMap::new();
+        for row in db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT field, COUNT(*) AS n FROM city_fields GROUP BY field",
+            ))
+            .await?
+        {
+            per_field.entry(row.try_get("", "field")?).or_default().0 = row.try_get("", "n")?;
+        }
+        for row in db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT f.field AS field, COUNT(*) AS n FROM activity_fields f JOIN activities a ON a.id = f.activity_id \
+                 WHERE a.status = 'PUBLISHED' AND a.deleted_at IS NULL GROUP BY f.field",
+            ))
+            .await?
+        {
+            per_field.entry(row.try_get("", "field")?).or_default().1 = row.try_get("", "n")?;
+        }
+        let fields = CreativeField::ALL
+            .iter()
+            .map(|f| {
+                let (cities, activities) = per_field.get(f.as_str()).copied().unwrap_or_default();
+                FieldCount {
+                    field: *f,
+                    cities,
+                    activities,
+                }
+            })
+            .collect();
+        Ok(NetworkCounts {
+            cities,
+            countries,
+            activities,
+            fields,
+        })
+    }
+}

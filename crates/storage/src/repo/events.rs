@@ -1,0 +1,171 @@
+//! The activity event log: one row per committed change, appended in the
+//! change's own transaction, read by subscriptions from a sequence on.
+
+use cityhub_domain::{ActivityEventType, ActivityId, ActivityStatus, CityId};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
+};
+
+use crate::entities::activity_event;
+use crate::error::StorageError;
+use crate::time::{from_micros, now_micros};
+
+/// The PostgreSQL channel on which instances announce new events.
+pub const NOTIFY_CHANNEL: &str = "cityhub_events";
+
+/// Advisory lock key that orders event appends by commit on PostgreSQL.
+const APPEND_LOCK: i64 = 0x6369_7479_6875_62;
+
+/// One event of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Strictly increasing sequence number.
+    pub seq: i64,
+    /// The activity concerned.
+    pub activity_id: ActivityId,
+    /// What happened.
+    pub event_type: ActivityEventType,
+    /// When.
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    /// The acting city; `None` for the secretariat.
+    pub actor_city_id: Option<CityId>,
+    /// The activity's status after the change.
+    pub status: ActivityStatus,
+    /// The activity's publisher (for draft visibility).
+    pub published_by: Option<CityId>,
+}
+
+/// Repository of the event log.
+pub struct EventLog;
+
+fn to_record(m: activity_event::Model) -> EventRecord {
+    EventRecord {
+        seq: m.seq,
+        activity_id: m.activity_id,
+        event_type: ActivityEventType::parse(&m.event_type).unwrap_or(ActivityEventType::Updated),
+        occurred_at: from_micros(m.occurred_at),
+        actor_city_id: m.actor_city_id,
+        status: ActivityStatus::parse(&m.status).unwrap_or(ActivityStatus::Draft),
+        published_by: m.published_by,
+    }
+}
+
+impl EventLog {
+    /// Appends an event inside the change's transaction. On PostgreSQL it
+    /// first takes a transaction-scoped advisory lock, so sequence order is
+    /// commit order and a reader never sees seq N+1 before N; the commit
+    /// then announces the event with `NOTIFY` (payload: the sequence only).
+    pub async fn append(
+        db: &impl ConnectionTrait,
+        activity_id: ActivityId,
+        event_type: ActivityEventType,
+        actor_city_id: Option<CityId>,
+        status: ActivityStatus,
+        published_by: Option<CityId>,
+    ) -> Result<i64, StorageError> {
+        let postgres = db.get_database_backend() == DatabaseBackend::Postgres;
+        if postgres {
+            db.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [APPEND_LOCK.into()],
+            ))
+            .await?;
+        }
+        let seq = activity_event::ActiveModel {
+            activity_id: Set(activity_id),
+            event_type: Set(event_type.as_str().to_owned()),
+            occurred_at: Set(now_micros()),
+            actor_city_id: Set(actor_city_id),
+            status: Set(status.as_str().to_owned()),
+            published_by: Set(published_by),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?
+        .seq;
+        if postgres {
+            db.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [NOTIFY_CHANNEL.into(), seq.to_string().into()],
+            ))
+            .await?;
+        }
+        Ok(seq)
+    }
+
+    /// Up to `limit` events after `seq`, in order.
+    pub async fn after(
+        db: &impl ConnectionTrait,
+        seq: i64,
+        limit: u64,
+    ) -> Result<Vec<EventRecord>, StorageError> {
+        Ok(activity_event::Entity::find()
+            .filter(activity_event::Column::Seq.gt(seq))
+            .order_by_asc(activity_event::Column::Seq)
+            .limit(limit)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(to_record)
+            .collect())
+    }
+
+    /// The newest sequence number (0 when the log is empty).
+    pub async fn head(db: &impl ConnectionTrait) -> Result<i64, StorageError> {
+        let last = activity_event::Entity::find()
+            .order_by_desc(activity_event::Column::Seq)
+            .limit(1)
+            .one(db)
+            .await?;
+        Ok(last.map_or(0, |m| m.seq))
+    }
+
+    /// Deletes events older than `cutoff_micros`, keeping the newest one so
+    /// the sequence never appears to restart, and records the highest
+    /// sequence deleted (run it in a transaction). Returns how many went.
+    pub async fn prune(db: &impl ConnectionTrait, cutoff_micros: i64) -> Result<u64, StorageError> {
+        let head = Self::head(db).await?;
+        let backend = db.get_database_backend();
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT MAX(seq) AS last FROM activity_events WHERE occurred_at < $1 AND seq < $2",
+                [cutoff_micros.into(), head.into()],
+            ))
+            .await?;
+        let Some(last) = row.and_then(|r| r.try_get::<Option<i64>>("", "last").ok().flatten())
+        else {
+            return Ok(0);
+        };
+        let result = activity_event::Entity::delete_many()
+            .filter(activity_event::Column::Seq.lte(last))
+            .exec(db)
+            .await?;
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO hub_meta (key, value) VALUES ('events_pruned_through', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [last.into()],
+        ))
+        .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// The highest sequence number pruned so far (0 when none was): a
+    /// cursor before it can no longer be resumed.
+    pub async fn pruned_through(db: &impl ConnectionTrait) -> Result<i64, StorageError> {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT value FROM hub_meta WHERE key = 'events_pruned_through'",
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64>("", "value")?,
+            None => 0,
+        })
+    }
+}

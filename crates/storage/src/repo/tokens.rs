@@ -1,0 +1,195 @@
+//! Token records and signing keys.
+
+use cityhub_domain::{CityId, Role};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+
+use crate::entities::{signing_key, token};
+use crate::error::StorageError;
+use crate::time::{from_micros, now_micros};
+
+/// An issued token's record (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The token's `jti`.
+    pub id: String,
+    /// `city:<slug>` or `secretariat`.
+    pub subject: String,
+    /// Role.
+    pub role: Role,
+    /// The city, for city tokens.
+    pub city_id: Option<CityId>,
+    /// Free label.
+    pub label: Option<String>,
+    /// Signing key id.
+    pub kid: String,
+    /// Issued at.
+    pub issued_at: chrono::DateTime<chrono::Utc>,
+    /// Expires at.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Revoked at.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A signing key as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Key id (`kid`).
+    pub kid: String,
+    /// PKCS#8 DER of the Ed25519 private key.
+    pub private_der: Vec<u8>,
+    /// Base64url public key (JWK `x`).
+    pub public_x: String,
+    /// Created at (micros).
+    pub created_at: i64,
+    /// Retired at (micros): its tokens no longer verify.
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("kid", &self.kid)
+            .field("private_der", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+/// Repository of tokens and keys.
+pub struct TokenRepo;
+
+fn to_token(m: token::Model) -> TokenRecord {
+    TokenRecord {
+        id: m.id,
+        subject: m.subject,
+        role: Role::parse(&m.role).unwrap_or(Role::City),
+        city_id: m.city_id,
+        label: m.label,
+        kid: m.kid,
+        issued_at: from_micros(m.issued_at),
+        expires_at: from_micros(m.expires_at),
+        revoked_at: m.revoked_at.map(from_micros),
+    }
+}
+
+impl TokenRepo {
+    /// Records an issued token.
+    pub async fn insert(
+        db: &impl ConnectionTrait,
+        record: &TokenRecord,
+    ) -> Result<(), StorageError> {
+        token::ActiveModel {
+            id: Set(record.id.clone()),
+            subject: Set(record.subject.clone()),
+            role: Set(record.role.as_str().to_owned()),
+            city_id: Set(record.city_id),
+            label: Set(record.label.clone()),
+            kid: Set(record.kid.clone()),
+            issued_at: Set(record.issued_at.timestamp_micros()),
+            expires_at: Set(record.expires_at.timestamp_micros()),
+            revoked_at: Set(None),
+        }
+        .insert(db)
+        .await?;
+        Ok(())
+    }
+
+    /// The record of token `id`.
+    pub async fn find(
+        db: &impl ConnectionTrait,
+        id: &str,
+    ) -> Result<Option<TokenRecord>, StorageError> {
+        Ok(token::Entity::find_by_id(id.to_owned())
+            .one(db)
+            .await?
+            .map(to_token))
+    }
+
+    /// Every record, newest first.
+    pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<TokenRecord>, StorageError> {
+        Ok(token::Entity::find()
+            .order_by_desc(token::Column::IssuedAt)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(to_token)
+            .collect())
+    }
+
+    /// Revokes token `id`; false if there is no such token.
+    pub async fn revoke(db: &impl ConnectionTrait, id: &str) -> Result<bool, StorageError> {
+        let result = token::Entity::update_many()
+            .col_expr(token::Column::RevokedAt, Expr::value(now_micros()))
+            .filter(token::Column::Id.eq(id))
+            .filter(token::Column::RevokedAt.is_null())
+            .exec(db)
+            .await?;
+        if result.rows_affected == 1 {
+            return Ok(true);
+        }
+        Ok(Self::find(db, id).await?.is_some())
+    }
+
+    /// Ids of tokens revoked at or after `since_micros` (for the revocation cache).
+    pub async fn revoked_since(
+        db: &impl ConnectionTrait,
+        since_micros: i64,
+    ) -> Result<Vec<(String, i64)>, StorageError> {
+        Ok(token::Entity::find()
+            .filter(token::Column::RevokedAt.gte(since_micros))
+            .all(db)
+            .await?
+            .into_iter()
+            .filter_map(|m| m.revoked_at.map(|at| (m.id, at)))
+            .collect())
+    }
+
+    /// Every signing key, oldest first.
+    pub async fn keys(db: &impl ConnectionTrait) -> Result<Vec<KeyRecord>, StorageError> {
+        Ok(signing_key::Entity::find()
+            .order_by_asc(signing_key::Column::CreatedAt)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|m| KeyRecord {
+                kid: m.kid,
+                private_der: m.private_der,
+                public_x: m.public_x,
+                created_at: m.created_at,
+                retired_at: m.retired_at,
+            })
+            .collect())
+    }
+
+    /// Stores a new signing key.
+    pub async fn insert_key(
+        db: &impl ConnectionTrait,
+        key: &KeyRecord,
+    ) -> Result<(), StorageError> {
+        signing_key::ActiveModel {
+            kid: Set(key.kid.clone()),
+            private_der: Set(key.private_der.clone()),
+            public_x: Set(key.public_x.clone()),
+            created_at: Set(key.created_at),
+            retired_at: Set(key.retired_at),
+        }
+        .insert(db)
+        .await?;
+        Ok(())
+    }
+
+    /// Retires key `kid`: tokens it signed stop verifying.
+    pub async fn retire_key(db: &impl ConnectionTrait, kid: &str) -> Result<bool, StorageError> {
+        let result = signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::RetiredAt, Expr::value(now_micros()))
+            .filter(signing_key::Column::Kid.eq(kid))
+            .filter(signing_key::Column::RetiredAt.is_null())
+            .exec(db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+}

@@ -1,0 +1,783 @@
+//! Write services: each public method is one unit of work — validation,
+//! permission check, the change, its audit record and its event — run in a
+//! single transaction. A method that returns `Ok` has committed; one that
+//! returns `Err` has changed nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use cityhub_domain::{
+    Action, Activity, ActivityEventType, ActivityId, ActivityInput, ActivityPatch, ActivityStatus,
+    Actor, City, CityId, CityInput, CityPatch, Denied, DocumentInput, FieldError, Limits, Policy,
+    text,
+};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Set, TransactionTrait,
+};
+use sha2::{Digest, Sha256};
+
+use crate::db::Db;
+use crate::entities::idempotency_key;
+use crate::error::StorageError;
+use crate::repo::activity::{ActivityRepo, ActivityWrite, ReadScope};
+use crate::repo::audit::AuditRepo;
+use crate::repo::city::CityRepo;
+use crate::repo::events::EventLog;
+use crate::time::now_micros;
+
+/// How many times a transaction is retried after a write race (a slug or
+/// idempotency key taken meanwhile, a serialization failure).
+const MAX_ATTEMPTS: u32 = 6;
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// An input broke a rule.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The actor may not do this.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// No such thing (or invisible to the actor).
+    #[error("{0}")]
+    NotFound(String),
+    /// A version, slug, key or state conflict.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicted.
+        message: String,
+        /// The input concerned, if one is.
+        field: Option<String>,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<cityhub_domain::DomainError> for ServiceError {
+    fn from(err: cityhub_domain::DomainError) -> Self {
+        match err {
+            cityhub_domain::DomainError::Invalid(e) => ServiceError::Invalid(e),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ServiceError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        ServiceError::Storage(err.into())
+    }
+}
+
+impl ServiceError {
+    fn conflict(message: impl Into<String>) -> Self {
+        ServiceError::Conflict {
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        matches!(self, ServiceError::Storage(e) if e.is_unique_violation() || e.is_retryable())
+    }
+}
+
+/// The audit name of an actor.
+pub fn actor_label(actor: &Actor) -> String {
+    match actor {
+        Actor::Anonymous => "anonymous".into(),
+        Actor::City { slug, .. } => format!("city:{slug}"),
+        Actor::Secretariat => "secretariat".into(),
+    }
+}
+
+/// The write side of the hub.
+#[derive(Debug, Clone)]
+pub struct HubService {
+    db: Db,
+    limits: Limits,
+    policy: Policy,
+    on_commit: Option<Arc<Notify>>,
+}
+
+/// Runs `$body` (an async block returning `Result`) up to `MAX_ATTEMPTS`
+/// times while it fails with a retryable race.
+macro_rules! retrying {
+    ($body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match $body.await {
+                Err(e) if e.retryable() && attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying a write after a race");
+                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 5)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+impl HubService {
+    /// A service over `db` with these limits and policy.
+    pub fn new(db: Db, limits: Limits, policy: Policy) -> Self {
+        Self {
+            db,
+            limits,
+            policy,
+            on_commit: None,
+        }
+    }
+
+    /// Wakes `notify` after every committed write (the live event pump).
+    pub fn with_commit_notify(mut self, notify: Arc<Notify>) -> Self {
+        self.on_commit = Some(notify);
+        self
+    }
+
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), ServiceError> {
+        txn.commit().await.map_err(StorageError::from)?;
+        if let Some(notify) = &self.on_commit {
+            notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    async fn begin(&self) -> Result<DatabaseTransaction, ServiceError> {
+        Ok(self.db.conn().begin().await.map_err(StorageError::from)?)
+    }
+
+    /// Publishes an activity as `actor` (as a draft if `draft`). With an
+    /// idempotency key, the same key and input return the first result.
+    pub async fn publish(
+        &self,
+        actor: &Actor,
+        input: ActivityInput,
+        draft: bool,
+        idempotency_key: Option<&str>,
+    ) -> Result<Activity, ServiceError> {
+        let action = if actor.city_id().is_some() || matches!(actor, Actor::Anonymous) {
+            Action::Publish
+        } else {
+            Action::PublishForNetwork
+        };
+        self.policy.authorize(actor, action, None)?;
+        input.validate("input", &self.limits)?;
+        if let Some(key) = idempotency_key {
+            if key.is_empty() || key.len() > 200 {
+                return Err(
+                    FieldError::new("idempotencyKey", "must be 1 to 200 characters").into(),
+                );
+            }
+        }
+        let hash = idempotency_key.map(|_| request_hash(&input, draft));
+        let id =
+            retrying!(self.try_publish(actor, &input, draft, idempotency_key, hash.as_deref()))?;
+        self.load(id).await
+    }
+
+    async fn try_publish(
+        &self,
+        actor: &Actor,
+        input: &ActivityInput,
+        draft: bool,
+        key: Option<&str>,
+        hash: Option<&str>,
+    ) -> Result<ActivityId, ServiceError> {
+        let _guard = self.db.write_guard().await;
+        let txn = self.begin().await?;
+        let label = actor_label(actor);
+        if let (Some(key), Some(hash)) = (key, hash) {
+            let existing = idempotency_key::Entity::find_by_id((label.clone(), key.to_owned()))
+                .one(&txn)
+                .await?;
+            if let Some(found) = existing {
+                return if found.request_hash == hash {
+                    Ok(found.activity_id)
+                } else {
+                    Err(ServiceError::Conflict {
+                        message: "this idempotency key was used with a different input".into(),
+                        field: Some("idempotencyKey".into()),
+                    })
+                };
+            }
+        }
+        let publisher = actor.city_id();
+        let write = self
+            .resolve(&txn, input.clone(), publisher, "input", None)
+            .await?;
+        let status = if draft {
+            ActivityStatus::Draft
+        } else {
+            ActivityStatus::Published
+        };
+        let id = ActivityRepo::insert(&txn, &write, status, publisher).await?;
+        if let (Some(key), Some(hash)) = (key, hash) {
+            idempotency_key::ActiveModel {
+                actor: Set(label.clone()),
+                key: Set(key.to_owned()),
+                request_hash: Set(hash.to_owned()),
+                activity_id: Set(id),
+                created_at: Set(now_micros()),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        EventLog::append(
+            &txn,
+            id,
+            ActivityEventType::Published,
+            publisher,
+            status,
+            publisher,
+        )
+        .await?;
+        AuditRepo::record(
+            &txn,
+            &AuditRepo::entry(&label, "publishActivity", "activity", id, None, Some(1)),
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(id)
+    }
+
+    /// Resolves slugs to ids and picks the slug, in the transaction.
+    async fn resolve(
+        &self,
+        txn: &DatabaseTransaction,
+        input: ActivityInput,
+        publisher: Option<CityId>,
+        path: &str,
+        current_slug: Option<&str>,
+    ) -> Result<ActivityWrite, ServiceError> {
+        let mut wanted: Vec<String> = input.co_hosts.clone();
+        wanted.extend(input.venue_city.clone());
+        let ids = CityRepo::ids_by_slugs(txn, &wanted).await?;
+        let venue_city_id = match &input.venue_city {
+            Some(slug) => Some(*ids.get(slug).ok_or_else(|| {
+                FieldError::new(
+                    format!("{path}.venueCity"),
+                    format!("no member city has the slug '{slug}'"),
+                )
+            })?),
+            None => None,
+        };
+        let mut hosts: Vec<CityId> = publisher.into_iter().collect();
+        for (i, slug) in input.co_hosts.iter().enumerate() {
+            let id = ids.get(slug).ok_or_else(|| {
+                FieldError::new(
+                    format!("{path}.coHosts[{i}]"),
+                    format!("no member city has the slug '{slug}'"),
+                )
+            })?;
+            hosts.push(*id);
+        }
+        let slug = match (&input.slug, current_slug) {
+            (Some(wanted), Some(current)) if wanted == current => wanted.clone(),
+            (Some(wanted), _) => {
+                if ActivityRepo::slug_taken(txn, wanted).await? {
+                    return Err(ServiceError::Conflict {
+                        message: format!("the slug '{wanted}' is taken"),
+                        field: Some(format!("{path}.slug")),
+                    });
+                }
+                wanted.clone()
+            }
+            (None, Some(current)) => current.to_owned(),
+            (None, None) => self.free_slug(txn, &input).await?,
+        };
+        Ok(ActivityWrite {
+            input,
+            slug,
+            venue_city_id,
+            hosts,
+        })
+    }
+
+    async fn free_slug(
+        &self,
+        txn: &DatabaseTransaction,
+        input: &ActivityInput,
+    ) -> Result<String, ServiceError> {
+        let max = self.limits.slug_chars.saturating_sub(8).max(8);
+        let mut base = text::slugify(&input.title, max);
+        if base.is_empty() {
+            base = "activity".into();
+        }
+        if !ActivityRepo::slug_taken(txn, &base).await? {
+            return Ok(base);
+        }
+        for n in 2..50 {
+            let candidate = format!("{base}-{n}");
+            if !ActivityRepo::slug_taken(txn, &candidate).await? {
+                return Ok(candidate);
+            }
+        }
+        // Many activities share this title: a random suffix settles it.
+        Ok(format!("{base}-{}", &uuid_suffix()))
+    }
+
+    /// Loads an activity for the response of a committed write.
+    async fn load(&self, id: ActivityId) -> Result<Activity, ServiceError> {
+        ActivityRepo::find_by_id(self.db.conn(), ReadScope::All, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("activity not found".into()))
+    }
+
+    /// Locks and checks an activity for `action` by `actor`.
+    async fn checked(
+        &self,
+        txn: &DatabaseTransaction,
+        actor: &Actor,
+        action: Action,
+        id: ActivityId,
+        expected_version: Option<i32>,
+    ) -> Result<Activity, ServiceError> {
+        let not_found = || ServiceError::NotFound(format!("no activity with id {id}"));
+        let (activity, deleted) = ActivityRepo::find_for_update(txn, id)
+            .await?
+            .ok_or_else(not_found)?;
+        if deleted {
+            return Err(not_found());
+        }
+        match self
+            .policy
+            .authorize(actor, action, Some(&activity.facts()))
+        {
+            Ok(()) => {}
+            Err(Denied::Hidden) => return Err(not_found()),
+            Err(denied) => return Err(denied.into()),
+        }
+        if let Some(expected) = expected_version {
+            if expected != activity.version {
+                return Err(ServiceError::Conflict {
+                    message: format!(
+                        "expected version {expected}, but the activity is at version {}",
+                        activity.version
+                    ),
+                    field: Some("expectedVersion".into()),
+                });
+            }
+        }
+        Ok(activity)
+    }
+
+    /// Applies `patch` to an activity the actor hosts.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: ActivityId,
+        patch: ActivityPatch,
+        expected_version: Option<i32>,
+    ) -> Result<Activity, ServiceError> {
+        self.policy.authorize(actor, Action::ReadNetwork, None)?;
+        retrying!(self.try_update(actor, id, patch.clone(), expected_version))?;
+        self.load(id).await
+    }
+
+    async fn try_update(
+        &self,
+        actor: &Actor,
+        id: ActivityId,
+        patch: ActivityPatch,
+        expected_version: Option<i32>,
+    ) -> Result<(), ServiceError> {
+        let _guard = self.db.write_guard().await;
+        let txn = self.begin().await?;
+        let current = self
+            .checked(&txn, actor, Action::Update, id, expected_version)
+            .await?;
+        let before = self.to_input(&txn, &current).await?;
+        let next = patch.apply(before.clone());
+        next.validate("patch", &self.limits)?;
+        if next == before {
+            // Nothing changes: no new version, no event.
+            return Ok(());
+        }
+        let write = self
+            .resolve(
+                &txn,
+                next,
+                current.published_by,
+                "patch",
+                Some(&current.slug),
+            )
+            .await?;
+        let version = ActivityRepo::replace(&txn, id, &write, current.version)
+            .await
+            .map_err(conflict_or)?;
+        EventLog::append(
+            &txn,
+            id,
+            ActivityEventType::Updated,
+            actor.city_id(),
+            current.status,
+            current.published_by,
+        )
+        .await?;
+        AuditRepo::record(
+            &txn,
+            &AuditRepo::entry(
+                &actor_label(actor),
+                "updateActivity",
+                "activity",
+                id,
+                Some(current.version),
+                Some(version),
+            ),
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(())
+    }
+
+    /// Rebuilds the input an activity would be published with.
+    async fn to_input(
+        &self,
+        db: &impl ConnectionTrait,
+        a: &Activity,
+    ) -> Result<ActivityInput, ServiceError> {
+        let mut ids: Vec<CityId> = a.hosts.clone();
+        ids.extend(a.venue_city_id);
+        let cities: HashMap<CityId, City> = CityRepo::find_by_ids(db, &ids).await?;
+        let slug_of = |id: &CityId| cities.get(id).map(|c| c.slug.clone());
+        let documents = ActivityRepo::documents_of(db, &[a.id])
+            .await?
+            .remove(&a.id)
+            .unwrap_or_default();
+        Ok(ActivityInput {
+            kind: a.kind,
+            title: a.title.clone(),
+            summary: a.summary.clone(),
+            description: a.description.clone(),
+            format: a.format,
+            start_date: a.start_date,
+            end_date: a.end_date,
+            date_precision: a.date_precision,
+            venue: a.venue.clone(),
+            venue_city: a.venue_city_id.as_ref().and_then(slug_of),
+            co_hosts: a
+                .hosts
+                .iter()
+                .filter(|h| Some(**h) != a.published_by)
+                .filter_map(slug_of)
+                .collect(),
+            organizations: a.organizations.clone(),
+            fields: a.fields.clone(),
+            themes: a.themes.clone(),
+            objectives: a.objectives.clone(),
+            documents: documents
+                .into_iter()
+                .map(|d| DocumentInput {
+                    kind: d.kind,
+                    title: d.title,
+                    url: d.url,
+                    issued_on: d.issued_on,
+                    issued_precision: d.issued_precision,
+                    editors: d.editors,
+                })
+                .collect(),
+            slug: Some(a.slug.clone()),
+        })
+    }
+
+    /// Makes a draft public.
+    pub async fn publish_draft(
+        &self,
+        actor: &Actor,
+        id: ActivityId,
+        expected_version: Option<i32>,
+    ) -> Result<Activity, ServiceError> {
+        self.policy.authorize(actor, Action::ReadNetwork, None)?;
+        retrying!(self.try_status(actor, id, expected_version, StatusChange::Publish))?;
+        self.load(id).await
+    }
+
+    /// Cancels a published activity the actor hosts.
+    pub async fn cancel(
+        &self,
+        actor: &Actor,
+        id: ActivityId,
+        reason: Option<String>,
+    ) -> Result<Activity, ServiceError> {
+        self.policy.authorize(actor, Action::ReadNetwork, None)?;
+        if let Some(r) = &reason {
+            if r.chars().count() > self.limits.text_chars {
+                return Err(FieldError::new(
+                    "reason",
+                    format!("must be at most {} characters", self.limits.text_chars),
+                )
+                .into());
+            }
+        }
+        retrying!(self.try_status(actor, id, None, StatusChange::Cancel(reason.clone())))?;
+        self.load(id).await
+    }
+
+    /// Deletes an activity the actor published (soft: it leaves every read).
+    pub async fn delete(&self, actor: &Actor, id: ActivityId) -> Result<ActivityId, ServiceError> {
+        self.policy.authorize(actor, Action::ReadNetwork, None)?;
+        retrying!(self.try_status(actor, id, None, StatusChange::Delete))?;
+        Ok(id)
+    }
+
+    async fn try_status(
+        &self,
+        actor: &Actor,
+        id: ActivityId,
+        expected: Option<i32>,
+        change: StatusChange,
+    ) -> Result<(), ServiceError> {
+        let _guard = self.db.write_guard().await;
+        let txn = self.begin().await?;
+        let (action, name) = match change {
+            StatusChange::Publish => (Action::Update, "publishDraft"),
+            StatusChange::Cancel(_) => (Action::Cancel, "cancelActivity"),
+            StatusChange::Delete => (Action::Delete, "deleteActivity"),
+        };
+        let current = self.checked(&txn, actor, action, id, expected).await?;
+        let (version, event, status) = match change {
+            StatusChange::Publish => {
+                if current.status != ActivityStatus::Draft {
+                    return Err(ServiceError::conflict("the activity is not a draft"));
+                }
+                let v = ActivityRepo::set_status(
+                    &txn,
+                    id,
+                    current.version,
+                    ActivityStatus::Published,
+                    None,
+                    true,
+                )
+                .await
+                .map_err(conflict_or)?;
+                (v, ActivityEventType::Published, ActivityStatus::Published)
+            }
+            StatusChange::Cancel(reason) => {
+                if current.status != ActivityStatus::Published {
+                    return Err(ServiceError::conflict(match current.status {
+                        ActivityStatus::Cancelled => "the activity is already cancelled",
+                        _ => "a draft cannot be cancelled; delete it instead",
+                    }));
+                }
+                let v = ActivityRepo::set_status(
+                    &txn,
+                    id,
+                    current.version,
+                    ActivityStatus::Cancelled,
+                    reason,
+                    false,
+                )
+                .await
+                .map_err(conflict_or)?;
+                (v, ActivityEventType::Cancelled, ActivityStatus::Cancelled)
+            }
+            StatusChange::Delete => {
+                let v = ActivityRepo::soft_delete(&txn, id, current.version)
+                    .await
+                    .map_err(conflict_or)?;
+                (v, ActivityEventType::Deleted, current.status)
+            }
+        };
+        EventLog::append(
+            &txn,
+            id,
+            event,
+            actor.city_id(),
+            status,
+            current.published_by,
+        )
+        .await?;
+        AuditRepo::record(
+            &txn,
+            &AuditRepo::entry(
+                &actor_label(actor),
+                name,
+                "activity",
+                id,
+                Some(current.version),
+                Some(version),
+            ),
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(())
+    }
+
+    /// Adds (`join`) or removes the actor's city as a participant.
+    pub async fn participate(
+        &self,
+        actor: &Actor,
+        id: ActivityId,
+        join: bool,
+    ) -> Result<Activity, ServiceError> {
+        let action = if join { Action::Join } else { Action::Leave };
+        self.policy.authorize(actor, Action::ReadNetwork, None)?;
+        let Some(city) = actor.city_id() else {
+            return match actor {
+                Actor::Anonymous => Err(Denied::Unauthenticated.into()),
+                _ => Err(ServiceError::Denied(Denied::Forbidden)),
+            };
+        };
+        retrying!(async {
+            let _guard = self.db.write_guard().await;
+            let txn = self.begin().await?;
+            let current = self.checked(&txn, actor, action, id, None).await?;
+            if join && current.status != ActivityStatus::Published {
+                return Err(ServiceError::conflict(
+                    "only a published activity can be joined",
+                ));
+            }
+            let version = ActivityRepo::set_participant(&txn, id, current.version, city, join)
+                .await
+                .map_err(conflict_or)?;
+            if version != current.version {
+                EventLog::append(
+                    &txn,
+                    id,
+                    ActivityEventType::Updated,
+                    Some(city),
+                    current.status,
+                    current.published_by,
+                )
+                .await?;
+                let name = if join {
+                    "joinActivity"
+                } else {
+                    "leaveActivity"
+                };
+                AuditRepo::record(
+                    &txn,
+                    &AuditRepo::entry(
+                        &actor_label(actor),
+                        name,
+                        "activity",
+                        id,
+                        Some(current.version),
+                        Some(version),
+                    ),
+                )
+                .await?;
+            }
+            self.commit(txn).await?;
+            Ok::<(), ServiceError>(())
+        })?;
+        self.load(id).await
+    }
+
+    /// Registers a member city (secretariat only).
+    pub async fn create_city(&self, actor: &Actor, input: CityInput) -> Result<City, ServiceError> {
+        self.policy.authorize(actor, Action::ManageCities, None)?;
+        input.validate("input", &self.limits)?;
+        let _guard = self.db.write_guard().await;
+        let txn = self.begin().await?;
+        let city = CityRepo::insert(&txn, &input).await.map_err(|e| match e {
+            StorageError::Conflict(message) => ServiceError::Conflict {
+                message,
+                field: Some("input.slug".into()),
+            },
+            other => other.into(),
+        })?;
+        AuditRepo::record(
+            &txn,
+            &AuditRepo::entry(
+                &actor_label(actor),
+                "createCity",
+                "city",
+                &city.slug,
+                None,
+                None,
+            ),
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(city)
+    }
+
+    /// Changes a member city (secretariat only).
+    pub async fn update_city(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        patch: CityPatch,
+    ) -> Result<City, ServiceError> {
+        self.policy.authorize(actor, Action::ManageCities, None)?;
+        let _guard = self.db.write_guard().await;
+        let txn = self.begin().await?;
+        let current = CityRepo::find_by_slug(&txn, slug)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no city with slug '{slug}'")))?;
+        let next = patch.apply(CityInput {
+            slug: current.slug.clone(),
+            name: current.name.clone(),
+            country: current.country.clone(),
+            fields: current.fields.clone(),
+            member_since: current.member_since,
+            website: current.website.clone(),
+            latitude: current.latitude,
+            longitude: current.longitude,
+        });
+        next.validate("patch", &self.limits)?;
+        let city = CityRepo::update(&txn, current.id, &next).await?;
+        AuditRepo::record(
+            &txn,
+            &AuditRepo::entry(&actor_label(actor), "updateCity", "city", slug, None, None),
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(city)
+    }
+}
+
+enum StatusChange {
+    Publish,
+    Cancel(Option<String>),
+    Delete,
+}
+
+fn conflict_or(err: StorageError) -> ServiceError {
+    match err {
+        StorageError::Conflict(message) => ServiceError::Conflict {
+            message,
+            field: Some("expectedVersion".into()),
+        },
+        other => other.into(),
+    }
+}
+
+fn request_hash(input: &ActivityInput, draft: bool) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{input:?}|{draft}").as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn uuid_suffix() -> String {
+    format!("{:08x}", rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now_micros());
+    h.finish() as u32
+}

@@ -1,0 +1,84 @@
+//! cityhub's database migrations: frozen history. Each migration is written
+//! as it was on its day, in plain SQL per backend, and never imports the
+//! storage crate's entities.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_initial;
+
+/// Runs cityhub's migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_initial::Migration)]
+    }
+}
+
+/// Runs each `;`-separated statement of `sql` on the migration's connection,
+/// with `{pk}`, `{ctext}`, `{bytes}` and `{bool}` spelled for the backend.
+pub(crate) async fn run_sql(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    let postgres = manager.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+    let sql = if postgres {
+        sql.replace("{pk}", "BIGSERIAL PRIMARY KEY")
+            .replace("{ctext}", "TEXT COLLATE \"C\"")
+            .replace("{bytes}", "BYTEA")
+    } else {
+        sql.replace("{pk}", "INTEGER PRIMARY KEY AUTOINCREMENT")
+            .replace("{ctext}", "TEXT")
+            .replace("{bytes}", "BLOB")
+    };
+    let conn = manager.get_connection();
+    for statement in split_statements(&sql) {
+        conn.execute_unprepared(statement).await?;
+    }
+    Ok(())
+}
+
+/// Splits a script on `;` at the end of a line, keeping trigger bodies
+/// (whose inner statements end in `;` followed by more indented text) whole:
+/// a statement ends only at a line that is exactly `;` or ends in `);`/`;`
+/// outside a `BEGIN … END` block.
+fn split_statements(sql: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_block = false;
+    let mut offset = 0;
+    for line in sql.split_inclusive('\n') {
+        let trimmed = line.trim();
+        let upper = trimmed.to_ascii_uppercase();
+        if upper.ends_with("BEGIN") {
+            in_block = true;
+        }
+        if in_block && upper.starts_with("END;") {
+            in_block = false;
+        }
+        offset += line.len();
+        if !in_block && trimmed.ends_with(';') {
+            let statement = sql[start..offset].trim();
+            if !statement.trim_end_matches(';').trim().is_empty() {
+                out.push(statement);
+            }
+            start = offset;
+        }
+    }
+    let rest = sql[start..].trim();
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_statements;
+
+    #[test]
+    fn splits_on_statement_ends_but_not_inside_triggers() {
+        let sql = "CREATE TABLE a (x INT);\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n  INSERT INTO b VALUES (1);\n  INSERT INTO b VALUES (2);\nEND;\nCREATE INDEX i ON a(x);\n";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        assert!(parts[1].starts_with("CREATE TRIGGER") && parts[1].ends_with("END;"));
+    }
+}

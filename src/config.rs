@@ -1,0 +1,198 @@
+//! One typed configuration: defaults, then `cityhub.toml`, then `CITYHUB_*`
+//! environment variables, validated at start-up with a clear message.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use cityhub_auth::AuthConfig;
+use cityhub_domain::Limits;
+use cityhub_graphql::{ApiSettings, EventSettings};
+use cityhub_storage::DbConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// HTTP server settings (`[http]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Seconds a request may take before it is answered 408.
+    pub request_timeout_secs: u64,
+    /// Serve GraphiQL to browsers on `GET /graphql`.
+    pub graphiql: bool,
+    /// Seconds to let open connections finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+    /// Pending connections the listener queues (the listen backlog).
+    pub listen_backlog: u32,
+    /// Seconds between keep-alive messages on WebSockets.
+    pub ws_keepalive_secs: u64,
+    /// Seconds a WebSocket write may block before the client is dropped.
+    pub ws_send_timeout_secs: u64,
+    /// Bytes buffered for one WebSocket client before it is dropped.
+    pub ws_max_write_buffer_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 256 * 1024,
+            request_timeout_secs: 30,
+            graphiql: true,
+            shutdown_grace_secs: 10,
+            listen_backlog: 4096,
+            ws_keepalive_secs: 15,
+            ws_send_timeout_secs: 10,
+            ws_max_write_buffer_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Cross-origin settings (`[cors]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed to call the API and open WebSockets; `["*"]` is any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec!["*".into()],
+        }
+    }
+}
+
+/// Logging settings (`[log]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` for people, `json` for machines.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info,cityhub=debug`. `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Database.
+    pub database: DbConfig,
+    /// Tokens and anonymous access.
+    pub auth: AuthConfig,
+    /// API limits and network facts.
+    pub api: ApiSettings,
+    /// Input size limits.
+    pub limits: Limits,
+    /// Live events.
+    pub events: EventSettings,
+    /// HTTP server.
+    pub http: HttpConfig,
+    /// Cross-origin access.
+    pub cors: CorsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The sections whose keys `CITYHUB_<SECTION>_<KEY>` variables reach.
+const SECTIONS: &[&str] = &[
+    "database", "auth", "api", "limits", "events", "http", "cors", "log",
+];
+
+impl Config {
+    /// The defaults, with the standard listen address.
+    pub fn defaults() -> Self {
+        Self {
+            listen: "127.0.0.1:4000".into(),
+            ..Self::default()
+        }
+    }
+
+    /// Loads defaults, then `path` (if it exists), then the environment.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let env = Env::prefixed("CITYHUB_")
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                key == "listen" || SECTIONS.iter().any(|s| key.starts_with(&format!("{s}_")))
+            })
+            .map(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                SECTIONS
+                    .iter()
+                    .find_map(|s| {
+                        key.strip_prefix(&format!("{s}_"))
+                            .map(|rest| format!("{s}.{rest}"))
+                    })
+                    .unwrap_or(key)
+                    .into()
+            });
+        let config: Config = Figment::from(Serialized::defaults(Self::defaults()))
+            .merge(Toml::file(path))
+            .merge(env)
+            .extract()
+            .with_context(|| {
+                format!(
+                    "invalid configuration (from {} and CITYHUB_* variables)",
+                    path.display()
+                )
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.listen_addr()?;
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            bail!(
+                "database.url must start with sqlite: or postgres:// (got {})",
+                cityhub_storage::db::redact_url(url)
+            );
+        }
+        if self.http.body_limit_bytes < 1024 {
+            bail!("http.body_limit_bytes must be at least 1024");
+        }
+        if self.api.max_page_size == 0 {
+            bail!("api.max_page_size must be at least 1");
+        }
+        if !matches!(self.log.format.as_str(), "pretty" | "json") {
+            bail!("log.format must be `pretty` or `json`");
+        }
+        if self.auth.leeway_secs > 300 {
+            bail!("auth.leeway_secs must be at most 300 (seconds, not minutes)");
+        }
+        if self.events.buffer == 0 || self.events.max_subscriptions_per_connection == 0 {
+            bail!("events.buffer and events.max_subscriptions_per_connection must be positive");
+        }
+        Ok(())
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen.parse().with_context(|| {
+            format!(
+                "listen must be an address like 127.0.0.1:4000 (got {})",
+                self.listen
+            )
+        })
+    }
+}

@@ -1,0 +1,347 @@
+//! `cityhub`: the command line. It parses arguments and configuration,
+//! starts tracing, and calls the library; nothing else lives here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use cityhub::app;
+use cityhub::config::Config;
+use cityhub::ops;
+use clap::{Args, Parser, Subcommand};
+
+/// The UNESCO Creative Cities Network hub: one GraphQL schema to publish,
+/// query and watch the network's activities.
+#[derive(Parser)]
+#[command(name = "cityhub", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (missing is fine: defaults and CITYHUB_* apply).
+    #[arg(
+        long,
+        global = true,
+        env = "CITYHUB_CONFIG",
+        default_value = "cityhub.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve on a local SQLite file, migrated and seeded with the network's activities; prints the URL and ready tokens.
+    Demo {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Database URL (default: sqlite://cityhub.db in the working directory).
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Serve with cityhub.toml and CITYHUB_* settings.
+    Serve,
+    /// Schema migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Load the network's dataset (idempotent).
+    Seed,
+    /// Issue, list and revoke tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Print the GraphQL SDL.
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration (the default).
+    Up,
+    /// Roll back migrations.
+    Down {
+        /// How many to roll back.
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// Show each migration and whether it is applied.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Issue a token and print it (shown once).
+    Issue(IssueArgs),
+    /// List issued tokens (never the tokens themselves).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id (jti).
+        id: String,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Subject {
+    /// Slug of the member city the token publishes as.
+    #[arg(long)]
+    city: Option<String>,
+    /// A secretariat token.
+    #[arg(long)]
+    secretariat: bool,
+}
+
+#[derive(Args)]
+struct IssueArgs {
+    #[command(flatten)]
+    subject: Subject,
+    /// Lifetime, e.g. 90s, 15m, 12h, 30d (default: auth.default_ttl_secs).
+    #[arg(long)]
+    ttl: Option<String>,
+    /// A label to recognise the token by.
+    #[arg(long)]
+    label: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Add a new signing key; older keys keep verifying their tokens.
+    Rotate,
+    /// Retire a key: tokens it signed stop verifying.
+    Retire {
+        /// The key id (kid).
+        kid: String,
+    },
+    /// List keys.
+    List,
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Schema) {
+        print!("{}", cityhub_graphql::sdl());
+        return Ok(());
+    }
+    let mut config = Config::load(&cli.config)?;
+    if let Command::Demo { listen, database } = &cli.command {
+        if let Some(l) = listen {
+            config.listen = l.clone();
+        }
+        if let Some(d) = database {
+            config.database.url = d.clone();
+        }
+        config.validate()?;
+    }
+    init_tracing(&config);
+    match cli.command {
+        Command::Schema => Ok(()),
+        Command::Demo { .. } => demo(config).await,
+        Command::Serve => serve(config).await,
+        Command::Migrate { action } => migrate(config, action.unwrap_or(MigrateAction::Up)).await,
+        Command::Seed => {
+            let db = app::connect(&config).await?;
+            db.migrate_up().await?;
+            let report = ops::seed(&db, &config).await?;
+            println!(
+                "seeded: {} cities created ({} already there), {} activities created ({} already there)",
+                report.cities_created,
+                report.cities_existing,
+                report.activities_created,
+                report.activities_existing
+            );
+            Ok(())
+        }
+        Command::Token { action } => token(config, action).await,
+        Command::Keys { action } => keys(config, action).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit();
+    let addr = config.listen_addr()?;
+    let hub = app::build(&config).await?;
+    let listener = app::bind(addr, config.http.listen_backlog)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, database = %cityhub_storage::db::redact_url(&config.database.url), "cityhub serving");
+    app::serve(
+        listener,
+        hub,
+        app::shutdown_signal(),
+        Duration::from_secs(config.http.shutdown_grace_secs),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn demo(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit();
+    let addr = config.listen_addr()?;
+    let hub = app::build(&config).await?;
+    let db = hub.service.db().clone();
+    let report = ops::seed(&db, &config).await?;
+    let (city_token, _) = ops::issue_token(
+        &db,
+        &config,
+        Some("lyon"),
+        Some(7 * 86_400),
+        Some("demo".into()),
+    )
+    .await?;
+    let (secretariat_token, _) =
+        ops::issue_token(&db, &config, None, Some(7 * 86_400), Some("demo".into())).await?;
+    let listener = app::bind(addr, config.http.listen_backlog)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let url = format!("http://{}/graphql", listener.local_addr()?);
+    println!(
+        "cityhub demo: {} cities and {} activities seeded ({} and {} new)",
+        report.cities_created + report.cities_existing,
+        report.activities_created + report.activities_existing,
+        report.cities_created,
+        report.activities_created
+    );
+    println!();
+    println!("  GraphQL and GraphiQL: {url}");
+    println!("  City token (Lyon, 7 days):   {city_token}");
+    println!("  Secretariat token (7 days):  {secretariat_token}");
+    println!();
+    println!("  Try: curl -s {url} -H 'Content-Type: application/json' \\");
+    println!("         -d '{{\"query\":\"{{ network {{ name cityCount activityCount }} }}\"}}'");
+    println!();
+    app::serve(
+        listener,
+        hub,
+        app::shutdown_signal(),
+        Duration::from_secs(config.http.shutdown_grace_secs),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn migrate(config: Config, action: MigrateAction) -> anyhow::Result<()> {
+    let db = app::connect(&config).await?;
+    match action {
+        MigrateAction::Up => {
+            db.migrate_up().await?;
+            println!("migrations applied");
+        }
+        MigrateAction::Down { steps } => {
+            db.migrate_down(Some(steps)).await?;
+            println!("rolled back {steps} migration(s)");
+        }
+        MigrateAction::Status => {
+            for (name, applied) in db.migration_status().await? {
+                println!("{} {name}", if applied { "applied" } else { "pending" });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
+    let db = app::connect(&config).await?;
+    db.migrate_up().await?;
+    match action {
+        TokenAction::Issue(args) => {
+            let ttl = match &args.ttl {
+                Some(text) => Some(cityhub_auth::parse_ttl(text).with_context(|| {
+                    format!("--ttl '{text}' is not a duration like 90s, 12h or 30d")
+                })?),
+                None => None,
+            };
+            let city = if args.subject.secretariat {
+                None
+            } else {
+                args.subject.city.as_deref()
+            };
+            let (token, record) = ops::issue_token(&db, &config, city, ttl, args.label).await?;
+            eprintln!(
+                "issued token {} for {}, expires {}",
+                record.id,
+                record.subject,
+                record.expires_at.to_rfc3339()
+            );
+            println!("{token}");
+        }
+        TokenAction::List => {
+            for t in ops::list_tokens(&db).await? {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.expires_at < chrono::Utc::now() {
+                    "expired"
+                } else {
+                    "valid"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.subject,
+                    state,
+                    t.issued_at.to_rfc3339(),
+                    t.expires_at.to_rfc3339(),
+                    t.label.unwrap_or_default()
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            ops::revoke_token(&db, &id).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn keys(config: Config, action: KeysAction) -> anyhow::Result<()> {
+    let db = app::connect(&config).await?;
+    db.migrate_up().await?;
+    match action {
+        KeysAction::Rotate => println!("new signing key {}", ops::rotate_keys(&db).await?),
+        KeysAction::Retire { kid } => {
+            ops::retire_key(&db, &kid).await?;
+            println!("retired {kid}");
+        }
+        KeysAction::List => {
+            for k in cityhub_storage::repo::tokens::TokenRepo::keys(db.conn()).await? {
+                println!(
+                    "{}\t{}",
+                    k.kid,
+                    if k.retired_at.is_some() {
+                        "retired"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Raises the open-files limit to its hard maximum: each WebSocket client
+/// holds a socket.
+fn raise_open_files_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-files limit");
+    }
+}

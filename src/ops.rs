@@ -1,0 +1,65 @@
+//! The command line's operations as library functions.
+
+use anyhow::{Context, bail};
+use cityhub_domain::Role;
+use cityhub_graphql::Authenticator;
+use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
+use cityhub_storage::seed::{self, SeedReport};
+use cityhub_storage::{CityRepo, Db};
+
+use crate::app::hub_service;
+use crate::config::Config;
+
+/// Loads the shipped dataset (idempotent).
+pub async fn seed(db: &Db, config: &Config) -> anyhow::Result<SeedReport> {
+    let dataset = seed::parse(crate::DATASET)?;
+    Ok(seed::load(&hub_service(db.clone(), config), &dataset).await?)
+}
+
+/// Issues a token for a city (`Some(slug)`) or the secretariat (`None`).
+pub async fn issue_token(
+    db: &Db,
+    config: &Config,
+    city: Option<&str>,
+    ttl_secs: Option<u64>,
+    label: Option<String>,
+) -> anyhow::Result<(String, TokenRecord)> {
+    let auth = Authenticator::new(db.clone(), config.auth.clone()).await?;
+    let (role, city) = match city {
+        Some(slug) => {
+            let city = CityRepo::find_by_slug(db.conn(), slug)
+                .await?
+                .with_context(|| format!("no member city has the slug '{slug}'"))?;
+            (Role::City, Some(city))
+        }
+        None => (Role::Secretariat, None),
+    };
+    let (issued, record) = auth.issue(city.as_ref(), role, ttl_secs, label).await?;
+    Ok((issued.token, record))
+}
+
+/// Every token record.
+pub async fn list_tokens(db: &Db) -> anyhow::Result<Vec<TokenRecord>> {
+    Ok(TokenRepo::list(db.conn()).await?)
+}
+
+/// Revokes a token.
+pub async fn revoke_token(db: &Db, id: &str) -> anyhow::Result<()> {
+    if !TokenRepo::revoke(db.conn(), id).await? {
+        bail!("no token with id {id}");
+    }
+    Ok(())
+}
+
+/// Adds a signing key; returns its id.
+pub async fn rotate_keys(db: &Db) -> anyhow::Result<String> {
+    Ok(cityhub_graphql::auth::rotate_keys(db).await?)
+}
+
+/// Retires a signing key: its tokens stop verifying.
+pub async fn retire_key(db: &Db, kid: &str) -> anyhow::Result<()> {
+    if !TokenRepo::retire_key(db.conn(), kid).await? {
+        bail!("no active key with id {kid}");
+    }
+    Ok(())
+}
