@@ -1,6 +1,11 @@
 //! `cityhub`: the command line. It parses arguments and configuration,
 //! starts tracing, and calls the library; nothing else lives here.
 
+#![expect(
+    clippy::print_stdout,
+    reason = "the command line prints its results on stdout"
+)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -263,13 +263,13 @@ impl ActivityInput {
         if let Some(summary) = &self.summary {
             check_chars(&format!("{path}.summary"), summary, limits.summary_chars)?;
         }
-        if let Some(description) = &self.description {
-            if description.len() > limits.description_bytes {
-                return Err(DomainError::invalid(
-                    format!("{path}.description"),
-                    format!("must be at most {} bytes", limits.description_bytes),
-                ));
-            }
+        if let Some(description) = &self.description
+            && description.len() > limits.description_bytes
+        {
+            return Err(DomainError::invalid(
+                format!("{path}.description"),
+                format!("must be at most {} bytes", limits.description_bytes),
+            ));
         }
         if let Some(start) = self.start_date {
             check_year(&format!("{path}.startDate"), start, limits)?;

@@ -109,21 +109,21 @@ impl CityInput {
         if let Some(url) = &self.website {
             check_url(&format!("{path}.website"), url, limits)?;
         }
-        if let Some(lat) = self.latitude {
-            if !(-90.0..=90.0).contains(&lat) {
-                return Err(DomainError::invalid(
-                    format!("{path}.latitude"),
-                    "must be between -90 and 90",
-                ));
-            }
+        if let Some(lat) = self.latitude
+            && !(-90.0..=90.0).contains(&lat)
+        {
+            return Err(DomainError::invalid(
+                format!("{path}.latitude"),
+                "must be between -90 and 90",
+            ));
         }
-        if let Some(lon) = self.longitude {
-            if !(-180.0..=180.0).contains(&lon) {
-                return Err(DomainError::invalid(
-                    format!("{path}.longitude"),
-                    "must be between -180 and 180",
-                ));
-            }
+        if let Some(lon) = self.longitude
+            && !(-180.0..=180.0).contains(&lon)
+        {
+            return Err(DomainError::invalid(
+                format!("{path}.longitude"),
+                "must be between -180 and 180",
+            ));
         }
         Ok(())
     }

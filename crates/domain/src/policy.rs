@@ -122,10 +122,11 @@ impl Policy {
             Actor::City { id, .. } => *id,
         };
         // A draft of another city is invisible to this city for every action.
-        if let Some(a) = activity {
-            if a.status == ActivityStatus::Draft && a.published_by != Some(city) {
-                return Err(Denied::Hidden);
-            }
+        if let Some(a) = activity
+            && a.status == ActivityStatus::Draft
+            && a.published_by != Some(city)
+        {
+            return Err(Denied::Hidden);
         }
         let hosts =
             activity.is_some_and(|a| a.hosts.contains(&city) || a.published_by == Some(city));
@@ -201,6 +202,8 @@ mod tests {
         let anon = Actor::Anonymous;
         let sec = Actor::Secretariat;
         let pubd = by_a(Published);
+        let (a, b, c) = (city(A), city(B), city(C));
+        let net = network(Published);
         let draft = by_a(Draft);
         // (policy, actor, action, facts, expected)
         let table: Vec<(Policy, &Actor, Action, Option<&ActivityFacts>, &str)> = vec![
@@ -218,40 +221,40 @@ mod tests {
             (p, &anon, ManageCities, None, "UNAUTHENTICATED"),
             (p, &anon, ManageTokens, None, "UNAUTHENTICATED"),
             // City A: the publisher.
-            (closed, &city(A), ReadNetwork, None, "ok"),
-            (p, &city(A), ReadActivity, Some(&draft), "ok"),
-            (p, &city(A), Publish, None, "ok"),
-            (p, &city(A), PublishForNetwork, None, "FORBIDDEN"),
-            (p, &city(A), Update, Some(&pubd), "ok"),
-            (p, &city(A), Update, Some(&draft), "ok"),
-            (p, &city(A), Cancel, Some(&pubd), "ok"),
-            (p, &city(A), Delete, Some(&pubd), "ok"),
-            (p, &city(A), Delete, Some(&draft), "ok"),
-            (p, &city(A), Join, Some(&pubd), "ok"),
-            (p, &city(A), Join, Some(&draft), "FORBIDDEN"),
-            (p, &city(A), ManageCities, None, "FORBIDDEN"),
-            (p, &city(A), ManageTokens, None, "FORBIDDEN"),
+            (closed, &a, ReadNetwork, None, "ok"),
+            (p, &a, ReadActivity, Some(&draft), "ok"),
+            (p, &a, Publish, None, "ok"),
+            (p, &a, PublishForNetwork, None, "FORBIDDEN"),
+            (p, &a, Update, Some(&pubd), "ok"),
+            (p, &a, Update, Some(&draft), "ok"),
+            (p, &a, Cancel, Some(&pubd), "ok"),
+            (p, &a, Delete, Some(&pubd), "ok"),
+            (p, &a, Delete, Some(&draft), "ok"),
+            (p, &a, Join, Some(&pubd), "ok"),
+            (p, &a, Join, Some(&draft), "FORBIDDEN"),
+            (p, &a, ManageCities, None, "FORBIDDEN"),
+            (p, &a, ManageTokens, None, "FORBIDDEN"),
             // City B: neither publisher nor host.
-            (p, &city(B), ReadActivity, Some(&pubd), "ok"),
-            (p, &city(B), ReadActivity, Some(&draft), "NOT_FOUND"),
-            (p, &city(B), Update, Some(&pubd), "FORBIDDEN"),
-            (p, &city(B), Update, Some(&draft), "NOT_FOUND"),
-            (p, &city(B), Cancel, Some(&pubd), "FORBIDDEN"),
-            (p, &city(B), Delete, Some(&pubd), "FORBIDDEN"),
-            (p, &city(B), Join, Some(&pubd), "ok"),
-            (p, &city(B), Leave, Some(&pubd), "ok"),
-            (p, &city(B), Join, Some(&draft), "NOT_FOUND"),
-            (p, &city(B), Update, Some(&network(Published)), "FORBIDDEN"),
-            (p, &city(B), Join, Some(&network(Published)), "ok"),
+            (p, &b, ReadActivity, Some(&pubd), "ok"),
+            (p, &b, ReadActivity, Some(&draft), "NOT_FOUND"),
+            (p, &b, Update, Some(&pubd), "FORBIDDEN"),
+            (p, &b, Update, Some(&draft), "NOT_FOUND"),
+            (p, &b, Cancel, Some(&pubd), "FORBIDDEN"),
+            (p, &b, Delete, Some(&pubd), "FORBIDDEN"),
+            (p, &b, Join, Some(&pubd), "ok"),
+            (p, &b, Leave, Some(&pubd), "ok"),
+            (p, &b, Join, Some(&draft), "NOT_FOUND"),
+            (p, &b, Update, Some(&net), "FORBIDDEN"),
+            (p, &b, Join, Some(&net), "ok"),
             // City C: a co-host, not the publisher.
-            (p, &city(C), Update, Some(&pubd), "ok"),
-            (p, &city(C), Cancel, Some(&pubd), "ok"),
-            (p, &city(C), Delete, Some(&pubd), "FORBIDDEN"),
-            (p, &city(C), ReadActivity, Some(&draft), "NOT_FOUND"),
+            (p, &c, Update, Some(&pubd), "ok"),
+            (p, &c, Cancel, Some(&pubd), "ok"),
+            (p, &c, Delete, Some(&pubd), "FORBIDDEN"),
+            (p, &c, ReadActivity, Some(&draft), "NOT_FOUND"),
             // The secretariat does everything.
             (closed, &sec, ReadActivity, Some(&draft), "ok"),
             (p, &sec, PublishForNetwork, None, "ok"),
-            (p, &sec, Update, Some(&network(Published)), "ok"),
+            (p, &sec, Update, Some(&net), "ok"),
             (p, &sec, Delete, Some(&pubd), "ok"),
             (p, &sec, ManageCities, None, "ok"),
             (p, &sec, ManageTokens, None, "ok"),

@@ -192,14 +192,13 @@ impl Authenticator {
         .map_err(|e| AuthFailure::Invalid(e.to_string()))?;
         let now = Instant::now();
         let ttl = Duration::from_secs(self.config.revocation_cache_secs);
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((at, entry)) = cache.get(&claims.jti) {
-                if now.duration_since(*at) < ttl {
-                    return entry
-                        .clone()
-                        .ok_or_else(|| AuthFailure::Invalid("token revoked".into()));
-                }
-            }
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, entry)) = cache.get(&claims.jti)
+            && now.duration_since(*at) < ttl
+        {
+            return entry
+                .clone()
+                .ok_or_else(|| AuthFailure::Invalid("token revoked".into()));
         }
         let entry = self.check_record(&claims).await?;
         if let Ok(mut cache) = self.cache.lock() {

@@ -81,18 +81,18 @@ impl ActivityFilterInput {
             max,
             limits.theme_chars,
         )?;
-        if let Some(text) = &self.text {
-            if text.chars().count() > limits.search_chars {
-                return Err(bad_input(
-                    format!("{path}.text"),
-                    format!("must be at most {} characters", limits.search_chars),
-                ));
-            }
+        if let Some(text) = &self.text
+            && text.chars().count() > limits.search_chars
+        {
+            return Err(bad_input(
+                format!("{path}.text"),
+                format!("must be at most {} characters", limits.search_chars),
+            ));
         }
-        if let (Some(from), Some(to)) = (self.from, self.to) {
-            if to.0 < from.0 {
-                return Err(bad_input(format!("{path}.to"), "must not be before `from`"));
-            }
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && to.0 < from.0
+        {
+            return Err(bad_input(format!("{path}.to"), "must not be before `from`"));
         }
         Ok(s::ActivityFilter {
             kinds: self

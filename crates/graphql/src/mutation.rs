@@ -169,16 +169,16 @@ impl Mutation {
             Some(n) => Some(u64::try_from(n).unwrap_or(1)),
             None => None,
         };
-        if let Some(l) = &label {
-            if l.chars().count() > h.service.limits().text_chars {
-                return Err(bad_input(
-                    "label",
-                    format!(
-                        "must be at most {} characters",
-                        h.service.limits().text_chars
-                    ),
-                ));
-            }
+        if let Some(l) = &label
+            && l.chars().count() > h.service.limits().text_chars
+        {
+            return Err(bad_input(
+                "label",
+                format!(
+                    "must be at most {} characters",
+                    h.service.limits().text_chars
+                ),
+            ));
         }
         let city = match (role, city) {
             (DomainRole::City, Some(slug)) => Some(

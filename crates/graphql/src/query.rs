@@ -15,7 +15,7 @@ use crate::objects::connection::{ActivityConnection, CityConnection};
 use crate::objects::network::Network;
 use crate::objects::parse_id;
 use crate::objects::viewer::{TokenInfo, Viewer};
-use crate::state::{actor, hub, principal};
+use crate::state::{actor, hub, loaders, principal};
 
 /// Refuses reads when anonymous reading is off and there is no token.
 fn may_read(ctx: &Context<'_>) -> Result<ReadScope> {
@@ -69,6 +69,7 @@ pub async fn list_activities(
     )
     .await
     .api()?;
+    prefetch(ctx, &page.items).await?;
     Ok(ActivityConnection::new(
         page,
         order,
@@ -76,6 +77,57 @@ pub async fn list_activities(
         scope,
         filter,
     ))
+}
+
+/// Loads, in one query per kind, the relations the query selects on a
+/// page's activities, and primes the request's loaders with them: the
+/// page then costs the same number of queries whatever its size, with no
+/// dependence on when DataLoader batches close.
+async fn prefetch(ctx: &Context<'_>, items: &[cityhub_domain::Activity]) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let look = ctx.look_ahead();
+    let nodes = [look.field("nodes"), look.field("edges").field("node")];
+    let wants = |name: &str| nodes.iter().any(|n| n.field(name).exists());
+    let db = hub(ctx).service.db().conn();
+    let l = loaders(ctx);
+    let ids: Vec<i64> = items.iter().map(|a| a.id).collect();
+    let mut city_ids: Vec<i64> = Vec::new();
+    if wants("participants") {
+        let mut found = ActivityRepo::participants_of(db, &ids).await.api()?;
+        let all: Vec<(i64, Vec<i64>)> = ids
+            .iter()
+            .map(|id| (*id, found.remove(id).unwrap_or_default()))
+            .collect();
+        city_ids.extend(all.iter().flat_map(|(_, p)| p.iter().copied()));
+        l.participants.feed_many(all).await;
+    }
+    if wants("documents") {
+        let mut found = ActivityRepo::documents_of(db, &ids).await.api()?;
+        l.documents
+            .feed_many(
+                ids.iter()
+                    .map(|id| (*id, found.remove(id).unwrap_or_default())),
+            )
+            .await;
+    }
+    if wants("hosts") {
+        city_ids.extend(items.iter().flat_map(|a| a.hosts.iter().copied()));
+    }
+    if wants("venueCity") {
+        city_ids.extend(items.iter().filter_map(|a| a.venue_city_id));
+    }
+    if wants("publishedBy") {
+        city_ids.extend(items.iter().filter_map(|a| a.published_by));
+    }
+    if !city_ids.is_empty() {
+        city_ids.sort_unstable();
+        city_ids.dedup();
+        let cities = CityRepo::find_by_ids(db, &city_ids).await.api()?;
+        l.cities.feed_many(cities).await;
+    }
+    Ok(())
 }
 
 /// The root of every read.

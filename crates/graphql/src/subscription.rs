@@ -163,16 +163,16 @@ pub async fn load_live(
                 .get(&record.activity_id)
                 .cloned()
                 .unwrap_or_default();
-            if let Some(actor) = record.actor_city_id.and_then(|c| cities.get(&c)) {
-                if !rel.cities.contains_key(&actor.id) {
-                    let mut copy = Related {
-                        cities: rel.cities.clone(),
-                        participants: rel.participants.clone(),
-                        documents: rel.documents.clone(),
-                    };
-                    copy.cities.insert(actor.id, actor.clone());
-                    rel = Arc::new(copy);
-                }
+            if let Some(actor) = record.actor_city_id.and_then(|c| cities.get(&c))
+                && !rel.cities.contains_key(&actor.id)
+            {
+                let mut copy = Related {
+                    cities: rel.cities.clone(),
+                    participants: rel.participants.clone(),
+                    documents: rel.documents.clone(),
+                };
+                copy.cities.insert(actor.id, actor.clone());
+                rel = Arc::new(copy);
             }
             Arc::new(LiveEvent {
                 activity: activities.get(&record.activity_id).cloned(),
@@ -370,12 +370,12 @@ pub struct ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.bus.connections.lock() {
-            if let Some(n) = map.get_mut(&self.jti) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    map.remove(&self.jti);
-                }
+        if let Ok(mut map) = self.bus.connections.lock()
+            && let Some(n) = map.get_mut(&self.jti)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.jti);
             }
         }
     }
@@ -436,10 +436,10 @@ fn matches(filter: &ActivityFilter, event: &LiveEvent) -> bool {
     let Some(a) = &event.activity else {
         return false;
     };
-    if let Some(statuses) = &filter.statuses {
-        if !statuses.contains(&event.record.status) {
-            return false;
-        }
+    if let Some(statuses) = &filter.statuses
+        && !statuses.contains(&event.record.status)
+    {
+        return false;
     }
     if !filter.kinds.is_empty() && !filter.kinds.contains(&a.kind) {
         return false;
@@ -492,15 +492,15 @@ fn matches(filter: &ActivityFilter, event: &LiveEvent) -> bool {
     }
     let start = a.start_date;
     let end = a.end_date.or(start);
-    if let Some(from) = filter.from {
-        if end.is_none_or(|e| e < from) {
-            return false;
-        }
+    if let Some(from) = filter.from
+        && end.is_none_or(|e| e < from)
+    {
+        return false;
     }
-    if let Some(to) = filter.to {
-        if start.is_none_or(|s| s > to) {
-            return false;
-        }
+    if let Some(to) = filter.to
+        && start.is_none_or(|s| s > to)
+    {
+        return false;
     }
     if let Some(query) = &filter.text {
         let terms = text::search_terms(query, 16);
@@ -669,12 +669,11 @@ impl SubscriptionRoot {
                     },
                     () = tokio::time::sleep_until(next_check) => {
                         next_check = tokio::time::Instant::now() + check_every;
-                        if let Some(token) = &conn.token {
-                            if auth.verify(token).await.is_err() {
+                        if let Some(token) = &conn.token
+                            && auth.verify(token).await.is_err() {
                                 yield Err(coded(Code::Unauthenticated, "the token expired or was revoked"));
                                 return;
                             }
-                        }
                     }
                 }
             }

@@ -122,8 +122,9 @@ impl Db {
         let queries = Arc::new(AtomicU64::new(0));
         let mut conn = Database::connect(options).await?;
         let counter = queries.clone();
-        conn.set_metric_callback(move |_info| {
+        conn.set_metric_callback(move |info| {
             counter.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(target: "cityhub::sql", elapsed_us = info.elapsed.as_micros() as u64, failed = info.failed, sql = %info.statement.sql);
         });
         Ok(Self {
             conn,

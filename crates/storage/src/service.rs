@@ -179,12 +179,10 @@ impl HubService {
         };
         self.policy.authorize(actor, action, None)?;
         input.validate("input", &self.limits)?;
-        if let Some(key) = idempotency_key {
-            if key.is_empty() || key.len() > 200 {
-                return Err(
-                    FieldError::new("idempotencyKey", "must be 1 to 200 characters").into(),
-                );
-            }
+        if let Some(key) = idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(FieldError::new("idempotencyKey", "must be 1 to 200 characters").into());
         }
         let hash = idempotency_key.map(|_| request_hash(&input, draft));
         let id =
@@ -364,16 +362,16 @@ impl HubService {
             Err(Denied::Hidden) => return Err(not_found()),
             Err(denied) => return Err(denied.into()),
         }
-        if let Some(expected) = expected_version {
-            if expected != activity.version {
-                return Err(ServiceError::Conflict {
-                    message: format!(
-                        "expected version {expected}, but the activity is at version {}",
-                        activity.version
-                    ),
-                    field: Some("expectedVersion".into()),
-                });
-            }
+        if let Some(expected) = expected_version
+            && expected != activity.version
+        {
+            return Err(ServiceError::Conflict {
+                message: format!(
+                    "expected version {expected}, but the activity is at version {}",
+                    activity.version
+                ),
+                field: Some("expectedVersion".into()),
+            });
         }
         Ok(activity)
     }
@@ -517,14 +515,14 @@ impl HubService {
         reason: Option<String>,
     ) -> Result<Activity, ServiceError> {
         self.policy.authorize(actor, Action::ReadNetwork, None)?;
-        if let Some(r) = &reason {
-            if r.chars().count() > self.limits.text_chars {
-                return Err(FieldError::new(
-                    "reason",
-                    format!("must be at most {} characters", self.limits.text_chars),
-                )
-                .into());
-            }
+        if let Some(r) = &reason
+            && r.chars().count() > self.limits.text_chars
+        {
+            return Err(FieldError::new(
+                "reason",
+                format!("must be at most {} characters", self.limits.text_chars),
+            )
+            .into());
         }
         retrying!(self.try_status(actor, id, None, StatusChange::Cancel(reason.clone())))?;
         self.load(id).await

@@ -167,7 +167,7 @@ fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condit
         cond = cond.add(activity::Column::Format.is_in(filter.formats.iter().map(|f| f.as_str())));
     }
     if !filter.fields.is_empty() {
-        let (marks, values) = in_list(filter.fields.iter().map(|f| f.as_str()));
+        let (marks, values) = in_list(backend, 1, filter.fields.iter().map(|f| f.as_str()));
         cond = cond.add(Expr::cust_with_values(
             format!(
                 "activities.id IN (SELECT activity_id FROM activity_fields WHERE field IN {marks})"
@@ -176,32 +176,48 @@ fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condit
         ));
     }
     if !filter.themes.is_empty() {
-        let (marks, values) = in_list(filter.themes.iter().map(|t| text::fold(t.trim())));
+        let (marks, values) = in_list(
+            backend,
+            1,
+            filter.themes.iter().map(|t| text::fold(t.trim())),
+        );
         cond = cond.add(Expr::cust_with_values(
             format!("activities.id IN (SELECT activity_id FROM activity_themes WHERE theme_key IN {marks})"),
             values,
         ));
     }
     if !filter.cities.is_empty() {
-        let (marks, mut values) = in_list(filter.cities.iter().cloned());
-        values.extend(values.clone());
+        let n = filter.cities.len();
+        let (marks, mut values) = in_list(backend, 1, filter.cities.iter().cloned());
+        let (marks2, values2) = in_list(backend, n + 1, filter.cities.iter().cloned());
+        values.extend(values2);
         cond = cond.add(Expr::cust_with_values(
             format!(
                 "(activities.venue_city_id IN (SELECT id FROM cities WHERE slug IN {marks}) \
                  OR activities.id IN (SELECT ac.activity_id FROM activity_cities ac JOIN cities c ON c.id = ac.city_id \
-                 WHERE c.slug IN {marks}))"
+                 WHERE c.slug IN {marks2}))"
             ),
             values,
         ));
     }
     if !filter.countries.is_empty() {
-        let (marks, mut values) = in_list(filter.countries.iter().map(|c| c.to_ascii_uppercase()));
-        values.extend(values.clone());
+        let n = filter.countries.len();
+        let (marks, mut values) = in_list(
+            backend,
+            1,
+            filter.countries.iter().map(|c| c.to_ascii_uppercase()),
+        );
+        let (marks2, values2) = in_list(
+            backend,
+            n + 1,
+            filter.countries.iter().map(|c| c.to_ascii_uppercase()),
+        );
+        values.extend(values2);
         cond = cond.add(Expr::cust_with_values(
             format!(
                 "(activities.venue_city_id IN (SELECT id FROM cities WHERE country IN {marks}) \
                  OR activities.id IN (SELECT ac.activity_id FROM activity_cities ac JOIN cities c ON c.id = ac.city_id \
-                 WHERE ac.role = 'HOST' AND c.country IN {marks}))"
+                 WHERE ac.role = 'HOST' AND c.country IN {marks2}))"
             ),
             values,
         ));
@@ -227,7 +243,7 @@ fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condit
                 .collect::<Vec<_>>()
                 .join(" & ");
             cond = cond.add(Expr::cust_with_values(
-                "activities.search @@ to_tsquery('simple', ?)",
+                "activities.search @@ to_tsquery('simple', $1)",
                 [tsquery],
             ));
         } else {

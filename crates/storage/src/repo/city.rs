@@ -9,7 +9,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 
-use super::{Page, in_list, json_list, to_json};
+use super::{Page, in_list, json_list, mark, to_json};
 use crate::cursor::{Cursor, CursorKey};
 use crate::entities::{city, city_field};
 use crate::error::StorageError;
@@ -125,10 +125,10 @@ impl CityRepo {
             .collect())
     }
 
-    fn condition(filter: &CityFilter) -> Condition {
+    fn condition(filter: &CityFilter, backend: sea_orm::DatabaseBackend) -> Condition {
         let mut cond = Condition::all();
         if !filter.fields.is_empty() {
-            let (marks, values) = in_list(filter.fields.iter().map(|f| f.as_str()));
+            let (marks, values) = in_list(backend, 1, filter.fields.iter().map(|f| f.as_str()));
             cond = cond.add(Expr::cust_with_values(
                 format!("cities.id IN (SELECT city_id FROM city_fields WHERE field IN {marks})"),
                 values,
@@ -151,7 +151,7 @@ impl CityRepo {
                 .replace('%', "\\%")
                 .replace('_', "\\_");
             cond = cond.add(Expr::cust_with_values(
-                "cities.name_key LIKE ? ESCAPE '\\'",
+                format!("cities.name_key LIKE {} ESCAPE '\\'", mark(backend, 1)),
                 [format!("%{escaped}%")],
             ));
         }
@@ -165,7 +165,8 @@ impl CityRepo {
         first: u64,
         after: Option<&Cursor>,
     ) -> Result<Page<City>, StorageError> {
-        let mut query = city::Entity::find().filter(Self::condition(filter));
+        let mut query =
+            city::Entity::find().filter(Self::condition(filter, db.get_database_backend()));
         if let Some(Cursor {
             key: CursorKey::Text(key),
             id,
@@ -211,7 +212,7 @@ impl CityRepo {
         filter: &CityFilter,
     ) -> Result<u64, StorageError> {
         Ok(city::Entity::find()
-            .filter(Self::condition(filter))
+            .filter(Self::condition(filter, db.get_database_backend()))
             .count(db)
             .await?)
     }

@@ -15,7 +15,7 @@ use crate::time::{from_micros, now_micros};
 pub const NOTIFY_CHANNEL: &str = "cityhub_events";
 
 /// Advisory lock key that orders event appends by commit on PostgreSQL.
-const APPEND_LOCK: i64 = 0x6369_7479_6875_62;
+const APPEND_LOCK: i64 = 0x0063_6974_7968_7562;
 
 /// One event of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ pub mod city;
 pub mod events;
 pub mod tokens;
 
-use sea_orm::Value;
+use sea_orm::{DatabaseBackend, Value};
 
 /// One page of a keyset-paginated listing.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,10 +21,26 @@ pub struct Page<T> {
 
 /// `(?, ?, ?)` with one placeholder per value, and the values, for `IN`
 /// lists inside custom SQL fragments.
-pub(crate) fn in_list<V: Into<Value>>(values: impl IntoIterator<Item = V>) -> (String, Vec<Value>) {
+/// sea-query spells custom-fragment placeholders per backend (`?` on
+/// SQLite, `$n` on PostgreSQL); `first` is the 1-based number of the first.
+pub(crate) fn in_list<V: Into<Value>>(
+    backend: DatabaseBackend,
+    first: usize,
+    values: impl IntoIterator<Item = V>,
+) -> (String, Vec<Value>) {
     let values: Vec<Value> = values.into_iter().map(Into::into).collect();
-    let marks = vec!["?"; values.len()].join(", ");
-    (format!("({marks})"), values)
+    let marks: Vec<String> = (0..values.len())
+        .map(|i| mark(backend, first + i))
+        .collect();
+    (format!("({})", marks.join(", ")), values)
+}
+
+/// The placeholder for the `n`th (1-based) value of a custom fragment.
+pub(crate) fn mark(backend: DatabaseBackend, n: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    }
 }
 
 /// Decodes a JSON list column.

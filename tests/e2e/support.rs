@@ -1,0 +1,324 @@
+//! The test harness: a real hub per test, in-process on port 0, on a fresh
+//! SQLite file or a fresh PostgreSQL database (dropped afterwards), talked
+//! to over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cityhub::app;
+use cityhub::config::Config;
+use cityhub_storage::Db;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// Logs go to the test's captured output (shown for failing tests).
+fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Which database a hub runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests use (`TEST_POSTGRES_URL` overrides it).
+pub fn pg_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Whether PostgreSQL tests run here. Under CI=true an unreachable server
+/// fails the suite; elsewhere the tests skip with a printed reason.
+pub async fn pg_available() -> bool {
+    let reachable = match tokio::time::timeout(
+        Duration::from_secs(5),
+        sea_orm::Database::connect(pg_admin_url()),
+    )
+    .await
+    {
+        Ok(Ok(db)) => {
+            let _ = db.close().await;
+            true
+        }
+        _ => false,
+    };
+    if !reachable {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "PostgreSQL is unreachable at {} and CI=true: PostgreSQL tests must run in CI",
+                pg_admin_url()
+            );
+        }
+        eprintln!(
+            "skipping: PostgreSQL is unreachable at {} (set TEST_POSTGRES_URL)",
+            pg_admin_url()
+        );
+    }
+    reachable
+}
+
+/// A fresh database: a SQLite file in a temporary directory, or a new
+/// PostgreSQL database dropped when this is dropped.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+                Self {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("cityhub_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = sea_orm::Database::connect(pg_admin_url())
+                    .await
+                    .expect("connect to PostgreSQL");
+                sea_orm::ConnectionTrait::execute_unprepared(
+                    &admin,
+                    &format!("CREATE DATABASE {name}"),
+                )
+                .await
+                .expect("create database");
+                let _ = admin.close().await;
+                let base = pg_admin_url();
+                let url = format!(
+                    "{}/{name}",
+                    base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b)
+                );
+                Self {
+                    url,
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Dropped from a plain thread: the test's runtime may be gone.
+            let handle = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(admin) = sea_orm::Database::connect(pg_admin_url()).await {
+                        let _ = sea_orm::ConnectionTrait::execute_unprepared(
+                            &admin,
+                            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                        )
+                        .await;
+                        let _ = admin.close().await;
+                    }
+                });
+            });
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A running hub.
+pub struct TestHub {
+    pub backend: Backend,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pub test_db: Arc<TestDb>,
+}
+
+impl TestHub {
+    /// A hub on a fresh database, migrated and seeded with the network's dataset.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A hub with a configuration tweak.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let test_db = Arc::new(TestDb::new(backend).await);
+        let hub = Self::start_on(backend, test_db, tweak).await;
+        cityhub::ops::seed(&hub.db, &hub.config)
+            .await
+            .expect("seed");
+        hub
+    }
+
+    /// Another hub (an instance) on an existing database.
+    pub async fn start_on(
+        backend: Backend,
+        test_db: Arc<TestDb>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        init_tracing();
+        let mut config = Config::defaults();
+        config.listen = "127.0.0.1:0".into();
+        config.database.url = test_db.url.clone();
+        config.database.max_connections = 8;
+        config.events.poll_interval_ms = 200;
+        tweak(&mut config);
+        let hub = app::build(&config).await.expect("build hub");
+        let db = hub.service.db().clone();
+        let listener = app::bind("127.0.0.1:0".parse().expect("addr"), 1024).expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = app::serve(
+                listener,
+                hub,
+                async move {
+                    let _ = rx.await;
+                },
+                Duration::from_secs(1),
+            )
+            .await;
+        });
+        Self {
+            backend,
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            db,
+            config,
+            shutdown: Some(tx),
+            server: Some(server),
+            test_db,
+        }
+    }
+
+    /// The GraphQL endpoint.
+    pub fn url(&self) -> String {
+        format!("{}/graphql", self.base)
+    }
+
+    /// The WebSocket endpoint.
+    pub fn ws_url(&self) -> String {
+        format!("{}/graphql", self.base.replacen("http://", "ws://", 1))
+    }
+
+    /// POSTs a GraphQL request; returns the status and the JSON body.
+    pub async fn post(&self, query: &str, variables: Value, token: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(self.url())
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// A GraphQL request expected to succeed: returns `data`.
+    pub async fn ok(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let (status, body) = self.post(query, variables, token).await;
+        assert_eq!(status, 200, "status for {query}: {body}");
+        assert!(
+            body.get("errors").is_none(),
+            "unexpected errors for {query}: {body}"
+        );
+        body["data"].clone()
+    }
+
+    /// A GraphQL request expected to fail with `code`: returns the first error.
+    pub async fn fails(
+        &self,
+        query: &str,
+        variables: Value,
+        token: Option<&str>,
+        code: &str,
+    ) -> Value {
+        let (_, body) = self.post(query, variables, token).await;
+        let errors = body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("expected {code} for {query}, got {body}"));
+        let first = errors.first().cloned().unwrap_or(Value::Null);
+        assert_eq!(first["extensions"]["code"], code, "for {query}: {body}");
+        first
+    }
+
+    /// Issues a token for a city (or the secretariat with `None`).
+    pub async fn token(&self, city: Option<&str>) -> String {
+        cityhub::ops::issue_token(
+            &self.db,
+            &self.config,
+            city,
+            Some(3600),
+            Some("test".into()),
+        )
+        .await
+        .expect("issue token")
+        .0
+    }
+
+    /// Stops the server (background tasks end with the test's runtime).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs an async test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let body = $body;
+                body($crate::support::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if !$crate::support::pg_available().await {
+                    return;
+                }
+                let body = $body;
+                body($crate::support::Backend::Postgres).await;
+            }
+        }
+    };
+}
