@@ -8,3 +8,4 @@
 mod support;
 
 mod read_api;
+mod resilience;

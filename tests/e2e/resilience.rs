@@ -1,0 +1,158 @@
+//! When the database goes away: requests fail within seconds with a clear
+//! error, `/readyz` turns 503, nothing is acknowledged that was not stored,
+//! and the hub recovers by itself when the database is back. The outage is
+//! a real one: the hub reaches PostgreSQL through a TCP proxy that the test
+//! cuts (closing every connection) and restores.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::support::{Backend, TestHub, pg_available};
+
+/// A TCP proxy to PostgreSQL that can be cut and restored.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    _accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (flag, conns) = (up.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                conns.lock().await.push(task);
+            }
+        });
+        Self {
+            port,
+            up,
+            connections,
+            _accept: accept,
+        }
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    async fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for task in self.connections.lock().await.drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn ready(hub: &TestHub) -> u16 {
+    match hub.client.get(format!("{}/readyz", hub.base)).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_fails_fast_and_recovers() {
+    if !pg_available().await {
+        return;
+    }
+    let proxy = Proxy::start("127.0.0.1:5432".into()).await;
+    let port = proxy.port;
+    let hub = TestHub::start_with(Backend::Postgres, move |c| {
+        c.database.url = c.database.url.replacen(":5432/", &format!(":{port}/"), 1);
+        c.database.connect_timeout_secs = 2;
+        c.database.acquire_timeout_secs = 2;
+    })
+    .await;
+    let token = hub.token(Some("lyon")).await;
+    let count = "{ activities(first: 1) { totalCount } }";
+    let before = hub.ok(count, json!({}), None).await["activities"]["totalCount"]
+        .as_i64()
+        .expect("count");
+    assert_eq!(ready(&hub).await, 200);
+
+    proxy.cut().await;
+    let started = Instant::now();
+    let (_, body) = hub.post(count, json!({}), None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "a read failed after {:?}",
+        started.elapsed()
+    );
+    let error = &body["errors"][0];
+    assert_eq!(
+        error["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+        "{body}"
+    );
+    assert_eq!(error["extensions"]["retryable"], true, "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("database is unavailable"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("SELECT"), "no SQL leaks: {body}");
+    let started = Instant::now();
+    assert_eq!(ready(&hub).await, 503);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A write during the outage is refused, not acknowledged.
+    let (_, body) = hub
+        .post(r#"mutation { publishActivity(input: { kind: WORKSHOP, title: "During the outage" }) { id } }"#, json!({}), Some(&token))
+        .await;
+    assert!(
+        body["errors"].is_array(),
+        "a write cannot succeed without the database: {body}"
+    );
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready(&hub).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the hub did not recover within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let created = hub
+        .ok(r#"mutation { publishActivity(input: { kind: WORKSHOP, title: "After the outage" }) { slug } }"#, json!({}), Some(&token))
+        .await;
+    assert_eq!(created["publishActivity"]["slug"], "after-the-outage");
+    let after = hub.ok(count, json!({}), None).await["activities"]["totalCount"]
+        .as_i64()
+        .expect("count");
+    assert_eq!(after, before + 1, "exactly the acknowledged write is there");
+    let search = hub
+        .ok(
+            r#"{ activities(filter: { text: "outage" }) { nodes { title } } }"#,
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        search["activities"]["nodes"],
+        json!([{ "title": "After the outage" }])
+    );
+}
