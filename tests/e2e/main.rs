@@ -7,5 +7,6 @@
 )]
 mod support;
 
+mod cli;
 mod read_api;
 mod resilience;

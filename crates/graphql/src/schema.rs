@@ -85,6 +85,7 @@ pub fn schema_builder(
         .limit_complexity(settings.max_complexity)
         .limit_recursive_depth(settings.max_depth.max(32))
         .enable_federation()
+        .enable_subscription_in_federation()
         .extension(ErrorCodes)
 }
 

@@ -1,0 +1,196 @@
+//! The command line, run as the real binary: help, schema, migrations up,
+//! down and up again on both databases, idempotent seeding, configuration
+//! errors, and the demo printing a working URL and tokens.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::support::{Backend, TestDb};
+
+fn cityhub(db_url: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("CITYHUB_DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run cityhub");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_command_and_schema_matches_the_checked_in_file() {
+    let (ok, out, _) = cityhub("sqlite://unused.db", &["--help"]);
+    assert!(ok);
+    for command in [
+        "demo", "serve", "migrate", "seed", "token", "keys", "schema",
+    ] {
+        assert!(out.contains(command), "--help lacks {command}: {out}");
+    }
+    let (ok, sdl, _) = cityhub("sqlite://unused.db", &["schema"]);
+    assert!(ok);
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/schema.graphql"
+    ))
+    .expect("schema file");
+    assert_eq!(
+        sdl, file,
+        "schema/schema.graphql is stale: regenerate it with `cargo run -- schema`"
+    );
+    assert!(sdl.contains("activityEvents(filter: ActivityFilter, after: String): ActivityEvent!"));
+}
+
+#[test]
+fn bad_configuration_stops_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["migrate", "status"])
+        .current_dir(dir.path())
+        .env("CITYHUB_DATABASE_URL", "mysql://nope")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("database.url"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["migrate", "status"])
+        .current_dir(dir.path())
+        .env("CITYHUB_API_MAX_PAGE_SIZE", "lots")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("max_page_size"), "{err}");
+}
+
+both_backends!(
+    migrations_go_up_down_and_up_and_seeding_is_idempotent,
+    |backend: Backend| async move {
+        let db = TestDb::new(backend).await;
+        let url = db.url.clone();
+        let (ok, out, err) =
+            tokio::task::spawn_blocking(move || cityhub(&url, &["migrate", "status"]))
+                .await
+                .expect("join");
+        assert!(ok, "{err}");
+        assert!(out.contains("pending m20261127_000001_initial"), "{out}");
+        for (args, expect) in [
+            (vec!["migrate", "up"], "migrations applied"),
+            (
+                vec!["migrate", "status"],
+                "applied m20261127_000001_initial",
+            ),
+            (vec!["migrate", "down", "--steps", "1"], "rolled back 1"),
+            (
+                vec!["migrate", "status"],
+                "pending m20261127_000001_initial",
+            ),
+            (vec!["migrate", "up"], "migrations applied"),
+            (
+                vec!["seed"],
+                "28 cities created (0 already there), 26 activities created (0 already there)",
+            ),
+            (
+                vec!["seed"],
+                "0 cities created (28 already there), 0 activities created (26 already there)",
+            ),
+        ] {
+            let url = db.url.clone();
+            let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            let (ok, out, err) = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+                cityhub(&url, &refs)
+            })
+            .await
+            .expect("join");
+            assert!(ok, "{args:?}: {err}");
+            assert!(
+                out.contains(expect),
+                "{args:?}: expected {expect:?} in {out}"
+            );
+        }
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_the_seeded_network_and_prints_working_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("Secretariat token");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("demo printed in time")
+        .expect("join");
+    let find = |label: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(label))
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {label} in {lines:?}"))
+    };
+    let url = find("GraphQL and GraphiQL:");
+    let city_token = find("City token");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let viewer = loop {
+        let r = client
+            .post(&url)
+            .bearer_auth(&city_token)
+            .json(
+                &json!({ "query": "{ viewer { role city { slug } } network { activityCount } }" }),
+            )
+            .send()
+            .await;
+        if let Ok(r) = r {
+            break r.json::<Value>().await.expect("json");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "demo not answering"
+        );
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        viewer["data"]["viewer"],
+        json!({ "role": "CITY", "city": { "slug": "lyon" } }),
+        "{viewer}"
+    );
+    assert_eq!(viewer["data"]["network"]["activityCount"], 26);
+    assert!(
+        dir.path().join("cityhub.db").exists(),
+        "the demo's SQLite file is in the working directory"
+    );
+}
