@@ -19,6 +19,7 @@ use crate::state::{actor, hub};
 #[derive(Default)]
 pub struct Mutation;
 
+/// The root of every write. Each mutation is one transaction with its audit record and its event.
 #[Object]
 impl Mutation {
     /// Publishes an activity with the token's city as publisher and first host (the secretariat publishes network activities with no city publisher). `draft: true` keeps it visible only to its city and the secretariat. With an `idempotencyKey`, retrying the same request returns the first result and creates nothing; the same key with another input is a `CONFLICT`.

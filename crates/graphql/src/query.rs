@@ -134,6 +134,7 @@ async fn prefetch(ctx: &Context<'_>, items: &[cityhub_domain::Activity]) -> Resu
 #[derive(Default)]
 pub struct Query;
 
+/// The root of every read.
 #[Object]
 impl Query {
     /// The network as a whole: name, founding year, counts.

@@ -106,3 +106,31 @@ pub fn sdl() -> String {
 pub fn sdl_of(schema: &HubSchema) -> String {
     schema.sdl_with_options(SDLExportOptions::new().federation())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every type, field, input field and enum value of the schema carries
+    /// a description (the federation `@link` arguments aside).
+    #[test]
+    fn every_type_and_field_is_described() {
+        let sdl = super::sdl();
+        let lines: Vec<&str> = sdl.lines().collect();
+        let mut missing = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with("\"\"\"") || t == "}" || t.starts_with("url:") || t.starts_with("import:") {
+                continue;
+            }
+            let declares_type = ["type ", "input ", "enum ", "scalar ", "interface ", "union "].iter().any(|k| t.starts_with(k));
+            let declares_member = line.starts_with('\t') && (t.contains(':') || t.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+            if !(declares_type || declares_member) {
+                continue;
+            }
+            let previous = lines[..i].iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim());
+            if !previous.is_some_and(|p| p.ends_with("\"\"\"")) {
+                missing.push(t.to_owned());
+            }
+        }
+        assert!(missing.is_empty(), "undescribed: {missing:#?}");
+    }
+}

@@ -525,6 +525,7 @@ fn matches(filter: &ActivityFilter, event: &LiveEvent) -> bool {
 /// Something that happened to an activity.
 pub struct ActivityEvent(Arc<LiveEvent>);
 
+/// Something that happened to an activity, from the durable event log.
 #[Object]
 impl ActivityEvent {
     /// Opaque position in the event log; pass it as `after` to resume right after this event.
@@ -565,6 +566,7 @@ impl ActivityEvent {
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
+/// The root of live updates, over WebSocket.
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Activity events matching the filter, as they are committed. Durable: with `after` (an event's `cursor`), every matching event after it is replayed in order, then the stream goes on live, with no gap and no duplicate; an `after` older than the log keeps is `CURSOR_EXPIRED`. Without `after`: new events only. `filter.statuses` applies to the activity's status after the event and defaults to every status; drafts' events reach only their own city and the secretariat.

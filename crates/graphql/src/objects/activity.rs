@@ -74,6 +74,7 @@ impl ActivityObject {
 /// A document attached to an activity: a communiqué, a publication, a programme…
 pub struct DocumentObject(pub d::Document);
 
+/// An activity of the network: an annual meeting, an international conference, a member meeting, a sub-network collaboration, or a city's workshop, exhibition, festival or residency.
 #[Object(name = "Activity")]
 impl ActivityObject {
     /// Stable identifier.
@@ -226,6 +227,7 @@ impl ActivityObject {
     }
 }
 
+/// A document attached to an activity: a communiqué, a publication, a programme, a report, a website.
 #[Object(name = "Document")]
 impl DocumentObject {
     /// Stable identifier.

@@ -11,6 +11,7 @@ use crate::query::list_activities;
 /// A member city of the network.
 pub struct CityObject(pub d::City);
 
+/// A member city of the UNESCO Creative Cities Network.
 #[Object(name = "City")]
 impl CityObject {
     /// Stable identifier.

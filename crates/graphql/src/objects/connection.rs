@@ -32,6 +32,7 @@ pub struct ActivityEdge {
     node: ActivityObject,
 }
 
+/// One activity of a page, with its cursor.
 #[Object]
 impl ActivityEdge {
     /// Opaque position of this row; pass it as `after` to continue after it.
@@ -85,6 +86,7 @@ impl ActivityConnection {
     }
 }
 
+/// A page of activities (a Relay connection).
 #[Object]
 impl ActivityConnection {
     /// The rows of the page, each with its cursor.
@@ -117,6 +119,7 @@ pub struct CityEdge {
     node: CityObject,
 }
 
+/// One city of a page, with its cursor.
 #[Object]
 impl CityEdge {
     /// Opaque position of this row; pass it as `after` to continue after it.
@@ -166,6 +169,7 @@ impl CityConnection {
     }
 }
 
+/// A page of member cities, ordered by name (a Relay connection).
 #[Object]
 impl CityConnection {
     /// The rows of the page, each with its cursor.

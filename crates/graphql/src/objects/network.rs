@@ -41,6 +41,7 @@ fn small(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// The UNESCO Creative Cities Network as a whole.
 #[Object]
 impl Network {
     /// The network's name.

@@ -14,6 +14,7 @@ use crate::state::loaders;
 /// Who the request's token speaks for.
 pub struct Viewer(pub Principal);
 
+/// Who the request's token speaks for.
 #[Object]
 impl Viewer {
     /// The token's role.
@@ -59,6 +60,7 @@ pub struct IssuedToken {
 /// The record of an issued token (never the token itself).
 pub struct TokenInfo(pub TokenRecord);
 
+/// The record of an issued token (never the token itself).
 #[Object]
 impl TokenInfo {
     /// The token's id.
