@@ -889,3 +889,42 @@ both_backends!(federation_entities_resolve, |backend: Backend| async move {
         json!({ "slug": "lyon", "country": "FR" })
     );
 });
+
+/// graphql-js's `getIntrospectionQuery()` as GraphiQL sends it (the type
+/// reference nests `ofType` nine levels deep).
+const INTROSPECTION: &str = r#"query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }
+}"#;
+
+both_backends!(
+    graphiql_introspection_fits_the_default_limits,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let data = hub.ok(INTROSPECTION, json!({}), None).await;
+        assert_eq!(data["__schema"]["subscriptionType"]["name"], "Subscription");
+        let types = data["__schema"]["types"].as_array().expect("types");
+        assert!(
+            types
+                .iter()
+                .any(|t| t["name"] == "Activity" && t["description"].is_string())
+        );
+    }
+);

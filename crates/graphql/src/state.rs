@@ -32,7 +32,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             max_page_size: 100,
-            max_depth: 12,
+            max_depth: 16,
             max_complexity: 20_000,
             network_name: "UNESCO Creative Cities Network".into(),
             founded_year: 2004,
