@@ -8,5 +8,7 @@
 mod support;
 
 mod cli;
+mod publishing;
 mod read_api;
 mod resilience;
+mod tokens;

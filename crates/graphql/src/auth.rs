@@ -4,6 +4,8 @@
 //! instance for `auth.revocation_cache_secs` (2 s by default), so a
 //! revocation made on any instance is refused everywhere within that time.
 //! A revocation made on this instance also clears its cache entry at once.
+//! Signing keys are re-read as often, so a key rotated or retired by another
+//! process (`cityhub keys …`) is honoured within the same time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,6 +31,19 @@ pub struct Principal {
     pub expires_at: DateTime<Utc>,
 }
 
+impl Principal {
+    /// Whether a token's claims speak for this principal (same subject,
+    /// role and expiry as the token it was built from).
+    fn matches(&self, claims: &cityhub_auth::Claims) -> bool {
+        let subject = match &self.actor {
+            Actor::City { slug, .. } => claims.city_slug() == Some(slug.as_str()),
+            Actor::Secretariat => claims.sub == "secretariat",
+            Actor::Anonymous => false,
+        };
+        subject && claims.role() == Some(self.role) && claims.exp == self.expires_at.timestamp()
+    }
+}
+
 /// Why a request's credentials were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthFailure {
@@ -40,8 +55,6 @@ pub enum AuthFailure {
     Storage(#[from] StorageError),
 }
 
-/// How long to wait between two key reloads triggered by unknown `kid`s.
-const KEY_RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// The most token records cached per instance.
 const CACHE_CAPACITY: usize = 50_000;
 
@@ -50,7 +63,8 @@ pub struct Authenticator {
     db: Db,
     config: AuthConfig,
     keyring: RwLock<Arc<Keyring>>,
-    last_reload: Mutex<Instant>,
+    /// When the keys were last re-read to see rotations and retirements.
+    last_refresh: Mutex<Instant>,
     cache: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
 }
 
@@ -123,6 +137,17 @@ pub async fn rotate_keys(db: &Db) -> Result<String, KeyError> {
     Ok(key.kid)
 }
 
+/// Claims the next key reload if `last` is `interval` old.
+fn claim(last: &Mutex<Instant>, interval: Duration) -> bool {
+    match last.lock() {
+        Ok(mut last) if last.elapsed() >= interval => {
+            *last = Instant::now();
+            true
+        }
+        _ => false,
+    }
+}
+
 impl Authenticator {
     /// Loads the keys (creating the first one if needed).
     pub async fn new(db: Db, config: AuthConfig) -> Result<Self, KeyError> {
@@ -131,7 +156,7 @@ impl Authenticator {
             db,
             config,
             keyring: RwLock::new(Arc::new(keyring)),
-            last_reload: Mutex::new(Instant::now()),
+            last_refresh: Mutex::new(Instant::now()),
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -179,8 +204,21 @@ impl Authenticator {
 
     /// Verifies a bare JWT.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthFailure> {
+        // Keys retired (or added) by another process are picked up within
+        // the revocation delay; a failed reload keeps the keys already held.
+        let refresh = Duration::from_secs(self.config.revocation_cache_secs.max(1));
+        if claim(&self.last_refresh, refresh)
+            && let Err(e) = self.reload_keys().await
+        {
+            tracing::warn!(error = %e, "cannot reload the signing keys; keeping the loaded ones");
+        }
         let claims = match self.keyring().verify(token) {
-            Err(AuthError::UnknownKey) if self.may_reload() => {
+            // A key added by another process (`cityhub keys rotate`) must
+            // verify its first token: the keys are re-read at once. The
+            // table is a few rows, no dearer than any anonymous read, so
+            // this is not throttled (a throttle let any unknown `kid` sent
+            // just before make the new key's tokens fail).
+            Err(AuthError::UnknownKey) => {
                 self.reload_keys().await.map_err(|e| match e {
                     KeyError::Storage(s) => AuthFailure::Storage(s),
                     KeyError::Auth(a) => AuthFailure::Invalid(a.to_string()),
@@ -196,9 +234,12 @@ impl Authenticator {
             && let Some((at, entry)) = cache.get(&claims.jti)
             && now.duration_since(*at) < ttl
         {
+            // The record was checked against the claims of the token that
+            // filled the cache; this token must carry the same ones.
             return entry
                 .clone()
-                .ok_or_else(|| AuthFailure::Invalid("token revoked".into()));
+                .filter(|p| p.matches(&claims))
+                .ok_or_else(|| AuthFailure::Invalid("token revoked or unknown".into()));
         }
         let entry = self.check_record(&claims).await?;
         if let Ok(mut cache) = self.cache.lock() {
@@ -211,16 +252,6 @@ impl Authenticator {
             cache.insert(claims.jti.clone(), (now, entry.clone()));
         }
         entry.ok_or_else(|| AuthFailure::Invalid("token revoked or unknown".into()))
-    }
-
-    fn may_reload(&self) -> bool {
-        match self.last_reload.lock() {
-            Ok(mut last) if last.elapsed() >= KEY_RELOAD_MIN_INTERVAL => {
-                *last = Instant::now();
-                true
-            }
-            _ => false,
-        }
     }
 
     /// Reads the token's record: it must exist, not be revoked, match the

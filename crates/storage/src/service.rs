@@ -318,6 +318,7 @@ impl HubService {
         if base.is_empty() {
             base = "activity".into();
         }
+        ActivityRepo::lock_slug_base(txn, &base).await?;
         if !ActivityRepo::slug_taken(txn, &base).await? {
             return Ok(base);
         }

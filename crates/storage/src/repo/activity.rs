@@ -11,7 +11,7 @@ use cityhub_domain::{
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement,
 };
 
 use super::{Page, in_list, json_list, to_json};
@@ -19,6 +19,9 @@ use crate::cursor::{Cursor, CursorKey};
 use crate::entities::{activity, activity_city, activity_field, activity_theme, document};
 use crate::error::StorageError;
 use crate::time::{date_key, from_micros, now_micros};
+
+/// The first key of the advisory locks that serialize slug choices.
+const SLUG_LOCK_CLASS: i32 = 0x736c_7567;
 
 /// Role of a city in `activity_cities`.
 const HOST: &str = "HOST";
@@ -481,6 +484,31 @@ impl ActivityRepo {
             });
         }
         Ok(out)
+    }
+
+    /// Serializes, until the transaction ends, the choice of slugs derived
+    /// from `base` on PostgreSQL: concurrent publications of one title then
+    /// see each other's slug instead of all taking the same free one and
+    /// failing on the unique index. (SQLite has one writer at a time.)
+    pub async fn lock_slug_base(db: &impl ConnectionTrait, base: &str) -> Result<(), StorageError> {
+        if db.get_database_backend() != DatabaseBackend::Postgres {
+            return Ok(());
+        }
+        // The two-key form: its key space is apart from the event log's
+        // single-key lock. The second key is the base's FNV-1a hash.
+        let hash = base.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        db.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            [
+                SLUG_LOCK_CLASS.into(),
+                i32::from_ne_bytes(hash.to_ne_bytes()).into(),
+            ],
+        ))
+        .await?;
+        Ok(())
     }
 
     /// Whether an activity (deleted or not) has this slug.
