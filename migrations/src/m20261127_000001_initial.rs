@@ -13,7 +13,7 @@ pub struct Migration;
 const COMMON: &str = r#"
 CREATE TABLE cities (
     id {pk},
-    slug TEXT NOT NULL UNIQUE,
+    slug {ctext} NOT NULL UNIQUE,
     name TEXT NOT NULL,
     name_key {ctext} NOT NULL,
     country TEXT NOT NULL,
@@ -36,7 +36,7 @@ CREATE INDEX city_fields_field ON city_fields (field, city_id);
 
 CREATE TABLE activities (
     id {pk},
-    slug TEXT NOT NULL UNIQUE,
+    slug {ctext} NOT NULL UNIQUE,
     kind TEXT NOT NULL,
     format TEXT NOT NULL,
     status TEXT NOT NULL,

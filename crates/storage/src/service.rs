@@ -319,17 +319,18 @@ impl HubService {
             base = "activity".into();
         }
         ActivityRepo::lock_slug_base(txn, &base).await?;
-        if !ActivityRepo::slug_taken(txn, &base).await? {
+        // One query for every slug of this family (`base`, `base-2`, …).
+        let taken: std::collections::HashSet<String> = ActivityRepo::slugs_with_base(txn, &base)
+            .await?
+            .into_iter()
+            .collect();
+        if !taken.contains(&base) {
             return Ok(base);
         }
-        for n in 2..50 {
-            let candidate = format!("{base}-{n}");
-            if !ActivityRepo::slug_taken(txn, &candidate).await? {
-                return Ok(candidate);
-            }
-        }
-        // Many activities share this title: a random suffix settles it.
-        Ok(format!("{base}-{}", &uuid_suffix()))
+        Ok((2..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|candidate| !taken.contains(candidate))
+            .unwrap_or(base))
     }
 
     /// Loads an activity for the response of a committed write.
@@ -768,15 +769,4 @@ fn request_hash(input: &ActivityInput, draft: bool) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn uuid_suffix() -> String {
-    format!("{:08x}", rand_u32())
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_i64(now_micros());
-    h.finish() as u32
 }

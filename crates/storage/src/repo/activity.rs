@@ -511,6 +511,31 @@ impl ActivityRepo {
         Ok(())
     }
 
+    /// Every slug (deleted activities' too) equal to `base` or of the form
+    /// `base-…`, for picking the next free suffix in one query.
+    pub async fn slugs_with_base(
+        db: &impl ConnectionTrait,
+        base: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(activity::Entity::find()
+            .select_only()
+            .column(activity::Column::Slug)
+            .filter(
+                Condition::any()
+                    .add(activity::Column::Slug.eq(base))
+                    // `base-…` as a range, which the unique index serves on
+                    // both backends (slugs are compared bytewise: '.' follows '-').
+                    .add(
+                        Condition::all()
+                            .add(activity::Column::Slug.gt(format!("{base}-")))
+                            .add(activity::Column::Slug.lt(format!("{base}."))),
+                    ),
+            )
+            .into_tuple::<String>()
+            .all(db)
+            .await?)
+    }
+
     /// Whether an activity (deleted or not) has this slug.
     pub async fn slug_taken(db: &impl ConnectionTrait, slug: &str) -> Result<bool, StorageError> {
         Ok(activity::Entity::find()
