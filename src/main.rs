@@ -6,6 +6,7 @@
     reason = "the command line prints its results on stdout"
 )]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -162,8 +163,8 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(&config);
     match cli.command {
         Command::Schema => Ok(()),
-        Command::Demo { .. } => demo(config).await,
-        Command::Serve => serve(config).await,
+        Command::Demo { .. } => serve(config, true).await,
+        Command::Serve => serve(config, false).await,
         Command::Migrate { action } => migrate(config, action.unwrap_or(MigrateAction::Up)).await,
         Command::Seed => {
             let db = app::connect(&config).await?;
@@ -183,13 +184,24 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Serves until Ctrl-C or SIGTERM; the demo first seeds the network and
+/// prints its URL with ready tokens.
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     raise_open_files_limit();
     let addr = config.listen_addr()?;
     let hub = app::build(&config).await?;
     let listener = app::bind(addr, config.http.listen_backlog)
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, database = %cityhub_storage::db::redact_url(&config.database.url), "cityhub serving");
+    let local = listener.local_addr()?;
+    if demo {
+        print_demo(
+            &config,
+            hub.service.db(),
+            &format!("http://{local}/graphql"),
+        )
+        .await?;
+    }
+    tracing::info!(addr = %local, database = %cityhub_storage::db::redact_url(&config.database.url), "cityhub serving");
     app::serve(
         listener,
         hub,
@@ -200,47 +212,33 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo(config: Config) -> anyhow::Result<()> {
-    raise_open_files_limit();
-    let addr = config.listen_addr()?;
-    let hub = app::build(&config).await?;
-    let db = hub.service.db().clone();
-    let report = ops::seed(&db, &config).await?;
-    let (city_token, _) = ops::issue_token(
-        &db,
-        &config,
-        Some("lyon"),
-        Some(7 * 86_400),
-        Some("demo".into()),
-    )
-    .await?;
+async fn print_demo(config: &Config, db: &cityhub_storage::Db, url: &str) -> anyhow::Result<()> {
+    let report = ops::seed(db, config).await?;
+    // A closed stdout (`cityhub demo | head`) must not stop the server.
+    let mut out = std::io::stdout().lock();
+    macro_rules! say {
+        ($($arg:tt)*) => { let _ = writeln!(out, $($arg)*); };
+    }
+    let week = Some(7 * 86_400);
+    let (city_token, _) =
+        ops::issue_token(db, config, Some("lyon"), week, Some("demo".into())).await?;
     let (secretariat_token, _) =
-        ops::issue_token(&db, &config, None, Some(7 * 86_400), Some("demo".into())).await?;
-    let listener = app::bind(addr, config.http.listen_backlog)
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let url = format!("http://{}/graphql", listener.local_addr()?);
-    println!(
+        ops::issue_token(db, config, None, week, Some("demo".into())).await?;
+    say!(
         "cityhub demo: {} cities and {} activities seeded ({} and {} new)",
         report.cities_created + report.cities_existing,
         report.activities_created + report.activities_existing,
         report.cities_created,
         report.activities_created
     );
-    println!();
-    println!("  GraphQL and GraphiQL: {url}");
-    println!("  City token (Lyon, 7 days):   {city_token}");
-    println!("  Secretariat token (7 days):  {secretariat_token}");
-    println!();
-    println!("  Try: curl -s {url} -H 'Content-Type: application/json' \\");
-    println!("         -d '{{\"query\":\"{{ network {{ name cityCount activityCount }} }}\"}}'");
-    println!();
-    app::serve(
-        listener,
-        hub,
-        app::shutdown_signal(),
-        Duration::from_secs(config.http.shutdown_grace_secs),
-    )
-    .await?;
+    say!();
+    say!("  GraphQL and GraphiQL: {url}");
+    say!("  City token (Lyon, 7 days):   {city_token}");
+    say!("  Secretariat token (7 days):  {secretariat_token}");
+    say!();
+    say!("  Try: curl -s {url} -H 'Content-Type: application/json' \\");
+    say!("         -d '{{\"query\":\"{{ network {{ name cityCount activityCount }} }}\"}}'");
+    say!();
     Ok(())
 }
 

@@ -139,13 +139,16 @@ async fn demo_serves_the_seeded_network_and_prints_working_tokens() {
     let stdout = child.stdout.take().expect("stdout");
     let lines = tokio::task::spawn_blocking(move || {
         let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let mut reader = BufReader::new(stdout).lines();
+        for line in reader.by_ref().map_while(Result::ok) {
             let done = line.contains("Secretariat token");
             lines.push(line);
             if done {
                 break;
             }
         }
+        // Keep draining, so the demo never writes into a closed pipe.
+        std::thread::spawn(move || reader.for_each(drop));
         lines
     });
     let lines = tokio::time::timeout(Duration::from_secs(60), lines)

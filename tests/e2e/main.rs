@@ -11,4 +11,5 @@ mod cli;
 mod publishing;
 mod read_api;
 mod resilience;
+mod subscriptions;
 mod tokens;

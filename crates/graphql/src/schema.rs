@@ -118,15 +118,34 @@ mod tests {
         let mut missing = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             let t = line.trim();
-            if t.is_empty() || t.starts_with("\"\"\"") || t == "}" || t.starts_with("url:") || t.starts_with("import:") {
+            if t.is_empty()
+                || t.starts_with("\"\"\"")
+                || t == "}"
+                || t.starts_with("url:")
+                || t.starts_with("import:")
+            {
                 continue;
             }
-            let declares_type = ["type ", "input ", "enum ", "scalar ", "interface ", "union "].iter().any(|k| t.starts_with(k));
-            let declares_member = line.starts_with('\t') && (t.contains(':') || t.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+            let declares_type = [
+                "type ",
+                "input ",
+                "enum ",
+                "scalar ",
+                "interface ",
+                "union ",
+            ]
+            .iter()
+            .any(|k| t.starts_with(k));
+            let declares_member = line.starts_with('\t')
+                && (t.contains(':') || t.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
             if !(declares_type || declares_member) {
                 continue;
             }
-            let previous = lines[..i].iter().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim());
+            let previous = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.trim());
             if !previous.is_some_and(|p| p.ends_with("\"\"\"")) {
                 missing.push(t.to_owned());
             }

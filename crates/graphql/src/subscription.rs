@@ -22,6 +22,7 @@ use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 
+use crate::auth::AuthFailure;
 use crate::enums::ActivityEventType;
 use crate::error::{Code, ResultExt, bad_input, coded, denied};
 use crate::inputs::ActivityFilterInput;
@@ -245,7 +246,11 @@ impl EventBus {
             }
             loop {
                 let last = self.delivered.load(Ordering::SeqCst);
-                let batch = match EventLog::after(self.db.conn(), last, 500).await {
+                // Batches stay well under the broadcast buffer, and the pump
+                // yields between them, so a catch-up burst never overruns
+                // subscribers that keep up.
+                let chunk = (self.settings.buffer as u64 / 4).clamp(1, 500);
+                let batch = match EventLog::after(self.db.conn(), last, chunk).await {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "event pump could not read the log; retrying");
@@ -255,7 +260,7 @@ impl EventBus {
                 if batch.is_empty() {
                     break;
                 }
-                let full = batch.len() == 500;
+                let full = batch.len() as u64 == chunk;
                 let events = match load_live(&self.db, batch).await {
                     Ok(e) => e,
                     Err(e) => {
@@ -271,6 +276,7 @@ impl EventBus {
                 if !full {
                     break;
                 }
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -406,6 +412,12 @@ impl Drop for SubscriptionGuard {
         }
     }
 }
+
+/// Why a subscriber that fell behind the instance's buffer was closed.
+const FELL_BEHIND: &str = "this subscriber fell too far behind and was closed; resubscribe with `after` set to the last cursor received";
+
+/// Why a subscription of a token that stopped being valid ended.
+const TOKEN_ENDED: &str = "the token expired or was revoked";
 
 /// Encodes a log sequence as an opaque cursor.
 pub fn encode_cursor(seq: i64) -> String {
@@ -591,6 +603,18 @@ impl SubscriptionRoot {
             filter.statuses = None;
         }
         let conn = ctx.data_opt::<WsConnection>().cloned().unwrap_or_default();
+        // A token revoked or expired since `connection_init` starts nothing
+        // more on its socket (a replay would otherwise run before the
+        // periodic check ends it).
+        if let Some(token) = &conn.token {
+            match auth.verify(token).await {
+                Ok(_) => {}
+                Err(AuthFailure::Invalid(_)) => {
+                    return Err(coded(Code::Unauthenticated, TOKEN_ENDED));
+                }
+                Err(AuthFailure::Storage(e)) => return Err(crate::error::storage(e)),
+            }
+        }
         let start = match &after {
             Some(text) => {
                 let seq = decode_cursor(text)
@@ -609,6 +633,16 @@ impl SubscriptionRoot {
             }
             None => None,
         };
+        let mut receiver = bus.sender.subscribe();
+        let db = h.service.db().clone();
+        // Without `after`, only events committed from now on: the pump may
+        // still be broadcasting older ones. The head is read after
+        // subscribing, so nothing committed later can be missed; and before
+        // the subscription is counted, so the count means "receiving".
+        let floor = match start {
+            Some(seq) => seq,
+            None => EventLog::head(db.conn()).await.api()?,
+        };
         let active = conn.subscriptions.fetch_add(1, Ordering::Relaxed) + 1;
         bus.subscribers.fetch_add(1, Ordering::Relaxed);
         let guard = SubscriptionGuard {
@@ -625,12 +659,10 @@ impl SubscriptionRoot {
                 ),
             ));
         }
-        let mut receiver = bus.sender.subscribe();
-        let db = h.service.db().clone();
         let check_every = Duration::from_secs(bus.settings.token_check_secs.max(1));
         Ok(async_stream::stream! {
             let _guard = guard;
-            let mut last = start.unwrap_or(i64::MIN);
+            let mut last = floor;
             if let Some(from) = start {
                 let mut cursor = from;
                 loop {
@@ -653,27 +685,40 @@ impl SubscriptionRoot {
                 }
             }
             let mut next_check = tokio::time::Instant::now() + check_every;
+            let mut lagged = false;
             loop {
                 tokio::select! {
                     received = receiver.recv() => match received {
                         Ok(event) => {
+                            // Overwritten events this subscriber already had
+                            // (replayed, or older than its start) are no loss:
+                            // a burst of them must not close it.
+                            if std::mem::take(&mut lagged) && event.record.seq > last + 1 {
+                                match EventLog::after(db.conn(), last, 1).await {
+                                    Ok(next) if next.first().is_none_or(|r| r.seq >= event.record.seq) => {}
+                                    Ok(_) => {
+                                        yield Err(coded(Code::RateLimited, FELL_BEHIND));
+                                        return;
+                                    }
+                                    Err(e) => { yield Err(crate::error::storage(e)); return; }
+                                }
+                            }
                             if event.record.seq <= last { continue; }
                             last = event.record.seq;
                             if visible(&actor, &event.record) && matches(&filter, &event) {
                                 yield Ok(ActivityEvent(event));
                             }
                         }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            yield Err(coded(Code::RateLimited, "this subscriber fell too far behind and was closed; resubscribe with `after` set to the last cursor received"));
-                            return;
-                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => lagged = true,
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     () = tokio::time::sleep_until(next_check) => {
                         next_check = tokio::time::Instant::now() + check_every;
+                        // An outage is not a revocation: only a refused token
+                        // ends the stream; a failed check is retried next time.
                         if let Some(token) = &conn.token
-                            && auth.verify(token).await.is_err() {
-                                yield Err(coded(Code::Unauthenticated, "the token expired or was revoked"));
+                            && matches!(auth.verify(token).await, Err(AuthFailure::Invalid(_))) {
+                                yield Err(coded(Code::Unauthenticated, TOKEN_ENDED));
                                 return;
                             }
                     }

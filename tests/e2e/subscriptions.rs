@@ -1,0 +1,1401 @@
+//! Live subscriptions (`activityEvents`) over real WebSockets: delivery and
+//! order, filters, draft privacy, resuming with `after`, expired cursors,
+//! several instances on one PostgreSQL database, slow consumers, auth
+//! refusals, both sub-protocols and per-connection limits.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::both_backends;
+use crate::support::{Backend, TestHub};
+
+/// The longest any single wait may take: a broken build fails, never hangs.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The subscription every test runs, with the fields clients rely on.
+const EVENTS: &str = "subscription Events($filter: ActivityFilter, $after: String) { \
+  activityEvents(filter: $filter, after: $after) { \
+    cursor type occurredAt activity { slug title } actor { slug } } }";
+
+/// The two GraphQL-over-WebSocket sub-protocols the hub speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `graphql-transport-ws` (the `graphql-ws` library's protocol).
+    TransportWs,
+    /// The legacy `graphql-ws` (Apollo's `subscriptions-transport-ws`).
+    LegacyWs,
+}
+
+impl Protocol {
+    fn header(self) -> &'static str {
+        match self {
+            Protocol::TransportWs => "graphql-transport-ws",
+            Protocol::LegacyWs => "graphql-ws",
+        }
+    }
+
+    fn subscribe(self) -> &'static str {
+        match self {
+            Protocol::TransportWs => "subscribe",
+            Protocol::LegacyWs => "start",
+        }
+    }
+
+    fn stop(self) -> &'static str {
+        match self {
+            Protocol::TransportWs => "complete",
+            Protocol::LegacyWs => "stop",
+        }
+    }
+}
+
+/// A server message, once protocol chatter (pings, keep-alives) is handled.
+#[derive(Debug, Clone)]
+enum Incoming {
+    Ack,
+    /// `next` (or legacy `data`): one execution result.
+    Next {
+        id: String,
+        payload: Value,
+    },
+    /// `error` (graphql-transport-ws): the operation failed before running.
+    Error {
+        id: String,
+        payload: Value,
+    },
+    Complete {
+        id: String,
+    },
+    /// Legacy `connection_error`.
+    ConnectionError(Value),
+    /// The socket closed (close frame, end of stream or transport error).
+    Closed {
+        code: Option<u16>,
+        reason: String,
+    },
+}
+
+impl Incoming {
+    fn id(&self) -> Option<&str> {
+        match self {
+            Incoming::Next { id, .. } | Incoming::Error { id, .. } | Incoming::Complete { id } => {
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One delivered `ActivityEvent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Event {
+    cursor: String,
+    kind: String,
+    occurred_at: String,
+    slug: String,
+    title: String,
+    actor: Option<String>,
+}
+
+impl Event {
+    fn parse(value: &Value) -> Self {
+        let text = |v: &Value| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("expected a string in {value}"))
+                .to_owned()
+        };
+        Self {
+            cursor: text(&value["cursor"]),
+            kind: text(&value["type"]),
+            occurred_at: text(&value["occurredAt"]),
+            slug: text(&value["activity"]["slug"]),
+            title: text(&value["activity"]["title"]),
+            actor: value["actor"]["slug"].as_str().map(str::to_owned),
+        }
+    }
+}
+
+/// A minimal GraphQL-over-WebSocket client speaking either protocol.
+struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    protocol: Protocol,
+    /// Messages read while waiting for another subscription's.
+    pending: VecDeque<Incoming>,
+    /// Server pings (graphql-transport-ws) or keep-alives (legacy) seen.
+    keepalives: usize,
+    /// Server pongs seen (answers to our pings).
+    pongs: usize,
+}
+
+impl Client {
+    /// Opens the socket (no `connection_init` yet).
+    async fn open(hub: &TestHub, protocol: Protocol) -> Self {
+        let mut request = hub.ws_url().into_client_request().expect("ws request");
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(protocol.header()),
+        );
+        let (socket, response) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+                .await
+                .expect("WebSocket handshake timed out")
+                .expect("WebSocket handshake");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(protocol.header()),
+            "the hub selects the requested sub-protocol"
+        );
+        Self {
+            socket,
+            protocol,
+            pending: VecDeque::new(),
+            keepalives: 0,
+            pongs: 0,
+        }
+    }
+
+    /// Sends `connection_init` (with `Bearer <token>` when given) and returns
+    /// the server's answer: `Ack`, or how it refused.
+    async fn init(&mut self, token: Option<&str>) -> Incoming {
+        let payload = match token {
+            Some(t) => json!({ "authorization": format!("Bearer {t}") }),
+            None => json!({}),
+        };
+        self.send(json!({ "type": "connection_init", "payload": payload }))
+            .await;
+        self.recv().await
+    }
+
+    /// Opens, initializes and expects `connection_ack`.
+    async fn connect(hub: &TestHub, protocol: Protocol, token: Option<&str>) -> Self {
+        let mut client = Self::open(hub, protocol).await;
+        match client.init(token).await {
+            Incoming::Ack => client,
+            other => panic!("expected connection_ack, got {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, message: Value) {
+        tokio::time::timeout(
+            WAIT,
+            self.socket.send(Message::Text(message.to_string().into())),
+        )
+        .await
+        .expect("WebSocket send timed out")
+        .expect("WebSocket send");
+    }
+
+    /// Starts `activityEvents` as operation `id`.
+    async fn subscribe(&mut self, id: &str, filter: Value, after: Option<&str>) {
+        self.subscribe_query(id, EVENTS, json!({ "filter": filter, "after": after }))
+            .await;
+    }
+
+    async fn subscribe_query(&mut self, id: &str, query: &str, variables: Value) {
+        let kind = self.protocol.subscribe();
+        self.send(json!({
+            "id": id,
+            "type": kind,
+            "payload": { "query": query, "variables": variables },
+        }))
+        .await;
+    }
+
+    /// Stops operation `id`.
+    async fn stop(&mut self, id: &str) {
+        let kind = self.protocol.stop();
+        self.send(json!({ "id": id, "type": kind })).await;
+    }
+
+    /// The next server message within `limit`, answering pings on the way.
+    async fn recv_within(&mut self, limit: Duration) -> Option<Incoming> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return None,
+                Ok(frame) => frame,
+            };
+            let text = match frame {
+                None => {
+                    return Some(Incoming::Closed {
+                        code: None,
+                        reason: "end of stream".into(),
+                    });
+                }
+                Some(Err(e)) => {
+                    return Some(Incoming::Closed {
+                        code: None,
+                        reason: e.to_string(),
+                    });
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Incoming::Closed {
+                        code: frame.as_ref().map(|f| u16::from(f.code)),
+                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    });
+                }
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(_)) => continue,
+            };
+            let message: Value = serde_json::from_str(text.as_str())
+                .unwrap_or_else(|e| panic!("the hub sent invalid JSON ({e}): {text}"));
+            let id = || message["id"].as_str().unwrap_or_default().to_owned();
+            let incoming = match message["type"].as_str().unwrap_or_default() {
+                "ping" => {
+                    self.keepalives += 1;
+                    self.send(json!({ "type": "pong" })).await;
+                    continue;
+                }
+                "ka" => {
+                    self.keepalives += 1;
+                    continue;
+                }
+                "pong" => {
+                    self.pongs += 1;
+                    continue;
+                }
+                "connection_ack" => Incoming::Ack,
+                "next" | "data" => Incoming::Next {
+                    id: id(),
+                    payload: message["payload"].clone(),
+                },
+                "error" => Incoming::Error {
+                    id: id(),
+                    payload: message["payload"].clone(),
+                },
+                "complete" => Incoming::Complete { id: id() },
+                "connection_error" => Incoming::ConnectionError(message["payload"].clone()),
+                other => panic!("unexpected message type {other}: {message}"),
+            };
+            return Some(incoming);
+        }
+    }
+
+    /// Closes the socket as a client going away does.
+    async fn close(mut self) {
+        let _ = tokio::time::timeout(WAIT, self.socket.close(None)).await;
+    }
+
+    /// Reads until `seen` grows, keeping other messages for later.
+    async fn read_until(&mut self, seen: fn(&Self) -> usize, what: &str) {
+        let before = seen(self);
+        let deadline = Instant::now() + WAIT;
+        while seen(self) == before {
+            assert!(Instant::now() < deadline, "no {what} within 10 s");
+            if let Some(message) = self.recv_within(Duration::from_millis(50)).await {
+                assert!(
+                    !matches!(message, Incoming::Closed { .. }),
+                    "closed while waiting for a {what}: {message:?}"
+                );
+                self.pending.push_back(message);
+            }
+        }
+    }
+
+    /// Waits for the server's next keep-alive (answering a ping with pong).
+    async fn keepalive(&mut self) {
+        self.read_until(|c| c.keepalives, "keep-alive").await;
+    }
+
+    /// Waits for the server's next pong.
+    async fn pong(&mut self) {
+        self.read_until(|c| c.pongs, "pong").await;
+    }
+
+    /// The next server message, within [`WAIT`].
+    async fn recv(&mut self) -> Incoming {
+        self.recv_within(WAIT)
+            .await
+            .expect("no message from the hub within 10 s")
+    }
+
+    /// The next message for operation `id` (or about the whole connection),
+    /// keeping other operations' messages for later.
+    async fn recv_for(&mut self, id: &str, limit: Duration) -> Option<Incoming> {
+        if let Some(i) = self.pending.iter().position(|m| m.id() == Some(id)) {
+            return self.pending.remove(i);
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self.recv_within(left).await?;
+            match message.id() {
+                Some(other) if other != id => self.pending.push_back(message),
+                _ => return Some(message),
+            }
+        }
+    }
+
+    /// The next event of operation `id`, within `limit`.
+    async fn event_within(&mut self, id: &str, limit: Duration) -> Event {
+        match self.recv_for(id, limit).await {
+            Some(Incoming::Next { payload, .. }) => {
+                assert!(
+                    payload.get("errors").is_none(),
+                    "unexpected errors for {id}: {payload}"
+                );
+                Event::parse(&payload["data"]["activityEvents"])
+            }
+            Some(other) => panic!("expected an event for {id}, got {other:?}"),
+            None => panic!("no event for {id} within {limit:?}"),
+        }
+    }
+
+    /// The next event of operation `id`.
+    async fn event(&mut self, id: &str) -> Event {
+        self.event_within(id, WAIT).await
+    }
+
+    /// The next `n` events of operation `id`.
+    async fn events(&mut self, id: &str, n: usize) -> Vec<Event> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.event(id).await);
+        }
+        out
+    }
+
+    /// Events of `id` up to and including the one about `slug` of type `kind`.
+    async fn events_until(&mut self, id: &str, kind: &str, slug: &str) -> Vec<Event> {
+        let mut out = Vec::new();
+        loop {
+            let event = self.event(id).await;
+            let last = event.kind == kind && event.slug == slug;
+            out.push(event);
+            if last {
+                return out;
+            }
+            assert!(out.len() < 1000, "runaway stream for {id}");
+        }
+    }
+
+    /// Expects operation `id` to fail with `code`, then complete; returns
+    /// the error.
+    async fn error(&mut self, id: &str, code: &str) -> Value {
+        let error = match self.recv_for(id, WAIT).await {
+            Some(Incoming::Next { payload, .. }) => payload["errors"][0].clone(),
+            Some(Incoming::Error { payload, .. }) => payload[0].clone(),
+            other => panic!("expected an error for {id}, got {other:?}"),
+        };
+        assert_eq!(error["extensions"]["code"], code, "error for {id}: {error}");
+        match self.recv_for(id, WAIT).await {
+            Some(Incoming::Complete { .. }) => {}
+            other => panic!("expected {id} to complete after its error, got {other:?}"),
+        }
+        error
+    }
+}
+
+/// Expects a refused `connection_init` on graphql-transport-ws: close code
+/// 4403 with a reason.
+fn expect_refused(answer: Incoming, context: &str) {
+    match answer {
+        Incoming::Closed {
+            code: Some(4403),
+            reason,
+        } => assert!(!reason.is_empty(), "{context}: a reason is given"),
+        other => panic!("{context}: expected a 4403 close, got {other:?}"),
+    }
+}
+
+/// Waits until the hub counts `n` active subscriptions (the `cityhub_subscribers`
+/// gauge), so events published next reach them.
+async fn wait_subscribers(hub: &TestHub, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = hub
+            .client
+            .get(format!("{}/metrics", hub.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let count = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' '))
+            .find(|(name, _)| *name == "cityhub_subscribers")
+            .and_then(|(_, v)| v.trim().parse::<f64>().ok());
+        if count == Some(n as f64) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hub counts {count:?} subscriptions, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Publishes an activity (a draft if `draft`); returns its id and slug.
+async fn publish_as(hub: &TestHub, token: &str, input: Value, draft: bool) -> (String, String) {
+    let data = hub
+        .ok(
+            "mutation($i: ActivityInput!, $d: Boolean) { publishActivity(input: $i, draft: $d) { id slug } }",
+            json!({ "i": input, "d": draft }),
+            Some(token),
+        )
+        .await;
+    let a = &data["publishActivity"];
+    (
+        a["id"].as_str().expect("id").to_owned(),
+        a["slug"].as_str().expect("slug").to_owned(),
+    )
+}
+
+async fn publish(hub: &TestHub, token: &str, input: Value) -> (String, String) {
+    publish_as(hub, token, input, false).await
+}
+
+/// A plain workshop titled `title`.
+fn workshop(title: &str) -> Value {
+    json!({ "kind": "WORKSHOP", "title": title })
+}
+
+async fn update(hub: &TestHub, token: &str, id: &str, patch: Value) {
+    hub.ok(
+        "mutation($id: ID!, $p: ActivityPatch!) { updateActivity(id: $id, patch: $p) { id } }",
+        json!({ "id": id, "p": patch }),
+        Some(token),
+    )
+    .await;
+}
+
+async fn cancel(hub: &TestHub, token: &str, id: &str) {
+    hub.ok(
+        "mutation($id: ID!) { cancelActivity(id: $id, reason: \"postponed\") { id } }",
+        json!({ "id": id }),
+        Some(token),
+    )
+    .await;
+}
+
+async fn delete(hub: &TestHub, token: &str, id: &str) {
+    hub.ok(
+        "mutation($id: ID!) { deleteActivity(id: $id) }",
+        json!({ "id": id }),
+        Some(token),
+    )
+    .await;
+}
+
+fn kinds(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+fn slugs(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.slug.as_str()).collect()
+}
+
+/// An RFC 3339 UTC instant as a sortable key (whole seconds, nanoseconds).
+fn instant_key(text: &str) -> (String, u32) {
+    let body = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))
+        .unwrap_or_else(|| panic!("{text} is not in UTC"));
+    let (seconds, fraction) = body.split_once('.').unwrap_or((body, ""));
+    assert!(
+        seconds.len() == 19 && seconds.as_bytes()[10] == b'T',
+        "{text} is not RFC 3339"
+    );
+    let digits = format!("{fraction:0<9}");
+    (seconds.to_owned(), digits[..9].parse().expect("fraction"))
+}
+
+both_backends!(
+    events_arrive_in_order_with_their_fields,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let secretariat = hub.token(None).await;
+        let mut anonymous = Client::connect(&hub, Protocol::TransportWs, None).await;
+        anonymous.subscribe("events", json!(null), None).await;
+        wait_subscribers(&hub, 1).await;
+
+        let (id, slug) = publish(
+            &hub,
+            &lyon,
+            json!({ "kind": "WORKSHOP", "title": "Risograph workshop", "venueCity": "lyon",
+                    "startDate": "2026-05-04" }),
+        )
+        .await;
+        update(
+            &hub,
+            &lyon,
+            &id,
+            json!({ "title": "Risograph and screen printing workshop" }),
+        )
+        .await;
+        cancel(&hub, &lyon, &id).await;
+        delete(&hub, &lyon, &id).await;
+        let (_, network) = publish(
+            &hub,
+            &secretariat,
+            json!({ "kind": "ANNUAL_MEETING", "title": "Annual meeting 2027" }),
+        )
+        .await;
+
+        let events = anonymous.events("events", 5).await;
+        assert_eq!(
+            kinds(&events),
+            ["PUBLISHED", "UPDATED", "CANCELLED", "DELETED", "PUBLISHED"]
+        );
+        assert_eq!(
+            slugs(&events),
+            [&slug, &slug, &slug, &slug, &network].map(String::as_str)
+        );
+        for e in &events[..4] {
+            assert_eq!(e.actor.as_deref(), Some("lyon"), "{e:?}");
+            // The activity is shown as it is when the event is delivered.
+            assert!(
+                e.title == "Risograph workshop"
+                    || e.title == "Risograph and screen printing workshop",
+                "{e:?}"
+            );
+        }
+        assert_eq!(events[3].title, "Risograph and screen printing workshop");
+        assert_eq!(events[4].actor, None, "the secretariat acts as no city");
+        assert_eq!(events[4].title, "Annual meeting 2027");
+        let cursors: BTreeSet<&str> = events.iter().map(|e| e.cursor.as_str()).collect();
+        assert_eq!(cursors.len(), 5, "every event has its own cursor");
+        assert!(events.iter().all(|e| !e.cursor.is_empty()));
+        let instants: Vec<(String, u32)> =
+            events.iter().map(|e| instant_key(&e.occurred_at)).collect();
+        assert!(
+            instants.windows(2).all(|w| w[0] <= w[1]),
+            "occurredAt follows the log: {events:?}"
+        );
+    }
+);
+
+both_backends!(
+    filters_select_events_like_activities_selects_activities,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let secretariat = hub.token(None).await;
+        let filters = [
+            json!({ "kinds": ["WORKSHOP"] }),
+            json!({ "cities": ["kobe"] }),
+            json!({ "cities": ["lyon", "dakar"] }),
+            json!({ "text": "ceramics" }),
+            json!({ "text": "CERAM" }),
+            json!({ "fields": ["DESIGN"] }),
+            json!({ "countries": ["JP"] }),
+            json!({ "from": "2027-01-01" }),
+            json!({ "to": "2027-04-30" }),
+            json!({ "formats": ["IN_PERSON"] }),
+            json!({ "themes": ["ceramics"] }),
+            json!({ "statuses": ["CANCELLED"] }),
+            json!({ "kinds": ["WORKSHOP"], "countries": ["JP"], "formats": ["IN_PERSON"] }),
+            json!({ "kinds": ["WORKSHOP"], "statuses": ["CANCELLED"] }),
+        ];
+        let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
+        for (i, filter) in filters.iter().enumerate() {
+            client.subscribe(&i.to_string(), filter.clone(), None).await;
+        }
+        wait_subscribers(&hub, filters.len()).await;
+
+        let inputs = [
+            json!({ "kind": "WORKSHOP", "title": "Ceramics workshop in Kobe", "venueCity": "kobe",
+                    "fields": ["DESIGN"], "startDate": "2027-03-01" }),
+            json!({ "kind": "FESTIVAL", "title": "Light festival", "coHosts": ["lyon"],
+                    "fields": ["MEDIA_ARTS"], "startDate": "2026-12-01" }),
+            json!({ "kind": "WORKSHOP", "title": "Typography workshop", "coHosts": ["seoul"],
+                    "fields": ["DESIGN"], "startDate": "2026-10-01", "format": "HYBRID" }),
+            json!({ "kind": "EXHIBITION", "title": "Porcelain exhibition", "venueCity": "shenzhen",
+                    "themes": ["Ceramics"], "startDate": "2027-05-01" }),
+            json!({ "kind": "MEMBER_MEETING", "title": "Online member meeting", "format": "ONLINE",
+                    "coHosts": ["kobe", "braga"], "startDate": "2027-02-01" }),
+            json!({ "kind": "WORKSHOP", "title": "Glaze chemistry", "summary": "Ceramic glazes for potters",
+                    "coHosts": ["dakar"], "startDate": "2026-09-01" }),
+            json!({ "kind": "RESIDENCY", "title": "Writers residency" }),
+        ];
+        // Every event, in order: (type, slug, status after the event).
+        let mut log: Vec<(&str, String, &str)> = Vec::new();
+        let mut ids = Vec::new();
+        for input in inputs {
+            let (id, slug) = publish(&hub, &secretariat, input).await;
+            log.push(("PUBLISHED", slug, "PUBLISHED"));
+            ids.push(id);
+        }
+        cancel(&hub, &secretariat, &ids[2]).await;
+        log.push(("CANCELLED", log[2].1.clone(), "CANCELLED"));
+        // The last activity matches every filter: its cancellation ends each stream.
+        let (last_id, last) = publish(
+            &hub,
+            &secretariat,
+            json!({ "kind": "WORKSHOP", "title": "Ceramics closing workshop", "venueCity": "kobe",
+                    "coHosts": ["lyon"], "fields": ["DESIGN"], "themes": ["ceramics"], "startDate": "2027-04-01" }),
+        )
+        .await;
+        log.push(("PUBLISHED", last.clone(), "PUBLISHED"));
+        cancel(&hub, &secretariat, &last_id).await;
+        log.push(("CANCELLED", last.clone(), "CANCELLED"));
+        let ours: BTreeSet<&str> = log.iter().map(|(_, s, _)| s.as_str()).collect();
+
+        for (i, filter) in filters.iter().enumerate() {
+            let statuses = filter.get("statuses").cloned();
+            // `activities` lists PUBLISHED only by default; events carry every status.
+            let mut listing = filter.clone();
+            listing["statuses"] = statuses
+                .clone()
+                .unwrap_or(json!(["PUBLISHED", "CANCELLED"]));
+            let data = hub
+                .ok(
+                    "query($f: ActivityFilter) { activities(filter: $f, first: 100) { nodes { slug } } }",
+                    json!({ "f": listing }),
+                    None,
+                )
+                .await;
+            let selected: BTreeSet<&str> = data["activities"]["nodes"]
+                .as_array()
+                .expect("nodes")
+                .iter()
+                .filter_map(|n| n["slug"].as_str())
+                .filter(|s| ours.contains(s))
+                .collect();
+            let expected: Vec<(&str, &str)> = log
+                .iter()
+                .filter(|(_, slug, _)| selected.contains(slug.as_str()))
+                .filter(|(_, _, status)| {
+                    statuses
+                        .as_ref()
+                        .is_none_or(|s| s.as_array().is_some_and(|s| s.iter().any(|x| x == status)))
+                })
+                .map(|(kind, slug, _)| (*kind, slug.as_str()))
+                .collect();
+            let got = client
+                .events_until(&i.to_string(), "CANCELLED", &last)
+                .await;
+            let got: Vec<(&str, &str)> = got
+                .iter()
+                .map(|e| (e.kind.as_str(), e.slug.as_str()))
+                .collect();
+            assert_eq!(got, expected, "filter {filter}");
+        }
+        // A filter input is checked like the `activities` one.
+        client
+            .subscribe("bad", json!({ "text": "x".repeat(5000) }), None)
+            .await;
+        client.error("bad", "BAD_USER_INPUT").await;
+    }
+);
+
+both_backends!(
+    drafts_reach_only_their_city_and_the_secretariat,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let seoul = hub.token(Some("seoul")).await;
+        let secretariat = hub.token(None).await;
+        let mut watchers = Vec::new();
+        for token in [None, Some(&seoul), Some(&lyon), Some(&secretariat)] {
+            let mut c =
+                Client::connect(&hub, Protocol::TransportWs, token.map(String::as_str)).await;
+            c.subscribe("s", json!(null), None).await;
+            watchers.push(c);
+        }
+        wait_subscribers(&hub, 4).await;
+        let (_, opening) = publish(&hub, &secretariat, workshop("Opening workshop")).await;
+
+        let (draft_id, draft) =
+            publish_as(&hub, &lyon, workshop("Secret draft workshop"), true).await;
+        update(
+            &hub,
+            &lyon,
+            &draft_id,
+            json!({ "summary": "still private" }),
+        )
+        .await;
+        let (gone_id, gone) = publish_as(&hub, &lyon, workshop("Abandoned draft"), true).await;
+        delete(&hub, &lyon, &gone_id).await;
+        hub.ok(
+            "mutation($id: ID!) { publishDraft(id: $id) { status } }",
+            json!({ "id": draft_id }),
+            Some(&lyon),
+        )
+        .await;
+
+        let (_, marker) = publish(&hub, &secretariat, workshop("Marker workshop")).await;
+
+        let public = vec![
+            ("PUBLISHED", opening.as_str()),
+            ("PUBLISHED", draft.as_str()),
+            ("PUBLISHED", marker.as_str()),
+        ];
+        let private = vec![
+            ("PUBLISHED", opening.as_str()),
+            ("PUBLISHED", draft.as_str()),
+            ("UPDATED", draft.as_str()),
+            ("PUBLISHED", gone.as_str()),
+            ("DELETED", gone.as_str()),
+            ("PUBLISHED", draft.as_str()),
+            ("PUBLISHED", marker.as_str()),
+        ];
+        let who = ["anonymous", "seoul", "lyon", "secretariat"];
+        let mut cursors: Vec<Vec<String>> = Vec::new();
+        for (i, watcher) in watchers.iter_mut().enumerate() {
+            let want = if i < 2 { &public } else { &private };
+            let got = watcher.events_until("s", "PUBLISHED", &marker).await;
+            cursors.push(got.iter().map(|e| e.cursor.clone()).collect());
+            let got: Vec<(&str, &str)> = got
+                .iter()
+                .map(|e| (e.kind.as_str(), e.slug.as_str()))
+                .collect();
+            assert_eq!(&got, want, "live, as {}", who[i]);
+        }
+        // Everyone else's PUBLISHED is publishDraft's, not the draft's own.
+        assert_eq!(cursors[0][1], cursors[3][5]);
+        assert_eq!(cursors[1][1], cursors[2][5]);
+        let opening_cursor = cursors[0][0].clone();
+
+        // Replaying from before the drafts applies the same rule.
+        for (i, token) in [None, Some(&seoul), Some(&lyon), Some(&secretariat)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut replay =
+                Client::connect(&hub, Protocol::TransportWs, token.map(String::as_str)).await;
+            replay
+                .subscribe("r", json!(null), Some(&opening_cursor))
+                .await;
+            let want = if i < 2 { &public } else { &private };
+            let got = replay.events_until("r", "PUBLISHED", &marker).await;
+            let got: Vec<(&str, &str)> = got
+                .iter()
+                .map(|e| (e.kind.as_str(), e.slug.as_str()))
+                .collect();
+            assert_eq!(got, want[1..], "replayed, as {}", who[i]);
+        }
+        // Another city never sees drafts, even when asking for them: the
+        // first thing its DRAFT-or-CANCELLED stream shows is a cancellation.
+        let mut asking = Client::connect(&hub, Protocol::TransportWs, Some(&seoul)).await;
+        asking
+            .subscribe(
+                "d",
+                json!({ "statuses": ["DRAFT", "CANCELLED"] }),
+                Some(&opening_cursor),
+            )
+            .await;
+        let mut owner = Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
+        owner
+            .subscribe(
+                "d",
+                json!({ "statuses": ["DRAFT", "CANCELLED"] }),
+                Some(&opening_cursor),
+            )
+            .await;
+        wait_subscribers(&hub, 6).await;
+        let (_, another) = publish_as(&hub, &lyon, workshop("Another draft"), true).await;
+        let (after_id, after) = publish(&hub, &secretariat, workshop("After workshop")).await;
+        cancel(&hub, &secretariat, &after_id).await;
+        let first = asking.event("d").await;
+        assert_eq!(
+            (first.kind.as_str(), first.slug.as_str()),
+            ("CANCELLED", after.as_str())
+        );
+        let own = owner.events_until("d", "CANCELLED", &after).await;
+        let own: Vec<(&str, &str)> = own
+            .iter()
+            .map(|e| (e.kind.as_str(), e.slug.as_str()))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                ("PUBLISHED", draft.as_str()),
+                ("UPDATED", draft.as_str()),
+                ("PUBLISHED", gone.as_str()),
+                ("DELETED", gone.as_str()),
+                ("PUBLISHED", another.as_str()),
+                ("CANCELLED", after.as_str()),
+            ],
+            "the city's own drafts, by their status after each event"
+        );
+    }
+);
+
+both_backends!(
+    resuming_with_after_replays_exactly_what_was_missed,
+    |backend: Backend| async move {
+        let hub = Arc::new(TestHub::start(backend).await);
+        let secretariat = hub.token(None).await;
+        let mut first = Client::connect(&hub, Protocol::TransportWs, None).await;
+        first.subscribe("s", json!(null), None).await;
+        wait_subscribers(&hub, 1).await;
+        let mut published = Vec::new();
+        for i in 0..5 {
+            let (_, slug) = publish(&hub, &secretariat, workshop(&format!("Before {i}"))).await;
+            published.push(slug);
+        }
+        let seen = first.events("s", 5).await;
+        assert_eq!(slugs(&seen), published);
+        let resume_from = seen[4].cursor.clone();
+        first.close().await;
+        wait_subscribers(&hub, 0).await;
+
+        // Thirty more, in the background: some while nobody listens, the
+        // rest while the replay runs and after it has gone live.
+        let (sent, mut progress) = tokio::sync::mpsc::unbounded_channel();
+        let background = {
+            let hub = hub.clone();
+            let token = secretariat.clone();
+            tokio::spawn(async move {
+                let mut slugs = Vec::new();
+                for i in 0..30 {
+                    let kind = if i % 2 == 0 { "WORKSHOP" } else { "EXHIBITION" };
+                    let (_, slug) = publish(
+                        &hub,
+                        &token,
+                        json!({ "kind": kind, "title": format!("While away {i}") }),
+                    )
+                    .await;
+                    let _ = sent.send(());
+                    slugs.push((kind, slug));
+                }
+                slugs
+            })
+        };
+        for _ in 0..10 {
+            tokio::time::timeout(WAIT, progress.recv())
+                .await
+                .expect("background publishing stalled");
+        }
+        let mut second = Client::connect(&hub, Protocol::TransportWs, None).await;
+        second.subscribe("s", json!(null), Some(&resume_from)).await;
+        second
+            .subscribe("x", json!({ "kinds": ["EXHIBITION"] }), Some(&resume_from))
+            .await;
+        let later = tokio::time::timeout(Duration::from_secs(60), background)
+            .await
+            .expect("background publishing timed out")
+            .expect("background publishing");
+        let later_slugs: Vec<&str> = later.iter().map(|(_, s)| s.as_str()).collect();
+        let (_, last) = later.last().expect("published");
+        let got = second.events_until("s", "PUBLISHED", last).await;
+        assert_eq!(
+            slugs(&got),
+            later_slugs,
+            "exactly the events after the cursor, in order"
+        );
+        let exhibitions: Vec<&str> = later
+            .iter()
+            .filter(|(k, _)| *k == "EXHIBITION")
+            .map(|(_, s)| s.as_str())
+            .collect();
+        let got_x = second
+            .events_until("x", "PUBLISHED", exhibitions.last().expect("exhibition"))
+            .await;
+        assert_eq!(slugs(&got_x), exhibitions, "the replay applies the filter");
+
+        let mut everything: Vec<&str> = slugs(&seen);
+        everything.extend(slugs(&got));
+        let mut expected: Vec<&str> = published.iter().map(String::as_str).collect();
+        expected.extend(later_slugs.iter().copied());
+        assert_eq!(everything, expected, "each event once, in sequence order");
+        let cursors: BTreeSet<&str> = seen.iter().chain(&got).map(|e| e.cursor.as_str()).collect();
+        assert_eq!(cursors.len(), 35);
+
+        // And the resumed stream goes on live.
+        let (_, live) = publish(&hub, &secretariat, workshop("Live again")).await;
+        assert_eq!(second.event("s").await.slug, live);
+    }
+);
+
+both_backends!(
+    an_expired_cursor_is_refused,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let secretariat = hub.token(None).await;
+        let mut watcher = Client::connect(&hub, Protocol::TransportWs, None).await;
+        watcher.subscribe("s", json!(null), None).await;
+        wait_subscribers(&hub, 1).await;
+        let mut published = Vec::new();
+        for i in 0..3 {
+            published.push(
+                publish(&hub, &secretariat, workshop(&format!("Old {i}")))
+                    .await
+                    .1,
+            );
+        }
+        let seen = watcher.events("s", 3).await;
+        assert_eq!(slugs(&seen), published);
+
+        // Prune everything but the newest event, as the hub's pruner does
+        // once events pass the retention.
+        {
+            let _writer = hub.db.write_guard().await;
+            let txn = hub.db.conn().begin().await.expect("begin");
+            let cutoff = cityhub_storage::time::now_micros() + 1_000_000;
+            let pruned = cityhub_storage::repo::events::EventLog::prune(&txn, cutoff)
+                .await
+                .expect("prune");
+            txn.commit().await.expect("commit");
+            assert!(pruned >= 2, "pruned {pruned}");
+        }
+
+        let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
+        client
+            .subscribe("old", json!(null), Some(&seen[0].cursor))
+            .await;
+        let error = client.error("old", "CURSOR_EXPIRED").await;
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("without `after`")),
+            "{error}"
+        );
+        // The newest pruned event's own cursor still resumes: nothing after it is gone.
+        client
+            .subscribe("edge", json!(null), Some(&seen[1].cursor))
+            .await;
+        assert_eq!(client.event("edge").await.slug, published[2]);
+        // A cursor this hub never issued is bad input, not an expiry.
+        client
+            .subscribe("bad", json!(null), Some("not-a-cursor"))
+            .await;
+        client.error("bad", "BAD_USER_INPUT").await;
+    }
+);
+
+/// The hub's `LISTEN` connections on the test database.
+async fn listeners(admin: &sea_orm::DatabaseConnection) -> i64 {
+    let row = admin
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        ))
+        .await
+        .expect("pg_stat_activity")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("count")
+}
+
+async fn wait_listeners(admin: &sea_orm::DatabaseConnection, n: i64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = listeners(admin).await;
+        if now == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} LISTEN connections, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Publishes through `hub` and expects `client` to see it within `limit`.
+async fn publish_and_expect(
+    hub: &TestHub,
+    token: &str,
+    client: &mut Client,
+    title: &str,
+    limit: Duration,
+) -> String {
+    let (_, slug) = publish(hub, token, workshop(title)).await;
+    let started = Instant::now();
+    let event = client.event_within("s", limit).await;
+    assert_eq!(event.slug, slug, "events in order");
+    assert!(started.elapsed() <= limit);
+    slug
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_share_events_and_survive_a_lost_listener() {
+    if !crate::support::pg_available().await {
+        return;
+    }
+    // Polling once a minute: what arrives here arrived by NOTIFY.
+    let quiet = |c: &mut cityhub::config::Config| c.events.poll_interval_ms = 60_000;
+    let a = TestHub::start_with(Backend::Postgres, quiet).await;
+    let b = TestHub::start_on(Backend::Postgres, a.test_db.clone(), quiet).await;
+    let admin = sea_orm::Database::connect(&a.test_db.url)
+        .await
+        .expect("admin connection");
+    wait_listeners(&admin, 2).await;
+    let secretariat = a.token(None).await;
+    let mut client = Client::connect(&b, Protocol::TransportWs, None).await;
+    client.subscribe("s", json!(null), None).await;
+    wait_subscribers(&b, 1).await;
+
+    let second = Duration::from_secs(1);
+    for i in 0..10 {
+        publish_and_expect(&a, &secretariat, &mut client, &format!("Via A {i}"), second).await;
+    }
+
+    // Kill both instances' listener connections, and keep publishing.
+    let killed = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' \
+             AND pid <> pg_backend_pid()",
+        ))
+        .await
+        .expect("terminate listeners");
+    assert_eq!(killed.len(), 2, "both instances listen");
+    for i in 0..10 {
+        publish_and_expect(&a, &secretariat, &mut client, &format!("Lost {i}"), WAIT).await;
+    }
+    // Reconnected: notifications flow again.
+    wait_listeners(&admin, 2).await;
+    for i in 0..10 {
+        publish_and_expect(&a, &secretariat, &mut client, &format!("Again {i}"), second).await;
+    }
+    // And B's own writes reach subscribers of A.
+    let mut on_a = Client::connect(&a, Protocol::TransportWs, None).await;
+    on_a.subscribe("s", json!(null), None).await;
+    wait_subscribers(&a, 1).await;
+    let via_b = publish_and_expect(&b, &secretariat, &mut on_a, "Via B", second).await;
+    assert_eq!(client.event("s").await.slug, via_b);
+    let _ = admin.close().await;
+}
+
+/// SQLite only: another instance's commits do not wake this one (no
+/// NOTIFY) and its poll is off, so they reach its pump as one burst, larger
+/// than its buffer, on its next own commit. Subscribers that already have
+/// those events (they predate the subscription, or were replayed) must not
+/// be closed for missing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_events_a_subscriber_already_has_does_not_close_it() {
+    let tweak = |c: &mut cityhub::config::Config| {
+        c.events.buffer = 16;
+        c.events.poll_interval_ms = 60_000;
+    };
+    // The seeding, committed after the hub started, is the first burst.
+    let a = TestHub::start_with(Backend::Sqlite, tweak).await;
+    let b = TestHub::start_on(Backend::Sqlite, a.test_db.clone(), tweak).await;
+    let secretariat = a.token(None).await;
+    let mut first = Client::connect(&a, Protocol::TransportWs, None).await;
+    first.subscribe("s", json!(null), None).await;
+    wait_subscribers(&a, 1).await;
+    let (_, before) = publish(&a, &secretariat, workshop("Before the burst")).await;
+    let seen = first.event("s").await;
+    assert_eq!(seen.slug, before, "the seeded backlog is not new to it");
+    first.close().await;
+
+    let mut burst = Vec::new();
+    for i in 0..40 {
+        burst.push(
+            publish(&b, &secretariat, workshop(&format!("Burst {i}")))
+                .await
+                .1,
+        );
+    }
+    let mut fresh = Client::connect(&a, Protocol::TransportWs, None).await;
+    fresh.subscribe("s", json!(null), None).await;
+    let mut resumed = Client::connect(&a, Protocol::TransportWs, None).await;
+    resumed
+        .subscribe("s", json!(null), Some(&seen.cursor))
+        .await;
+    wait_subscribers(&a, 2).await;
+    let (_, after) = publish(&a, &secretariat, workshop("After the burst")).await;
+    assert_eq!(fresh.event("s").await.slug, after);
+    let replayed = resumed.events_until("s", "PUBLISHED", &after).await;
+    burst.push(after);
+    assert_eq!(slugs(&replayed), burst);
+}
+
+both_backends!(
+    a_slow_consumer_is_closed_and_resumes_with_its_cursor,
+    |backend: Backend| async move {
+        let hub = TestHub::start_with(backend, |c| {
+            c.events.buffer = 16;
+            // The socket of the consumer that does not read stays blocked
+            // while we publish; the test is about the event buffer, not the
+            // socket timeout.
+            c.http.ws_send_timeout_secs = 60;
+        })
+        .await;
+        let secretariat = hub.token(None).await;
+        // Large events fill the socket buffers after a few dozen.
+        let heavy = "subscription { activityEvents { cursor type activity { slug \
+                     a: description b: description c: description d: description } } }";
+        let mut slow = Client::connect(&hub, Protocol::TransportWs, None).await;
+        slow.subscribe_query("slow", heavy, json!({})).await;
+        let mut normal = Client::connect(&hub, Protocol::TransportWs, None).await;
+        normal.subscribe("n", json!(null), None).await;
+        wait_subscribers(&hub, 2).await;
+        let description = "Printmaking, letterpress and paper. ".repeat(400);
+        let mut published = Vec::new();
+        for i in 0..200 {
+            let (_, slug) = publish(
+                &hub,
+                &secretariat,
+                json!({ "kind": "WORKSHOP", "title": format!("Busy workshop {i}"),
+                        "description": description }),
+            )
+            .await;
+            // A reader that keeps up (one event behind at most) gets all:
+            // reading before the next publish keeps this free of CPU luck.
+            assert_eq!(normal.event("n").await.slug, slug, "a reader that keeps up");
+            published.push(slug);
+        }
+
+        // The consumer that did not read gets what was buffered, then a clear error.
+        let mut received: Vec<(String, String)> = Vec::new();
+        let error = loop {
+            match slow.recv_for("slow", WAIT).await {
+                Some(Incoming::Next { payload, .. }) if payload.get("errors").is_some() => {
+                    break payload["errors"][0].clone();
+                }
+                Some(Incoming::Next { payload, .. }) => {
+                    let e = &payload["data"]["activityEvents"];
+                    received.push((
+                        e["cursor"].as_str().expect("cursor").to_owned(),
+                        e["activity"]["slug"].as_str().expect("slug").to_owned(),
+                    ));
+                }
+                other => panic!("expected events then an error, got {other:?}"),
+            }
+        };
+        assert_eq!(error["extensions"]["code"], "RATE_LIMITED", "{error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("resubscribe") && m.contains("after")),
+            "{error}"
+        );
+        assert!(
+            matches!(
+                slow.recv_for("slow", WAIT).await,
+                Some(Incoming::Complete { .. })
+            ),
+            "the closed subscription completes"
+        );
+        assert!(
+            !received.is_empty() && received.len() < 200,
+            "received {} before the error",
+            received.len()
+        );
+        let got: Vec<&str> = received.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(got, published[..got.len()], "in order until it fell behind");
+
+        // Resuming with the last cursor received brings the rest, once each.
+        let (cursor, _) = received.last().expect("received");
+        let mut again = Client::connect(&hub, Protocol::TransportWs, None).await;
+        again.subscribe("r", json!(null), Some(cursor)).await;
+        let rest = again
+            .events_until("r", "PUBLISHED", published.last().expect("published"))
+            .await;
+        assert_eq!(slugs(&rest), published[got.len()..]);
+    }
+);
+
+both_backends!(
+    refused_credentials_close_the_socket,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        // graphql-transport-ws: 4403, not a protocol error.
+        let mut client = Client::open(&hub, Protocol::TransportWs).await;
+        expect_refused(client.init(Some("not-a-jwt")).await, "a bad token");
+        let mut client = Client::open(&hub, Protocol::TransportWs).await;
+        let forged = format!("{}x", hub.token(Some("lyon")).await);
+        expect_refused(client.init(Some(&forged)).await, "a bad signature");
+        // Legacy graphql-ws: connection_error, then the socket closes.
+        let mut legacy = Client::open(&hub, Protocol::LegacyWs).await;
+        match legacy.init(Some("not-a-jwt")).await {
+            Incoming::ConnectionError(payload) => {
+                assert!(payload["message"].is_string(), "{payload}");
+            }
+            other => panic!("expected connection_error, got {other:?}"),
+        }
+        assert!(matches!(legacy.recv().await, Incoming::Closed { .. }));
+
+        // No anonymous reads: no token, no socket; a token still works.
+        let private = TestHub::start_with(backend, |c| c.auth.public_read = false).await;
+        let mut anonymous = Client::open(&private, Protocol::TransportWs).await;
+        expect_refused(anonymous.init(None).await, "anonymous");
+        let lyon = private.token(Some("lyon")).await;
+        let mut city = Client::connect(&private, Protocol::TransportWs, Some(&lyon)).await;
+        city.subscribe("s", json!(null), None).await;
+        wait_subscribers(&private, 1).await;
+        let (_, slug) = publish(&private, &lyon, workshop("Members only")).await;
+        assert_eq!(city.event("s").await.slug, slug);
+    }
+);
+
+both_backends!(
+    a_revoked_token_ends_its_subscriptions,
+    |backend: Backend| async move {
+        let hub = TestHub::start_with(backend, |c| c.events.token_check_secs = 1).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let secretariat = hub.token(None).await;
+        let viewer = hub
+            .ok("{ viewer { tokenId } }", json!({}), Some(&lyon))
+            .await;
+        let token_id = viewer["viewer"]["tokenId"].clone();
+        let mut client = Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
+        client.subscribe("s", json!(null), None).await;
+        client
+            .subscribe("t", json!({ "kinds": ["WORKSHOP"] }), None)
+            .await;
+        wait_subscribers(&hub, 2).await;
+        let (_, slug) = publish(&hub, &lyon, workshop("Before revocation")).await;
+        let before = client.event("s").await;
+        assert_eq!(before.slug, slug);
+        assert_eq!(client.event("t").await.slug, slug);
+        let (_, plans) = publish_as(&hub, &lyon, workshop("Private plans"), true).await;
+        assert_eq!(client.event("s").await.slug, plans);
+        assert_eq!(client.event("t").await.slug, plans);
+
+        let revoked = hub
+            .ok(
+                "mutation($id: ID!) { revokeToken(id: $id) }",
+                json!({ "id": token_id }),
+                Some(&secretariat),
+            )
+            .await;
+        assert_eq!(revoked["revokeToken"], true);
+        let started = Instant::now();
+        client.error("s", "UNAUTHENTICATED").await;
+        client.error("t", "UNAUTHENTICATED").await;
+        let limit = Duration::from_secs(
+            hub.config.events.token_check_secs + hub.config.auth.revocation_cache_secs,
+        );
+        assert!(
+            started.elapsed() <= limit + Duration::from_millis(500),
+            "ended after {:?}",
+            started.elapsed()
+        );
+        wait_subscribers(&hub, 0).await;
+        // The socket stays open, but the token can start nothing more on it:
+        // no replay of the city's drafts after its revocation.
+        client
+            .subscribe("u", json!(null), Some(&before.cursor))
+            .await;
+        client.error("u", "UNAUTHENTICATED").await;
+        let mut again = Client::open(&hub, Protocol::TransportWs).await;
+        expect_refused(again.init(Some(&lyon)).await, "a revoked token");
+    }
+);
+
+both_backends!(
+    both_protocols_deliver_and_keep_alive,
+    |backend: Backend| async move {
+        let hub = TestHub::start_with(backend, |c| c.http.ws_keepalive_secs = 1).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let mut modern = Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
+        modern.subscribe("m", json!(null), None).await;
+        let mut legacy = Client::connect(&hub, Protocol::LegacyWs, Some(&lyon)).await;
+        legacy.subscribe("l", json!(null), None).await;
+        wait_subscribers(&hub, 2).await;
+        let (_, first) = publish(&hub, &lyon, workshop("Both protocols")).await;
+        let m = modern.event("m").await;
+        let l = legacy.event("l").await;
+        assert_eq!(
+            (m.slug.as_str(), m.kind.as_str()),
+            (first.as_str(), "PUBLISHED")
+        );
+        assert_eq!(m, l, "the same event on either protocol");
+
+        // Keep-alives: `ping` (answered with `pong`) and legacy `ka`; the
+        // connections stay open across them.
+        modern.keepalive().await;
+        legacy.keepalive().await;
+        modern.send(json!({ "type": "ping" })).await;
+        modern.pong().await;
+        let (_, second) = publish(&hub, &lyon, workshop("Still alive")).await;
+        assert_eq!(modern.event("m").await.slug, second);
+        assert_eq!(legacy.event("l").await.slug, second);
+
+        // Stopping: legacy `stop` is answered with `complete`.
+        legacy.stop("l").await;
+        assert!(matches!(
+            legacy.recv_for("l", WAIT).await,
+            Some(Incoming::Complete { .. })
+        ));
+        modern.stop("m").await;
+        wait_subscribers(&hub, 0).await;
+    }
+);
+
+both_backends!(
+    too_many_subscriptions_on_one_connection_are_refused,
+    |backend: Backend| async move {
+        let hub = TestHub::start_with(backend, |c| {
+            c.events.max_subscriptions_per_connection = 2;
+            c.events.max_connections_per_token = 2;
+        })
+        .await;
+        let secretariat = hub.token(None).await;
+        let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
+        client.subscribe("a", json!(null), None).await;
+        client.subscribe("b", json!(null), None).await;
+        wait_subscribers(&hub, 2).await;
+        client.subscribe("c", json!(null), None).await;
+        let error = client.error("c", "RATE_LIMITED").await;
+        assert!(
+            error["message"].as_str().is_some_and(|m| m.contains('2')),
+            "{error}"
+        );
+        wait_subscribers(&hub, 2).await;
+        // The allowance is per connection.
+        let mut other = Client::connect(&hub, Protocol::TransportWs, None).await;
+        other.subscribe("x", json!(null), None).await;
+        wait_subscribers(&hub, 3).await;
+        // Stopping one frees its slot.
+        client.stop("a").await;
+        wait_subscribers(&hub, 2).await;
+        client.subscribe("d", json!(null), None).await;
+        wait_subscribers(&hub, 3).await;
+        let (_, slug) = publish(&hub, &secretariat, workshop("Within limits")).await;
+        assert_eq!(client.event("b").await.slug, slug);
+        assert_eq!(client.event("d").await.slug, slug);
+        assert_eq!(other.event("x").await.slug, slug);
+        assert!(
+            client
+                .pending
+                .iter()
+                .all(|m| m.id() != Some("a") || matches!(m, Incoming::Complete { .. })),
+            "a stopped subscription delivers nothing: {:?}",
+            client.pending
+        );
+
+        // Connections per token are limited too (4429), and a closed one
+        // frees its slot.
+        let lyon = hub.token(Some("lyon")).await;
+        let mut held = Vec::new();
+        for _ in 0..hub.config.events.max_connections_per_token {
+            held.push(Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await);
+        }
+        let mut extra = Client::open(&hub, Protocol::TransportWs).await;
+        match extra.init(Some(&lyon)).await {
+            Incoming::Closed {
+                code: Some(4429), ..
+            } => {}
+            other => panic!("expected a 4429 close, got {other:?}"),
+        }
+        held.pop().expect("a connection").close().await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut retry = Client::open(&hub, Protocol::TransportWs).await;
+            match retry.init(Some(&lyon)).await {
+                Incoming::Ack => break,
+                Incoming::Closed {
+                    code: Some(4429), ..
+                } if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => panic!("the freed slot was not reusable: {other:?}"),
+            }
+        }
+    }
+);
