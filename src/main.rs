@@ -319,22 +319,14 @@ async fn keys(config: Config, action: KeysAction) -> anyhow::Result<()> {
     let db = app::connect(&config).await?;
     db.migrate_up().await?;
     match action {
-        KeysAction::Rotate => println!("new signing key {}", ops::rotate_keys(&db).await?),
+        KeysAction::Rotate => println!("new signing key {}", ops::rotate_keys(&db, &config).await?),
         KeysAction::Retire { kid } => {
-            ops::retire_key(&db, &kid).await?;
+            ops::retire_key(&db, &config, &kid).await?;
             println!("retired {kid}");
         }
         KeysAction::List => {
-            for k in cityhub_storage::repo::tokens::TokenRepo::keys(db.conn()).await? {
-                println!(
-                    "{}\t{}",
-                    k.kid,
-                    if k.retired_at.is_some() {
-                        "retired"
-                    } else {
-                        "active"
-                    }
-                );
+            for (kid, retired) in ops::list_keys(&db, &config).await? {
+                println!("{kid}\t{}", if retired { "retired" } else { "active" });
             }
         }
     }

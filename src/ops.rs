@@ -51,15 +51,20 @@ pub async fn revoke_token(db: &Db, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Adds a signing key; returns its id.
-pub async fn rotate_keys(db: &Db) -> anyhow::Result<String> {
-    Ok(cityhub_graphql::auth::rotate_keys(db).await?)
+/// Adds a signing key (database or key file); returns its id.
+pub async fn rotate_keys(db: &Db, config: &Config) -> anyhow::Result<String> {
+    Ok(cityhub_graphql::auth::rotate_keys(db, &config.auth).await?)
 }
 
 /// Retires a signing key: its tokens stop verifying.
-pub async fn retire_key(db: &Db, kid: &str) -> anyhow::Result<()> {
-    if !TokenRepo::retire_key(db.conn(), kid).await? {
+pub async fn retire_key(db: &Db, config: &Config, kid: &str) -> anyhow::Result<()> {
+    if !cityhub_graphql::auth::retire_key(db, &config.auth, kid).await? {
         bail!("no active key with id {kid}");
     }
     Ok(())
+}
+
+/// Every signing key's id and whether it is retired.
+pub async fn list_keys(db: &Db, config: &Config) -> anyhow::Result<Vec<(String, bool)>> {
+    Ok(cityhub_graphql::auth::list_keys(db, &config.auth).await?)
 }

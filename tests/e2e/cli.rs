@@ -197,3 +197,72 @@ async fn demo_serves_the_seeded_network_and_prints_working_tokens() {
         "the demo's SQLite file is in the working directory"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_can_live_in_a_file_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("keys.json");
+    let run = |args: &'static [&'static str]| {
+        let (url, file) = (db.url.clone(), key_file.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+                    .args(args)
+                    .env("CITYHUB_DATABASE_URL", url)
+                    .env("CITYHUB_AUTH_KEY_FILE", file)
+                    .env("RUST_LOG", "warn")
+                    .output()
+                    .expect("run");
+                assert!(
+                    out.status.success(),
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .await
+            .expect("join")
+        }
+    };
+    run(&["seed"]).await;
+    let token = run(&["token", "issue", "--city", "lyon", "--ttl", "1h"])
+        .await
+        .trim()
+        .to_owned();
+    let mode = std::fs::metadata(&key_file)
+        .expect("key file")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&key_file).expect("read");
+    run(&["keys", "rotate"]).await;
+    let listed = run(&["keys", "list"]).await;
+    assert_eq!(
+        listed.lines().filter(|l| l.ends_with("active")).count(),
+        2,
+        "{listed}"
+    );
+    // The database holds no key: they are all in the file.
+    let conn = sea_orm::Database::connect(db.url.as_str())
+        .await
+        .expect("db");
+    let stored = cityhub_storage::repo::tokens::TokenRepo::keys(&conn)
+        .await
+        .expect("keys");
+    assert!(stored.is_empty());
+    assert!(text.contains("private_der"));
+    // A hub configured with the file verifies the CLI's token.
+    let path = key_file.display().to_string();
+    let hub =
+        crate::support::TestHub::start_on(Backend::Sqlite, std::sync::Arc::new(db), move |c| {
+            c.auth.key_file = Some(path)
+        })
+        .await;
+    let viewer = hub
+        .ok("{ viewer { city { slug } } }", json!({}), Some(&token))
+        .await;
+    assert_eq!(viewer["viewer"]["city"]["slug"], "lyon");
+}

@@ -586,7 +586,9 @@ async fn rotated_keys_verify_and_retired_keys_do_not(hub: &TestHub) {
         .to_owned();
     assert_eq!(viewer(hub, &old).await["city"]["slug"], "lyon");
 
-    let new_kid = cityhub::ops::rotate_keys(&hub.db).await.expect("rotate");
+    let new_kid = cityhub::ops::rotate_keys(&hub.db, &hub.config)
+        .await
+        .expect("rotate");
     assert_ne!(new_kid, old_kid);
     // Tokens of the old key keep working.
     assert_eq!(viewer(hub, &old).await["city"]["slug"], "lyon");
@@ -615,7 +617,7 @@ async fn rotated_keys_verify_and_retired_keys_do_not(hub: &TestHub) {
     );
 
     // Retiring the old key: its tokens stop working, the new key's do not.
-    cityhub::ops::retire_key(&hub.db, &old_kid)
+    cityhub::ops::retire_key(&hub.db, &hub.config, &old_kid)
         .await
         .expect("retire");
     refused_within(hub, &old, "a token of a retired key").await;
@@ -624,9 +626,13 @@ async fn rotated_keys_verify_and_retired_keys_do_not(hub: &TestHub) {
     assert_eq!(viewer(hub, &over_graphql).await["city"]["slug"], "seoul");
     assert_eq!(jwks_kids(hub).await, vec![new_kid.clone()]);
     // Retiring it twice, or a key that does not exist, is an error.
-    assert!(cityhub::ops::retire_key(&hub.db, &old_kid).await.is_err());
     assert!(
-        cityhub::ops::retire_key(&hub.db, "no-such-key")
+        cityhub::ops::retire_key(&hub.db, &hub.config, &old_kid)
+            .await
+            .is_err()
+    );
+    assert!(
+        cityhub::ops::retire_key(&hub.db, &hub.config, "no-such-key")
             .await
             .is_err()
     );

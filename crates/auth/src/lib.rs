@@ -15,6 +15,8 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+pub mod keyfile;
+
 /// Token settings (`[auth]` in `cityhub.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,6 +35,9 @@ pub struct AuthConfig {
     pub public_read: bool,
     /// Seconds a token's record (revocation) is cached per instance.
     pub revocation_cache_secs: u64,
+    /// Keep signing keys in this file (mode 0600) instead of the database.
+    /// Several instances then need the same file.
+    pub key_file: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -45,6 +50,7 @@ impl Default for AuthConfig {
             max_ttl_secs: 400 * 24 * 3600,
             public_read: true,
             revocation_cache_secs: 2,
+            key_file: None,
         }
     }
 }

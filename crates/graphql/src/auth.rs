@@ -94,47 +94,108 @@ pub enum KeyError {
     /// A key could not be made or read.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The key file could not be read or written.
+    #[error(transparent)]
+    File(#[from] cityhub_auth::keyfile::KeyFileError),
 }
 
 /// Loads every stored key into a keyring, first generating one if none
 /// can sign.
 pub async fn load_keyring(db: &Db, config: &AuthConfig) -> Result<Keyring, KeyError> {
-    let mut records = TokenRepo::keys(db.conn()).await?;
-    if records.iter().all(|r| r.retired_at.is_some()) {
-        let key = KeyMaterial::generate()?;
-        let record = KeyRecord {
-            kid: key.kid.clone(),
-            private_der: key.private_der.clone(),
-            public_x: key.public_x.clone(),
-            created_at: now_micros(),
-            retired_at: None,
-        };
-        TokenRepo::insert_key(db.conn(), &record).await?;
-        tracing::info!(kid = %record.kid, "generated a signing key");
-        records.push(record);
-    }
-    Ok(Keyring::new(
-        config.clone(),
-        records.into_iter().map(to_material),
-    )?)
+    let keys = match &config.key_file {
+        Some(path) => {
+            let path = std::path::Path::new(path);
+            let mut keys = cityhub_auth::keyfile::read(path)?;
+            if keys.iter().all(|k| k.retired) {
+                let key = KeyMaterial::generate()?;
+                tracing::info!(kid = %key.kid, file = %path.display(), "generated a signing key");
+                keys.push(key);
+                cityhub_auth::keyfile::write(path, &keys)?;
+            }
+            keys
+        }
+        None => {
+            let mut records = TokenRepo::keys(db.conn()).await?;
+            if records.iter().all(|r| r.retired_at.is_some()) {
+                let key = KeyMaterial::generate()?;
+                let record = KeyRecord {
+                    kid: key.kid.clone(),
+                    private_der: key.private_der.clone(),
+                    public_x: key.public_x.clone(),
+                    created_at: now_micros(),
+                    retired_at: None,
+                };
+                TokenRepo::insert_key(db.conn(), &record).await?;
+                tracing::info!(kid = %record.kid, "generated a signing key");
+                records.push(record);
+            }
+            records.into_iter().map(to_material).collect()
+        }
+    };
+    Ok(Keyring::new(config.clone(), keys)?)
 }
 
-/// Adds a new signing key; tokens signed by older keys keep verifying until
-/// they expire or their key is retired. Returns the new `kid`.
-pub async fn rotate_keys(db: &Db) -> Result<String, KeyError> {
+/// Adds a new signing key (in the key file, or the database); tokens signed
+/// by older keys keep verifying until they expire or their key is retired.
+/// Returns the new `kid`.
+pub async fn rotate_keys(db: &Db, config: &AuthConfig) -> Result<String, KeyError> {
     let key = KeyMaterial::generate()?;
-    TokenRepo::insert_key(
-        db.conn(),
-        &KeyRecord {
-            kid: key.kid.clone(),
-            private_der: key.private_der,
-            public_x: key.public_x,
-            created_at: now_micros(),
-            retired_at: None,
-        },
-    )
-    .await?;
-    Ok(key.kid)
+    let kid = key.kid.clone();
+    match &config.key_file {
+        Some(path) => {
+            let path = std::path::Path::new(path);
+            let mut keys = cityhub_auth::keyfile::read(path)?;
+            keys.push(key);
+            cityhub_auth::keyfile::write(path, &keys)?;
+        }
+        None => {
+            TokenRepo::insert_key(
+                db.conn(),
+                &KeyRecord {
+                    kid: key.kid,
+                    private_der: key.private_der,
+                    public_x: key.public_x,
+                    created_at: now_micros(),
+                    retired_at: None,
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(kid)
+}
+
+/// Retires key `kid` (tokens it signed stop verifying); false if there is
+/// no such active key.
+pub async fn retire_key(db: &Db, config: &AuthConfig, kid: &str) -> Result<bool, KeyError> {
+    match &config.key_file {
+        Some(path) => {
+            let path = std::path::Path::new(path);
+            let mut keys = cityhub_auth::keyfile::read(path)?;
+            let Some(key) = keys.iter_mut().find(|k| k.kid == kid && !k.retired) else {
+                return Ok(false);
+            };
+            key.retired = true;
+            cityhub_auth::keyfile::write(path, &keys)?;
+            Ok(true)
+        }
+        None => Ok(TokenRepo::retire_key(db.conn(), kid).await?),
+    }
+}
+
+/// Every key's id and whether it is retired, oldest first.
+pub async fn list_keys(db: &Db, config: &AuthConfig) -> Result<Vec<(String, bool)>, KeyError> {
+    Ok(match &config.key_file {
+        Some(path) => cityhub_auth::keyfile::read(std::path::Path::new(path))?
+            .into_iter()
+            .map(|k| (k.kid, k.retired))
+            .collect(),
+        None => TokenRepo::keys(db.conn())
+            .await?
+            .into_iter()
+            .map(|k| (k.kid, k.retired_at.is_some()))
+            .collect(),
+    })
 }
 
 /// Claims the next key reload if `last` is `interval` old.
@@ -222,6 +283,10 @@ impl Authenticator {
                 self.reload_keys().await.map_err(|e| match e {
                     KeyError::Storage(s) => AuthFailure::Storage(s),
                     KeyError::Auth(a) => AuthFailure::Invalid(a.to_string()),
+                    KeyError::File(f) => {
+                        tracing::error!(error = %f, "cannot read the key file");
+                        AuthFailure::Invalid(f.to_string())
+                    }
                 })?;
                 self.keyring().verify(token)
             }
