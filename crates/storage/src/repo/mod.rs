@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod audit;
+pub mod bulk;
 pub mod city;
 pub mod events;
 pub mod tokens;

@@ -1,0 +1,181 @@
+//! `cityhub-bench`: generates a synthetic Creative Cities network at scale
+//! and runs closed-loop load scenarios against a real hub, reporting
+//! throughput, latency percentiles, errors, and the hub's CPU and memory.
+
+#![expect(
+    clippy::print_stdout,
+    reason = "the benchmark prints its table and RESULT lines on stdout"
+)]
+
+mod baseline;
+mod fanout;
+mod generate;
+mod load;
+mod report;
+mod run;
+mod scenarios;
+mod server;
+mod words;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks for cityhub: a synthetic network and load scenarios.
+#[derive(Parser)]
+#[command(name = "cityhub-bench", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic network into an empty database (reproducible from the seed).
+    Generate {
+        /// Database URL (`sqlite://file.db` or `postgres://…`); created and migrated.
+        #[arg(long)]
+        database: String,
+        /// Member cities.
+        #[arg(long, default_value_t = 350)]
+        cities: usize,
+        /// Activities.
+        #[arg(long, default_value_t = 10_000)]
+        activities: usize,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Activities per transaction.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+    },
+    /// Run a scenario (or `all`) and report it.
+    Run {
+        /// listing, detail, overview, search, dashboard, baseline, fanout, publish or all.
+        scenario: String,
+        /// A running hub to load (loopback only), e.g. http://127.0.0.1:4000.
+        #[arg(long)]
+        url: Option<String>,
+        /// The database: a hub is started on it (unless --url), and tokens and rows use it.
+        #[arg(long)]
+        database: Option<String>,
+        /// Closed-loop workers (default 32 for reads, one per publishing city).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Measured seconds per scenario (`10` or `10s`).
+        #[arg(long, value_parser = seconds)]
+        duration: Option<Duration>,
+        /// Unmeasured warm-up seconds before each scenario.
+        #[arg(long, value_parser = seconds)]
+        warmup: Option<Duration>,
+        /// The `cityhub` binary to start (default: the one next to this binary).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+        /// Start the hub inside this process (figures then include the load generator).
+        #[arg(long)]
+        in_process: bool,
+        /// Every scenario for about 2 s with tiny sizes: checks correctness, not speed.
+        #[arg(long)]
+        smoke: bool,
+        /// Fan-out: WebSocket subscribers.
+        #[arg(long)]
+        subscribers: Option<usize>,
+        /// Fan-out: connections opened per second.
+        #[arg(long)]
+        ramp_rate: Option<f64>,
+        /// Fan-out: publishes to deliver.
+        #[arg(long)]
+        publishes: Option<usize>,
+        /// Fan-out: publishes per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Publish: cities publishing at once.
+        #[arg(long, default_value_t = 20)]
+        publishers: usize,
+    },
+    /// Serve the plain-axum baseline listing (started by the `baseline` scenario).
+    ServeBaseline {
+        /// Database URL.
+        #[arg(long)]
+        database: String,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.trim_end_matches('s')
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("'{text}' is not a number of seconds"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Generate {
+            database,
+            cities,
+            activities,
+            seed,
+            batch,
+        } => {
+            generate::generate(&generate::GenerateOptions {
+                database,
+                cities,
+                activities,
+                seed,
+                batch,
+            })
+            .await
+        }
+        Command::ServeBaseline { database, listen } => baseline::serve(&database, listen).await,
+        Command::Run {
+            scenario,
+            url,
+            database,
+            concurrency,
+            duration,
+            warmup,
+            server_bin,
+            in_process,
+            smoke,
+            subscribers,
+            ramp_rate,
+            publishes,
+            rate,
+            publishers,
+        } => {
+            let options = run::RunOptions {
+                scenario,
+                url,
+                database,
+                concurrency,
+                duration: duration.unwrap_or(Duration::from_secs(if smoke { 2 } else { 10 })),
+                warmup: warmup.unwrap_or(Duration::from_millis(if smoke { 300 } else { 2_000 })),
+                server_bin,
+                in_process,
+                smoke,
+                fanout: fanout::FanoutOptions {
+                    subscribers: subscribers.unwrap_or(if smoke { 20 } else { 1_000 }),
+                    ramp_rate: ramp_rate.unwrap_or(if smoke { 200.0 } else { 1_000.0 }),
+                    publishes: publishes.unwrap_or(if smoke { 5 } else { 50 }),
+                    rate: rate.unwrap_or(10.0),
+                    grace: Duration::from_secs(10),
+                },
+                publishers,
+            };
+            if run::run(options).await? {
+                Ok(())
+            } else {
+                eprintln!("cityhub-bench: some correctness checks failed (see FAILED rows)");
+                std::process::exit(1);
+            }
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! `cityhub-bench run`: starts (or reaches) the hub, finds what to rotate
+//! through, runs the scenarios one after the other and reports each.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cityhub_storage::Db;
+use serde_json::json;
+
+use crate::fanout::{self, FanoutOptions};
+use crate::generate::{self, GenerateOptions};
+use crate::load::{self, MakeRequest};
+use crate::report::{self, ScenarioReport, Usage};
+use crate::scenarios::{self, Targets};
+use crate::server::{self, Hub};
+
+/// Every scenario, in the order `all` runs them (writers last: they add rows).
+pub const ALL: &[&str] = &[
+    "listing",
+    "detail",
+    "overview",
+    "search",
+    "dashboard",
+    "baseline",
+    "fanout",
+    "publish",
+];
+
+/// What to run and against what.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// A scenario name or `all`.
+    pub scenario: String,
+    /// A running hub (`http://127.0.0.1:4000`).
+    pub url: Option<String>,
+    /// The database (to start a hub on, issue tokens and count rows).
+    pub database: Option<String>,
+    /// Closed-loop workers (default: 32 for reads, one per city for publish).
+    pub concurrency: Option<usize>,
+    /// Measured seconds per scenario.
+    pub duration: Duration,
+    /// Unmeasured seconds before each.
+    pub warmup: Duration,
+    /// The `cityhub` binary to start.
+    pub server_bin: Option<PathBuf>,
+    /// Run the hub in this process instead.
+    pub in_process: bool,
+    /// Tiny sizes and short runs, for CI.
+    pub smoke: bool,
+    /// Fan-out settings.
+    pub fanout: FanoutOptions,
+    /// Cities publishing at once in `publish`.
+    pub publishers: usize,
+}
+
+struct Ctx {
+    options: RunOptions,
+    hub: Hub,
+    db: Option<Db>,
+    backend: String,
+    targets: Targets,
+    secretariat: Option<Arc<str>>,
+    listing_rps: Option<f64>,
+    run_id: String,
+}
+
+/// Runs the scenarios; returns whether every correctness check passed.
+pub async fn run(options: RunOptions) -> anyhow::Result<bool> {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("warning: could not raise the open-files limit: {e}");
+    }
+    let names: Vec<&str> = if options.scenario == "all" {
+        ALL.to_vec()
+    } else if let Some(n) = ALL.iter().find(|n| **n == options.scenario) {
+        vec![*n]
+    } else {
+        bail!(
+            "unknown scenario '{}': one of {} or all",
+            options.scenario,
+            ALL.join(", ")
+        );
+    };
+    if options.smoke
+        && let Some(url) = &options.database
+    {
+        ensure_smoke_dataset(url).await?;
+    }
+    let db = match &options.database {
+        Some(url) => Some(generate::connect(url, 4).await?),
+        None => None,
+    };
+    let hub = start_hub(&options).await?;
+    eprintln!("hub: {} on {}", hub.describe, hub.addr);
+    let backend = match &options.database {
+        Some(u) if u.starts_with("sqlite") => "sqlite",
+        Some(_) => "postgres",
+        None => "external",
+    }
+    .to_owned();
+    let targets = scenarios::discover(hub.addr, db.as_ref()).await?;
+    if targets.city_slugs.is_empty() || targets.activity_slugs.is_empty() {
+        hub.stop().await;
+        bail!(
+            "the database has no cities or no published activities: run `cityhub-bench generate` first"
+        );
+    }
+    let secretariat = match &db {
+        Some(db) => Some(token(db, &options, None).await?),
+        None => None,
+    };
+    let run_id = format!("{:x}", chrono::Utc::now().timestamp_millis());
+    let mut ctx = Ctx {
+        options,
+        hub,
+        db,
+        backend,
+        targets,
+        secretariat,
+        listing_rps: None,
+        run_id,
+    };
+    println!("{}", report::header());
+    let mut passed = true;
+    for name in names {
+        let reports = match run_one(&mut ctx, name).await {
+            Ok(r) => r,
+            Err(e) => {
+                let report = ScenarioReport {
+                    name: name.to_owned(),
+                    backend: ctx.backend.clone(),
+                    failures: vec![format!("{e:#}")],
+                    ..ScenarioReport::default()
+                };
+                vec![report]
+            }
+        };
+        for r in reports {
+            passed &= r.failures.is_empty();
+            println!("{}", report::row(&r));
+            println!("RESULT {}", r.json());
+        }
+    }
+    ctx.hub.stop().await;
+    Ok(passed)
+}
+
+/// Generates a tiny network if the smoke database is empty.
+async fn ensure_smoke_dataset(url: &str) -> anyhow::Result<()> {
+    let db = generate::connect(url, 2).await?;
+    db.migrate_up().await?;
+    let empty = generate::count_rows(&db, "activities").await? == 0;
+    drop(db);
+    if empty {
+        generate::generate(&GenerateOptions {
+            database: url.to_owned(),
+            cities: 40,
+            activities: 400,
+            seed: 1,
+            batch: 200,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn start_hub(options: &RunOptions) -> anyhow::Result<Hub> {
+    if let Some(url) = &options.url {
+        return server::external(url).await;
+    }
+    let Some(database) = &options.database else {
+        bail!("give --url of a running hub or --database to start one on");
+    };
+    if options.in_process || (options.smoke && options.server_bin.is_none()) {
+        return server::spawn_in_process(database).await;
+    }
+    let bin = match &options.server_bin {
+        Some(b) => b.clone(),
+        None => server::default_server_bin().context(
+            "no `cityhub` binary next to this one: build it (cargo build --release -p cityhub -p cityhub-bench), pass --server-bin, or use --in-process",
+        )?,
+    };
+    server::spawn_child(&bin, database).await
+}
+
+/// Issues a one-hour token for a city (or the secretariat) on the database.
+async fn token(db: &Db, options: &RunOptions, city: Option<&str>) -> anyhow::Result<Arc<str>> {
+    let mut config = cityhub::config::Config::defaults();
+    if let Some(url) = &options.database {
+        config.database.url = url.clone();
+    }
+    let (token, _) =
+        cityhub::ops::issue_token(db, &config, city, Some(3600), Some("cityhub-bench".into()))
+            .await?;
+    Ok(Arc::from(format!("Bearer {token}")))
+}
+
+fn base(ctx: &Ctx, name: &str, concurrency: usize) -> ScenarioReport {
+    ScenarioReport {
+        name: name.to_owned(),
+        backend: ctx.backend.clone(),
+        concurrency,
+        ..ScenarioReport::default()
+    }
+}
+
+async fn activities(ctx: &Ctx) -> Option<i64> {
+    match &ctx.db {
+        Some(db) => generate::count_rows(db, "activities").await.ok(),
+        None => None,
+    }
+}
+
+/// Runs closed-loop load against `hub`, with its CPU and memory over the
+/// measured window.
+async fn measured(
+    hub: &Hub,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    make: MakeRequest,
+    report: &mut ScenarioReport,
+) {
+    let pid = hub.pid();
+    if let Some(p) = &pid {
+        server::reset_peak(p);
+    }
+    let sampler_pid = pid.clone();
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep(warmup).await;
+        (
+            sampler_pid.as_deref().and_then(server::sample),
+            server::sample("self"),
+            server::machine_busy_secs(),
+        )
+    });
+    let result = load::run(hub.addr, concurrency, warmup, duration, make).await;
+    let (server_before, client_before, machine_before) =
+        sampler.await.unwrap_or((None, None, None));
+    let server_after = pid.as_deref().and_then(server::sample);
+    if let (Some(b), Some(a)) = (machine_before, server::machine_busy_secs()) {
+        report.machine_cpu_secs = Some(a - b);
+    }
+    if let (Some(b), Some(a)) = (server_before, server_after) {
+        report.server = Some(Usage::between(b, a));
+    }
+    if !hub.in_process()
+        && let (Some(b), Some(a)) = (client_before, server::sample("self"))
+    {
+        report.client = Some(Usage::between(b, a));
+    }
+    if result.errors > 0 {
+        report.failures.push(format!(
+            "{} of {} requests failed",
+            result.errors,
+            result.ok + result.errors
+        ));
+    }
+    if result.ok + result.errors == 0 {
+        report.failures.push("no request completed".into());
+    }
+    report.load = Some(result);
+}
+
+fn read_concurrency(ctx: &Ctx) -> usize {
+    ctx.options
+        .concurrency
+        .unwrap_or(if ctx.options.smoke { 4 } else { 32 })
+}
+
+async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport>> {
+    let (warmup, duration) = (ctx.options.warmup, ctx.options.duration);
+    let c = read_concurrency(ctx);
+    let make = match name {
+        "listing" => scenarios::listing(&ctx.targets),
+        "detail" => scenarios::detail(&ctx.targets),
+        "overview" => scenarios::overview(),
+        "search" => scenarios::search(),
+        "dashboard" => scenarios::dashboard(ctx.secretariat.clone()),
+        "baseline" => return baseline(ctx).await,
+        "fanout" => return fanout(ctx).await.map(|r| vec![r]),
+        "publish" => return publish(ctx).await.map(|r| vec![r]),
+        other => bail!("unknown scenario {other}"),
+    };
+    let mut report = base(ctx, name, c);
+    report.activities = activities(ctx).await;
+    measured(&ctx.hub, c, warmup, duration, make, &mut report).await;
+    if ctx.hub.in_process() {
+        report.note = "in-process: srv figures include the load generator".into();
+    }
+    if name == "listing" {
+        ctx.listing_rps = report.load.as_ref().map(|l| l.throughput());
+    }
+    Ok(vec![report])
+}
+
+/// The listing through a plain axum handler, and the hub's figure over it.
+async fn baseline(ctx: &mut Ctx) -> anyhow::Result<Vec<ScenarioReport>> {
+    let Some(database) = ctx.options.database.clone() else {
+        bail!("baseline needs --database (it queries the database itself)");
+    };
+    let mut out = Vec::new();
+    if ctx.listing_rps.is_none() {
+        out.extend(Box::pin(run_one(ctx, "listing")).await?);
+    }
+    let c = read_concurrency(ctx);
+    let plain = if ctx.hub.in_process() {
+        let addr = crate::baseline::spawn_in_process(&database).await?;
+        Hub {
+            addr,
+            process: server::HubProcess::External,
+            describe: "in-process baseline".into(),
+        }
+    } else {
+        server::spawn_baseline_child(&database).await?
+    };
+    let mut report = base(ctx, "baseline", c);
+    report.activities = activities(ctx).await;
+    measured(
+        &plain,
+        c,
+        ctx.options.warmup,
+        ctx.options.duration,
+        scenarios::listing(&ctx.targets),
+        &mut report,
+    )
+    .await;
+    plain.stop().await;
+    if let (Some(graphql), Some(load)) = (ctx.listing_rps, &report.load) {
+        let ratio = graphql / load.throughput().max(1e-9);
+        report.extra.insert(
+            "graphql_listing_rps".into(),
+            json!((graphql * 10.0).round() / 10.0),
+        );
+        report.extra.insert(
+            "graphql_over_baseline".into(),
+            json!((ratio * 1000.0).round() / 1000.0),
+        );
+        report.note = format!("GraphQL listing / baseline = {ratio:.2}");
+    }
+    out.push(report);
+    Ok(out)
+}
+
+/// 20 cities publishing at once; then every acknowledged row must be there.
+async fn publish(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+    let Some(db) = ctx.db.clone() else {
+        bail!("publish needs --database (to issue city tokens and count durable rows)");
+    };
+    let publishers = ctx
+        .options
+        .publishers
+        .min(ctx.targets.city_slugs.len())
+        .max(1);
+    let mut tokens = Vec::with_capacity(publishers);
+    for slug in ctx.targets.city_slugs.iter().take(publishers) {
+        tokens.push((slug.clone(), token(&db, &ctx.options, Some(slug)).await?));
+    }
+    let c = ctx.options.concurrency.unwrap_or(publishers);
+    let marker = format!("Bench publish {}", ctx.run_id);
+    let mut report = base(ctx, "publish", c);
+    report.activities = activities(ctx).await;
+    // No warm-up: every acknowledged publish is counted against the rows.
+    measured(
+        &ctx.hub,
+        c,
+        Duration::ZERO,
+        ctx.options.duration,
+        scenarios::publish(tokens, marker.clone()),
+        &mut report,
+    )
+    .await;
+    let durable = count_titled(&db, &marker).await?;
+    let ok = report.load.as_ref().map_or(0, |l| l.ok) as i64;
+    let errors = report.load.as_ref().map_or(0, |l| l.errors) as i64;
+    report.extra.insert("cities".into(), json!(publishers));
+    report.extra.insert("acknowledged".into(), json!(ok));
+    report.extra.insert("durable_rows".into(), json!(durable));
+    report
+        .extra
+        .insert("lost".into(), json!((ok - durable).max(0)));
+    if durable < ok {
+        report.failures.push(format!(
+            "{} acknowledged publishes are not in the database",
+            ok - durable
+        ));
+    }
+    if durable > ok + errors {
+        report
+            .failures
+            .push(format!("{durable} rows for {ok} acknowledged publishes"));
+    }
+    report.note = format!("{publishers} cities; {ok} acknowledged, {durable} durable rows");
+    Ok(report)
+}
+
+async fn count_titled(db: &Db, marker: &str) -> anyhow::Result<i64> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .conn()
+        .query_one_raw(Statement::from_sql_and_values(
+            db.backend(),
+            match db.backend() {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "SELECT COUNT(*) AS n FROM activities WHERE title LIKE $1"
+                }
+                _ => "SELECT COUNT(*) AS n FROM activities WHERE title LIKE ?",
+            },
+            [format!("{marker} %").into()],
+        ))
+        .await?
+        .context("COUNT returned no row")?;
+    Ok(row.try_get::<i64>("", "n")?)
+}
+
+/// Subscribers, a ramp, publishes at a rate, deliveries counted.
+async fn fanout(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+    let Some(token) = ctx.secretariat.clone() else {
+        bail!("fanout needs --database (to issue the publishing token)");
+    };
+    let options = ctx.options.fanout.clone();
+    let mut report = base(ctx, "fanout", options.subscribers);
+    report.activities = activities(ctx).await;
+    let pid = ctx.hub.pid();
+    let before = pid.as_deref().and_then(server::sample);
+    if let Some(p) = &pid {
+        server::reset_peak(p);
+    }
+    let client_before = server::sample("self");
+    let machine_before = server::machine_busy_secs();
+    let with_subscribers = std::sync::Mutex::new(None);
+    let pid_for_sample = pid.clone();
+    let result = fanout::run(ctx.hub.addr, &options, token, &ctx.run_id, async || {
+        // Let allocations settle before reading memory with everyone in.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok(mut slot) = with_subscribers.lock() {
+            *slot = pid_for_sample.as_deref().and_then(server::sample);
+        }
+    })
+    .await?;
+    let after = pid.as_deref().and_then(server::sample);
+    if let (Some(b), Some(a)) = (machine_before, server::machine_busy_secs()) {
+        report.machine_cpu_secs = Some(a - b);
+    }
+    let with_subscribers = with_subscribers.lock().ok().and_then(|s| *s);
+    let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    let e = &mut report.extra;
+    e.insert("subscribers".into(), json!(options.subscribers));
+    e.insert("connected".into(), json!(result.connected));
+    e.insert("connect_failures".into(), json!(result.connect_failures));
+    e.insert("ramp_rate".into(), json!(options.ramp_rate));
+    e.insert("ramp_s".into(), json!(r3(result.ramp_secs)));
+    e.insert("connect_p50_ms".into(), json!(r3(ms(&result.connect, 0.5))));
+    e.insert(
+        "connect_p99_ms".into(),
+        json!(r3(ms(&result.connect, 0.99))),
+    );
+    e.insert(
+        "connect_max_ms".into(),
+        json!(r3(result.connect.max() as f64 / 1000.0)),
+    );
+    e.insert("publishes".into(), json!(options.publishes));
+    e.insert("publish_rate".into(), json!(options.rate));
+    e.insert("published".into(), json!(result.published));
+    e.insert("publish_errors".into(), json!(result.publish_errors));
+    e.insert(
+        "publish_p99_ms".into(),
+        json!(r3(ms(&result.publish_latency, 0.99))),
+    );
+    e.insert("delivered".into(), json!(result.delivered));
+    e.insert(
+        "delivery_p50_ms".into(),
+        json!(r3(ms(&result.delivery, 0.5))),
+    );
+    e.insert(
+        "delivery_p90_ms".into(),
+        json!(r3(ms(&result.delivery, 0.9))),
+    );
+    e.insert(
+        "delivery_p99_ms".into(),
+        json!(r3(ms(&result.delivery, 0.99))),
+    );
+    e.insert(
+        "delivery_max_ms".into(),
+        json!(r3(result.delivery.max() as f64 / 1000.0)),
+    );
+    e.insert(
+        "delivery_from_occurred_p99_ms".into(),
+        json!(r3(ms(&result.delivery_from_occurred, 0.99))),
+    );
+    e.insert("missing".into(), json!(result.missing));
+    e.insert("duplicates".into(), json!(result.duplicates));
+    e.insert("dropped".into(), json!(result.dropped));
+    let mut per_sub = None;
+    if let (Some(b), Some(w)) = (before, with_subscribers) {
+        let kib = (w.rss_kib as f64 - b.rss_kib as f64) / result.connected.max(1) as f64;
+        per_sub = Some(kib);
+        e.insert(
+            "rss_before_mib".into(),
+            json!(r3(b.rss_kib as f64 / 1024.0)),
+        );
+        e.insert(
+            "rss_with_subscribers_mib".into(),
+            json!(r3(w.rss_kib as f64 / 1024.0)),
+        );
+        e.insert("server_kib_per_subscriber".into(), json!(r3(kib)));
+    }
+    if let (Some(b), Some(a)) = (before, after) {
+        report.server = Some(Usage::between(b, a));
+    }
+    if !ctx.hub.in_process()
+        && let (Some(b), Some(a)) = (client_before, server::sample("self"))
+    {
+        report.client = Some(Usage::between(b, a));
+    }
+    if result.connect_failures > 0 {
+        report
+            .failures
+            .push(format!("{} connections failed", result.connect_failures));
+    }
+    if result.missing > 0 || result.duplicates > 0 {
+        report.failures.push(format!(
+            "{} missing and {} duplicate deliveries",
+            result.missing, result.duplicates
+        ));
+    }
+    if result.dropped > 0 {
+        report
+            .failures
+            .push(format!("{} subscriptions dropped", result.dropped));
+    }
+    if result.publish_errors > 0 {
+        report
+            .failures
+            .push(format!("{} publishes failed", result.publish_errors));
+    }
+    report.note = format!(
+        "{} subs: connect p99 {:.1} ms; {}; delivery p99 {:.1} ms (max {:.1}); missing {}, dup {}",
+        result.connected,
+        ms(&result.connect, 0.99),
+        per_sub.map_or("mem n/a".to_owned(), |k| format!("{k:.1} KiB/sub")),
+        ms(&result.delivery, 0.99),
+        result.delivery.max() as f64 / 1000.0,
+        result.missing,
+        result.duplicates
+    );
+    Ok(report)
+}

@@ -1,0 +1,54 @@
+//! Bulk writes for loading large datasets (the benchmark's synthetic
+//! network): relations of many activities written in a few multi-row
+//! statements, inside a transaction the caller begins.
+
+use cityhub_domain::{ActivityId, CityId};
+use sea_orm::{ConnectionTrait, EntityTrait, Set};
+
+use crate::entities::activity_city;
+use crate::error::StorageError;
+
+/// Role of a participant city in `activity_cities` (as `ActivityRepo` writes it).
+const PARTICIPANT: &str = "PARTICIPANT";
+
+/// Rows per multi-row `INSERT`: four values each, well under SQLite's
+/// limit on bound parameters.
+const CHUNK: usize = 1_000;
+
+/// Repository of bulk writes.
+pub struct BulkRepo;
+
+impl BulkRepo {
+    /// Adds participant cities to freshly inserted activities, in order
+    /// (positions 0, 1, …), in a few multi-row inserts. Each list must not
+    /// repeat a city; the activities must have no participants yet.
+    /// Returns how many rows were written.
+    pub async fn add_participants(
+        db: &impl ConnectionTrait,
+        participants: &[(ActivityId, Vec<CityId>)],
+    ) -> Result<u64, StorageError> {
+        let rows: Vec<activity_city::ActiveModel> = participants
+            .iter()
+            .flat_map(|(activity, cities)| {
+                cities
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, city)| activity_city::ActiveModel {
+                        activity_id: Set(*activity),
+                        role: Set(PARTICIPANT.to_owned()),
+                        city_id: Set(*city),
+                        position: Set(i32::try_from(i).unwrap_or(i32::MAX)),
+                    })
+            })
+            .collect();
+        let written = rows.len() as u64;
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<_> = rows.by_ref().take(CHUNK).collect();
+            activity_city::Entity::insert_many(chunk)
+                .exec_without_returning(db)
+                .await?;
+        }
+        Ok(written)
+    }
+}
