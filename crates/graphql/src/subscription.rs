@@ -261,6 +261,18 @@ impl EventBus {
                     break;
                 }
                 let full = batch.len() as u64 == chunk;
+                if self.sender.receiver_count() == 0 {
+                    // Nobody is watching: new subscribers start from the
+                    // head and resumers replay from the log, so there is
+                    // nothing to load or send.
+                    if let Some(last) = batch.last() {
+                        self.delivered.store(last.seq, Ordering::SeqCst);
+                    }
+                    if !full {
+                        break;
+                    }
+                    continue;
+                }
                 let events = match load_live(&self.db, batch).await {
                     Ok(e) => e,
                     Err(e) => {

@@ -190,15 +190,18 @@ fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condit
         ));
     }
     if !filter.cities.is_empty() {
+        // One id set (a UNION of two indexed lookups) rather than an OR of
+        // subqueries: the planner then tests membership instead of
+        // fetching every wide row in order to test the city.
         let n = filter.cities.len();
         let (marks, mut values) = in_list(backend, 1, filter.cities.iter().cloned());
         let (marks2, values2) = in_list(backend, n + 1, filter.cities.iter().cloned());
         values.extend(values2);
         cond = cond.add(Expr::cust_with_values(
             format!(
-                "(activities.venue_city_id IN (SELECT id FROM cities WHERE slug IN {marks}) \
-                 OR activities.id IN (SELECT ac.activity_id FROM activity_cities ac JOIN cities c ON c.id = ac.city_id \
-                 WHERE c.slug IN {marks2}))"
+                "activities.id IN (SELECT ac.activity_id FROM activity_cities ac JOIN cities c ON c.id = ac.city_id \
+                 WHERE c.slug IN {marks} \
+                 UNION SELECT v.id FROM activities v JOIN cities vc ON vc.id = v.venue_city_id WHERE vc.slug IN {marks2})"
             ),
             values,
         ));
@@ -218,9 +221,9 @@ fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condit
         values.extend(values2);
         cond = cond.add(Expr::cust_with_values(
             format!(
-                "(activities.venue_city_id IN (SELECT id FROM cities WHERE country IN {marks}) \
-                 OR activities.id IN (SELECT ac.activity_id FROM activity_cities ac JOIN cities c ON c.id = ac.city_id \
-                 WHERE ac.role = 'HOST' AND c.country IN {marks2}))"
+                "activities.id IN (SELECT ac.activity_id FROM activity_cities ac JOIN cities c ON c.id = ac.city_id \
+                 WHERE ac.role = 'HOST' AND c.country IN {marks} \
+                 UNION SELECT v.id FROM activities v JOIN cities vc ON vc.id = v.venue_city_id WHERE vc.country IN {marks2})"
             ),
             values,
         ));
