@@ -239,6 +239,45 @@ pub async fn serve(
     }
 }
 
+/// A hub serving in the background on 127.0.0.1 (tests, benchmarks).
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its GraphQL service (database, auth, events).
+    pub service: GraphqlService,
+    /// Send (or drop) to stop it.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// The serving task; it ends after `stop`.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Builds a hub from `config` and serves it on an ephemeral loopback port
+/// until `Running::stop` is sent or dropped (then 1 s of grace).
+pub async fn spawn(config: &Config) -> anyhow::Result<Running> {
+    let hub = build(config).await?;
+    let service = hub.service.clone();
+    let listener = bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        config.http.listen_backlog,
+    )?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = serve(listener, hub, shutdown, Duration::from_secs(1)).await {
+            tracing::error!(error = %e, "the hub stopped with an error");
+        }
+    });
+    Ok(Running {
+        addr,
+        service,
+        stop,
+        task,
+    })
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -180,22 +180,9 @@ impl TestHub {
         config.database.max_connections = 8;
         config.events.poll_interval_ms = 200;
         tweak(&mut config);
-        let hub = app::build(&config).await.expect("build hub");
-        let db = hub.service.db().clone();
-        let listener = app::bind("127.0.0.1:0".parse().expect("addr"), 1024).expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = app::serve(
-                listener,
-                hub,
-                async move {
-                    let _ = rx.await;
-                },
-                Duration::from_secs(1),
-            )
-            .await;
-        });
+        let running = app::spawn(&config).await.expect("start hub");
+        let db = running.service.db().clone();
+        let base = format!("http://{}", running.addr);
         Self {
             backend,
             base,
@@ -205,8 +192,8 @@ impl TestHub {
                 .expect("client"),
             db,
             config,
-            shutdown: Some(tx),
-            server: Some(server),
+            shutdown: Some(running.stop),
+            server: Some(running.task),
             test_db,
         }
     }

@@ -227,21 +227,9 @@ pub async fn spawn_in_process(database: &str) -> anyhow::Result<Hub> {
     let mut config = cityhub::config::Config::defaults();
     config.listen = "127.0.0.1:0".into();
     config.database.url = database.to_owned();
-    let hub = cityhub::app::build(&config).await?;
-    let listener = cityhub::app::bind("127.0.0.1:0".parse()?, config.http.listen_backlog)?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = cityhub::app::serve(
-            listener,
-            hub,
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(1),
-        )
-        .await;
-    });
+    let running = cityhub::app::spawn(&config).await?;
+    let addr = running.addr;
+    let tx = running.stop;
     wait_ready(addr).await?;
     Ok(Hub {
         addr,
