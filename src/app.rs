@@ -96,28 +96,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     };
     let service = GraphqlService::new(schema, auth, db, Arc::new(Metrics::new()), events, settings);
     let router = router(service.clone(), config)?;
-    spawn_key_reloader(service.auth().clone(), stop.clone());
     Ok(Hub {
         router,
         service,
         stop,
     })
-}
-
-/// Re-reads signing keys every 10 s, so a rotation or retirement made by
-/// `cityhub keys` reaches every instance.
-fn spawn_key_reloader(auth: Arc<Authenticator>, stop: Arc<Notify>) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.notified() => return,
-                () = tokio::time::sleep(Duration::from_secs(10)) => {}
-            }
-            if let Err(e) = auth.reload_keys().await {
-                tracing::warn!(error = %e, "reloading signing keys failed");
-            }
-        }
-    });
 }
 
 fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
