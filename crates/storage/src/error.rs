@@ -29,13 +29,19 @@ impl StorageError {
     /// True if retrying the whole transaction may succeed (a serialization
     /// failure or a lock that could not be taken in time).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            StorageError::Other(e) => {
-                let text = e.to_string();
-                text.contains("could not serialize")
-                    || text.contains("deadlock detected")
-                    || text.contains("database is locked")
-            }
+        let StorageError::Other(
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
+        ) = self
+        else {
+            return false;
+        };
+        match e.as_ref() {
+            // PostgreSQL serialization_failure and deadlock_detected;
+            // SQLite BUSY and LOCKED (and their extended codes).
+            sea_orm::sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                matches!(c.as_ref(), "40001" | "40P01")
+                    || matches!(c.parse::<i32>(), Ok(code) if code & 0xff == 5 || code & 0xff == 6)
+            }),
             _ => false,
         }
     }
