@@ -16,7 +16,8 @@ use axum::routing::get;
 use cityhub_domain::Policy;
 use cityhub_graphql::http::{graphiql_asset, graphql_get, graphql_post, jwks, schema_sdl};
 use cityhub_graphql::{
-    Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Metrics, build_schema,
+    Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Limiters, Metrics,
+    build_schema,
 };
 use cityhub_storage::service::HubService;
 use cityhub_storage::{Db, StorageError};
@@ -79,11 +80,26 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         .await
         .context("starting the event bus")?;
     let service = hub_service(db.clone(), config).with_commit_notify(events.waker());
+    let limiters = Arc::new(Limiters::new(&config.rate_limit));
+    // Forget rate-limit state of idle keys once a minute; the task ends
+    // with the hub (it holds only a weak reference).
+    let idle_keys = Arc::downgrade(&limiters);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match idle_keys.upgrade() {
+                Some(limiters) => limiters.retain_recent(),
+                None => break,
+            }
+        }
+    });
     let schema = build_schema(HubState {
         service,
         auth: auth.clone(),
         settings: config.api.clone(),
         events: events.clone(),
+        limiters,
     });
     let wildcard = config.cors.allowed_origins.iter().any(|o| o == "*");
     let settings = HttpSettings {
@@ -93,6 +109,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         ws_keepalive_secs: config.http.ws_keepalive_secs,
         ws_send_timeout_secs: config.http.ws_send_timeout_secs,
         ws_max_write_buffer: config.http.ws_max_write_buffer_bytes,
+        trusted_proxies: config.trusted_proxies()?,
     };
     let service = GraphqlService::new(schema, auth, db, Arc::new(Metrics::new()), events, settings);
     let router = router(service.clone(), config)?;
@@ -144,7 +161,7 @@ pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router
 }
 
 async fn readyz(State(service): State<GraphqlService>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), service.db().ping()).await {
+    match tokio::time::timeout(Duration::from_millis(900), service.db().ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(StorageError::Unavailable(e))) => {
             tracing::warn!(error = %e, "not ready: database unavailable");
@@ -189,37 +206,128 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
+/// Connection settings of the HTTP server (from `[http]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Time a client has to send a request's headers, and the longest a
+    /// keep-alive connection waits idle for its next request.
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; further ones wait in the backlog.
+    pub max_connections: usize,
+    /// Time open connections get to finish after the shutdown signal.
+    pub grace: Duration,
+}
+
+impl ServeOptions {
+    /// The options `config` sets.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(config.http.header_read_timeout_secs),
+            max_connections: config.http.max_connections,
+            grace: Duration::from_secs(config.http.shutdown_grace_secs),
+        }
+    }
+}
+
 /// Serves `hub` on `listener` until `shutdown` resolves, then lets open
-/// connections finish for at most `grace`.
+/// connections finish for at most `options.grace`.
+///
+/// hyper serves each connection (axum's `serve` has no timer): a client
+/// that does not send its headers within `header_read_timeout` (or keeps a
+/// connection idle that long) is disconnected, and at most
+/// `max_connections` are served at once. The peer address reaches handlers
+/// as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     hub: Hub,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    options: ServeOptions,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
     let stop = hub.stop.clone();
-    let signalled = Arc::new(Notify::new());
-    let signal = signalled.clone();
-    let server =
-        axum::serve(listener, hub.router.into_make_service()).with_graceful_shutdown(async move {
-            shutdown.await;
-            signal.notify_waiters();
-            stop.notify_waiters();
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(options.header_read_timeout))
+        .enable_connect_protocol();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        // hyper's header timer starts once it reads; a client that connects
+        // and sends nothing would otherwise hold its slot forever (the
+        // HTTP/1-or-2 detection waits for a first byte without a timer).
+        let timeout = options.header_read_timeout;
+        let first_byte = async move {
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(timeout, stream.peek(&mut byte)).await {
+                Ok(Ok(n)) if n > 0 => Some(stream),
+                _ => None,
+            }
+        };
+        let service = hub.router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req.map(axum::body::Body::new)
+            },
+        );
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let Some(stream) = first_byte.await else {
+                tracing::debug!(%peer, "closing a connection that sent nothing");
+                drop(permit);
+                return;
+            };
+            let conn = builder.serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service),
+            );
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
         });
-    let server = tokio::spawn(async move { server.await });
-    let mut server = server;
-    tokio::select! {
-        result = &mut server => return result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-        () = signalled.notified() => {}
     }
-    match tokio::time::timeout(grace, &mut server).await {
-        Ok(result) => result.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-        Err(_) => {
+    drop(listener);
+    stop.notify_waiters();
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.grace) => {
             tracing::info!("grace period over; closing remaining connections");
-            server.abort();
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// A hub serving in the background on 127.0.0.1 (tests, benchmarks).
@@ -245,11 +353,15 @@ pub async fn spawn(config: &Config) -> anyhow::Result<Running> {
     )?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = ServeOptions {
+        grace: Duration::from_secs(1),
+        ..ServeOptions::from_config(config)
+    };
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(e) = serve(listener, hub, shutdown, Duration::from_secs(1)).await {
+        if let Err(e) = serve(listener, hub, shutdown, options).await {
             tracing::error!(error = %e, "the hub stopped with an error");
         }
     });

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use cityhub_auth::AuthConfig;
 use cityhub_domain::Limits;
-use cityhub_graphql::{ApiSettings, EventSettings};
+use cityhub_graphql::{ApiSettings, EventSettings, RateLimitSettings};
 use cityhub_storage::DbConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -33,6 +33,14 @@ pub struct HttpConfig {
     pub ws_send_timeout_secs: u64,
     /// Bytes buffered for one WebSocket client before it is dropped.
     pub ws_max_write_buffer_bytes: usize,
+    /// Seconds a client has to send a request's headers; also the longest
+    /// a keep-alive connection may sit idle between requests.
+    pub header_read_timeout_secs: u64,
+    /// Most connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed when keying anonymous rate limits; empty: none.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -46,6 +54,9 @@ impl Default for HttpConfig {
             ws_keepalive_secs: 15,
             ws_send_timeout_secs: 10,
             ws_max_write_buffer_bytes: 256 * 1024,
+            header_read_timeout_secs: 10,
+            max_connections: 25_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -105,13 +116,23 @@ pub struct Config {
     pub http: HttpConfig,
     /// Cross-origin access.
     pub cors: CorsConfig,
+    /// Rate limits.
+    pub rate_limit: RateLimitSettings,
     /// Logging.
     pub log: LogConfig,
 }
 
 /// The sections whose keys `CITYHUB_<SECTION>_<KEY>` variables reach.
 const SECTIONS: &[&str] = &[
-    "database", "auth", "api", "limits", "events", "http", "cors", "log",
+    "database",
+    "auth",
+    "api",
+    "limits",
+    "events",
+    "http",
+    "cors",
+    "rate_limit",
+    "log",
 ];
 
 impl Config {
@@ -180,10 +201,29 @@ impl Config {
         if self.auth.leeway_secs > 300 {
             bail!("auth.leeway_secs must be at most 300 (seconds, not minutes)");
         }
+        if self.http.header_read_timeout_secs == 0 || self.http.max_connections == 0 {
+            bail!("http.header_read_timeout_secs and http.max_connections must be positive");
+        }
+        self.trusted_proxies()?;
         if self.events.buffer == 0 || self.events.max_subscriptions_per_connection == 0 {
             bail!("events.buffer and events.max_subscriptions_per_connection must be positive");
         }
         Ok(())
+    }
+
+    /// `http.trusted_proxies`, parsed (a bare address is a /32 or /128).
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| {
+                        format!("http.trusted_proxies: '{p}' is not an address or CIDR range")
+                    })
+            })
+            .collect()
     }
 
     /// The listen address, parsed.

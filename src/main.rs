@@ -8,7 +8,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use cityhub::app;
@@ -206,7 +205,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         listener,
         hub,
         app::shutdown_signal(),
-        Duration::from_secs(config.http.shutdown_grace_secs),
+        app::ServeOptions::from_config(&config),
     )
     .await?;
     Ok(())

@@ -5,7 +5,10 @@ use cityhub_domain::Role;
 use cityhub_graphql::Authenticator;
 use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
 use cityhub_storage::seed::{self, SeedReport};
-use cityhub_storage::{CityRepo, Db};
+use cityhub_storage::{AuditActor, CityRepo, CredentialService, Db};
+
+/// How the audit log names changes made from the command line.
+const CLI: AuditActor<'static> = AuditActor("cli");
 
 use crate::app::hub_service;
 use crate::config::Config;
@@ -34,7 +37,9 @@ pub async fn issue_token(
         }
         None => (Role::Secretariat, None),
     };
-    let (issued, record) = auth.issue(city.as_ref(), role, ttl_secs, label).await?;
+    let (issued, record) = auth
+        .issue(CLI, city.as_ref(), role, ttl_secs, label)
+        .await?;
     Ok((issued.token, record))
 }
 
@@ -45,7 +50,10 @@ pub async fn list_tokens(db: &Db) -> anyhow::Result<Vec<TokenRecord>> {
 
 /// Revokes a token.
 pub async fn revoke_token(db: &Db, id: &str) -> anyhow::Result<()> {
-    if !TokenRepo::revoke(db.conn(), id).await? {
+    if !CredentialService::new(db.clone())
+        .revoke_token(CLI, id)
+        .await?
+    {
         bail!("no token with id {id}");
     }
     Ok(())
@@ -53,12 +61,12 @@ pub async fn revoke_token(db: &Db, id: &str) -> anyhow::Result<()> {
 
 /// Adds a signing key (database or key file); returns its id.
 pub async fn rotate_keys(db: &Db, config: &Config) -> anyhow::Result<String> {
-    Ok(cityhub_graphql::auth::rotate_keys(db, &config.auth).await?)
+    Ok(cityhub_graphql::auth::rotate_keys(db, &config.auth, CLI).await?)
 }
 
 /// Retires a signing key: its tokens stop verifying.
 pub async fn retire_key(db: &Db, config: &Config, kid: &str) -> anyhow::Result<()> {
-    if !cityhub_graphql::auth::retire_key(db, &config.auth, kid).await? {
+    if !cityhub_graphql::auth::retire_key(db, &config.auth, kid, CLI).await? {
         bail!("no active key with id {kid}");
     }
     Ok(())

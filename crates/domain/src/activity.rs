@@ -3,6 +3,7 @@
 
 use chrono::{Datelike, NaiveDate};
 
+use crate::chars::{TextKind, check_text};
 use crate::enums::{ActivityFormat, ActivityKind, CreativeField, DatePrecision, DocumentKind};
 use crate::error::DomainError;
 use crate::limits::Limits;
@@ -141,7 +142,7 @@ impl ActivityPatch {
     }
 }
 
-fn check_chars(field: &str, value: &str, max: usize) -> Result<(), DomainError> {
+fn check_chars(field: &str, value: &str, max: usize, kind: TextKind) -> Result<(), DomainError> {
     if value.trim().is_empty() {
         return Err(DomainError::invalid(field, "must not be blank"));
     }
@@ -151,16 +152,7 @@ fn check_chars(field: &str, value: &str, max: usize) -> Result<(), DomainError> 
             format!("must be at most {max} characters"),
         ));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-    {
-        return Err(DomainError::invalid(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
+    check_text(field, value, kind)
 }
 
 fn check_list(
@@ -176,7 +168,7 @@ fn check_list(
         ));
     }
     for (i, item) in items.iter().enumerate() {
-        check_chars(&format!("{field}[{i}]"), item, max_chars)?;
+        check_chars(&format!("{field}[{i}]"), item, max_chars, TextKind::Line)?;
     }
     Ok(())
 }
@@ -238,7 +230,12 @@ pub fn check_url(field: &str, url: &str, limits: &Limits) -> Result<(), DomainEr
 impl DocumentInput {
     /// Validates the document; `path` is its input path (`input.documents[2]`).
     pub fn validate(&self, path: &str, limits: &Limits) -> Result<(), DomainError> {
-        check_chars(&format!("{path}.title"), &self.title, limits.title_chars)?;
+        check_chars(
+            &format!("{path}.title"),
+            &self.title,
+            limits.title_chars,
+            TextKind::Line,
+        )?;
         if let Some(url) = &self.url {
             check_url(&format!("{path}.url"), url, limits)?;
         }
@@ -259,17 +256,28 @@ impl ActivityInput {
     /// Validates every rule; `path` is the input's argument name (`input`
     /// or `patch`), so errors name e.g. `input.endDate`.
     pub fn validate(&self, path: &str, limits: &Limits) -> Result<(), DomainError> {
-        check_chars(&format!("{path}.title"), &self.title, limits.title_chars)?;
+        check_chars(
+            &format!("{path}.title"),
+            &self.title,
+            limits.title_chars,
+            TextKind::Line,
+        )?;
         if let Some(summary) = &self.summary {
-            check_chars(&format!("{path}.summary"), summary, limits.summary_chars)?;
+            check_chars(
+                &format!("{path}.summary"),
+                summary,
+                limits.summary_chars,
+                TextKind::Prose,
+            )?;
         }
-        if let Some(description) = &self.description
-            && description.len() > limits.description_bytes
-        {
-            return Err(DomainError::invalid(
-                format!("{path}.description"),
-                format!("must be at most {} bytes", limits.description_bytes),
-            ));
+        if let Some(description) = &self.description {
+            if description.len() > limits.description_bytes {
+                return Err(DomainError::invalid(
+                    format!("{path}.description"),
+                    format!("must be at most {} bytes", limits.description_bytes),
+                ));
+            }
+            check_text(&format!("{path}.description"), description, TextKind::Prose)?;
         }
         if let Some(start) = self.start_date {
             check_year(&format!("{path}.startDate"), start, limits)?;
@@ -294,7 +302,12 @@ impl ActivityInput {
             }
         }
         if let Some(venue) = &self.venue {
-            check_chars(&format!("{path}.venue"), venue, limits.text_chars)?;
+            check_chars(
+                &format!("{path}.venue"),
+                venue,
+                limits.text_chars,
+                TextKind::Line,
+            )?;
         }
         if let Some(city) = &self.venue_city {
             Slug::parse(city, limits.slug_chars, &format!("{path}.venueCity"))?;

@@ -90,6 +90,11 @@ impl CityInput {
                 format!("must be 1 to {} characters", limits.title_chars),
             ));
         }
+        crate::chars::check_text(
+            &format!("{path}.name"),
+            &self.name,
+            crate::chars::TextKind::Line,
+        )?;
         check_country(&format!("{path}.country"), &self.country)?;
         if self.fields.is_empty() {
             return Err(DomainError::invalid(

@@ -3,6 +3,7 @@
 //! GraphQL; every other crate builds on the types defined here.
 
 pub mod activity;
+pub mod chars;
 pub mod city;
 pub mod enums;
 pub mod error;

@@ -16,7 +16,7 @@ use cityhub_auth::{AuthConfig, AuthError, Issued, KeyMaterial, Keyring};
 use cityhub_domain::{Actor, City, Role};
 use cityhub_storage::repo::tokens::{KeyRecord, TokenRecord, TokenRepo};
 use cityhub_storage::time::now_micros;
-use cityhub_storage::{CityRepo, Db, StorageError};
+use cityhub_storage::{AuditActor, CityRepo, CredentialService, Db, StorageError};
 
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +58,10 @@ pub enum AuthFailure {
 /// The most token records cached per instance.
 const CACHE_CAPACITY: usize = 50_000;
 
+/// At most one key reload per this interval is caused by tokens naming an
+/// unknown `kid` (anyone can send those; each reload reads every key).
+const UNKNOWN_KID_RELOAD_EVERY: Duration = Duration::from_secs(1);
+
 /// Verifies tokens and issues new ones.
 pub struct Authenticator {
     db: Db,
@@ -65,6 +69,11 @@ pub struct Authenticator {
     keyring: RwLock<Arc<Keyring>>,
     /// When the keys were last re-read to see rotations and retirements.
     last_refresh: Mutex<Instant>,
+    /// When an unknown `kid` last made the keys be re-read; held while
+    /// such a reload runs, so concurrent ones coalesce.
+    last_unknown_kid_reload: tokio::sync::Mutex<Instant>,
+    /// Audited token writes.
+    credentials: CredentialService,
     cache: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
 }
 
@@ -99,33 +108,45 @@ pub enum KeyError {
     File(#[from] cityhub_auth::keyfile::KeyFileError),
 }
 
-/// Loads every stored key into a keyring, first generating one if none
-/// can sign.
-pub async fn load_keyring(db: &Db, config: &AuthConfig) -> Result<Keyring, KeyError> {
+/// Whether loading the keys may create the first signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstKey {
+    /// At start-up: generate (and audit) a key when none can sign.
+    Create,
+    /// On a reload: never create; keep what is stored.
+    Never,
+}
+
+/// Loads every stored key into a keyring; with [`FirstKey::Create`], first
+/// generates one (audited as `system`) if none can sign.
+pub async fn load_keyring(
+    db: &Db,
+    config: &AuthConfig,
+    first: FirstKey,
+) -> Result<Keyring, KeyError> {
+    let credentials = CredentialService::new(db.clone());
+    let system = AuditActor("system");
     let keys = match &config.key_file {
         Some(path) => {
             let path = std::path::Path::new(path);
             let mut keys = cityhub_auth::keyfile::read(path)?;
-            if keys.iter().all(|k| k.retired) {
+            if first == FirstKey::Create && keys.iter().all(|k| k.retired) {
                 let key = KeyMaterial::generate()?;
                 tracing::info!(kid = %key.kid, file = %path.display(), "generated a signing key");
+                let kid = key.kid.clone();
                 keys.push(key);
                 cityhub_auth::keyfile::write(path, &keys)?;
+                credentials
+                    .record_key_file_change(system, "addSigningKey", &kid)
+                    .await?;
             }
             keys
         }
         None => {
             let mut records = TokenRepo::keys(db.conn()).await?;
-            if records.iter().all(|r| r.retired_at.is_some()) {
-                let key = KeyMaterial::generate()?;
-                let record = KeyRecord {
-                    kid: key.kid.clone(),
-                    private_der: key.private_der.clone(),
-                    public_x: key.public_x.clone(),
-                    created_at: now_micros(),
-                    retired_at: None,
-                };
-                TokenRepo::insert_key(db.conn(), &record).await?;
+            if first == FirstKey::Create && records.iter().all(|r| r.retired_at.is_some()) {
+                let record = new_key_record()?;
+                credentials.add_key(system, &record).await?;
                 tracing::info!(kid = %record.kid, "generated a signing key");
                 records.push(record);
             }
@@ -135,39 +156,56 @@ pub async fn load_keyring(db: &Db, config: &AuthConfig) -> Result<Keyring, KeyEr
     Ok(Keyring::new(config.clone(), keys)?)
 }
 
-/// Adds a new signing key (in the key file, or the database); tokens signed
-/// by older keys keep verifying until they expire or their key is retired.
-/// Returns the new `kid`.
-pub async fn rotate_keys(db: &Db, config: &AuthConfig) -> Result<String, KeyError> {
+fn new_key_record() -> Result<KeyRecord, KeyError> {
     let key = KeyMaterial::generate()?;
-    let kid = key.kid.clone();
+    Ok(KeyRecord {
+        kid: key.kid,
+        private_der: key.private_der,
+        public_x: key.public_x,
+        created_at: now_micros(),
+        retired_at: None,
+    })
+}
+
+/// Adds a new signing key (in the key file, or the database), audited as
+/// `actor`; tokens signed by older keys keep verifying until they expire or
+/// their key is retired. Returns the new `kid`.
+pub async fn rotate_keys(
+    db: &Db,
+    config: &AuthConfig,
+    actor: AuditActor<'_>,
+) -> Result<String, KeyError> {
+    let credentials = CredentialService::new(db.clone());
     match &config.key_file {
         Some(path) => {
             let path = std::path::Path::new(path);
+            let key = KeyMaterial::generate()?;
+            let kid = key.kid.clone();
             let mut keys = cityhub_auth::keyfile::read(path)?;
             keys.push(key);
             cityhub_auth::keyfile::write(path, &keys)?;
+            credentials
+                .record_key_file_change(actor, "addSigningKey", &kid)
+                .await?;
+            Ok(kid)
         }
         None => {
-            TokenRepo::insert_key(
-                db.conn(),
-                &KeyRecord {
-                    kid: key.kid,
-                    private_der: key.private_der,
-                    public_x: key.public_x,
-                    created_at: now_micros(),
-                    retired_at: None,
-                },
-            )
-            .await?;
+            let record = new_key_record()?;
+            credentials.add_key(actor, &record).await?;
+            Ok(record.kid)
         }
     }
-    Ok(kid)
 }
 
-/// Retires key `kid` (tokens it signed stop verifying); false if there is
-/// no such active key.
-pub async fn retire_key(db: &Db, config: &AuthConfig, kid: &str) -> Result<bool, KeyError> {
+/// Retires key `kid` (tokens it signed stop verifying), audited as
+/// `actor`; false if there is no such active key.
+pub async fn retire_key(
+    db: &Db,
+    config: &AuthConfig,
+    kid: &str,
+    actor: AuditActor<'_>,
+) -> Result<bool, KeyError> {
+    let credentials = CredentialService::new(db.clone());
     match &config.key_file {
         Some(path) => {
             let path = std::path::Path::new(path);
@@ -177,9 +215,12 @@ pub async fn retire_key(db: &Db, config: &AuthConfig, kid: &str) -> Result<bool,
             };
             key.retired = true;
             cityhub_auth::keyfile::write(path, &keys)?;
+            credentials
+                .record_key_file_change(actor, "retireSigningKey", kid)
+                .await?;
             Ok(true)
         }
-        None => Ok(TokenRepo::retire_key(db.conn(), kid).await?),
+        None => Ok(credentials.retire_key(actor, kid).await?),
     }
 }
 
@@ -212,12 +253,18 @@ fn claim(last: &Mutex<Instant>, interval: Duration) -> bool {
 impl Authenticator {
     /// Loads the keys (creating the first one if needed).
     pub async fn new(db: Db, config: AuthConfig) -> Result<Self, KeyError> {
-        let keyring = load_keyring(&db, &config).await?;
+        let keyring = load_keyring(&db, &config, FirstKey::Create).await?;
         Ok(Self {
+            credentials: CredentialService::new(db.clone()),
             db,
             config,
             keyring: RwLock::new(Arc::new(keyring)),
             last_refresh: Mutex::new(Instant::now()),
+            last_unknown_kid_reload: tokio::sync::Mutex::new(
+                Instant::now()
+                    .checked_sub(UNKNOWN_KID_RELOAD_EVERY)
+                    .unwrap_or_else(Instant::now),
+            ),
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -237,12 +284,42 @@ impl Authenticator {
     /// Re-reads the keys from the database (after a rotation or retirement
     /// made by another process).
     pub async fn reload_keys(&self) -> Result<(), KeyError> {
-        let keyring = load_keyring(&self.db, &self.config).await?;
+        let keyring = load_keyring(&self.db, &self.config, FirstKey::Never).await?;
         match self.keyring.write() {
             Ok(mut guard) => *guard = Arc::new(keyring),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keyring),
         }
         Ok(())
+    }
+
+    /// Re-reads the keys for a token naming a `kid` this instance does not
+    /// hold. Reloads are at most one per [`UNKNOWN_KID_RELOAD_EVERY`]: a
+    /// caller arriving sooner waits for the next slot, and callers that
+    /// arrived before a reload started share it instead of starting one.
+    /// So a key rotated in by another process verifies its first token
+    /// (within a second), and a flood of made-up kids costs one key read
+    /// per second.
+    async fn reload_for_unknown_kid(&self) -> Result<(), AuthFailure> {
+        let arrived = Instant::now();
+        let mut last = self.last_unknown_kid_reload.lock().await;
+        if *last >= arrived {
+            return Ok(());
+        }
+        let next = *last + UNKNOWN_KID_RELOAD_EVERY;
+        if next > Instant::now() {
+            tokio::time::sleep_until(next.into()).await;
+        }
+        let started = Instant::now();
+        let result = self.reload_keys().await;
+        *last = started;
+        result.map_err(|e| match e {
+            KeyError::Storage(s) => AuthFailure::Storage(s),
+            KeyError::Auth(a) => AuthFailure::Invalid(a.to_string()),
+            KeyError::File(f) => {
+                tracing::error!(error = %f, "cannot read the key file");
+                AuthFailure::Invalid(f.to_string())
+            }
+        })
     }
 
     /// The JWKS document.
@@ -275,19 +352,10 @@ impl Authenticator {
         }
         let claims = match self.keyring().verify(token) {
             // A key added by another process (`cityhub keys rotate`) must
-            // verify its first token: the keys are re-read at once. The
-            // table is a few rows, no dearer than any anonymous read, so
-            // this is not throttled (a throttle let any unknown `kid` sent
-            // just before make the new key's tokens fail).
+            // verify its first token: the keys are re-read, at most once a
+            // second per instance since anyone can send an unknown `kid`.
             Err(AuthError::UnknownKey) => {
-                self.reload_keys().await.map_err(|e| match e {
-                    KeyError::Storage(s) => AuthFailure::Storage(s),
-                    KeyError::Auth(a) => AuthFailure::Invalid(a.to_string()),
-                    KeyError::File(f) => {
-                        tracing::error!(error = %f, "cannot read the key file");
-                        AuthFailure::Invalid(f.to_string())
-                    }
-                })?;
+                self.reload_for_unknown_kid().await?;
                 self.keyring().verify(token)
             }
             other => other,
@@ -306,7 +374,10 @@ impl Authenticator {
                 .filter(|p| p.matches(&claims))
                 .ok_or_else(|| AuthFailure::Invalid("token revoked or unknown".into()));
         }
-        let entry = self.check_record(&claims).await?;
+        // The cache holds what the record says (never a verdict on one
+        // token's claims), so a token whose claims do not match its record
+        // cannot spoil the entry for the genuine token with the same `jti`.
+        let entry = self.principal_of_record(&claims.jti).await?;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_CAPACITY {
                 cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
@@ -316,32 +387,30 @@ impl Authenticator {
             }
             cache.insert(claims.jti.clone(), (now, entry.clone()));
         }
-        entry.ok_or_else(|| AuthFailure::Invalid("token revoked or unknown".into()))
+        entry
+            .filter(|p| p.matches(&claims))
+            .ok_or_else(|| AuthFailure::Invalid("token revoked or unknown".into()))
     }
 
-    /// Reads the token's record: it must exist, not be revoked, match the
-    /// claims, and (for a city) the city must still exist.
-    async fn check_record(
-        &self,
-        claims: &cityhub_auth::Claims,
-    ) -> Result<Option<Principal>, StorageError> {
-        let Some(record) = TokenRepo::find(self.db.conn(), &claims.jti).await? else {
+    /// Who token `jti`'s record speaks for: none if there is no record, it
+    /// is revoked, or (for a city) the city no longer exists. The caller
+    /// checks that the token's claims match it ([`Principal::matches`]).
+    async fn principal_of_record(&self, jti: &str) -> Result<Option<Principal>, StorageError> {
+        let Some(record) = TokenRepo::find(self.db.conn(), jti).await? else {
             return Ok(None);
         };
-        if record.revoked_at.is_some()
-            || record.subject != claims.sub
-            || Some(record.role) != claims.role()
-        {
+        if record.revoked_at.is_some() {
             return Ok(None);
         }
         let actor = match record.role {
-            Role::Secretariat => Actor::Secretariat,
+            Role::Secretariat if record.subject == "secretariat" => Actor::Secretariat,
+            Role::Secretariat => return Ok(None),
             Role::City => {
                 let Some(city_id) = record.city_id else {
                     return Ok(None);
                 };
                 match CityRepo::find_by_id(self.db.conn(), city_id).await? {
-                    Some(city) if Some(city.slug.as_str()) == claims.city_slug() => Actor::City {
+                    Some(city) if record.subject == format!("city:{}", city.slug) => Actor::City {
                         id: city.id,
                         slug: city.slug,
                     },
@@ -353,7 +422,7 @@ impl Authenticator {
             actor,
             role: record.role,
             token_id: record.id,
-            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+            expires_at: record.expires_at,
         }))
     }
 
@@ -362,6 +431,7 @@ impl Authenticator {
     /// exceed the maximum.
     pub async fn issue(
         &self,
+        actor: AuditActor<'_>,
         city: Option<&City>,
         role: Role,
         ttl_secs: Option<u64>,
@@ -387,13 +457,13 @@ impl Authenticator {
             expires_at: DateTime::from_timestamp(issued.claims.exp, 0).unwrap_or(now),
             revoked_at: None,
         };
-        TokenRepo::insert(self.db.conn(), &record).await?;
+        self.credentials.record_token(actor, &record).await?;
         Ok((issued, record))
     }
 
-    /// Revokes a token; false if it does not exist.
-    pub async fn revoke(&self, id: &str) -> Result<bool, StorageError> {
-        let found = TokenRepo::revoke(self.db.conn(), id).await?;
+    /// Revokes a token, audited as `actor`; false if it does not exist.
+    pub async fn revoke(&self, actor: AuditActor<'_>, id: &str) -> Result<bool, StorageError> {
+        let found = self.credentials.revoke_token(actor, id).await?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(id);
         }

@@ -3,7 +3,7 @@
 //! reach clients only as a generic message with a request id.
 
 use async_graphql::{Error, ErrorExtensions};
-use cityhub_domain::{Denied, FieldError};
+use cityhub_domain::{Denied, DomainError, FieldError};
 use cityhub_storage::service::ServiceError;
 use cityhub_storage::{CursorError, StorageError};
 
@@ -34,6 +34,8 @@ pub enum Code {
     GraphqlParseFailed,
     /// The document does not validate against the schema.
     GraphqlValidationFailed,
+    /// The database cannot be reached right now; a retry may succeed.
+    ServiceUnavailable,
     /// Anything else.
     InternalServerError,
 }
@@ -54,6 +56,7 @@ impl Code {
             Code::CursorExpired => "CURSOR_EXPIRED",
             Code::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Code::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Code::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -99,17 +102,31 @@ pub fn storage(err: StorageError) -> Error {
             tracing::warn!(error = %source, "database unavailable");
             unavailable()
         }
+        StorageError::InvalidData(ref source) => {
+            tracing::debug!(error = %source, "the database refused a value");
+            coded(
+                Code::BadUserInput,
+                "a value in the request cannot be stored or compared (out of range or holding characters that are not allowed)",
+            )
+        }
         other => internal(&other),
     }
 }
 
-/// The database cannot be reached: an internal error that says so, and
-/// that a retry may succeed (`extensions.retryable`).
+/// The database cannot be reached: `SERVICE_UNAVAILABLE`, and a retry may
+/// succeed (`extensions.retryable`).
 pub fn unavailable() -> Error {
     Error::new("the database is unavailable; retry shortly").extend_with(|_, e| {
-        e.set("code", Code::InternalServerError.as_str());
+        e.set("code", Code::ServiceUnavailable.as_str());
         e.set("retryable", true);
     })
+}
+
+/// Maps a domain error (a broken input rule).
+pub fn domain(err: DomainError) -> Error {
+    match err {
+        DomainError::Invalid(e) => field(e),
+    }
 }
 
 /// Maps a field error.
@@ -225,7 +242,7 @@ mod tests {
                 ServiceError::Storage(StorageError::Unavailable(sea_orm::DbErr::Conn(
                     sea_orm::RuntimeErr::Internal("x".into()),
                 ))),
-                "INTERNAL_SERVER_ERROR",
+                "SERVICE_UNAVAILABLE",
             ),
             (
                 ServiceError::Storage(StorageError::Other(sea_orm::DbErr::Custom(

@@ -4,6 +4,7 @@
 //! `UNAUTHENTICATED`, never served as anonymous.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use serde_json::json;
 
 use crate::auth::{AuthFailure, Authenticator, Principal};
 use crate::error::Code;
+use crate::guard::ClientAddr;
 use crate::loaders::Loaders;
 use crate::metrics::Metrics;
 use crate::schema::HubSchema;
@@ -39,6 +41,36 @@ pub struct HttpSettings {
     pub ws_send_timeout_secs: u64,
     /// Bytes a WebSocket may buffer for a client before it is dropped as too slow.
     pub ws_max_write_buffer: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (for the client address
+    /// that anonymous rate limits key on).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy,
+/// the right-most `X-Forwarded-For` hop that is not itself trusted.
+pub fn client_addr(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+/// The peer address of the connection a request came on, if known.
+pub fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// What the GraphQL handlers share.
@@ -116,6 +148,24 @@ pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response
     response
 }
 
+/// Seconds a client is told to wait before retrying while the database is
+/// unreachable.
+const UNAVAILABLE_RETRY_AFTER: &str = "2";
+
+/// `503 SERVICE_UNAVAILABLE` with `extensions.retryable` and `Retry-After`.
+pub fn unavailable_response() -> Response {
+    let body = json!({ "errors": [{
+        "message": "the database is unavailable; retry shortly",
+        "extensions": { "code": Code::ServiceUnavailable.as_str(), "retryable": true },
+    }] });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER)],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
 fn wants_graphql_response(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -128,6 +178,19 @@ pub async fn principal_of(
     auth: &Authenticator,
     headers: &HeaderMap,
 ) -> Result<Option<Principal>, Response> {
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        // Two credentials: which one speaks is ambiguous, so neither does.
+        return Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated,
+            "more than one Authorization header",
+        ));
+    }
     let header = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(v) => match v.to_str() {
@@ -153,12 +216,15 @@ pub async fn principal_of(
         }
         Err(AuthFailure::Storage(e)) => {
             tracing::warn!(error = %e, "cannot check a token: database unavailable");
-            Err(error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::InternalServerError,
-                "the database is unavailable; retry shortly",
-            ))
+            Err(unavailable_response())
         }
+    }
+}
+
+fn code_of(err: &ServerError) -> Option<&str> {
+    match err.extensions.as_ref().and_then(|e| e.get("code")) {
+        Some(Value::String(c)) => Some(c.as_str()),
+        _ => None,
     }
 }
 
@@ -175,17 +241,25 @@ fn is_request_error(err: &ServerError) -> bool {
 /// Runs a request and renders its response.
 async fn execute(
     svc: &GraphqlService,
-    headers: &HeaderMap,
+    parts: &axum::http::request::Parts,
     request: async_graphql::Request,
 ) -> Response {
+    let headers = &parts.headers;
     let principal = match principal_of(&svc.auth, headers).await {
         Ok(p) => p,
         Err(response) => return response,
     };
     let operation = request.operation_name.clone();
-    let request = request
+    let mut request = request
         .data(RequestCtx { principal })
         .data(Loaders::new(&svc.db));
+    if let Some(peer) = peer_of(&parts.extensions) {
+        request = request.data(ClientAddr(client_addr(
+            &svc.settings.trusted_proxies,
+            peer,
+            headers,
+        )));
+    }
     let started = Instant::now();
     let mut response = svc.schema.execute(request).await;
     // Errors raised before any hook (an unknown operation name, a variable
@@ -213,20 +287,51 @@ async fn execute(
         started.elapsed().as_secs_f64(),
     );
     let request_error = !executed && response.errors.iter().any(is_request_error);
-    let (status, content_type) = if wants_graphql_response(headers) {
-        (
-            if request_error {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::OK
-            },
-            GRAPHQL_RESPONSE,
-        )
+    let rate_limited = response
+        .errors
+        .iter()
+        .find(|e| code_of(e) == Some(Code::RateLimited.as_str()));
+    let unavailable = response
+        .errors
+        .iter()
+        .any(|e| code_of(e) == Some(Code::ServiceUnavailable.as_str()));
+    let graphql_response = wants_graphql_response(headers);
+    let mut retry_after = None;
+    let status = if let (false, Some(err)) = (executed, rate_limited) {
+        retry_after = match err.extensions.as_ref().and_then(|e| e.get("retryAfter")) {
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        }
+        .or(Some(1));
+        StatusCode::TOO_MANY_REQUESTS
+    } else if unavailable {
+        retry_after = UNAVAILABLE_RETRY_AFTER.parse().ok();
+        if graphql_response {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        }
+    } else if request_error && graphql_response {
+        StatusCode::BAD_REQUEST
     } else {
-        (StatusCode::OK, "application/json")
+        StatusCode::OK
+    };
+    let content_type = if graphql_response {
+        GRAPHQL_RESPONSE
+    } else {
+        "application/json"
     };
     match serde_json::to_vec(&response) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Ok(body) => {
+            let mut response =
+                (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize a response");
             error_response(
@@ -321,7 +426,7 @@ pub async fn graphql_get(State(svc): State<GraphqlService>, request: Request) ->
             }
         }
     }
-    execute(&svc, &parts.headers, request).await
+    execute(&svc, &parts, request).await
 }
 
 /// `POST /graphql`: a JSON GraphQL request.
@@ -368,7 +473,7 @@ pub async fn graphql_post(State(svc): State<GraphqlService>, request: Request) -
             );
         }
     };
-    execute(&svc, &parts.headers, request).await
+    execute(&svc, &parts, request).await
 }
 
 /// The Content-Security-Policy GraphiQL is served under.

@@ -50,14 +50,34 @@ fn check_list(
                 format!("must have at most {max_items} items"),
             ));
         }
-        if let Some(i) = items.iter().position(|s| s.chars().count() > max_chars) {
-            return Err(bad_input(
-                format!("{field}[{i}]"),
-                format!("must be at most {max_chars} characters"),
-            ));
+        for (i, item) in items.iter().enumerate() {
+            d::chars::check_line(&format!("{field}[{i}]"), item, max_chars)
+                .map_err(crate::error::domain)?;
         }
     }
     Ok(())
+}
+
+/// Checks a search text: one line of at most `limits.search_chars`.
+fn check_search(
+    field: &str,
+    text: &Option<String>,
+    limits: &d::Limits,
+) -> async_graphql::Result<()> {
+    match text {
+        Some(text) => {
+            d::chars::check_line(field, text, limits.search_chars).map_err(crate::error::domain)
+        }
+        None => Ok(()),
+    }
+}
+
+/// Checks that a filter date lies within the accepted years.
+fn check_date(field: &str, date: Option<Date>, limits: &d::Limits) -> async_graphql::Result<()> {
+    match date {
+        Some(date) => d::activity::check_year(field, date.0, limits).map_err(crate::error::domain),
+        None => Ok(()),
+    }
 }
 
 impl ActivityFilterInput {
@@ -81,14 +101,9 @@ impl ActivityFilterInput {
             max,
             limits.theme_chars,
         )?;
-        if let Some(text) = &self.text
-            && text.chars().count() > limits.search_chars
-        {
-            return Err(bad_input(
-                format!("{path}.text"),
-                format!("must be at most {} characters", limits.search_chars),
-            ));
-        }
+        check_search(&format!("{path}.text"), &self.text, limits)?;
+        check_date(&format!("{path}.from"), self.from, limits)?;
+        check_date(&format!("{path}.to"), self.to, limits)?;
         if let (Some(from), Some(to)) = (self.from, self.to)
             && to.0 < from.0
         {
@@ -142,16 +157,7 @@ impl CityFilterInput {
     /// Checks the filter's own limits and converts it.
     pub fn into_filter(self, limits: &d::Limits) -> async_graphql::Result<s::CityFilter> {
         check_list("filter.countries", &self.countries, 300, 2)?;
-        if self
-            .text
-            .as_ref()
-            .is_some_and(|t| t.chars().count() > limits.search_chars)
-        {
-            return Err(bad_input(
-                "filter.text",
-                format!("must be at most {} characters", limits.search_chars),
-            ));
-        }
+        check_search("filter.text", &self.text, limits)?;
         Ok(s::CityFilter {
             fields: self
                 .fields
@@ -207,16 +213,16 @@ pub struct ActivityInput {
     pub summary: Option<String>,
     /// Description in Markdown.
     pub description: Option<String>,
-    /// In person, online or both.
-    #[graphql(default_with = "ActivityFormat::InPerson")]
-    pub format: ActivityFormat,
+    /// In person, online or both; `null` or absent: `IN_PERSON`.
+    #[graphql(default_with = "Some(ActivityFormat::InPerson)")]
+    pub format: Option<ActivityFormat>,
     /// First day.
     pub start_date: Option<Date>,
     /// Last day, not before `startDate`.
     pub end_date: Option<Date>,
-    /// How exact `startDate` is.
-    #[graphql(default_with = "DatePrecision::Day")]
-    pub date_precision: DatePrecision,
+    /// How exact `startDate` is; `null` or absent: `DAY`.
+    #[graphql(default_with = "Some(DatePrecision::Day)")]
+    pub date_precision: Option<DatePrecision>,
     /// Where it takes place.
     pub venue: Option<String>,
     /// Slug of the member city where it takes place.
@@ -244,10 +250,10 @@ impl From<ActivityInput> for d::ActivityInput {
             title: i.title,
             summary: i.summary,
             description: i.description,
-            format: i.format.into(),
+            format: i.format.unwrap_or(ActivityFormat::InPerson).into(),
             start_date: i.start_date.map(|d| d.0),
             end_date: i.end_date.map(|d| d.0),
-            date_precision: i.date_precision.into(),
+            date_precision: i.date_precision.unwrap_or(DatePrecision::Day).into(),
             venue: i.venue,
             venue_city: i.venue_city,
             co_hosts: i.co_hosts.unwrap_or_default(),

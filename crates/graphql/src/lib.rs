@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod enums;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod inputs;
 pub mod loaders;
@@ -19,6 +20,7 @@ pub mod subscription;
 pub mod ws;
 
 pub use auth::{Authenticator, Principal};
+pub use guard::{ClientAddr, Limiters, RateLimitSettings};
 pub use http::{GraphqlService, HttpSettings};
 pub use metrics::Metrics;
 pub use schema::{HubSchema, build_schema, sdl};

@@ -3,7 +3,8 @@
 
 use async_graphql::{Context, ID, Object, Result};
 use cityhub_domain::{Action, Role as DomainRole};
-use cityhub_storage::CityRepo;
+use cityhub_storage::service::actor_label;
+use cityhub_storage::{AuditActor, CityRepo};
 
 use crate::enums::Role;
 use crate::error::{Code, ResultExt, bad_input, coded, denied, internal};
@@ -30,6 +31,14 @@ impl Mutation {
         #[graphql(default_with = "Some(false)")] draft: Option<bool>,
         idempotency_key: Option<String>,
     ) -> Result<ActivityObject> {
+        if let Some(key) = &idempotency_key {
+            cityhub_domain::chars::check_text(
+                "idempotencyKey",
+                key,
+                cityhub_domain::chars::TextKind::Line,
+            )
+            .map_err(crate::error::domain)?;
+        }
         let activity = hub(ctx)
             .service
             .publish(
@@ -83,6 +92,14 @@ impl Mutation {
         id: ID,
         reason: Option<String>,
     ) -> Result<ActivityObject> {
+        if let Some(reason) = &reason {
+            cityhub_domain::chars::check_text(
+                "reason",
+                reason,
+                cityhub_domain::chars::TextKind::Prose,
+            )
+            .map_err(crate::error::domain)?;
+        }
         let id = parse_id(&id, "id")?;
         let activity = hub(ctx)
             .service
@@ -141,6 +158,7 @@ impl Mutation {
         slug: String,
         patch: CityPatch,
     ) -> Result<CityObject> {
+        crate::query::check_slug_arg(ctx, "slug", &slug)?;
         Ok(CityObject(
             hub(ctx)
                 .service
@@ -170,26 +188,21 @@ impl Mutation {
             Some(n) => Some(u64::try_from(n).unwrap_or(1)),
             None => None,
         };
-        if let Some(l) = &label
-            && l.chars().count() > h.service.limits().text_chars
-        {
-            return Err(bad_input(
-                "label",
-                format!(
-                    "must be at most {} characters",
-                    h.service.limits().text_chars
-                ),
-            ));
+        if let Some(l) = &label {
+            cityhub_domain::chars::check_line("label", l, h.service.limits().text_chars)
+                .map_err(crate::error::domain)?;
         }
         let city = match (role, city) {
-            (DomainRole::City, Some(slug)) => Some(
+            (DomainRole::City, Some(slug)) => Some({
+                cityhub_domain::Slug::parse(&slug, h.service.limits().slug_chars, "city")
+                    .map_err(crate::error::domain)?;
                 CityRepo::find_by_slug(h.service.db().conn(), &slug)
                     .await
                     .api()?
                     .ok_or_else(|| {
                         bad_input("city", format!("no member city has the slug '{slug}'"))
-                    })?,
-            ),
+                    })?
+            }),
             (DomainRole::City, None) => {
                 return Err(bad_input("city", "a CITY token needs a city slug"));
             }
@@ -198,9 +211,10 @@ impl Mutation {
             }
             (DomainRole::Secretariat, None) => None,
         };
+        let label_of_actor = actor_label(actor(ctx));
         let (issued, record) = h
             .auth
-            .issue(city.as_ref(), role, ttl, label)
+            .issue(AuditActor(&label_of_actor), city.as_ref(), role, ttl, label)
             .await
             .map_err(|e| match e {
                 crate::auth::KeyError::Storage(s) => crate::error::storage(s),
@@ -221,7 +235,13 @@ impl Mutation {
             .policy()
             .authorize(actor(ctx), Action::ManageTokens, None)
             .map_err(denied)?;
-        if h.auth.revoke(id.as_str()).await.api()? {
+        cityhub_domain::chars::check_line("id", id.as_str(), 100).map_err(crate::error::domain)?;
+        let label_of_actor = actor_label(actor(ctx));
+        if h.auth
+            .revoke(AuditActor(&label_of_actor), id.as_str())
+            .await
+            .api()?
+        {
             tracing::info!(token_id = %id.as_str(), "token revoked");
             Ok(true)
         } else {

@@ -3,6 +3,7 @@
 
 use async_graphql::{Context, ID, Object, Result};
 use cityhub_domain::{Action, ActivityOrder as Order};
+use cityhub_storage::cursor::KeyKind;
 use cityhub_storage::repo::tokens::TokenRepo;
 use cityhub_storage::{ActivityRepo, CityRepo, Cursor, ReadScope};
 
@@ -26,6 +27,13 @@ fn may_read(ctx: &Context<'_>) -> Result<ReadScope> {
         .authorize(actor, Action::ReadNetwork, None)
         .map_err(denied)?;
     Ok(ReadScope::for_actor(actor))
+}
+
+/// Checks a slug argument's characters and length (`BAD_USER_INPUT`
+/// naming `field`); a well-formed text that is no slug simply finds nothing.
+pub fn check_slug_arg(ctx: &Context<'_>, field: &str, slug: &str) -> Result<()> {
+    let max = hub(ctx).service.limits().slug_chars;
+    cityhub_domain::chars::check_line(field, slug, max).map_err(crate::error::domain)
 }
 
 fn page_size(ctx: &Context<'_>, first: i32) -> Result<u64> {
@@ -56,7 +64,13 @@ pub async fn list_activities(
     }
     let order: Order = order.into();
     let after_cursor = match &after {
-        Some(text) => Some(Cursor::decode(text, order.as_str()).map_err(cursor)?),
+        Some(text) => {
+            let kind = match order {
+                Order::TitleAsc => KeyKind::Text,
+                _ => KeyKind::Int,
+            };
+            Some(Cursor::decode(text, order.as_str(), kind).map_err(cursor)?)
+        }
         None => None,
     };
     let page = ActivityRepo::page(
@@ -163,7 +177,8 @@ impl Query {
         let filter = filter.unwrap_or_default().into_filter(h.service.limits())?;
         let after_cursor = match &after {
             Some(text) => Some(
-                Cursor::decode(text, cityhub_storage::repo::city::CITY_ORDER).map_err(cursor)?,
+                Cursor::decode(text, cityhub_storage::repo::city::CITY_ORDER, KeyKind::Text)
+                    .map_err(cursor)?,
             ),
             None => None,
         };
@@ -183,7 +198,10 @@ impl Query {
         may_read(ctx)?;
         let db = hub(ctx).service.db().conn();
         let city = match (slug, id) {
-            (Some(slug), None) => CityRepo::find_by_slug(db, &slug).await.api()?,
+            (Some(slug), None) => {
+                check_slug_arg(ctx, "slug", &slug)?;
+                CityRepo::find_by_slug(db, &slug).await.api()?
+            }
             (None, Some(id)) => CityRepo::find_by_id(db, parse_id(&id, "id")?).await.api()?,
             _ => return Err(bad_input("slug", "give exactly one of `slug` and `id`")),
         };
@@ -226,7 +244,10 @@ impl Query {
             (Some(id), None) => ActivityRepo::find_by_id(db, scope, parse_id(&id, "id")?)
                 .await
                 .api()?,
-            (None, Some(slug)) => ActivityRepo::find_by_slug(db, scope, &slug).await.api()?,
+            (None, Some(slug)) => {
+                check_slug_arg(ctx, "slug", &slug)?;
+                ActivityRepo::find_by_slug(db, scope, &slug).await.api()?
+            }
             _ => return Err(bad_input("id", "give exactly one of `id` and `slug`")),
         };
         Ok(found.map(ActivityObject::new))

@@ -12,6 +12,7 @@ use async_graphql::{
 };
 
 use crate::error::Code;
+use crate::guard::{DocumentLimits, Limiters, RateLimitSettings, RequestGuard};
 use crate::mutation::Mutation;
 use crate::query::Query;
 use crate::state::{ApiSettings, HubState};
@@ -29,10 +30,13 @@ impl ExtensionFactory for ErrorCodes {
     }
 }
 
+/// Sets `code` unless the error already carries one (the request guard's
+/// refusals come through the parse hook with their own).
 fn with_code(mut err: ServerError, code: Code) -> ServerError {
-    err.extensions
-        .get_or_insert_with(Default::default)
-        .set("code", code.as_str());
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    if ext.get("code").is_none() {
+        ext.set("code", code.as_str());
+    }
     err
 }
 
@@ -46,7 +50,11 @@ impl Extension for ErrorCodes {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         next.run(ctx, query, variables).await.map_err(|e| {
-            let code = if e.message.starts_with("The recursion depth") {
+            // The parser's own recursion guard ("recursion limit exceeded")
+            // is a depth limit too.
+            let code = if e.message.contains("recursion limit exceeded")
+                || e.message.starts_with("The recursion depth")
+            {
                 Code::QueryTooDeep
             } else {
                 Code::GraphqlParseFailed
@@ -79,7 +87,14 @@ impl Extension for ErrorCodes {
 /// The schema with its limits, without data: enough to print the SDL.
 pub fn schema_builder(
     settings: &ApiSettings,
+    limiters: Arc<Limiters>,
 ) -> async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRoot> {
+    let limits = DocumentLimits {
+        max_root_fields: settings.max_root_fields,
+        max_mutations: settings.max_mutations_per_request,
+        max_entities: settings.max_entities,
+        max_complexity: settings.max_complexity,
+    };
     Schema::build(Query, Mutation, SubscriptionRoot)
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)
@@ -87,17 +102,21 @@ pub fn schema_builder(
         .enable_federation()
         .enable_subscription_in_federation()
         .extension(ErrorCodes)
+        .extension(RequestGuard::new(limits, limiters))
 }
 
 /// The serving schema, with the hub's state.
 pub fn build_schema(state: HubState) -> HubSchema {
-    schema_builder(&state.settings).data(state).finish()
+    schema_builder(&state.settings, state.limiters.clone())
+        .data(state)
+        .finish()
 }
 
 /// The SDL as `cityhub schema` prints it and `/schema.graphql` serves it:
 /// the federation v2 form, so a gateway can compose it as it stands.
 pub fn sdl() -> String {
-    schema_builder(&ApiSettings::default())
+    let limiters = Arc::new(Limiters::new(&RateLimitSettings::default()));
+    schema_builder(&ApiSettings::default(), limiters)
         .finish()
         .sdl_with_options(SDLExportOptions::new().federation())
 }

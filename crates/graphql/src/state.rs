@@ -9,6 +9,7 @@ use cityhub_storage::service::HubService;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Authenticator, Principal};
+use crate::guard::Limiters;
 use crate::loaders::Loaders;
 use crate::subscription::EventBus;
 
@@ -20,8 +21,15 @@ pub struct ApiSettings {
     pub max_page_size: u64,
     /// Deepest nesting a query may have.
     pub max_depth: usize,
-    /// Highest complexity a query may have.
+    /// Highest complexity a query may have (listings cost their page size
+    /// times their children; `_entities` its selection per representation).
     pub max_complexity: usize,
+    /// Most fields (aliases count) at the root of one operation.
+    pub max_root_fields: usize,
+    /// Most mutations one request may run.
+    pub max_mutations_per_request: usize,
+    /// Most `_entities` representations one request may resolve.
+    pub max_entities: usize,
     /// The network's name, as `network { name }` answers.
     pub network_name: String,
     /// The network's founding year.
@@ -34,6 +42,9 @@ impl Default for ApiSettings {
             max_page_size: 100,
             max_depth: 16,
             max_complexity: 20_000,
+            max_root_fields: 50,
+            max_mutations_per_request: 10,
+            max_entities: 100,
             network_name: "UNESCO Creative Cities Network".into(),
             founded_year: 2004,
         }
@@ -50,6 +61,8 @@ pub struct HubState {
     pub settings: ApiSettings,
     /// Live event fan-out.
     pub events: Arc<EventBus>,
+    /// The instance's rate limiters.
+    pub limiters: Arc<Limiters>,
 }
 
 /// The request's own data.

@@ -14,6 +14,15 @@ pub enum CursorKey {
     Text(String),
 }
 
+/// Which type of sort key an order uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Dates and timestamps.
+    Int,
+    /// Folded titles and names.
+    Text,
+}
+
 /// A position in an ordered listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -36,6 +45,10 @@ pub enum CursorError {
     WrongOrder,
 }
 
+/// The longest cursor text accepted (a folded title of the longest allowed
+/// length fits many times over).
+const MAX_CURSOR_BYTES: usize = 4096;
+
 impl Cursor {
     /// Encodes the cursor as opaque URL-safe text.
     pub fn encode(&self) -> String {
@@ -46,8 +59,13 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    /// Decodes a cursor and checks that it belongs to `order`.
-    pub fn decode(text: &str, order: &str) -> Result<Self, CursorError> {
+    /// Decodes a cursor and checks that it belongs to `order`, whose sort
+    /// key is of `kind`. A key of the wrong type, or text holding control
+    /// characters, is malformed: it never reaches a query.
+    pub fn decode(text: &str, order: &str, kind: KeyKind) -> Result<Self, CursorError> {
+        if text.len() > MAX_CURSOR_BYTES {
+            return Err(CursorError::Malformed);
+        }
         let bytes = URL_SAFE_NO_PAD
             .decode(text)
             .map_err(|_| CursorError::Malformed)?;
@@ -57,14 +75,18 @@ impl Cursor {
             return Err(CursorError::Malformed);
         };
         let id = id.parse().map_err(|_| CursorError::Malformed)?;
-        let key = match key.split_at_checked(1) {
-            Some(("i", k)) => CursorKey::Int(k.parse().map_err(|_| CursorError::Malformed)?),
-            Some(("t", k)) => CursorKey::Text(k.to_owned()),
-            _ => return Err(CursorError::Malformed),
-        };
         if o != order {
             return Err(CursorError::WrongOrder);
         }
+        let key = match (key.split_at_checked(1), kind) {
+            (Some(("i", k)), KeyKind::Int) => {
+                CursorKey::Int(k.parse().map_err(|_| CursorError::Malformed)?)
+            }
+            (Some(("t", k)), KeyKind::Text) if !k.chars().any(char::is_control) => {
+                CursorKey::Text(k.to_owned())
+            }
+            _ => return Err(CursorError::Malformed),
+        };
         Ok(Self {
             order: o.to_owned(),
             key,
@@ -84,17 +106,36 @@ mod tests {
             key: CursorKey::Text("a|b".into()),
             id: 7,
         };
-        assert_eq!(Cursor::decode(&c.encode(), "TITLE_ASC"), Ok(c.clone()));
         assert_eq!(
-            Cursor::decode(&c.encode(), "START_DATE_DESC"),
+            Cursor::decode(&c.encode(), "TITLE_ASC", KeyKind::Text),
+            Ok(c.clone())
+        );
+        assert_eq!(
+            Cursor::decode(&c.encode(), "START_DATE_DESC", KeyKind::Int),
             Err(CursorError::WrongOrder)
         );
         assert_eq!(
-            Cursor::decode("!!!", "TITLE_ASC"),
+            Cursor::decode("!!!", "TITLE_ASC", KeyKind::Text),
             Err(CursorError::Malformed)
         );
         assert_eq!(
-            Cursor::decode("eHl6", "TITLE_ASC"),
+            Cursor::decode("eHl6", "TITLE_ASC", KeyKind::Text),
+            Err(CursorError::Malformed)
+        );
+        // A key of the other type for its order, or holding NUL.
+        let forged = URL_SAFE_NO_PAD.encode("TITLE_ASC|1|i42");
+        assert_eq!(
+            Cursor::decode(&forged, "TITLE_ASC", KeyKind::Text),
+            Err(CursorError::Malformed)
+        );
+        let forged = URL_SAFE_NO_PAD.encode("START_DATE_DESC|1|tabc");
+        assert_eq!(
+            Cursor::decode(&forged, "START_DATE_DESC", KeyKind::Int),
+            Err(CursorError::Malformed)
+        );
+        let forged = URL_SAFE_NO_PAD.encode("TITLE_ASC|1|ta\0b");
+        assert_eq!(
+            Cursor::decode(&forged, "TITLE_ASC", KeyKind::Text),
             Err(CursorError::Malformed)
         );
         let i = Cursor {
@@ -102,6 +143,35 @@ mod tests {
             key: CursorKey::Int(-5),
             id: 1,
         };
-        assert_eq!(Cursor::decode(&i.encode(), "X"), Ok(i));
+        assert_eq!(Cursor::decode(&i.encode(), "X", KeyKind::Int), Ok(i));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text decodes to a cursor of the asked order and key type, or
+        /// to an error; never a panic.
+        #[test]
+        fn any_text_decodes_or_errs(text in any::<String>(), int in any::<bool>()) {
+            let kind = if int { KeyKind::Int } else { KeyKind::Text };
+            if let Ok(c) = Cursor::decode(&text, "TITLE_ASC", kind) {
+                prop_assert_eq!(c.order, "TITLE_ASC");
+                prop_assert_eq!(matches!(c.key, CursorKey::Int(_)), int);
+            }
+        }
+
+        /// Every cursor the hub makes decodes to itself.
+        #[test]
+        fn cursors_round_trip(key in "[^\\p{Cc}]{0,60}", id in any::<i64>(), n in any::<i64>()) {
+            let text = Cursor { order: "TITLE_ASC".into(), key: CursorKey::Text(key), id };
+            prop_assert_eq!(Cursor::decode(&text.encode(), "TITLE_ASC", KeyKind::Text), Ok(text));
+            let int = Cursor { order: "START_DATE_DESC".into(), key: CursorKey::Int(n), id };
+            prop_assert_eq!(Cursor::decode(&int.encode(), "START_DATE_DESC", KeyKind::Int), Ok(int));
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,10 @@ impl std::fmt::Debug for DbConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// Takes the migration lock for the rest of the transaction (the key is
+/// "cityhub-migrate" as an integer, constant across releases).
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7021986357125410)";
 
 /// Hides the password of a database URL, for logs.
 pub fn redact_url(url: &str) -> String {
@@ -185,14 +190,30 @@ impl Db {
             .map_err(StorageError::from)
     }
 
-    /// Applies every pending migration.
+    /// Applies every pending migration. On PostgreSQL the whole run is one
+    /// transaction holding an advisory lock, so instances that start at
+    /// once on one database migrate once: the others wait for the lock,
+    /// then find nothing pending.
     pub async fn migrate_up(&self) -> Result<(), DbErr> {
-        cityhub_migrations::Migrator::up(&self.conn, None).await
+        if self.conn.get_database_backend() != DatabaseBackend::Postgres {
+            return cityhub_migrations::Migrator::up(&self.conn, None).await;
+        }
+        let txn = self.conn.begin().await?;
+        txn.execute_unprepared(MIGRATION_LOCK).await?;
+        cityhub_migrations::Migrator::up(&txn, None).await?;
+        txn.commit().await
     }
 
-    /// Rolls back the last `steps` migrations (all of them for `None`).
+    /// Rolls back the last `steps` migrations (all of them for `None`),
+    /// under the same lock as [`Db::migrate_up`].
     pub async fn migrate_down(&self, steps: Option<u32>) -> Result<(), DbErr> {
-        cityhub_migrations::Migrator::down(&self.conn, steps).await
+        if self.conn.get_database_backend() != DatabaseBackend::Postgres {
+            return cityhub_migrations::Migrator::down(&self.conn, steps).await;
+        }
+        let txn = self.conn.begin().await?;
+        txn.execute_unprepared(MIGRATION_LOCK).await?;
+        cityhub_migrations::Migrator::down(&txn, steps).await?;
+        txn.commit().await
     }
 
     /// Each migration's name and whether it is applied.

@@ -15,6 +15,11 @@ pub enum StorageError {
     /// The database cannot be reached right now.
     #[error("database unavailable")]
     Unavailable(#[source] DbErr),
+    /// The database refused a value the caller sent (PostgreSQL class 22
+    /// "data exception", SQLite's range and mismatch errors): a bad input,
+    /// never an internal error.
+    #[error("invalid data")]
+    InvalidData(#[source] DbErr),
     /// Anything else; logged in full, shown to clients as an internal error.
     #[error("database error")]
     Other(#[source] DbErr),
@@ -51,6 +56,8 @@ impl From<DbErr> for StorageError {
     fn from(err: DbErr) -> Self {
         if is_unavailable(&err) {
             StorageError::Unavailable(err)
+        } else if is_data_exception(&err) {
+            StorageError::InvalidData(err)
         } else if matches!(err, DbErr::RecordNotFound(_)) {
             StorageError::NotFound
         } else {
@@ -62,6 +69,24 @@ impl From<DbErr> for StorageError {
 impl From<serde_json::Error> for StorageError {
     fn from(err: serde_json::Error) -> Self {
         StorageError::Other(DbErr::Json(err.to_string()))
+    }
+}
+
+/// PostgreSQL's class 22 (data exception: invalid byte sequence, value out
+/// of range, invalid datetime…), SQLite's TOOBIG (18), MISMATCH (20) and
+/// RANGE (25).
+fn is_data_exception(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    match e.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            (c.len() == 5 && c.starts_with("22"))
+                || (c.len() < 5
+                    && matches!(c.parse::<i32>(), Ok(code) if matches!(code & 0xff, 18 | 20 | 25)))
+        }),
+        _ => false,
     }
 }
 

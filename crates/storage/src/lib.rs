@@ -6,6 +6,7 @@
 //! that allows them; every write runs inside a transaction begun by a
 //! service, which also appends the audit record and the activity event.
 
+pub mod credentials;
 pub mod cursor;
 pub mod db;
 pub mod entities;
@@ -15,6 +16,7 @@ pub mod seed;
 pub mod service;
 pub mod time;
 
+pub use credentials::{AuditActor, CredentialService};
 pub use cursor::{Cursor, CursorError};
 pub use db::{Db, DbConfig};
 pub use error::StorageError;

@@ -1,0 +1,127 @@
+//! The privileged writes about credentials: issuing and revoking tokens,
+//! adding and retiring signing keys. Each is one transaction with its audit
+//! record, whichever door it came through (GraphQL or the command line), so
+//! the audit log answers "who could act as whom, since when".
+
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+
+use crate::db::Db;
+use crate::error::StorageError;
+use crate::repo::audit::AuditRepo;
+use crate::repo::tokens::{KeyRecord, TokenRecord, TokenRepo};
+
+/// Who made a credential change, as the audit log names it
+/// (`secretariat`, `city:lyon`, `cli`, `system`).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditActor<'a>(pub &'a str);
+
+/// Token and key writes, each with its audit record.
+#[derive(Debug, Clone)]
+pub struct CredentialService {
+    db: Db,
+}
+
+impl CredentialService {
+    /// The service over `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    async fn begin(
+        &self,
+    ) -> Result<(DatabaseTransaction, Option<tokio::sync::MutexGuard<'_, ()>>), StorageError> {
+        let guard = self.db.write_guard().await;
+        let txn = self.db.conn().begin().await?;
+        Ok((txn, guard))
+    }
+
+    /// Records an issued token (never the token itself).
+    pub async fn record_token(
+        &self,
+        actor: AuditActor<'_>,
+        record: &TokenRecord,
+    ) -> Result<(), StorageError> {
+        let (txn, _guard) = self.begin().await?;
+        TokenRepo::insert(&txn, record).await?;
+        AuditRepo::record(
+            &txn,
+            &AuditRepo::entry(actor.0, "issueToken", "token", &record.id, None, None),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes token `id`; false if there is no such token. Revoking a
+    /// revoked token is true and records nothing new.
+    pub async fn revoke_token(
+        &self,
+        actor: AuditActor<'_>,
+        id: &str,
+    ) -> Result<bool, StorageError> {
+        let (txn, _guard) = self.begin().await?;
+        let Some(before) = TokenRepo::find(&txn, id).await? else {
+            return Ok(false);
+        };
+        if before.revoked_at.is_none() {
+            TokenRepo::revoke(&txn, id).await?;
+            AuditRepo::record(
+                &txn,
+                &AuditRepo::entry(actor.0, "revokeToken", "token", id, None, None),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores a new signing key.
+    pub async fn add_key(
+        &self,
+        actor: AuditActor<'_>,
+        key: &KeyRecord,
+    ) -> Result<(), StorageError> {
+        let (txn, _guard) = self.begin().await?;
+        TokenRepo::insert_key(&txn, key).await?;
+        AuditRepo::record(
+            &txn,
+            &AuditRepo::entry(actor.0, "addSigningKey", "signingKey", &key.kid, None, None),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Retires a stored signing key; false if there is no such active key.
+    pub async fn retire_key(&self, actor: AuditActor<'_>, kid: &str) -> Result<bool, StorageError> {
+        let (txn, _guard) = self.begin().await?;
+        let retired = TokenRepo::retire_key(&txn, kid).await?;
+        if retired {
+            AuditRepo::record(
+                &txn,
+                &AuditRepo::entry(actor.0, "retireSigningKey", "signingKey", kid, None, None),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(retired)
+    }
+
+    /// Records a change made to a key file (the keys themselves live in the
+    /// file, written atomically before this is called).
+    pub async fn record_key_file_change(
+        &self,
+        actor: AuditActor<'_>,
+        action: &str,
+        kid: &str,
+    ) -> Result<(), StorageError> {
+        let (txn, _guard) = self.begin().await?;
+        AuditRepo::record(
+            &txn,
+            &AuditRepo::entry(actor.0, action, "signingKey", kid, None, None),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
