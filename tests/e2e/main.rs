@@ -11,5 +11,6 @@ mod cli;
 mod publishing;
 mod read_api;
 mod resilience;
+mod stats;
 mod subscriptions;
 mod tokens;
