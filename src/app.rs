@@ -150,6 +150,7 @@ pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(cityhub_dashboard::routes())
         .with_state(service)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

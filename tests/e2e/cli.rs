@@ -94,10 +94,7 @@ both_backends!(
                 "applied m20261127_000001_initial",
             ),
             (vec!["migrate", "down", "--steps", "1"], "rolled back 1"),
-            (
-                vec!["migrate", "status"],
-                "pending m20261127_000001_initial",
-            ),
+            (vec!["migrate", "status"], "pending m20261201_000002_stats"),
             (vec!["migrate", "up"], "migrations applied"),
             (
                 vec!["seed"],

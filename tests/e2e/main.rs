@@ -12,5 +12,6 @@ mod hardening;
 mod publishing;
 mod read_api;
 mod resilience;
+mod stats;
 mod subscriptions;
 mod tokens;

@@ -15,6 +15,7 @@ use crate::objects::city::CityObject;
 use crate::objects::connection::{ActivityConnection, CityConnection};
 use crate::objects::network::Network;
 use crate::objects::parse_id;
+use crate::objects::stats::{ActivityStats, activity_stats};
 use crate::objects::viewer::{TokenInfo, Viewer};
 use crate::state::{actor, hub, loaders, principal};
 
@@ -251,6 +252,20 @@ impl Query {
             _ => return Err(bad_input("id", "give exactly one of `id` and `slug`")),
         };
         Ok(found.map(ActivityObject::new))
+    }
+
+    /// Counts of the activities the filter selects (published ones by
+    /// default), by field, kind, country, year and format, for dashboards.
+    /// Honours visibility like `activities`. Constant-time in the number of
+    /// activities when the filter names at most one of kinds, formats, one
+    /// field, one country or one city; other filters count the selected rows.
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ActivityFilterInput>,
+    ) -> Result<ActivityStats> {
+        let scope = may_read(ctx)?;
+        activity_stats(ctx, scope, filter).await
     }
 
     /// Every issued token's record, newest first (secretariat only).

@@ -23,3 +23,4 @@ pub use error::StorageError;
 pub use repo::Page;
 pub use repo::activity::{ActivityFilter, ActivityRepo, ReadScope};
 pub use repo::city::{CityFilter, CityRepo, FieldCount, NetworkCounts};
+pub use repo::stats::{ActivityCounts, StatsRepo, StatsSource};

@@ -4,6 +4,7 @@ pub mod activity;
 pub mod city;
 pub mod connection;
 pub mod network;
+pub mod stats;
 pub mod viewer;
 
 use async_graphql::ID;

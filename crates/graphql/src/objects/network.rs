@@ -1,7 +1,7 @@
 //! `Network` and `FieldStats`.
 
 use async_graphql::{Context, Object, Result, SimpleObject};
-use cityhub_storage::{CityRepo, NetworkCounts};
+use cityhub_storage::{NetworkCounts, StatsRepo};
 use tokio::sync::OnceCell;
 
 use crate::enums::CreativeField;
@@ -29,7 +29,8 @@ impl Network {
     async fn counts(&self, ctx: &Context<'_>) -> Result<&NetworkCounts> {
         self.counts
             .get_or_try_init(|| async {
-                CityRepo::network_counts(hub(ctx).service.db().conn())
+                // Kept counts: constant time whatever the number of activities.
+                StatsRepo::network_counts(hub(ctx).service.db().conn())
                     .await
                     .api()
             })

@@ -50,7 +50,7 @@ impl ReadScope {
         }
     }
 
-    fn condition(self) -> Condition {
+    pub(crate) fn condition(self) -> Condition {
         let base = Condition::all().add(activity::Column::DeletedAt.is_null());
         match self {
             ReadScope::All => base,
@@ -156,7 +156,7 @@ pub fn cursor_of(activity: &Activity, order: ActivityOrder) -> Cursor {
     }
 }
 
-fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condition {
+pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condition {
     let mut cond = Condition::all();
     let statuses = filter
         .statuses

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bulk;
 pub mod city;
 pub mod events;
+pub mod stats;
 pub mod tokens;
 
 use sea_orm::{DatabaseBackend, Value};

@@ -1,0 +1,470 @@
+//! Activity statistics for dashboards and `network`: counts by field, kind,
+//! country, year and format, the total and the distinct cities involved.
+//!
+//! The counts are kept by database triggers (migration
+//! `m20261201_000002_stats`) in `stats_pairs`: for every pair of facts, how
+//! many activities of a status and visibility scope have both. A filter on
+//! at most one of kinds, formats, fields, countries or cities (one value for
+//! the last three, which an activity can have several of) is then answered
+//! by summing a few hundred kept rows, whatever the number of activities
+//! ([`StatsSource::Kept`]). Any other filter (text, themes, dates, or two of
+//! those dimensions at once) falls back to counting the facts of the
+//! activities the listing's own filter selects ([`StatsSource::Scanned`]),
+//! which costs what that listing's filter costs. Both read the same facts,
+//! so they agree.
+
+use std::collections::HashMap;
+
+use cityhub_domain::{ActivityFormat, ActivityKind, ActivityStatus, CreativeField};
+use sea_orm::{
+    ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, Value,
+};
+
+use super::activity::{ActivityFilter, ReadScope, filter_condition};
+use super::city::{FieldCount, NetworkCounts};
+use super::{in_list, mark};
+use crate::entities::activity;
+use crate::error::StorageError;
+
+/// Counts of the activities a filter selects, as a viewer may see them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivityCounts {
+    /// Matching activities.
+    pub total: i64,
+    /// Distinct member cities hosting, joining or receiving them.
+    pub city_count: i64,
+    /// Per creative field, every field in vocabulary order (an activity in
+    /// two fields counts in both).
+    pub by_field: Vec<(CreativeField, i64)>,
+    /// Per kind, every kind in vocabulary order.
+    pub by_kind: Vec<(ActivityKind, i64)>,
+    /// Per country (ISO code) of the venue city or a host city, most
+    /// activities first, then by code; countries without any are left out.
+    pub by_country: Vec<(String, i64)>,
+    /// Per year of the start date, oldest first; undated activities are not
+    /// counted here.
+    pub by_year: Vec<(i32, i64)>,
+    /// Per format, every format in vocabulary order.
+    pub by_format: Vec<(ActivityFormat, i64)>,
+}
+
+/// Which path answered a statistics request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsSource {
+    /// The kept counts: constant time in the number of activities.
+    Kept,
+    /// The facts of the activities the filter selects, counted per request.
+    Scanned,
+}
+
+/// The one dimension (and its values) a kept-count query filters on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeptDimension {
+    /// No filter on any dimension.
+    All,
+    /// Any of these values of a dimension an activity has exactly one of.
+    Single(&'static str, Vec<String>),
+    /// This one value of a dimension an activity may have several of.
+    Multi(&'static str, String),
+    /// These city slugs (one), resolved to ids when queried.
+    City(String),
+}
+
+/// Repository of activity statistics.
+pub struct StatsRepo;
+
+fn other(message: String) -> StorageError {
+    StorageError::Other(DbErr::Custom(message))
+}
+
+fn dedup(mut values: Vec<String>) -> Vec<String> {
+    values.sort_unstable();
+    values.dedup();
+    values
+}
+
+/// The kept-count plan for a filter, if the kept counts can answer it.
+fn kept_dimension(filter: &ActivityFilter) -> Option<KeptDimension> {
+    if filter.text.is_some()
+        || !filter.themes.is_empty()
+        || filter.from.is_some()
+        || filter.to.is_some()
+    {
+        return None;
+    }
+    let kinds = dedup(filter.kinds.iter().map(|k| k.as_str().to_owned()).collect());
+    let formats = dedup(
+        filter
+            .formats
+            .iter()
+            .map(|f| f.as_str().to_owned())
+            .collect(),
+    );
+    let fields = dedup(
+        filter
+            .fields
+            .iter()
+            .map(|f| f.as_str().to_owned())
+            .collect(),
+    );
+    let countries = dedup(
+        filter
+            .countries
+            .iter()
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+    );
+    let cities = dedup(filter.cities.clone());
+    let given = [&kinds, &formats, &fields, &countries, &cities]
+        .iter()
+        .filter(|v| !v.is_empty())
+        .count();
+    match given {
+        0 => Some(KeptDimension::All),
+        1 if !kinds.is_empty() => Some(KeptDimension::Single("kind", kinds)),
+        1 if !formats.is_empty() => Some(KeptDimension::Single("format", formats)),
+        // An activity may have several fields, countries or cities: with
+        // two values asked, summing per value would count it twice.
+        1 if fields.len() == 1 => fields
+            .into_iter()
+            .next()
+            .map(|f| KeptDimension::Multi("field", f)),
+        1 if countries.len() == 1 => countries
+            .into_iter()
+            .next()
+            .map(|c| KeptDimension::Multi("country", c)),
+        1 if cities.len() == 1 => cities.into_iter().next().map(KeptDimension::City),
+        _ => None,
+    }
+}
+
+/// Which path a filter is answered by (for documentation, metrics and tests).
+pub fn source_for(filter: &ActivityFilter) -> StatsSource {
+    if kept_dimension(filter).is_some() {
+        StatsSource::Kept
+    } else {
+        StatsSource::Scanned
+    }
+}
+
+/// Builds the counts from `(dim, val, n)` rows.
+fn assemble(rows: Vec<(String, String, i64)>) -> Result<ActivityCounts, StorageError> {
+    let mut counts = ActivityCounts::default();
+    let mut fields: HashMap<CreativeField, i64> = HashMap::new();
+    let mut kinds: HashMap<ActivityKind, i64> = HashMap::new();
+    let mut formats: HashMap<ActivityFormat, i64> = HashMap::new();
+    for (dim, val, n) in rows {
+        if n <= 0 {
+            continue;
+        }
+        let bad = || other(format!("stats: unknown {dim} value {val:?}"));
+        match dim.as_str() {
+            "all" => counts.total += n,
+            "city" => counts.city_count += 1,
+            "kind" => {
+                *kinds
+                    .entry(ActivityKind::parse(&val).ok_or_else(bad)?)
+                    .or_default() += n
+            }
+            "format" => {
+                *formats
+                    .entry(ActivityFormat::parse(&val).ok_or_else(bad)?)
+                    .or_default() += n;
+            }
+            "field" => {
+                *fields
+                    .entry(CreativeField::parse(&val).ok_or_else(bad)?)
+                    .or_default() += n;
+            }
+            "country" => counts.by_country.push((val, n)),
+            "year" => counts
+                .by_year
+                .push((val.parse::<i32>().map_err(|_| bad())?, n)),
+            _ => return Err(bad()),
+        }
+    }
+    counts.by_field = CreativeField::ALL
+        .iter()
+        .map(|f| (*f, fields.get(f).copied().unwrap_or(0)))
+        .collect();
+    counts.by_kind = ActivityKind::ALL
+        .iter()
+        .map(|k| (*k, kinds.get(k).copied().unwrap_or(0)))
+        .collect();
+    counts.by_format = ActivityFormat::ALL
+        .iter()
+        .map(|f| (*f, formats.get(f).copied().unwrap_or(0)))
+        .collect();
+    counts
+        .by_country
+        .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts.by_year.sort_unstable();
+    Ok(counts)
+}
+
+fn decode(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<(String, String, i64)>, StorageError> {
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String>("", "dim")?,
+                r.try_get::<String>("", "val")?,
+                r.try_get::<i64>("", "n")?,
+            ))
+        })
+        .collect()
+}
+
+impl StatsRepo {
+    /// Counts the activities `filter` selects as `scope` sees them, and
+    /// says which path answered.
+    pub async fn counts(
+        db: &impl ConnectionTrait,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+    ) -> Result<(ActivityCounts, StatsSource), StorageError> {
+        let statuses = filter
+            .statuses
+            .clone()
+            .unwrap_or_else(|| vec![ActivityStatus::Published]);
+        match kept_dimension(filter) {
+            Some(dimension) => Ok((
+                Self::kept(db, scope, &statuses, dimension).await?,
+                StatsSource::Kept,
+            )),
+            None => Ok((
+                Self::scanned(db, scope, filter).await?,
+                StatsSource::Scanned,
+            )),
+        }
+    }
+
+    /// Sums kept pair counts: one indexed range per status and scope.
+    async fn kept(
+        db: &impl ConnectionTrait,
+        scope: ReadScope,
+        statuses: &[ActivityStatus],
+        dimension: KeptDimension,
+    ) -> Result<ActivityCounts, StorageError> {
+        let backend = db.get_database_backend();
+        let (fdim, fvals): (&str, Vec<String>) = match dimension {
+            KeptDimension::All => ("all", vec![String::new()]),
+            KeptDimension::Single(dim, values) => (dim, values),
+            KeptDimension::Multi(dim, value) => (dim, vec![value]),
+            KeptDimension::City(slug) => {
+                let row = db
+                    .query_one_raw(Statement::from_sql_and_values(
+                        backend,
+                        format!("SELECT id FROM cities WHERE slug = {}", mark(backend, 1)),
+                        [slug.into()],
+                    ))
+                    .await?;
+                match row {
+                    Some(row) => ("city", vec![row.try_get::<i64>("", "id")?.to_string()]),
+                    // An unknown city is involved in nothing.
+                    None => return assemble(Vec::new()),
+                }
+            }
+        };
+        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        if statuses.is_empty() {
+            return assemble(Vec::new());
+        }
+        let mut values: Vec<Value> = vec![fdim.into()];
+        let (fval_marks, v) = in_list(backend, values.len() + 1, fvals);
+        values.extend(v);
+        let (status_marks, v) = in_list(backend, values.len() + 1, statuses);
+        values.extend(v);
+        let scope_condition = match scope {
+            ReadScope::Public => " AND scope = 0".to_owned(),
+            ReadScope::City(id) => {
+                let m = mark(backend, values.len() + 1);
+                values.push(id.into());
+                format!(" AND scope IN (0, {m})")
+            }
+            ReadScope::All => String::new(),
+        };
+        let sql = format!(
+            "SELECT odim AS dim, oval AS val, CAST(SUM(n) AS BIGINT) AS n FROM stats_pairs \
+             WHERE fdim = {} AND fval IN {fval_marks} AND status IN {status_marks}{scope_condition} \
+             GROUP BY odim, oval HAVING SUM(n) > 0",
+            mark(backend, 1)
+        );
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        assemble(decode(rows)?)
+    }
+
+    /// Counts the facts of the activities the listing's filter selects.
+    async fn scanned(
+        db: &impl ConnectionTrait,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+    ) -> Result<ActivityCounts, StorageError> {
+        let backend = db.get_database_backend();
+        let ids = activity::Entity::find()
+            .select_only()
+            .column(activity::Column::Id)
+            .filter(scope.condition())
+            .filter(filter_condition(filter, backend))
+            .build(backend);
+        let values = ids.values.map(|v| v.0).unwrap_or_default();
+        let sql = format!(
+            "SELECT dim, val, COUNT(*) AS n FROM stats_facts \
+             WHERE fresh = 0 AND o = 1 AND activity_id IN ({}) GROUP BY dim, val",
+            ids.sql
+        );
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        assemble(decode(rows)?)
+    }
+
+    /// What `network` answers: member cities and countries (from the
+    /// cities, a few hundred rows), and published activities in all and per
+    /// field from the kept counts.
+    pub async fn network_counts(db: &impl ConnectionTrait) -> Result<NetworkCounts, StorageError> {
+        let backend = db.get_database_backend();
+        let totals = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT (SELECT COUNT(*) FROM cities) AS cities, \
+                        (SELECT COUNT(DISTINCT country) FROM cities) AS countries",
+            ))
+            .await?;
+        let (cities, countries) = match totals {
+            Some(row) => (
+                row.try_get::<i64>("", "cities")?,
+                row.try_get::<i64>("", "countries")?,
+            ),
+            None => (0, 0),
+        };
+        let mut city_fields: HashMap<String, i64> = HashMap::new();
+        for row in db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT field, COUNT(*) AS n FROM city_fields GROUP BY field",
+            ))
+            .await?
+        {
+            city_fields.insert(row.try_get("", "field")?, row.try_get("", "n")?);
+        }
+        let published = Self::kept(
+            db,
+            ReadScope::Public,
+            &[ActivityStatus::Published],
+            KeptDimension::All,
+        )
+        .await?;
+        let fields = published
+            .by_field
+            .iter()
+            .map(|(field, activities)| FieldCount {
+                field: *field,
+                cities: city_fields.get(field.as_str()).copied().unwrap_or(0),
+                activities: *activities,
+            })
+            .collect();
+        Ok(NetworkCounts {
+            cities,
+            countries,
+            activities: published.total,
+            fields,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter() -> ActivityFilter {
+        ActivityFilter::default()
+    }
+
+    #[test]
+    fn kept_counts_answer_one_dimension() {
+        assert_eq!(kept_dimension(&filter()), Some(KeptDimension::All));
+        let f = ActivityFilter {
+            kinds: vec![
+                ActivityKind::Festival,
+                ActivityKind::Workshop,
+                ActivityKind::Festival,
+            ],
+            ..filter()
+        };
+        assert_eq!(
+            kept_dimension(&f),
+            Some(KeptDimension::Single(
+                "kind",
+                vec!["FESTIVAL".into(), "WORKSHOP".into()]
+            ))
+        );
+        let f = ActivityFilter {
+            countries: vec!["fr".into()],
+            statuses: Some(vec![ActivityStatus::Draft]),
+            ..filter()
+        };
+        assert_eq!(
+            kept_dimension(&f),
+            Some(KeptDimension::Multi("country", "FR".into()))
+        );
+        let f = ActivityFilter {
+            cities: vec!["lyon".into()],
+            ..filter()
+        };
+        assert_eq!(kept_dimension(&f), Some(KeptDimension::City("lyon".into())));
+    }
+
+    #[test]
+    fn other_filters_fall_back() {
+        let two_fields = ActivityFilter {
+            fields: vec![CreativeField::Music, CreativeField::Film],
+            ..filter()
+        };
+        assert_eq!(source_for(&two_fields), StatsSource::Scanned);
+        let two_dimensions = ActivityFilter {
+            fields: vec![CreativeField::Music],
+            kinds: vec![ActivityKind::Festival],
+            ..filter()
+        };
+        assert_eq!(source_for(&two_dimensions), StatsSource::Scanned);
+        let text = ActivityFilter {
+            text: Some("jazz".into()),
+            ..filter()
+        };
+        assert_eq!(source_for(&text), StatsSource::Scanned);
+        let dates = ActivityFilter {
+            from: chrono::NaiveDate::from_ymd_opt(2020, 1, 1),
+            ..filter()
+        };
+        assert_eq!(source_for(&dates), StatsSource::Scanned);
+    }
+
+    #[test]
+    fn rows_assemble_in_vocabulary_order() {
+        let rows = vec![
+            ("all".into(), String::new(), 3),
+            ("city".into(), "4".into(), 2),
+            ("city".into(), "9".into(), 1),
+            ("kind".into(), "FESTIVAL".into(), 3),
+            ("country".into(), "KR".into(), 1),
+            ("country".into(), "FR".into(), 2),
+            ("country".into(), "IT".into(), 1),
+            ("year".into(), "2024".into(), 2),
+            ("year".into(), "2009".into(), 1),
+            ("field".into(), "MUSIC".into(), 0),
+        ];
+        let c = assemble(rows).expect("valid rows");
+        assert_eq!(c.total, 3);
+        assert_eq!(c.city_count, 2);
+        assert_eq!(c.by_year, vec![(2009, 1), (2024, 2)]);
+        assert_eq!(
+            c.by_country,
+            vec![("FR".into(), 2), ("IT".into(), 1), ("KR".into(), 1)]
+        );
+        assert_eq!(c.by_field.len(), CreativeField::ALL.len());
+        assert!(c.by_field.iter().all(|(_, n)| *n == 0));
+        assert!(assemble(vec![("kind".into(), "NOPE".into(), 1)]).is_err());
+    }
+}

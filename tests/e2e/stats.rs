@@ -1,0 +1,521 @@
+//! `stats` and `network` against counts computed independently from the
+//! `activities` listing, after publications, drafts, updates, cancellations,
+//! deletions, participations and a city's change of country, for anonymous,
+//! city and secretariat readers, on filters the kept counts answer and on
+//! filters that fall back; and the stats migration down and up again with
+//! data in place, on both backends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::support::{Backend, TestHub};
+
+const STATS: &str = "query($filter: ActivityFilter) { stats(filter: $filter) { total cityCount \
+    byField { field count } byKind { kind count } byCountry { country count } \
+    byYear { year count } byFormat { format count } } }";
+
+const PAGE: &str = "query($filter: ActivityFilter, $after: String) { activities(filter: $filter, first: 100, after: $after) { \
+    nodes { kind format startDate fields hosts { slug country } participants { slug } venueCity { slug country } } \
+    pageInfo { hasNextPage endCursor } } }";
+
+/// Counts as a test computes them from the listing's rows.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Expected {
+    total: i64,
+    cities: BTreeSet<String>,
+    by_field: BTreeMap<String, i64>,
+    by_kind: BTreeMap<String, i64>,
+    by_country: BTreeMap<String, i64>,
+    by_year: BTreeMap<i64, i64>,
+    by_format: BTreeMap<String, i64>,
+}
+
+/// Walks every page of `activities(filter)` and counts what it returns.
+async fn from_listing(hub: &TestHub, filter: &Value, token: Option<&str>) -> Expected {
+    let mut e = Expected::default();
+    let mut after: Option<String> = None;
+    loop {
+        let data = hub
+            .ok(PAGE, json!({"filter": filter, "after": after}), token)
+            .await;
+        let page = &data["activities"];
+        for a in page["nodes"].as_array().expect("nodes") {
+            e.total += 1;
+            *e.by_kind
+                .entry(a["kind"].as_str().expect("kind").into())
+                .or_default() += 1;
+            *e.by_format
+                .entry(a["format"].as_str().expect("format").into())
+                .or_default() += 1;
+            for f in a["fields"].as_array().expect("fields") {
+                *e.by_field
+                    .entry(f.as_str().expect("field").into())
+                    .or_default() += 1;
+            }
+            if let Some(date) = a["startDate"].as_str() {
+                let year: i64 = date[..4].parse().expect("year");
+                *e.by_year.entry(year).or_default() += 1;
+            }
+            let mut countries = BTreeSet::new();
+            for h in a["hosts"].as_array().expect("hosts") {
+                countries.insert(h["country"].as_str().expect("country").to_owned());
+                e.cities
+                    .insert(h["slug"].as_str().expect("slug").to_owned());
+            }
+            for p in a["participants"].as_array().expect("participants") {
+                e.cities
+                    .insert(p["slug"].as_str().expect("slug").to_owned());
+            }
+            if a["venueCity"].is_object() {
+                countries.insert(a["venueCity"]["country"].as_str().expect("c").to_owned());
+                e.cities
+                    .insert(a["venueCity"]["slug"].as_str().expect("slug").to_owned());
+            }
+            for c in countries {
+                *e.by_country.entry(c).or_default() += 1;
+            }
+        }
+        if page["pageInfo"]["hasNextPage"] != json!(true) {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+    e
+}
+
+/// Reads `stats(filter)` into the same shape, checking the lists' forms
+/// (every field, kind and format listed; no zero country or year).
+async fn from_stats(hub: &TestHub, filter: &Value, token: Option<&str>) -> Expected {
+    let data = hub.ok(STATS, json!({ "filter": filter }), token).await;
+    let s = &data["stats"];
+    let list = |name: &str| s[name].as_array().expect(name).clone();
+    let counted = |name: &str, key: &str, keep_zero: bool| -> BTreeMap<String, i64> {
+        list(name)
+            .iter()
+            .map(|r| {
+                (
+                    r[key].as_str().expect(key).to_owned(),
+                    r["count"].as_i64().expect("n"),
+                )
+            })
+            .filter(|(_, n)| keep_zero || *n > 0)
+            .collect()
+    };
+    assert_eq!(list("byField").len(), 8, "every field listed: {s}");
+    assert_eq!(list("byKind").len(), 9, "every kind listed: {s}");
+    assert_eq!(list("byFormat").len(), 3, "every format listed: {s}");
+    let years: Vec<i64> = list("byYear")
+        .iter()
+        .map(|r| r["year"].as_i64().expect("y"))
+        .collect();
+    assert!(
+        years.windows(2).all(|w| w[0] < w[1]),
+        "years ascending: {s}"
+    );
+    assert!(
+        list("byCountry")
+            .iter()
+            .chain(list("byYear").iter())
+            .all(|r| r["count"].as_i64() > Some(0)),
+        "no zero rows: {s}"
+    );
+    Expected {
+        total: s["total"].as_i64().expect("total"),
+        // The listing knows slugs, stats a number: compare sizes below.
+        cities: (0..s["cityCount"].as_i64().expect("cityCount"))
+            .map(|i| i.to_string())
+            .collect(),
+        by_field: counted("byField", "field", false),
+        by_kind: counted("byKind", "kind", false),
+        by_country: counted("byCountry", "country", false),
+        by_year: list("byYear")
+            .iter()
+            .map(|r| {
+                (
+                    r["year"].as_i64().expect("y"),
+                    r["count"].as_i64().expect("n"),
+                )
+            })
+            .collect(),
+        by_format: counted("byFormat", "format", false),
+    }
+}
+
+/// Asserts that stats and the listing agree for every filter and reader.
+async fn assert_agree(hub: &TestHub, readers: &[(&str, Option<&str>)], filters: &[Value]) {
+    for (who, token) in readers {
+        for filter in filters {
+            let listed = from_listing(hub, filter, *token).await;
+            let stats = from_stats(hub, filter, *token).await;
+            let what = format!("{who}, filter {filter}");
+            assert_eq!(stats.total, listed.total, "total for {what}");
+            assert_eq!(
+                stats.cities.len(),
+                listed.cities.len(),
+                "cityCount for {what}"
+            );
+            assert_eq!(stats.by_field, listed.by_field, "byField for {what}");
+            assert_eq!(stats.by_kind, listed.by_kind, "byKind for {what}");
+            assert_eq!(stats.by_country, listed.by_country, "byCountry for {what}");
+            assert_eq!(stats.by_year, listed.by_year, "byYear for {what}");
+            assert_eq!(stats.by_format, listed.by_format, "byFormat for {what}");
+        }
+    }
+}
+
+/// Filters the kept counts answer, and filters that fall back.
+fn filters() -> Vec<Value> {
+    vec![
+        json!(null),
+        json!({"kinds": ["FESTIVAL", "ANNUAL_MEETING"]}),
+        json!({"formats": ["ONLINE"]}),
+        json!({"fields": ["MUSIC"]}),
+        json!({"countries": ["fr"]}),
+        json!({"cities": ["lyon"]}),
+        json!({"cities": ["no-such-city"]}),
+        json!({"statuses": ["PUBLISHED", "CANCELLED", "DRAFT"]}),
+        json!({"statuses": ["DRAFT"], "kinds": ["WORKSHOP"]}),
+        json!({"statuses": []}),
+        // Fallbacks: two values of a many-valued dimension, two dimensions,
+        // dates, themes, text.
+        json!({"fields": ["MUSIC", "DESIGN"]}),
+        json!({"cities": ["lyon", "seoul"], "statuses": ["PUBLISHED", "DRAFT"]}),
+        json!({"kinds": ["FESTIVAL"], "countries": ["FR"]}),
+        json!({"from": "2015-01-01", "to": "2024-12-31"}),
+        json!({"themes": ["light art"]}),
+        json!({"text": "creative"}),
+    ]
+}
+
+async fn publish(hub: &TestHub, token: &str, input: Value, draft: bool) -> (String, i64) {
+    let data = hub
+        .ok(
+            "mutation($i: ActivityInput!, $d: Boolean) { publishActivity(input: $i, draft: $d) { id version } }",
+            json!({"i": input, "d": draft}),
+            Some(token),
+        )
+        .await;
+    (
+        data["publishActivity"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned(),
+        data["publishActivity"]["version"]
+            .as_i64()
+            .expect("version"),
+    )
+}
+
+/// Publications, drafts, updates, cancellations, deletions, participations
+/// and a country change, through the API.
+async fn churn(hub: &TestHub, lyon: &str, seoul: &str, secretariat: &str) {
+    let (festival, _) = publish(
+        hub,
+        lyon,
+        json!({"kind": "FESTIVAL", "title": "Fête des Lumières 2026", "startDate": "2026-12-05",
+               "venueCity": "lyon", "fields": ["MEDIA_ARTS", "MUSIC"], "themes": ["light art"],
+               "coHosts": ["seoul", "enghien-les-bains"], "format": "HYBRID"}),
+        false,
+    )
+    .await;
+    let (workshop, version) = publish(
+        hub,
+        lyon,
+        json!({"kind": "WORKSHOP", "title": "Design workshop", "startDate": "2025-05-04",
+               "fields": ["DESIGN"]}),
+        false,
+    )
+    .await;
+    let (undated, _) = publish(
+        hub,
+        seoul,
+        json!({"kind": "EXHIBITION", "title": "Undated exhibition", "fields": ["CRAFTS_AND_FOLK_ART"],
+               "venueCity": "kanazawa", "format": "ONLINE"}),
+        false,
+    )
+    .await;
+    publish(
+        hub,
+        lyon,
+        json!({"kind": "WORKSHOP", "title": "A draft of Lyon", "startDate": "2027-01-10", "fields": ["GASTRONOMY"]}),
+        true,
+    )
+    .await;
+    publish(
+        hub,
+        seoul,
+        json!({"kind": "WORKSHOP", "title": "A draft of Seoul", "startDate": "2027-02-10", "fields": ["MUSIC"]}),
+        true,
+    )
+    .await;
+    publish(
+        hub,
+        secretariat,
+        json!({"kind": "OTHER", "title": "A secretariat draft", "startDate": "2027-03-10"}),
+        true,
+    )
+    .await;
+    // Update: kind, format, year, fields, venue and co-hosts all change.
+    hub.ok(
+        "mutation($id: ID!, $v: Int) { updateActivity(id: $id, expectedVersion: $v, patch: { kind: RESIDENCY, format: ONLINE, startDate: \"2024-03-01\", fields: [LITERATURE, FILM], venueCity: \"ostersund\", coHosts: [\"dakar\"] }) { version } }",
+        json!({"id": workshop, "v": version}),
+        Some(lyon),
+    )
+    .await;
+    // A participant joins and another leaves again.
+    hub.ok(
+        "mutation($id: ID!) { joinActivity(id: $id) { version } }",
+        json!({"id": festival}),
+        Some(seoul),
+    )
+    .await;
+    let berlin = hub.token(Some("berlin")).await;
+    hub.ok(
+        "mutation($id: ID!) { joinActivity(id: $id) { version } }",
+        json!({"id": festival}),
+        Some(&berlin),
+    )
+    .await;
+    hub.ok(
+        "mutation($id: ID!) { leaveActivity(id: $id) { version } }",
+        json!({"id": festival}),
+        Some(&berlin),
+    )
+    .await;
+    hub.ok(
+        "mutation($id: ID!) { cancelActivity(id: $id, reason: \"rain\") { status } }",
+        json!({"id": festival}),
+        Some(lyon),
+    )
+    .await;
+    hub.ok(
+        "mutation($id: ID!) { deleteActivity(id: $id) }",
+        json!({"id": undated}),
+        Some(seoul),
+    )
+    .await;
+    // A seeded activity changes kind, and one is deleted by the secretariat.
+    let seeded = hub
+        .ok(
+            "{ activities(first: 2, orderBy: TITLE_ASC) { nodes { id version } } }",
+            json!({}),
+            None,
+        )
+        .await;
+    let nodes = seeded["activities"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .clone();
+    hub.ok(
+        "mutation($id: ID!) { updateActivity(id: $id, patch: { kind: FESTIVAL, fields: [MUSIC] }) { version } }",
+        json!({"id": nodes[0]["id"]}),
+        Some(secretariat),
+    )
+    .await;
+    hub.ok(
+        "mutation($id: ID!) { deleteActivity(id: $id) }",
+        json!({"id": nodes[1]["id"]}),
+        Some(secretariat),
+    )
+    .await;
+    // A city moves country: every activity it hosts or receives moves too.
+    hub.ok(
+        "mutation { updateCity(slug: \"enghien-les-bains\", patch: { country: \"BE\" }) { country } }",
+        json!({}),
+        Some(secretariat),
+    )
+    .await;
+}
+
+both_backends!(
+    stats_agree_with_the_listing_after_every_kind_of_write,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let seoul = hub.token(Some("seoul")).await;
+        let secretariat = hub.token(None).await;
+        let readers = [
+            ("anonymous", None),
+            ("lyon", Some(lyon.as_str())),
+            ("secretariat", Some(secretariat.as_str())),
+        ];
+        // The seeded network as it is.
+        assert_agree(&hub, &readers[..1], &filters()).await;
+        let seeded = hub.ok(STATS, json!({}), None).await;
+        assert!(seeded["stats"]["total"].as_i64() > Some(10), "{seeded}");
+
+        churn(&hub, &lyon, &seoul, &secretariat).await;
+        assert_agree(&hub, &readers, &filters()).await;
+
+        // Drafts: a city sees its own, not another's; anonymous sees none.
+        let drafts = json!({"statuses": ["DRAFT"]});
+        let total = |v: Value| v["stats"]["total"].as_i64().expect("total");
+        assert_eq!(
+            total(hub.ok(STATS, json!({"filter": drafts}), None).await),
+            0
+        );
+        assert_eq!(
+            total(hub.ok(STATS, json!({"filter": drafts}), Some(&lyon)).await),
+            1
+        );
+        assert_eq!(
+            total(
+                hub.ok(STATS, json!({"filter": drafts}), Some(&secretariat))
+                    .await
+            ),
+            3
+        );
+
+        // `network` reads the same kept counts.
+        let network = hub
+            .ok(
+                "{ network { activityCount fields { field activityCount } } }",
+                json!({}),
+                None,
+            )
+            .await;
+        let stats = from_stats(&hub, &json!(null), None).await;
+        assert_eq!(
+            network["network"]["activityCount"].as_i64(),
+            Some(stats.total)
+        );
+        for f in network["network"]["fields"].as_array().expect("fields") {
+            let field = f["field"].as_str().expect("field");
+            assert_eq!(
+                f["activityCount"].as_i64().unwrap_or(-1),
+                stats.by_field.get(field).copied().unwrap_or(0),
+                "network field {field}"
+            );
+        }
+    }
+);
+
+both_backends!(
+    stats_refuse_bad_filters_with_codes,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let error = hub
+            .fails(
+                STATS,
+                json!({"filter": {"countries": ["FRA"]}}),
+                None,
+                "BAD_USER_INPUT",
+            )
+            .await;
+        assert_eq!(
+            error["extensions"]["field"], "filter.countries[0]",
+            "{error}"
+        );
+        hub.fails(
+            STATS,
+            json!({"filter": {"from": "2020-01-01", "to": "2019-01-01"}}),
+            None,
+            "BAD_USER_INPUT",
+        )
+        .await;
+        hub.fails(STATS, json!({}), Some("not-a-token"), "UNAUTHENTICATED")
+            .await;
+    }
+);
+
+fn cityhub(db_url: &str, args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("CITYHUB_DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run cityhub");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn run(url: &str, args: &[&str]) -> String {
+    let url = url.to_owned();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        cityhub(&url, &refs)
+    })
+    .await
+    .expect("join");
+    assert!(ok, "{out}");
+    out
+}
+
+both_backends!(
+    stats_migration_goes_down_and_up_with_data_in_place,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let seoul = hub.token(Some("seoul")).await;
+        let secretariat = hub.token(None).await;
+        churn(&hub, &lyon, &seoul, &secretariat).await;
+        let all = json!({"statuses": ["PUBLISHED", "CANCELLED", "DRAFT"]});
+        let before = hub
+            .ok(STATS, json!({"filter": all}), Some(&secretariat))
+            .await;
+        let test_db = hub.test_db.clone();
+        let url = test_db.url.clone();
+        hub.stop().await;
+
+        let out = run(&url, &["migrate", "down", "--steps", "1"]).await;
+        assert!(out.contains("rolled back 1"), "{out}");
+        let out = run(&url, &["migrate", "status"]).await;
+        assert!(out.contains("pending m20261201_000002_stats"), "{out}");
+        // Gone for good: writes without the triggers still work.
+        let db = sea_orm::Database::connect(&url).await.expect("connect");
+        let count = |sql: &'static str| {
+            let db = db.clone();
+            async move { sea_orm::ConnectionTrait::execute_unprepared(&db, sql).await }
+        };
+        assert!(
+            count("SELECT 1 FROM stats_pairs").await.is_err(),
+            "stats_pairs dropped"
+        );
+        count("UPDATE activities SET kind = 'OTHER' WHERE id = 1")
+            .await
+            .expect("write without triggers");
+        db.close().await.expect("close");
+
+        // Up again: the counts are rebuilt from the rows, including the write above.
+        let out = run(&url, &["migrate", "up"]).await;
+        assert!(out.contains("migrations applied"), "{out}");
+        let hub = TestHub::start_on(backend, test_db, |_| {}).await;
+        let after = hub
+            .ok(STATS, json!({"filter": all}), Some(&secretariat))
+            .await;
+        assert_eq!(before["stats"]["total"], after["stats"]["total"]);
+        assert_eq!(before["stats"]["cityCount"], after["stats"]["cityCount"]);
+        assert_agree(
+            &hub,
+            &[("secretariat", Some(secretariat.as_str()))],
+            &filters(),
+        )
+        .await;
+        // And the triggers count new writes again.
+        publish(
+            &hub,
+            &lyon,
+            json!({"kind": "FESTIVAL", "title": "After the migration", "startDate": "2026-06-01"}),
+            false,
+        )
+        .await;
+        assert_agree(
+            &hub,
+            &[("lyon", Some(lyon.as_str()))],
+            &[json!(null), json!({"kinds": ["FESTIVAL"]})],
+        )
+        .await;
+    }
+);
