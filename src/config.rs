@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use cityhub_auth::AuthConfig;
 use cityhub_domain::Limits;
-use cityhub_graphql::{ApiSettings, EventSettings};
+use cityhub_graphql::{ApiSettings, CacheSettings, EventSettings};
 use cityhub_storage::DbConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -107,11 +107,13 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Read caches, HTTP caching and persisted queries.
+    pub cache: CacheSettings,
 }
 
 /// The sections whose keys `CITYHUB_<SECTION>_<KEY>` variables reach.
 const SECTIONS: &[&str] = &[
-    "database", "auth", "api", "limits", "events", "http", "cors", "log",
+    "database", "auth", "api", "limits", "events", "http", "cors", "log", "cache",
 ];
 
 impl Config {
@@ -173,6 +175,9 @@ impl Config {
         }
         if self.api.max_page_size == 0 {
             bail!("api.max_page_size must be at least 1");
+        }
+        if self.cache.max_documents == 0 || self.cache.max_persisted_in_memory == 0 {
+            bail!("cache.max_documents and cache.max_persisted_in_memory must be positive");
         }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             bail!("log.format must be `pretty` or `json`");

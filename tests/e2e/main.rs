@@ -7,6 +7,7 @@
 )]
 mod support;
 
+mod cache;
 mod cli;
 mod publishing;
 mod read_api;

@@ -36,6 +36,10 @@ pub enum Code {
     GraphqlValidationFailed,
     /// Anything else.
     InternalServerError,
+    /// A persisted query's hash is unknown: send the document with it once.
+    PersistedQueryNotFound,
+    /// Persisted queries are switched off (`cache.persisted_queries`).
+    PersistedQueryNotSupported,
 }
 
 impl Code {
@@ -55,6 +59,8 @@ impl Code {
             Code::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Code::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Code::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Code::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Code::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
         }
     }
 }

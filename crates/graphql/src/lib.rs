@@ -3,6 +3,7 @@
 //! authentication, per-request DataLoaders and metrics.
 
 pub mod auth;
+pub mod cache;
 pub mod enums;
 pub mod error;
 pub mod http;
@@ -11,6 +12,7 @@ pub mod loaders;
 pub mod metrics;
 pub mod mutation;
 pub mod objects;
+pub mod persisted;
 pub mod query;
 pub mod scalars;
 pub mod schema;
@@ -19,6 +21,7 @@ pub mod subscription;
 pub mod ws;
 
 pub use auth::{Authenticator, Principal};
+pub use cache::CacheSettings;
 pub use http::{GraphqlService, HttpSettings};
 pub use metrics::Metrics;
 pub use schema::{HubSchema, build_schema, sdl};

@@ -7,7 +7,9 @@ pub mod audit;
 pub mod bulk;
 pub mod city;
 pub mod events;
+pub mod persisted;
 pub mod tokens;
+pub mod version;
 
 use sea_orm::{DatabaseBackend, Value};
 
