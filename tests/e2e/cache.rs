@@ -589,3 +589,96 @@ async fn response_cache_is_bounded() {
     assert!(bytes > 0.0 && bytes <= 4_096.0, "{bytes}");
     hub.stop().await;
 }
+
+/// On PostgreSQL, right after bulk inserts and with no statistics on the
+/// new rows (autovacuum off, no `ANALYZE`), a city's page is still the
+/// ordered range scan of the listing index, never a scan of `activities`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn city_listing_plan_holds_without_statistics() {
+    use cityhub_domain::ActivityOrder;
+    use cityhub_storage::{ActivityFilter, ActivityRepo, ReadScope};
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    if !crate::support::pg_available().await {
+        return;
+    }
+    let hub = TestHub::start(Backend::Postgres).await;
+    let conn = hub.db.conn();
+    for table in ["activities", "activity_cities", "city_activities"] {
+        conn.execute_unprepared(&format!(
+            "ALTER TABLE {table} SET (autovacuum_enabled = false)"
+        ))
+        .await
+        .expect("autovacuum off");
+    }
+    conn.execute_unprepared(
+        "INSERT INTO activities (slug, kind, format, status, title, title_key, date_precision, \
+         start_key, end_key, organizations, fields, themes, objectives, published_by, created_at, \
+         updated_at, version, search_text) \
+         SELECT 'bulk-' || g, 'WORKSHOP', 'IN_PERSON', CASE WHEN g % 10 = 0 THEN 'DRAFT' ELSE 'PUBLISHED' END, \
+         'Bulk ' || g, 'bulk ' || g, 'DAY', 20000101 + (g % 5000), 20000101 + (g % 5000), \
+         '[]', '[]', '[]', '[]', (SELECT id FROM cities WHERE slug = 'lyon'), 0, 0, 1, 'bulk' \
+         FROM generate_series(1, 30000) g",
+    )
+    .await
+    .expect("bulk activities");
+    conn.execute_unprepared(
+        "INSERT INTO activity_cities (activity_id, city_id, role, position) \
+         SELECT a.id, c.id, 'HOST', 0 FROM activities a \
+         JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM cities) c \
+           ON c.n = a.id % (SELECT COUNT(*) FROM cities) \
+         WHERE a.slug LIKE 'bulk-%'",
+    )
+    .await
+    .expect("bulk hosts");
+    let filter = ActivityFilter {
+        cities: vec!["lyon".into()],
+        ..ActivityFilter::default()
+    };
+    for scope in [ReadScope::Public, ReadScope::All] {
+        for descending in [true, false] {
+            let stmt = ActivityRepo::city_page_statement(
+                DatabaseBackend::Postgres,
+                scope,
+                &filter,
+                "lyon",
+                descending,
+                20,
+                None,
+            );
+            let explain = Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                format!("EXPLAIN (ANALYZE, BUFFERS) {}", stmt.sql),
+                stmt.values.map(|v| v.0).unwrap_or_default(),
+            );
+            let plan: Vec<String> = conn
+                .query_all_raw(explain)
+                .await
+                .expect("explain")
+                .iter()
+                .map(|r| r.try_get::<String>("", "QUERY PLAN").expect("plan line"))
+                .collect();
+            let text = plan.join("\n");
+            assert!(text.contains("using city_activities_listing"), "{text}");
+            assert!(!text.contains("Seq Scan on activities"), "{text}");
+            assert!(!text.contains("Seq Scan on city_activities"), "{text}");
+        }
+    }
+    // And the rows are right: lyon's newest first, through the API.
+    let page = ActivityRepo::page(
+        conn,
+        ReadScope::Public,
+        &filter,
+        ActivityOrder::StartDateDesc,
+        5,
+        None,
+    )
+    .await
+    .expect("page");
+    assert_eq!(page.items.len(), 5);
+    assert!(
+        page.items
+            .windows(2)
+            .all(|w| w[0].start_date >= w[1].start_date)
+    );
+    hub.stop().await;
+}
