@@ -571,20 +571,26 @@ impl ActivityRepo {
             first,
             after,
         );
-        let mut models = activity::Entity::find()
-            .from_raw_sql(statement)
-            .all(db)
-            .await?;
-        let has_next = models.len() as u64 > first;
-        models.truncate(first as usize);
-        Ok(Page {
-            items: Self::with_hosts(db, models).await?,
-            has_next,
-        })
+        let rows = db.query_all_raw(statement).await?;
+        let has_next = rows.len() as u64 > first;
+        let mut items = Vec::with_capacity(rows.len().min(first as usize));
+        for row in rows.iter().take(first as usize) {
+            let model = <activity::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
+            let hosts: Option<String> = row.try_get("", "host_ids")?;
+            let hosts = hosts
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|id| id.parse().ok())
+                .collect();
+            items.push(to_activity(model, hosts));
+        }
+        Ok(Page { items, has_next })
     }
 
-    /// The statement of [`Self::page`] for one city by start date (public
-    /// so tests can `EXPLAIN` exactly what runs).
+    /// The statement of [`Self::page`] for one city by start date, the
+    /// page's hosts included (in order, as `host_ids` "1,2,3"): one
+    /// statement. Public so tests can `EXPLAIN` exactly what runs.
     pub fn city_page_statement(
         backend: DatabaseBackend,
         scope: ReadScope,
@@ -598,6 +604,16 @@ impl ActivityRepo {
         let dir = if descending { "DESC" } else { "ASC" };
         sql.text.push_str("SELECT ");
         sql.text.push_str(&ACTIVITY_COLUMNS);
+        sql.text.push_str(match backend {
+            DatabaseBackend::Postgres => {
+                ", (SELECT string_agg(h.city_id::text, ',' ORDER BY h.position) FROM activity_cities h \
+                 WHERE h.activity_id = activities.id AND h.role = 'HOST') AS host_ids"
+            }
+            _ => {
+                ", (SELECT group_concat(city_id) FROM (SELECT h.city_id FROM activity_cities h \
+                 WHERE h.activity_id = activities.id AND h.role = 'HOST' ORDER BY h.position)) AS host_ids"
+            }
+        });
         sql.text
             .push_str(" FROM (SELECT ca.activity_id, ca.start_key FROM city_activities ca WHERE ");
         sql.city_conditions(scope, filter, city);
