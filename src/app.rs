@@ -111,7 +111,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         ws_max_write_buffer: config.http.ws_max_write_buffer_bytes,
         trusted_proxies: config.trusted_proxies()?,
     };
-    let service = GraphqlService::new(schema, auth, db, Arc::new(Metrics::new()), events, settings);
+    let service = GraphqlService::new(schema, auth, db, Arc::new(Metrics::new()), events, settings)
+        .with_cache(config.cache.clone());
     let router = router(service.clone(), config)?;
     Ok(Hub {
         router,
@@ -178,6 +179,7 @@ async fn readyz(State(service): State<GraphqlService>) -> Response {
 
 async fn metrics(State(service): State<GraphqlService>) -> Response {
     let (size, idle) = service.db().pool_stats();
+    service.metrics().set_cache(service.cache().counts());
     let body = service.metrics().render(
         size,
         idle,

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use cityhub_auth::AuthConfig;
 use cityhub_domain::Limits;
-use cityhub_graphql::{ApiSettings, EventSettings, RateLimitSettings};
+use cityhub_graphql::{ApiSettings, CacheSettings, EventSettings, RateLimitSettings};
 use cityhub_storage::DbConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -120,6 +120,8 @@ pub struct Config {
     pub rate_limit: RateLimitSettings,
     /// Logging.
     pub log: LogConfig,
+    /// Read caches, HTTP caching and persisted queries.
+    pub cache: CacheSettings,
 }
 
 /// The sections whose keys `CITYHUB_<SECTION>_<KEY>` variables reach.
@@ -133,6 +135,7 @@ const SECTIONS: &[&str] = &[
     "cors",
     "rate_limit",
     "log",
+    "cache",
 ];
 
 impl Config {
@@ -194,6 +197,9 @@ impl Config {
         }
         if self.api.max_page_size == 0 {
             bail!("api.max_page_size must be at least 1");
+        }
+        if self.cache.max_documents == 0 || self.cache.max_persisted_in_memory == 0 {
+            bail!("cache.max_documents and cache.max_persisted_in_memory must be positive");
         }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             bail!("log.format must be `pretty` or `json`");

@@ -5,6 +5,8 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_initial;
+mod m20261201_000001_city_listing;
+mod m20261201_000002_persisted_queries;
 mod m20261201_000002_stats;
 
 /// Runs cityhub's migrations in order.
@@ -15,6 +17,8 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261127_000001_initial::Migration),
+            Box::new(m20261201_000001_city_listing::Migration),
+            Box::new(m20261201_000002_persisted_queries::Migration),
             Box::new(m20261201_000002_stats::Migration),
         ]
     }

@@ -7,6 +7,7 @@
 )]
 mod support;
 
+mod cache;
 mod cli;
 mod hardening;
 mod publishing;

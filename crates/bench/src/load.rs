@@ -25,6 +25,9 @@ pub struct Req {
     pub body: Bytes,
     /// `Authorization` header value, if any.
     pub authorization: Option<Arc<str>>,
+    /// `If-None-Match` header value: a 304 answer then counts as success.
+    /// (A request without a body is sent as `GET`.)
+    pub if_none_match: Option<Arc<str>>,
 }
 
 /// Builds request number `seq` of worker `worker`.
@@ -96,6 +99,9 @@ async fn send(
     if let Some(auth) = &req.authorization {
         builder = builder.header(hyper::header::AUTHORIZATION, auth.as_ref());
     }
+    if let Some(tag) = &req.if_none_match {
+        builder = builder.header(hyper::header::IF_NONE_MATCH, tag.as_ref());
+    }
     let request = builder.body(Full::new(req.body.clone()))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
@@ -110,8 +116,28 @@ pub async fn get(addr: SocketAddr, path: &'static str) -> anyhow::Result<(u16, B
         path,
         body: Bytes::new(),
         authorization: None,
+        if_none_match: None,
     };
     send(&mut sender, addr, Method::GET, &req).await
+}
+
+/// The `ETag` of a `GET` on a fresh connection.
+pub async fn etag_of(addr: SocketAddr, path: &str) -> anyhow::Result<Option<String>> {
+    let mut sender = connect(addr).await?;
+    sender.ready().await?;
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let tag = response
+        .headers()
+        .get(hyper::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let _ = response.into_body().collect().await?;
+    Ok(tag)
 }
 
 /// One POST on a fresh connection.
@@ -137,6 +163,7 @@ pub async fn graphql(
         path: "/graphql",
         body: body.into(),
         authorization: authorization.map(Arc::from),
+        if_none_match: None,
     };
     let (status, body) = post(addr, &req).await?;
     let value: serde_json::Value = serde_json::from_slice(&body)
@@ -225,7 +252,12 @@ async fn worker_loop(
         let req = make(worker, seq);
         seq += 1;
         let t0 = Instant::now();
-        let result = send(s, addr, Method::POST, &req).await;
+        let method = if req.body.is_empty() {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let result = send(s, addr, method, &req).await;
         let elapsed = t0.elapsed();
         let measured = t0 >= measure_from;
         if measured {
@@ -235,6 +267,11 @@ async fn worker_loop(
         }
         match result {
             Ok((200, body)) if !has_errors(&body) => {
+                if measured {
+                    out.ok += 1;
+                }
+            }
+            Ok((304, _)) if req.if_none_match.is_some() => {
                 if measured {
                     out.ok += 1;
                 }

@@ -94,6 +94,10 @@ enum Command {
         /// Publish: cities publishing at once.
         #[arg(long, default_value_t = 20)]
         publishers: usize,
+        /// Keep the hub's response cache on (`cache.enabled`); off by default,
+        /// so every request reaches the database.
+        #[arg(long)]
+        cache: bool,
     },
     /// Serve the plain-axum baseline listing (started by the `baseline` scenario).
     ServeBaseline {
@@ -150,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
             publishes,
             rate,
             publishers,
+            cache,
         } => {
             let options = run::RunOptions {
                 scenario,
@@ -169,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
                     grace: Duration::from_secs(10),
                 },
                 publishers,
+                cache,
             };
             if run::run(options).await? {
                 Ok(())

@@ -19,6 +19,8 @@ use crate::server::{self, Hub};
 /// Every scenario, in the order `all` runs them (writers last: they add rows).
 pub const ALL: &[&str] = &[
     "listing",
+    "listing-get",
+    "not-modified",
     "detail",
     "overview",
     "search",
@@ -53,6 +55,8 @@ pub struct RunOptions {
     pub fanout: FanoutOptions,
     /// Cities publishing at once in `publish`.
     pub publishers: usize,
+    /// The hub's response cache on.
+    pub cache: bool,
 }
 
 struct Ctx {
@@ -173,7 +177,7 @@ async fn start_hub(options: &RunOptions) -> anyhow::Result<Hub> {
         bail!("give --url of a running hub or --database to start one on");
     };
     if options.in_process || (options.smoke && options.server_bin.is_none()) {
-        return server::spawn_in_process(database).await;
+        return server::spawn_in_process(database, options.cache).await;
     }
     let bin = match &options.server_bin {
         Some(b) => b.clone(),
@@ -181,7 +185,7 @@ async fn start_hub(options: &RunOptions) -> anyhow::Result<Hub> {
             "no `cityhub` binary next to this one: build it (cargo build --release -p cityhub -p cityhub-bench), pass --server-bin, or use --in-process",
         )?,
     };
-    server::spawn_child(&bin, database).await
+    server::spawn_child(&bin, database, options.cache).await
 }
 
 /// Issues a one-hour token for a city (or the secretariat) on the database.
@@ -274,6 +278,8 @@ async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport
     let c = read_concurrency(ctx);
     let make = match name {
         "listing" => scenarios::listing(&ctx.targets),
+        "listing-get" => scenarios::listing_get(&ctx.targets),
+        "not-modified" => scenarios::not_modified(ctx.hub.addr, &ctx.targets).await?,
         "detail" => scenarios::detail(&ctx.targets),
         "overview" => scenarios::overview(),
         "search" => scenarios::search(),
@@ -285,7 +291,29 @@ async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport
     };
     let mut report = base(ctx, name, c);
     report.activities = activities(ctx).await;
+    let before = cache_counts(ctx.hub.addr).await;
     measured(&ctx.hub, c, warmup, duration, make, &mut report).await;
+    let after = cache_counts(ctx.hub.addr).await;
+    // Over warm-up and window: the share of cacheable requests answered
+    // without executing them.
+    let (hits, misses, not_modified) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let served = hits + misses + not_modified;
+    if served > 0.0 {
+        report.extra.insert(
+            "cache_hit_ratio".into(),
+            json!(((hits + not_modified) / served * 1000.0).round() / 1000.0),
+        );
+    }
+    report
+        .extra
+        .insert("cache".into(), json!(ctx.options.cache));
+    if let (Some(srv), Some(load)) = (&report.server, &report.load) {
+        let n = (load.ok + load.errors).max(1) as f64;
+        report.extra.insert(
+            "hub_cpu_us_per_request".into(),
+            json!((srv.cpu_secs / n * 1e6).round()),
+        );
+    }
     if ctx.hub.in_process() {
         report.note = "in-process: srv figures include the load generator".into();
     }
@@ -293,6 +321,22 @@ async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport
         ctx.listing_rps = report.load.as_ref().map(|l| l.throughput());
     }
     Ok(vec![report])
+}
+
+/// The hub's read-cache counters (hits, misses, 304s) from `/metrics`.
+async fn cache_counts(addr: std::net::SocketAddr) -> (f64, f64, f64) {
+    let Ok((200, body)) = load::get(addr, "/metrics").await else {
+        return (0.0, 0.0, 0.0);
+    };
+    let text = String::from_utf8_lossy(&body);
+    let find = |outcome: &str| {
+        let prefix = format!("cityhub_read_cache_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (find("hit"), find("miss"), find("not_modified"))
 }
 
 /// The listing through a plain axum handler, and the hub's figure over it.

@@ -137,6 +137,7 @@ fn rotating(bodies: Vec<Bytes>, authorization: Option<Arc<str>>) -> MakeRequest 
             path: "/graphql",
             body: bodies.get(i as usize).cloned().unwrap_or_default(),
             authorization: authorization.clone(),
+            if_none_match: None,
         }
     })
 }
@@ -151,6 +152,77 @@ pub fn listing(targets: &Targets) -> MakeRequest {
             .collect(),
         None,
     )
+}
+
+/// Percent-encodes a query-string value (unreserved characters kept).
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /graphql?query=…&variables=…` of the listing for each city (leaked:
+/// one short string per city, for the run's lifetime).
+fn listing_paths(targets: &Targets) -> Vec<&'static str> {
+    targets
+        .city_slugs
+        .iter()
+        .map(|s| {
+            let vars = json!({"cities": [s]}).to_string();
+            let path = format!(
+                "/graphql?query={}&variables={}",
+                encode(LISTING),
+                encode(&vars)
+            );
+            &*Box::leak(path.into_boxed_str())
+        })
+        .collect()
+}
+
+/// The listing over `GET` (as a city website or a CDN sends it), rotating
+/// city slugs.
+pub fn listing_get(targets: &Targets) -> MakeRequest {
+    let paths = Arc::new(listing_paths(targets));
+    Arc::new(move |worker, seq| {
+        let n = paths.len().max(1) as u64;
+        let i = (worker as u64 * 7_919 + seq * 31) % n;
+        Req {
+            path: paths.get(i as usize).copied().unwrap_or("/graphql"),
+            body: Bytes::new(),
+            authorization: None,
+            if_none_match: None,
+        }
+    })
+}
+
+/// The listing over `GET` with the `ETag` each city's answer had, rotating
+/// city slugs: every answer is a 304 while the data does not change.
+pub async fn not_modified(addr: SocketAddr, targets: &Targets) -> anyhow::Result<MakeRequest> {
+    let mut prepared = Vec::new();
+    for path in listing_paths(targets) {
+        let tag = crate::load::etag_of(addr, path)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no ETag on GET {path}"))?;
+        prepared.push((path, Arc::<str>::from(tag)));
+    }
+    let prepared = Arc::new(prepared);
+    Ok(Arc::new(move |worker, seq| {
+        let n = prepared.len().max(1) as u64;
+        let i = (worker as u64 * 7_919 + seq * 31) % n;
+        let (path, tag) = prepared[i as usize].clone();
+        Req {
+            path,
+            body: Bytes::new(),
+            authorization: None,
+            if_none_match: Some(tag),
+        }
+    }))
 }
 
 /// The activity page, rotating activity slugs.
@@ -212,6 +284,7 @@ pub fn publish(tokens: Vec<(String, Arc<str>)>, marker: String) -> MakeRequest {
             path: "/graphql",
             body: body(PUBLISH, json!({"input": input})),
             authorization: Some(token.clone()),
+            if_none_match: None,
         }
     })
 }

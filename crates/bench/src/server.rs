@@ -162,7 +162,7 @@ pub fn default_server_bin() -> Option<PathBuf> {
 }
 
 /// Starts `bin serve` on `database`, on a free port, and waits until it answers.
-pub async fn spawn_child(bin: &Path, database: &str) -> anyhow::Result<Hub> {
+pub async fn spawn_child(bin: &Path, database: &str, cache: bool) -> anyhow::Result<Hub> {
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let mut command = Command::new(bin);
@@ -172,11 +172,16 @@ pub async fn spawn_child(bin: &Path, database: &str) -> anyhow::Result<Hub> {
         .env("CITYHUB_DATABASE_URL", database)
         .env("CITYHUB_LISTEN", addr.to_string())
         .env("CITYHUB_LOG_FILTER", "warn")
+        .env("CITYHUB_CACHE_ENABLED", cache.to_string())
         .env_remove("RUST_LOG");
     start(
         command,
         addr,
-        format!("child process: {} serve", bin.display()),
+        format!(
+            "child process: {} serve (cache {})",
+            bin.display(),
+            if cache { "on" } else { "off" }
+        ),
     )
     .await
 }
@@ -223,8 +228,9 @@ async fn start(mut command: Command, addr: SocketAddr, describe: String) -> anyh
 }
 
 /// Starts a hub in this process on `database`.
-pub async fn spawn_in_process(database: &str) -> anyhow::Result<Hub> {
+pub async fn spawn_in_process(database: &str, cache: bool) -> anyhow::Result<Hub> {
     let mut config = cityhub::config::Config::defaults();
+    config.cache.enabled = cache;
     config.listen = "127.0.0.1:0".into();
     config.database.url = database.to_owned();
     let running = cityhub::app::spawn(&config).await?;

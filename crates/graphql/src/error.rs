@@ -38,6 +38,10 @@ pub enum Code {
     ServiceUnavailable,
     /// Anything else.
     InternalServerError,
+    /// A persisted query's hash is unknown: send the document with it once.
+    PersistedQueryNotFound,
+    /// Persisted queries are switched off (`cache.persisted_queries`).
+    PersistedQueryNotSupported,
 }
 
 impl Code {
@@ -58,6 +62,8 @@ impl Code {
             Code::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Code::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Code::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Code::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
         }
     }
 }

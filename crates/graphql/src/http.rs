@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Value};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
@@ -18,6 +18,7 @@ use cityhub_storage::Db;
 use serde_json::json;
 
 use crate::auth::{AuthFailure, Authenticator, Principal};
+use crate::cache::{CacheSettings, ReadCache, Visibility};
 use crate::error::Code;
 use crate::guard::ClientAddr;
 use crate::loaders::Loaders;
@@ -83,6 +84,7 @@ pub struct GraphqlService {
     pub(crate) events: Arc<EventBus>,
     pub(crate) settings: HttpSettings,
     pub(crate) public_read: bool,
+    pub(crate) cache: Arc<ReadCache>,
 }
 
 impl GraphqlService {
@@ -104,7 +106,20 @@ impl GraphqlService {
             events,
             settings,
             public_read,
+            cache: Arc::new(ReadCache::new(CacheSettings::default())),
         }
+    }
+
+    /// Replaces the read caches with empty ones under `settings`.
+    #[must_use]
+    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
+        self.cache = Arc::new(ReadCache::new(settings));
+        self
+    }
+
+    /// The read caches (documents, responses, persisted queries).
+    pub fn cache(&self) -> &ReadCache {
+        &self.cache
     }
 
     /// The schema.
@@ -238,18 +253,130 @@ fn is_request_error(err: &ServerError) -> bool {
     )
 }
 
-/// Runs a request and renders its response.
+fn visibility_of(principal: Option<&Principal>) -> Visibility {
+    match principal.map(|p| &p.actor) {
+        None | Some(cityhub_domain::Actor::Anonymous) => Visibility::Anonymous,
+        Some(cityhub_domain::Actor::City { id, .. }) => Visibility::City(*id),
+        Some(cityhub_domain::Actor::Secretariat) => Visibility::Secretariat,
+    }
+}
+
+fn method_not_allowed() -> Response {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::GraphqlValidationFailed,
+        "mutations and subscriptions are not allowed over GET; use POST (or a WebSocket for subscriptions)",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+/// Adds `ETag` and `Cache-Control` to a `GET` answer.
+fn http_cache_headers(response: &mut Response, tag: &str, cache_control: &str) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(cache_control) {
+        response.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    response.headers_mut().insert(
+        header::VARY,
+        HeaderValue::from_static("Authorization, Accept"),
+    );
+}
+
+/// Runs a request and renders its response: persisted query resolution,
+/// the parsed-document cache, then (for token-independent queries) the
+/// response cache and, over `GET`, `ETag`/`If-None-Match`.
 async fn execute(
     svc: &GraphqlService,
     parts: &axum::http::request::Parts,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
+    get: bool,
 ) -> Response {
     let headers = &parts.headers;
     let principal = match principal_of(&svc.auth, headers).await {
         Ok(p) => p,
         Err(response) => return response,
     };
+    if let Err(response) = crate::persisted::resolve(svc, &mut request).await {
+        return response;
+    }
+    let document = svc.cache.document(&request.query);
     let operation = request.operation_name.clone();
+    if get
+        && document.as_deref().is_some_and(|d| {
+            matches!(
+                crate::cache::operation_type(d, operation.as_deref()),
+                Some(OperationType::Mutation | OperationType::Subscription)
+            )
+        })
+    {
+        return method_not_allowed();
+    }
+    let cacheable = document
+        .as_deref()
+        .is_some_and(|d| crate::cache::cacheable(d, operation.as_deref()));
+    let settings = svc.cache.settings();
+    let wants_version = cacheable && (get || settings.enabled);
+    let version = if wants_version {
+        svc.cache.version(&svc.db).await
+    } else {
+        None
+    };
+    let key = version.map(|_| {
+        crate::cache::response_key(
+            &request.query,
+            operation.as_deref(),
+            &request.variables,
+            visibility_of(principal.as_ref()),
+        )
+    });
+    let cache_control = if principal.is_some() {
+        settings.cache_control_private.as_str()
+    } else {
+        settings.cache_control.as_str()
+    };
+    let content_type = if wants_graphql_response(headers) {
+        GRAPHQL_RESPONSE
+    } else {
+        "application/json"
+    };
+    let tag = match (get, version, &key) {
+        (true, Some(v), Some(k)) => Some(crate::cache::etag(v, k)),
+        _ => None,
+    };
+    if let Some(tag) = &tag {
+        let matched = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| crate::cache::matches_etag(v, tag));
+        if matched {
+            svc.cache
+                .stats
+                .not_modified
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            http_cache_headers(&mut response, tag, cache_control);
+            return response;
+        }
+    }
+    if let (Some(v), Some(k)) = (version, &key)
+        && let Some(body) = svc.cache.get(k, v)
+    {
+        svc.metrics.observe(operation.as_deref(), true, 0.0);
+        let mut response =
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+        if let Some(tag) = &tag {
+            http_cache_headers(&mut response, tag, cache_control);
+        }
+        return response;
+    }
+    if let Some(doc) = &document {
+        request.set_parsed_query(ExecutableDocument::clone(doc));
+    }
     let mut request = request
         .data(RequestCtx { principal })
         .data(Loaders::new(&svc.db));
@@ -295,7 +422,6 @@ async fn execute(
         .errors
         .iter()
         .any(|e| code_of(e) == Some(Code::ServiceUnavailable.as_str()));
-    let graphql_response = wants_graphql_response(headers);
     let mut retry_after = None;
     let status = if let (false, Some(err)) = (executed, rate_limited) {
         retry_after = match err.extensions.as_ref().and_then(|e| e.get("retryAfter")) {
@@ -306,25 +432,28 @@ async fn execute(
         StatusCode::TOO_MANY_REQUESTS
     } else if unavailable {
         retry_after = UNAVAILABLE_RETRY_AFTER.parse().ok();
-        if graphql_response {
+        if content_type == GRAPHQL_RESPONSE {
             StatusCode::SERVICE_UNAVAILABLE
         } else {
             StatusCode::OK
         }
-    } else if request_error && graphql_response {
+    } else if request_error && content_type == GRAPHQL_RESPONSE {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let content_type = if graphql_response {
-        GRAPHQL_RESPONSE
-    } else {
-        "application/json"
-    };
+    let ok = response.errors.is_empty();
     match serde_json::to_vec(&response) {
         Ok(body) => {
+            let body = Bytes::from(body);
+            if ok && let (Some(v), Some(k)) = (version, key) {
+                svc.cache.put(k, v, body.clone());
+            }
             let mut response =
                 (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+            if ok && let Some(tag) = &tag {
+                http_cache_headers(&mut response, tag, cache_control);
+            }
             if let Some(secs) = retry_after {
                 response
                     .headers_mut()
@@ -344,7 +473,9 @@ async fn execute(
 }
 
 /// Which kind of operation a document would run (`None` if it does not parse).
+#[cfg(test)]
 fn operation_type(query: &str, name: Option<&str>) -> Option<OperationType> {
+    use async_graphql::parser::types::DocumentOperations;
     let doc = async_graphql::parser::parse_query(query).ok()?;
     match (&doc.operations, name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
@@ -377,7 +508,26 @@ pub async fn graphql_get(State(svc): State<GraphqlService>, request: Request) ->
                 );
             }
         };
-    let Some(query) = params.get("query") else {
+    let extensions = match params.get("extensions").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(text) => match serde_json::from_str::<async_graphql::Extensions>(text) {
+            Ok(ext) => Some(ext),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    Code::GraphqlParseFailed,
+                    "`extensions` is not valid JSON",
+                );
+            }
+        },
+    };
+    let empty = String::new();
+    let query = match params.get("query") {
+        Some(q) => Some(q),
+        None if extensions.is_some() => Some(&empty),
+        None => None,
+    };
+    let Some(query) = query else {
         let html = parts
             .headers
             .get(header::ACCEPT)
@@ -396,21 +546,10 @@ pub async fn graphql_get(State(svc): State<GraphqlService>, request: Request) ->
         .get("operationName")
         .filter(|n| !n.is_empty())
         .cloned();
-    if matches!(
-        operation_type(query, operation_name.as_deref()),
-        Some(OperationType::Mutation | OperationType::Subscription)
-    ) {
-        let mut response = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            Code::GraphqlValidationFailed,
-            "mutations and subscriptions are not allowed over GET; use POST (or a WebSocket for subscriptions)",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
-    }
     let mut request = async_graphql::Request::new(query.clone());
+    if let Some(ext) = extensions {
+        request.extensions = ext;
+    }
     if let Some(name) = operation_name {
         request = request.operation_name(name);
     }
@@ -426,7 +565,7 @@ pub async fn graphql_get(State(svc): State<GraphqlService>, request: Request) ->
             }
         }
     }
-    execute(&svc, &parts, request).await
+    execute(&svc, &parts, request, true).await
 }
 
 /// `POST /graphql`: a JSON GraphQL request.
@@ -473,7 +612,7 @@ pub async fn graphql_post(State(svc): State<GraphqlService>, request: Request) -
             );
         }
     };
-    execute(&svc, &parts, request).await
+    execute(&svc, &parts, request, false).await
 }
 
 /// The Content-Security-Policy GraphiQL is served under.

@@ -3,6 +3,7 @@
 //! authentication, per-request DataLoaders and metrics.
 
 pub mod auth;
+pub mod cache;
 pub mod enums;
 pub mod error;
 pub mod guard;
@@ -12,6 +13,7 @@ pub mod loaders;
 pub mod metrics;
 pub mod mutation;
 pub mod objects;
+pub mod persisted;
 pub mod query;
 pub mod scalars;
 pub mod schema;
@@ -20,6 +22,7 @@ pub mod subscription;
 pub mod ws;
 
 pub use auth::{Authenticator, Principal};
+pub use cache::CacheSettings;
 pub use guard::{ClientAddr, Limiters, RateLimitSettings};
 pub use http::{GraphqlService, HttpSettings};
 pub use metrics::Metrics;

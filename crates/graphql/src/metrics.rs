@@ -34,6 +34,35 @@ pub struct Metrics {
     queries: Counter<u64, AtomicU64>,
     subscribers: Gauge,
     operations: Mutex<HashSet<String>>,
+    cache: Family<CacheLabels, Counter>,
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
+}
+
+/// Labels of a read-cache outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit`, `miss`, `not_modified`, `document_hit` or `version_query`.
+    pub outcome: String,
+}
+
+/// What the read caches counted, for [`Metrics::set_cache`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheCounts {
+    /// Responses served from the cache.
+    pub hits: u64,
+    /// Cacheable requests executed.
+    pub misses: u64,
+    /// 304 answers.
+    pub not_modified: u64,
+    /// Parsed documents reused.
+    pub document_hits: u64,
+    /// Data version queries run.
+    pub version_queries: u64,
+    /// Bytes the response cache holds.
+    pub bytes: usize,
+    /// Entries the response cache holds.
+    pub entries: usize,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,7 +113,28 @@ impl Metrics {
             "Active activityEvents subscriptions",
             subscribers.clone(),
         );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "read_cache",
+            "Read cache outcomes (hit, miss, not_modified, document_hit, version_query)",
+            cache.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "read_cache_bytes",
+            "Bytes held by the response cache",
+            cache_bytes.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "read_cache_entries",
+            "Responses held by the response cache",
+            cache_entries.clone(),
+        );
         Self {
+            cache,
+            cache_bytes,
+            cache_entries,
             registry,
             requests,
             latency,
@@ -124,6 +174,29 @@ impl Metrics {
             })
             .inc();
         self.latency.observe(seconds);
+    }
+
+    /// Brings the read-cache metrics up to these totals.
+    pub fn set_cache(&self, counts: CacheCounts) {
+        for (outcome, total) in [
+            ("hit", counts.hits),
+            ("miss", counts.misses),
+            ("not_modified", counts.not_modified),
+            ("document_hit", counts.document_hits),
+            ("version_query", counts.version_queries),
+        ] {
+            let counter = self.cache.get_or_create(&CacheLabels {
+                outcome: outcome.to_owned(),
+            });
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
+        self.cache_bytes
+            .set(i64::try_from(counts.bytes).unwrap_or(i64::MAX));
+        self.cache_entries
+            .set(i64::try_from(counts.entries).unwrap_or(i64::MAX));
     }
 
     /// Renders the text exposition, after refreshing the sampled gauges.

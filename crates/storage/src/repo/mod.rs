@@ -7,8 +7,10 @@ pub mod audit;
 pub mod bulk;
 pub mod city;
 pub mod events;
+pub mod persisted;
 pub mod stats;
 pub mod tokens;
+pub mod version;
 
 use sea_orm::{DatabaseBackend, Value};
 

@@ -1,0 +1,115 @@
+//! Apollo's automatic persisted queries: a request may carry
+//! `extensions.persistedQuery { version: 1, sha256Hash }` instead of its
+//! document. An unknown hash answers `PERSISTED_QUERY_NOT_FOUND`; the client
+//! then sends the document with the hash once, the hub checks the hash and
+//! stores the document in the database, where every instance finds it.
+
+use async_graphql::Value;
+use axum::http::StatusCode;
+use axum::response::Response;
+use cityhub_storage::repo::persisted::PersistedQueryRepo;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::Code;
+use crate::http::{GraphqlService, error_response};
+
+/// The SHA-256 of a document, in lowercase hex.
+pub fn sha256_hex(query: &str) -> String {
+    Sha256::digest(query.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The answer to an unknown hash, as Apollo clients expect it (status 200,
+/// so they retry with the document).
+fn not_found() -> Response {
+    let body = json!({ "errors": [{
+        "message": "PersistedQueryNotFound",
+        "extensions": { "code": Code::PersistedQueryNotFound.as_str() }
+    }] });
+    axum::response::IntoResponse::into_response(axum::Json(body))
+}
+
+/// Resolves the request's persisted query, if it names one: fills in the
+/// document from its hash, or registers the document sent with its hash.
+/// Returns the response to send instead when it cannot.
+pub async fn resolve(
+    svc: &GraphqlService,
+    request: &mut async_graphql::Request,
+) -> Result<(), Response> {
+    let Some(ext) = request.extensions.get("persistedQuery") else {
+        return Ok(());
+    };
+    if !svc.cache.settings().persisted_queries {
+        let body = json!({ "errors": [{
+            "message": "PersistedQueryNotSupported",
+            "extensions": { "code": Code::PersistedQueryNotSupported.as_str() }
+        }] });
+        return Err(axum::response::IntoResponse::into_response(axum::Json(
+            body,
+        )));
+    }
+    let hash = match ext {
+        Value::Object(o) => match (o.get("version"), o.get("sha256Hash")) {
+            (Some(Value::Number(v)), Some(Value::String(h)))
+                if v.as_i64() == Some(1)
+                    && h.len() == 64
+                    && h.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                h.to_ascii_lowercase()
+            }
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    if hash.is_empty() {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "extensions.persistedQuery must be { version: 1, sha256Hash: <64 hex digits> }",
+        ));
+    }
+    if request.query.is_empty() {
+        if let Some(query) = svc.cache.persisted(&hash) {
+            request.query = query.to_string();
+            return Ok(());
+        }
+        return match PersistedQueryRepo::find(svc.db.conn(), &hash).await {
+            Ok(Some(query)) => {
+                svc.cache.remember_persisted(&hash, &query);
+                request.query = query;
+                Ok(())
+            }
+            Ok(None) => Err(not_found()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a persisted query");
+                Err(error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Code::InternalServerError,
+                    "the database is unavailable; retry shortly",
+                ))
+            }
+        };
+    }
+    if sha256_hex(&request.query) != hash {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query",
+        ));
+    }
+    if svc.cache.persisted(&hash).is_none() {
+        // Only documents that parse are kept.
+        if svc.cache.document(&request.query).is_none() {
+            return Ok(());
+        }
+        if let Err(e) = PersistedQueryRepo::insert(svc.db.conn(), &hash, &request.query).await {
+            tracing::warn!(error = %e, "cannot store a persisted query");
+            return Ok(());
+        }
+        svc.cache.remember_persisted(&hash, &request.query);
+    }
+    Ok(())
+}
