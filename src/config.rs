@@ -107,11 +107,13 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// City-website endpoints: calendars, feeds, pages, widget.
+    pub web: cityhub_web::WebSettings,
 }
 
 /// The sections whose keys `CITYHUB_<SECTION>_<KEY>` variables reach.
 const SECTIONS: &[&str] = &[
-    "database", "auth", "api", "limits", "events", "http", "cors", "log",
+    "database", "auth", "api", "limits", "events", "http", "cors", "log", "web",
 ];
 
 impl Config {
@@ -170,6 +172,16 @@ impl Config {
         }
         if self.http.body_limit_bytes < 1024 {
             bail!("http.body_limit_bytes must be at least 1024");
+        }
+        if self.web.calendar_max_events == 0 || self.web.feed_max_entries == 0 {
+            bail!("web.calendar_max_events and web.feed_max_entries must be at least 1");
+        }
+        let public_url = &self.api.public_url;
+        if !(public_url.is_empty()
+            || public_url.starts_with("http://")
+            || public_url.starts_with("https://"))
+        {
+            bail!("api.public_url must start with http:// or https:// (or be empty)");
         }
         if self.api.max_page_size == 0 {
             bail!("api.max_page_size must be at least 1");

@@ -7,9 +7,16 @@
 )]
 mod support;
 
+#[allow(
+    dead_code,
+    reason = "the browser harness serves every browser test; not each uses all of it"
+)]
+mod browser;
+
 mod cli;
 mod publishing;
 mod read_api;
 mod resilience;
 mod subscriptions;
 mod tokens;
+mod web;
