@@ -277,6 +277,7 @@ pub async fn run(
             path: "/graphql",
             body: body.into(),
             authorization: Some(publish_token.clone()),
+            get: None,
         };
         let sent_at = sent_at.clone();
         let latency = publish_latency.clone();

@@ -25,6 +25,8 @@ pub struct Req {
     pub body: Bytes,
     /// `Authorization` header value, if any.
     pub authorization: Option<Arc<str>>,
+    /// A path to GET instead of POSTing `body` to `path` (calendars, feeds).
+    pub get: Option<Arc<str>>,
 }
 
 /// Builds request number `seq` of worker `worker`.
@@ -88,7 +90,7 @@ async fn send(
     sender.ready().await?;
     let mut builder = Request::builder()
         .method(method)
-        .uri(req.path)
+        .uri(req.get.as_deref().unwrap_or(req.path))
         .header(hyper::header::HOST, addr.to_string());
     if !req.body.is_empty() {
         builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -110,6 +112,7 @@ pub async fn get(addr: SocketAddr, path: &'static str) -> anyhow::Result<(u16, B
         path,
         body: Bytes::new(),
         authorization: None,
+        get: None,
     };
     send(&mut sender, addr, Method::GET, &req).await
 }
@@ -137,6 +140,7 @@ pub async fn graphql(
         path: "/graphql",
         body: body.into(),
         authorization: authorization.map(Arc::from),
+        get: None,
     };
     let (status, body) = post(addr, &req).await?;
     let value: serde_json::Value = serde_json::from_slice(&body)
@@ -225,7 +229,12 @@ async fn worker_loop(
         let req = make(worker, seq);
         seq += 1;
         let t0 = Instant::now();
-        let result = send(s, addr, Method::POST, &req).await;
+        let method = if req.get.is_some() {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let result = send(s, addr, method, &req).await;
         let elapsed = t0.elapsed();
         let measured = t0 >= measure_from;
         if measured {
