@@ -816,3 +816,44 @@ async fn graphiql_loads_and_runs_a_query_in_chromium() {
     );
     browser.close().await;
 }
+
+/// `web.calendar_max_events` and `web.feed_max_entries` bound the answers
+/// (the latest by start date, the latest changed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendar_and_feed_sizes_are_bounded_by_config() {
+    let hub = TestHub::start_with(Backend::Sqlite, |c| {
+        c.web.calendar_max_events = 2;
+        c.web.feed_max_entries = 3;
+    })
+    .await;
+    let (_, _, text) = get(&hub, "/calendar.ics", &[]).await;
+    let events = by_url(&parse_calendar(&text));
+    assert_eq!(
+        events.keys().collect::<Vec<_>>(),
+        vec![
+            "annual-meeting-2024-braga",
+            "annual-meeting-2025-enghien-les-bains"
+        ],
+        "the two latest by start date"
+    );
+    let (_, _, text) = get(&hub, "/feeds/activities.atom", &[]).await;
+    let feed = feed_rs::parser::parse(text.as_bytes()).expect("valid");
+    assert_eq!(feed.entries.len(), 3);
+}
+
+/// The `[web]` limits and `api.public_url` are checked at start-up.
+#[test]
+fn web_settings_are_validated() {
+    let mut config = cityhub::config::Config::defaults();
+    assert!(config.validate().is_ok());
+    config.web.feed_max_entries = 0;
+    assert!(config.validate().is_err());
+    let mut config = cityhub::config::Config::defaults();
+    config.web.calendar_max_events = 0;
+    assert!(config.validate().is_err());
+    let mut config = cityhub::config::Config::defaults();
+    config.api.public_url = "hub.example.org".into();
+    assert!(config.validate().is_err());
+    config.api.public_url = "https://hub.example.org".into();
+    assert!(config.validate().is_ok());
+}
