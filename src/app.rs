@@ -152,7 +152,13 @@ pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(cityhub_dashboard::routes())
-        .with_state(service)
+        .with_state(service.clone())
+        .merge(cityhub_web::router(cityhub_web::WebState {
+            service,
+            settings: config.web.clone(),
+            public_url: config.api.public_url.clone(),
+            limits: config.limits.clone(),
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.http.request_timeout_secs.max(1)),

@@ -122,6 +122,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Read caches, HTTP caching and persisted queries.
     pub cache: CacheSettings,
+    /// City-website endpoints: calendars, feeds, pages, widget.
+    pub web: cityhub_web::WebSettings,
 }
 
 /// The sections whose keys `CITYHUB_<SECTION>_<KEY>` variables reach.
@@ -136,6 +138,7 @@ const SECTIONS: &[&str] = &[
     "rate_limit",
     "log",
     "cache",
+    "web",
 ];
 
 impl Config {
@@ -194,6 +197,16 @@ impl Config {
         }
         if self.http.body_limit_bytes < 1024 {
             bail!("http.body_limit_bytes must be at least 1024");
+        }
+        if self.web.calendar_max_events == 0 || self.web.feed_max_entries == 0 {
+            bail!("web.calendar_max_events and web.feed_max_entries must be at least 1");
+        }
+        let public_url = &self.api.public_url;
+        if !(public_url.is_empty()
+            || public_url.starts_with("http://")
+            || public_url.starts_with("https://"))
+        {
+            bail!("api.public_url must start with http:// or https:// (or be empty)");
         }
         if self.api.max_page_size == 0 {
             bail!("api.max_page_size must be at least 1");

@@ -620,7 +620,12 @@ async fn city_listing_plan_holds_without_statistics() {
     if !crate::support::pg_available().await {
         return;
     }
-    let hub = TestHub::start(Backend::Postgres).await;
+    // 30,000 rows through every trigger (listing index, kept counts) can
+    // outlast the default statement timeout on a loaded machine.
+    let hub = TestHub::start_with(Backend::Postgres, |c| {
+        c.database.statement_timeout_secs = 600;
+    })
+    .await;
     let conn = hub.db.conn();
     for table in ["activities", "activity_cities", "city_activities"] {
         conn.execute_unprepared(&format!(

@@ -7,6 +7,12 @@
 )]
 mod support;
 
+#[allow(
+    dead_code,
+    reason = "the browser harness serves every browser test; not each uses all of it"
+)]
+mod browser;
+
 mod cache;
 mod cli;
 mod hardening;
@@ -16,3 +22,4 @@ mod resilience;
 mod stats;
 mod subscriptions;
 mod tokens;
+mod web;

@@ -278,6 +278,7 @@ pub async fn run(
             body: body.into(),
             authorization: Some(publish_token.clone()),
             if_none_match: None,
+            get: None,
         };
         let sent_at = sent_at.clone();
         let latency = publish_latency.clone();

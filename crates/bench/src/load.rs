@@ -28,6 +28,8 @@ pub struct Req {
     /// `If-None-Match` header value: a 304 answer then counts as success.
     /// (A request without a body is sent as `GET`.)
     pub if_none_match: Option<Arc<str>>,
+    /// A path to GET instead of POSTing `body` to `path` (calendars, feeds).
+    pub get: Option<Arc<str>>,
 }
 
 /// Builds request number `seq` of worker `worker`.
@@ -91,7 +93,7 @@ async fn send(
     sender.ready().await?;
     let mut builder = Request::builder()
         .method(method)
-        .uri(req.path)
+        .uri(req.get.as_deref().unwrap_or(req.path))
         .header(hyper::header::HOST, addr.to_string());
     if !req.body.is_empty() {
         builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -117,6 +119,7 @@ pub async fn get(addr: SocketAddr, path: &'static str) -> anyhow::Result<(u16, B
         body: Bytes::new(),
         authorization: None,
         if_none_match: None,
+        get: None,
     };
     send(&mut sender, addr, Method::GET, &req).await
 }
@@ -164,6 +167,7 @@ pub async fn graphql(
         body: body.into(),
         authorization: authorization.map(Arc::from),
         if_none_match: None,
+        get: None,
     };
     let (status, body) = post(addr, &req).await?;
     let value: serde_json::Value = serde_json::from_slice(&body)
@@ -252,7 +256,7 @@ async fn worker_loop(
         let req = make(worker, seq);
         seq += 1;
         let t0 = Instant::now();
-        let method = if req.body.is_empty() {
+        let method = if req.body.is_empty() || req.get.is_some() {
             Method::GET
         } else {
             Method::POST

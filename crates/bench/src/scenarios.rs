@@ -138,6 +138,7 @@ fn rotating(bodies: Vec<Bytes>, authorization: Option<Arc<str>>) -> MakeRequest 
             body: bodies.get(i as usize).cloned().unwrap_or_default(),
             authorization: authorization.clone(),
             if_none_match: None,
+            get: None,
         }
     })
 }
@@ -197,6 +198,7 @@ pub fn listing_get(targets: &Targets) -> MakeRequest {
             body: Bytes::new(),
             authorization: None,
             if_none_match: None,
+            get: None,
         }
     })
 }
@@ -221,6 +223,7 @@ pub async fn not_modified(addr: SocketAddr, targets: &Targets) -> anyhow::Result
             body: Bytes::new(),
             authorization: None,
             if_none_match: Some(tag),
+            get: None,
         }
     }))
 }
@@ -285,6 +288,47 @@ pub fn publish(tokens: Vec<(String, Arc<str>)>, marker: String) -> MakeRequest {
             body: body(PUBLISH, json!({"input": input})),
             authorization: Some(token.clone()),
             if_none_match: None,
+            get: None,
         }
     })
+}
+
+/// GETs rotating paths (calendars, feeds); workers start at different places.
+fn rotating_get(paths: Vec<Arc<str>>) -> MakeRequest {
+    let paths = Arc::new(paths);
+    Arc::new(move |worker, seq| {
+        let n = paths.len().max(1) as u64;
+        let i = (worker as u64 * 7_919 + seq * 31) % n;
+        Req {
+            path: "/",
+            body: Bytes::new(),
+            authorization: None,
+            if_none_match: None,
+            get: paths.get(i as usize).cloned(),
+        }
+    })
+}
+
+/// A city website's calendar subscription: `GET /cities/{slug}/calendar.ics`,
+/// rotating city slugs.
+pub fn calendar(targets: &Targets) -> MakeRequest {
+    rotating_get(
+        targets
+            .city_slugs
+            .iter()
+            .map(|s| Arc::from(format!("/cities/{s}/calendar.ics").as_str()))
+            .collect(),
+    )
+}
+
+/// A city website's feed import: `GET /cities/{slug}/feed.atom`, rotating
+/// city slugs.
+pub fn feed(targets: &Targets) -> MakeRequest {
+    rotating_get(
+        targets
+            .city_slugs
+            .iter()
+            .map(|s| Arc::from(format!("/cities/{s}/feed.atom").as_str()))
+            .collect(),
+    )
 }

@@ -7,6 +7,7 @@ pub mod chars;
 pub mod city;
 pub mod enums;
 pub mod error;
+pub mod jsonld;
 pub mod limits;
 pub mod policy;
 pub mod records;

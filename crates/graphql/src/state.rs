@@ -34,6 +34,11 @@ pub struct ApiSettings {
     pub network_name: String,
     /// The network's founding year.
     pub founded_year: i32,
+    /// The hub's public base URL (`https://hub.example.org`), used for
+    /// absolute links: activity pages, JSON-LD (`Activity.jsonLd`), feeds.
+    /// Empty: pages and feeds use each request's `Host`, and
+    /// `Activity.jsonLd` uses root-relative URLs.
+    pub public_url: String,
 }
 
 impl Default for ApiSettings {
@@ -47,6 +52,7 @@ impl Default for ApiSettings {
             max_entities: 100,
             network_name: "UNESCO Creative Cities Network".into(),
             founded_year: 2004,
+            public_url: String::new(),
         }
     }
 }

@@ -225,6 +225,29 @@ impl ActivityObject {
     async fn cancel_reason(&self) -> Option<&str> {
         self.activity.cancel_reason.as_deref()
     }
+
+    /// This activity as schema.org `Event` JSON-LD, as its page `/activities/{slug}` embeds it (dates at their known precision). URLs are absolute when the hub's `api.public_url` is set, root-relative otherwise.
+    async fn json_ld(&self, ctx: &Context<'_>) -> Result<async_graphql::Json<serde_json::Value>> {
+        let mut ids: Vec<d::CityId> = self.activity.hosts.clone();
+        ids.extend(self.activity.venue_city_id);
+        let cities: std::collections::HashMap<d::CityId, d::City> = self
+            .cities(ctx, &ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.0.id, c.0))
+            .collect();
+        let documents = self.documents(ctx).await?;
+        let documents: Vec<d::Document> = documents.into_iter().map(|doc| doc.0).collect();
+        let base = &crate::state::hub(ctx).settings.public_url;
+        Ok(async_graphql::Json(d::jsonld::event_json_ld(
+            &self.activity,
+            d::jsonld::JsonLdContext {
+                base_url: base,
+                cities: &cities,
+                documents: &documents,
+            },
+        )))
+    }
 }
 
 /// A document attached to an activity: a communiqué, a publication, a programme, a report, a website.

@@ -1,0 +1,130 @@
+/*! cityhub embeddable widget: upcoming activities of the UNESCO Creative
+ * Cities Network, or of one city, for any web page.
+ *
+ *   <a href="https://HUB/cities/lyon/calendar.ics" data-cityhub-fallback>Lyon's activities</a>
+ *   <script src="https://HUB/embed.js" data-city="lyon" data-limit="5"></script>
+ *
+ * Attributes: data-city (slug), data-limit (1-20, default 5), data-field
+ * and data-kind (as in GraphQL, e.g. MUSIC, ANNUAL_MEETING), data-from
+ * (YYYY-MM-DD, default today), data-lang (default the page's lang), data-hub
+ * (the hub's origin, default where this script came from).
+ *
+ * No framework and no request to any host but the hub (one GET /graphql).
+ * The list lives in a shadow root, so host styles do not leak in or out;
+ * its styles are a constructed stylesheet, which a strict host CSP that
+ * allows the hub's origin for scripts and connections does not block.
+ * When the hub cannot be reached, the widget leaves (or adds) a plain link.
+ * The script element's data-cityhub-state becomes "ready" or "unreachable".
+ */
+(function () {
+  'use strict';
+  var script = document.currentScript;
+  if (!script || !script.parentNode) { return; }
+  var attr = function (name) { return (script.getAttribute('data-' + name) || '').trim(); };
+  var hub;
+  try { hub = new URL(attr('hub') || script.src, location.href).origin; } catch (e) { return; }
+  var city = attr('city');
+  var limit = Math.min(20, Math.max(1, parseInt(attr('limit'), 10) || 5));
+  var lang = attr('lang') || document.documentElement.lang || 'en';
+  var today = new Date();
+  var from = /^\d{4}-\d{2}-\d{2}$/.test(attr('from')) ? attr('from')
+    : today.getFullYear() + '-' + pad(today.getMonth() + 1) + '-' + pad(today.getDate());
+  var fallback = script.previousElementSibling;
+  if (fallback && !fallback.hasAttribute('data-cityhub-fallback')) { fallback = null; }
+  var calendarUrl = hub + (city ? '/cities/' + encodeURIComponent(city) : '') + '/calendar.ics';
+
+  function pad(n) { return (n < 10 ? '0' : '') + n; }
+  function el(tag, props, text) {
+    var node = document.createElement(tag);
+    Object.keys(props || {}).forEach(function (k) { node.setAttribute(k, props[k]); });
+    if (text) { node.textContent = text; }
+    return node;
+  }
+  function insert(node) { script.parentNode.insertBefore(node, script.nextSibling); }
+
+  function plainLink() {
+    script.setAttribute('data-cityhub-state', 'unreachable');
+    if (fallback) { return; }
+    insert(el('a', { href: calendarUrl, 'class': 'cityhub-fallback' },
+      city ? 'Activities of ' + city + ' (UNESCO Creative Cities Network)'
+        : 'UNESCO Creative Cities Network activities'));
+  }
+
+  function when(a) {
+    if (!a.startDate) { return ''; }
+    var p = a.startDate.split('-');
+    var d = new Date(Date.UTC(+p[0], +p[1] - 1, +p[2]));
+    var opts = { timeZone: 'UTC', year: 'numeric' };
+    if (a.datePrecision === 'YEAR') { return p[0]; }
+    opts.month = 'long';
+    if (a.datePrecision === 'DAY') { opts.day = 'numeric'; }
+    try { return new Intl.DateTimeFormat(lang, opts).format(d); } catch (e) { return a.startDate; }
+  }
+
+  var CSS = ':host{all:initial;display:block;font:1rem/1.45 system-ui,sans-serif;color:#1a1a1a}' +
+    'section{border:1px solid #c8c8c8;border-radius:6px;padding:.75rem 1rem;background:#fff}' +
+    'h2{font-size:1.05rem;margin:0 0 .5rem}ul{list-style:none;margin:0;padding:0}' +
+    'li{padding:.35rem 0;border-top:1px solid #ececec}li:first-child{border-top:0}' +
+    'a{color:#0b4f9c;text-decoration:underline}a:focus-visible{outline:3px solid #f2b600;outline-offset:2px}' +
+    '.meta{display:block;color:#4a4a4a;font-size:.875rem}.cancelled{color:#8a1010}' +
+    '.more{display:inline-block;margin-top:.5rem;font-size:.875rem}';
+
+  function render(data) {
+    var list = (data && data.activities && data.activities.nodes) || [];
+    var name = (data && data.city && data.city.name) || city;
+    var host = el('div', { 'class': 'cityhub-widget' });
+    var root = host.attachShadow ? host.attachShadow({ mode: 'open' }) : host;
+    if (root !== host && 'adoptedStyleSheets' in root && window.CSSStyleSheet) {
+      try { var sheet = new CSSStyleSheet(); sheet.replaceSync(CSS); root.adoptedStyleSheets = [sheet]; } catch (e) { /* unstyled */ }
+    }
+    var title = name ? 'Activities of ' + name : 'Creative Cities activities';
+    var section = el('section', { 'aria-label': title });
+    section.appendChild(el('h2', {}, title));
+    if (!list.length) {
+      section.appendChild(el('p', {}, 'No upcoming activities.'));
+    } else {
+      var ul = el('ul');
+      list.forEach(function (a) {
+        var li = el('li');
+        li.appendChild(el('a', { href: hub + '/activities/' + encodeURIComponent(a.slug) }, a.title));
+        var span = el('span', { 'class': 'meta' });
+        var date = when(a);
+        if (date) {
+          span.appendChild(el('time', { datetime: a.datePrecision === 'YEAR' ? a.startDate.slice(0, 4)
+            : a.datePrecision === 'MONTH' ? a.startDate.slice(0, 7) : a.startDate }, date));
+        }
+        var place = a.venue || (a.venueCity && a.venueCity.name) || '';
+        if (place) { span.appendChild(document.createTextNode((date ? ' · ' : '') + place)); }
+        if (a.status === 'CANCELLED') { span.appendChild(el('strong', { 'class': 'cancelled' }, ' · Cancelled')); }
+        li.appendChild(span);
+        ul.appendChild(li);
+      });
+      section.appendChild(ul);
+    }
+    section.appendChild(el('a', { href: calendarUrl, 'class': 'more' }, 'Subscribe to the calendar'));
+    root.appendChild(section);
+    if (fallback) { fallback.hidden = true; }
+    insert(host);
+    script.setAttribute('data-cityhub-state', 'ready');
+  }
+
+  var filter = { from: from, statuses: ['PUBLISHED', 'CANCELLED'] };
+  if (city) { filter.cities = [city]; }
+  if (attr('field')) { filter.fields = [attr('field')]; }
+  if (attr('kind')) { filter.kinds = [attr('kind')]; }
+  var query = 'query CityhubWidget($filter: ActivityFilter, $first: Int, $city: String, $hasCity: Boolean!) {' +
+    ' city(slug: $city) @include(if: $hasCity) { name }' +
+    ' activities(filter: $filter, orderBy: START_DATE_ASC, first: $first) {' +
+    ' nodes { slug title status startDate endDate datePrecision venue venueCity { name } } } }';
+  var variables = { filter: filter, first: limit, city: city || null, hasCity: !!city };
+  var url = hub + '/graphql?query=' + encodeURIComponent(query) +
+    '&variables=' + encodeURIComponent(JSON.stringify(variables));
+  if (!window.fetch) { plainLink(); return; }
+  fetch(url, { headers: { Accept: 'application/json' }, credentials: 'omit', mode: 'cors' })
+    .then(function (r) { if (!r.ok) { throw new Error('HTTP ' + r.status); } return r.json(); })
+    .then(function (body) {
+      if (!body || !body.data || (body.errors && body.errors.length)) { throw new Error('GraphQL error'); }
+      render(body.data);
+    })
+    .catch(function () { plainLink(); });
+})();

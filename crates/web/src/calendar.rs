@@ -1,0 +1,288 @@
+//! iCalendar (RFC 5545): `GET /calendar.ics` and `GET /cities/{slug}/calendar.ics`.
+//!
+//! One `VEVENT` per dated activity, with a stable `UID`, `DTSTAMP` and
+//! `LAST-MODIFIED` from its last change (so the body, and its ETag, change
+//! only when the data does), `SEQUENCE` = version − 1 (RFC 5545 starts at
+//! 0; our versions start at 1), `STATUS:CANCELLED` for cancelled ones.
+//!
+//! Date precision is never faked. A DAY date is an all-day event, several
+//! days long with an exclusive `DTEND`. A MONTH or YEAR date is left out by
+//! default; with `include=approximate` it becomes an all-day event spanning
+//! the whole month or year it is known by, marked in `SUMMARY` ("… (2010,
+//! exact dates not known)"), in `DESCRIPTION` and in
+//! `X-CITYHUB-DATE-PRECISION`, and `TRANSP:TRANSPARENT` so it blocks no
+//! time. Undated activities are never in calendars.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::{Datelike, Days, Months, NaiveDate};
+use cityhub_domain::jsonld::activity_url;
+use cityhub_domain::{
+    Activity, ActivityFormat, ActivityOrder, ActivityStatus, City, CityId, DatePrecision,
+};
+use icalendar::{Calendar, Component, Event, EventLike, EventStatus};
+
+use crate::WebState;
+use crate::http::{base_url, cached};
+use crate::listing::{self, ListingRequest};
+
+/// `GET /calendar.ics`: the network's calendar.
+pub async fn network_calendar(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    calendar(&state, &headers, None, query.as_deref()).await
+}
+
+/// `GET /cities/{slug}/calendar.ics`: one city's calendar.
+pub async fn city_calendar(
+    State(state): State<WebState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    calendar(&state, &headers, Some(&slug), query.as_deref()).await
+}
+
+async fn calendar(
+    state: &WebState,
+    headers: &HeaderMap,
+    city_slug: Option<&str>,
+    query: Option<&str>,
+) -> Response {
+    let listing = match listing::load(
+        state,
+        headers,
+        ListingRequest {
+            city_slug,
+            query,
+            order: ActivityOrder::StartDateDesc,
+            limit: state.settings.calendar_max_events,
+            dated_only: true,
+        },
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(response) => return response,
+    };
+    let base = base_url(state, headers);
+    let name = match &listing.city {
+        Some(city) => format!("{} · UNESCO Creative Cities Network", city.name),
+        None => "UNESCO Creative Cities Network".to_owned(),
+    };
+    let body = render(
+        &name,
+        &base,
+        &listing.activities,
+        &listing.cities,
+        listing.query.include_approximate,
+    );
+    cached(
+        state,
+        listing.reader.has_token(),
+        headers,
+        "text/calendar; charset=utf-8",
+        body.into_bytes(),
+        &[],
+    )
+}
+
+/// The (all-day) span of an activity in a calendar, `DTEND` exclusive;
+/// `None` when it does not belong in one.
+pub fn span(activity: &Activity, include_approximate: bool) -> Option<(NaiveDate, NaiveDate)> {
+    let start = activity.start_date?;
+    match activity.date_precision {
+        DatePrecision::Day => {
+            let last = activity.end_date.filter(|e| *e >= start).unwrap_or(start);
+            Some((start, last.checked_add_days(Days::new(1))?))
+        }
+        DatePrecision::Month if include_approximate => {
+            let first = start.with_day(1)?;
+            Some((first, first.checked_add_months(Months::new(1))?))
+        }
+        DatePrecision::Year if include_approximate => {
+            let first = NaiveDate::from_ymd_opt(start.year(), 1, 1)?;
+            Some((first, first.checked_add_months(Months::new(12))?))
+        }
+        DatePrecision::Month | DatePrecision::Year => None,
+    }
+}
+
+/// How an approximate date reads ("2010", "September 2014").
+fn approximate_label(activity: &Activity) -> Option<String> {
+    let start = activity.start_date?;
+    match activity.date_precision {
+        DatePrecision::Day => None,
+        DatePrecision::Month => Some(start.format("%B %Y").to_string()),
+        DatePrecision::Year => Some(start.format("%Y").to_string()),
+    }
+}
+
+fn location(activity: &Activity, cities: &HashMap<CityId, City>) -> Option<String> {
+    let city = activity.venue_city_id.and_then(|id| cities.get(&id));
+    let place = match (&activity.venue, city) {
+        (Some(venue), Some(city)) if !venue.contains(&city.name) => {
+            Some(format!("{venue}, {} ({})", city.name, city.country))
+        }
+        (Some(venue), _) => Some(venue.clone()),
+        (None, Some(city)) => Some(format!("{} ({})", city.name, city.country)),
+        (None, None) => None,
+    };
+    match activity.format {
+        ActivityFormat::Online => Some("Online".to_owned()),
+        ActivityFormat::Hybrid => {
+            Some(place.map_or_else(|| "Online".into(), |p| format!("{p} and online")))
+        }
+        ActivityFormat::InPerson => place,
+    }
+}
+
+/// The calendar's text.
+pub fn render(
+    name: &str,
+    base: &str,
+    activities: &[Activity],
+    cities: &HashMap<CityId, City>,
+    include_approximate: bool,
+) -> String {
+    let mut calendar = Calendar::empty();
+    calendar.append_property(("VERSION", "2.0"));
+    calendar.append_property((
+        "PRODID",
+        "-//cityhub//UNESCO Creative Cities Network hub//EN",
+    ));
+    calendar.append_property(("CALSCALE", "GREGORIAN"));
+    calendar.append_property(("METHOD", "PUBLISH"));
+    calendar.name(name);
+    calendar.append_property(("REFRESH-INTERVAL;VALUE=DURATION", "PT1H"));
+    calendar.append_property(("X-PUBLISHED-TTL", "PT1H"));
+    // Oldest first: calendars read more naturally, and the order is stable.
+    let mut dated: Vec<(&Activity, (NaiveDate, NaiveDate))> = activities
+        .iter()
+        .filter_map(|a| span(a, include_approximate).map(|s| (a, s)))
+        .collect();
+    dated.sort_by_key(|(a, (start, _))| (*start, a.id));
+    for (activity, (start, end)) in dated {
+        let url = activity_url(base, &activity.slug);
+        let approximate = approximate_label(activity);
+        let mut event = Event::new();
+        event
+            .uid(&format!("activity-{}@cityhub", activity.id))
+            .timestamp(activity.updated_at)
+            .last_modified(activity.updated_at)
+            .sequence(u32::try_from(activity.version.saturating_sub(1)).unwrap_or(0))
+            .starts(start)
+            .ends(end)
+            .url(&url);
+        if let Some(published) = activity.published_at {
+            event.created(published);
+        }
+        let mut description = String::new();
+        match &approximate {
+            Some(label) => {
+                event.summary(&format!(
+                    "{} ({label}, exact dates not known)",
+                    activity.title
+                ));
+                event.add_property("TRANSP", "TRANSPARENT");
+                event.add_property("X-CITYHUB-DATE-PRECISION", activity.date_precision.as_str());
+                description.push_str(&format!(
+                    "Known only as {label}: the exact dates are not known.\n\n"
+                ));
+            }
+            None => {
+                event.summary(&activity.title);
+            }
+        }
+        if let Some(summary) = &activity.summary {
+            description.push_str(summary);
+            description.push_str("\n\n");
+        }
+        if let Some(reason) = activity
+            .cancel_reason
+            .as_ref()
+            .filter(|_| activity.status == ActivityStatus::Cancelled)
+        {
+            description.push_str(&format!("Cancelled: {reason}\n\n"));
+        }
+        description.push_str(&url);
+        event.description(&description);
+        if let Some(place) = location(activity, cities) {
+            event.location(&place);
+        }
+        let mut categories: Vec<&str> = vec![activity.kind.as_str()];
+        categories.extend(activity.fields.iter().map(|f| f.as_str()));
+        event.categories(categories);
+        event.status(match activity.status {
+            ActivityStatus::Cancelled => EventStatus::Cancelled,
+            ActivityStatus::Draft => EventStatus::Tentative,
+            ActivityStatus::Published => EventStatus::Confirmed,
+        });
+        calendar.push(event.done());
+    }
+    calendar.done().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use cityhub_domain::ActivityKind;
+
+    fn activity(start: Option<NaiveDate>, end: Option<NaiveDate>, p: DatePrecision) -> Activity {
+        Activity {
+            id: 1,
+            slug: "a".into(),
+            kind: ActivityKind::AnnualMeeting,
+            format: ActivityFormat::InPerson,
+            status: ActivityStatus::Published,
+            title: "A".into(),
+            summary: None,
+            description: None,
+            start_date: start,
+            end_date: end,
+            date_precision: p,
+            venue: None,
+            venue_city_id: None,
+            organizations: vec![],
+            fields: vec![],
+            themes: vec![],
+            objectives: vec![],
+            published_by: None,
+            hosts: vec![],
+            published_at: None,
+            updated_at: Utc::now(),
+            version: 1,
+            cancel_reason: None,
+        }
+    }
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).expect("date")
+    }
+
+    #[test]
+    fn spans_never_invent_days() {
+        let day = activity(
+            Some(d(2015, 5, 25)),
+            Some(d(2015, 5, 28)),
+            DatePrecision::Day,
+        );
+        assert_eq!(span(&day, false), Some((d(2015, 5, 25), d(2015, 5, 29))));
+        let one = activity(Some(d(2015, 5, 25)), None, DatePrecision::Day);
+        assert_eq!(span(&one, false), Some((d(2015, 5, 25), d(2015, 5, 26))));
+        let year = activity(Some(d(2010, 1, 1)), None, DatePrecision::Year);
+        assert_eq!(span(&year, false), None);
+        assert_eq!(span(&year, true), Some((d(2010, 1, 1), d(2011, 1, 1))));
+        let month = activity(Some(d(2014, 9, 1)), None, DatePrecision::Month);
+        assert_eq!(span(&month, false), None);
+        assert_eq!(span(&month, true), Some((d(2014, 9, 1), d(2014, 10, 1))));
+        let undated = activity(None, None, DatePrecision::Day);
+        assert_eq!(span(&undated, true), None);
+    }
+}

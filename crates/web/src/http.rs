@@ -1,0 +1,216 @@
+//! What every city-website handler shares: who is asking (the same token
+//! check and read policy as GraphQL), the public base URL, error answers
+//! with the contract's codes, and `ETag`/`If-None-Match` handling.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use cityhub_domain::{Action, Actor, Denied, Policy};
+use cityhub_graphql::error::Code;
+use cityhub_graphql::http::{error_response, principal_of};
+use cityhub_storage::{ReadScope, StorageError};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::WebState;
+
+/// The reader of a request.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    /// Who it is.
+    pub actor: Actor,
+    /// What it may see.
+    pub scope: ReadScope,
+}
+
+impl Reader {
+    /// Whether the request carried a (valid) token.
+    pub fn has_token(&self) -> bool {
+        !matches!(self.actor, Actor::Anonymous)
+    }
+}
+
+/// Verifies the request's token and applies the read policy, exactly as
+/// `POST /graphql` does: a token that fails verification is refused.
+pub async fn reader(state: &WebState, headers: &HeaderMap) -> Result<Reader, Response> {
+    let principal = principal_of(state.service.auth(), headers).await?;
+    let actor = principal.map_or(Actor::Anonymous, |p| p.actor);
+    let policy = Policy {
+        public_read: state.service.auth().config().public_read,
+    };
+    if let Err(denied) = policy.authorize(&actor, Action::ReadNetwork, None) {
+        return Err(match denied {
+            Denied::Unauthenticated => error_response(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "this hub needs a token to read",
+            ),
+            Denied::Forbidden => error_response(
+                StatusCode::FORBIDDEN,
+                Code::Forbidden,
+                "this token may not read",
+            ),
+            Denied::Hidden => not_found("not found"),
+        });
+    }
+    let scope = ReadScope::for_actor(&actor);
+    Ok(Reader { actor, scope })
+}
+
+/// The hub's public base URL, without a trailing slash: `api.public_url`,
+/// else the request's `Host` (and `X-Forwarded-Proto`, default `http`).
+pub fn base_url(state: &WebState, headers: &HeaderMap) -> String {
+    if !state.public_url.is_empty() {
+        return state.public_url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+/// `400 BAD_USER_INPUT` naming the offending parameter.
+pub fn bad_input(field: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{
+        "message": format!("{field}: {message}"),
+        "extensions": { "code": Code::BadUserInput.as_str(), "field": field },
+    }] });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+/// `404 NOT_FOUND`.
+pub fn not_found(message: &str) -> Response {
+    error_response(StatusCode::NOT_FOUND, Code::NotFound, message)
+}
+
+/// A storage failure: 503 with `retryable` when the database is
+/// unreachable, else 500 with an error id; the cause is logged here once.
+pub fn storage_failure(err: &StorageError) -> Response {
+    match err {
+        StorageError::Unavailable(_) => {
+            tracing::warn!(error = %err, "web read: database unavailable");
+            let body = json!({ "errors": [{
+                "message": "the database is unavailable; retry shortly",
+                "extensions": { "code": "SERVICE_UNAVAILABLE", "retryable": true },
+            }] });
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        _ => internal_failure("web read failed", err),
+    }
+}
+
+/// 500 `INTERNAL_SERVER_ERROR` with an error id; the cause is logged here.
+pub fn internal_failure(context: &str, err: &dyn std::error::Error) -> Response {
+    let id = uuid_like();
+    tracing::error!(error = %err, error_id = %id, "{context}");
+    let body = json!({ "errors": [{
+        "message": format!("internal error (id {id})"),
+        "extensions": { "code": Code::InternalServerError.as_str(), "errorId": id },
+    }] });
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos:x}")
+}
+
+/// The strong `ETag` of a body: a SHA-256 prefix, base64url.
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!(
+        "\"{}\"",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..18])
+    )
+}
+
+/// Whether `If-None-Match` names `etag` (or `*`). Weak comparison, as RFC
+/// 9110 asks for `If-None-Match`.
+pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+/// A cacheable answer: `ETag`, `Cache-Control`, `Vary`, and 304 when the
+/// client already has this body.
+pub fn cached(
+    state: &WebState,
+    reader_has_token: bool,
+    request: &HeaderMap,
+    content_type: &'static str,
+    body: Vec<u8>,
+    extra: &[(header::HeaderName, &'static str)],
+) -> Response {
+    let etag = etag_of(&body);
+    let cache_control = if reader_has_token {
+        &state.settings.private_cache_control
+    } else {
+        &state.settings.cache_control
+    };
+    let mut response = if not_modified(request, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(cache_control) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Authorization, Accept"),
+    );
+    for (name, value) in extra {
+        headers.insert(name.clone(), HeaderValue::from_static(value));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags() {
+        let tag = etag_of(b"body");
+        let mut h = HeaderMap::new();
+        assert!(!not_modified(&h, &tag));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&format!("\"x\", W/{tag}")).expect("header"),
+        );
+        assert!(not_modified(&h, &tag));
+        assert!(!not_modified(&h, &etag_of(b"other")));
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(not_modified(&h, &tag));
+    }
+}

@@ -1,0 +1,172 @@
+//! The query parameters of calendars and feeds: the `activities` filter in
+//! URL form (`city`, `field`, `kind`, `country`, `format`, `status`, `from`,
+//! `to`, repeatable where a list makes sense; values as in GraphQL, e.g.
+//! `field=MUSIC`), plus `include=approximate` for calendars. Validation is
+//! GraphQL's own (`ActivityFilter` limits), so both reject the same input.
+
+use chrono::NaiveDate;
+use cityhub_domain::{ActivityFormat, ActivityKind, ActivityStatus, CreativeField, Limits};
+use cityhub_storage::ActivityFilter;
+
+/// Parsed parameters.
+#[derive(Debug, Clone, Default)]
+pub struct WebQuery {
+    /// The filter, validated.
+    pub filter: ActivityFilter,
+    /// `include=approximate`: month- and year-only dates appear in calendars.
+    pub include_approximate: bool,
+    /// Whether `status` was given (else the reader's default applies).
+    pub statuses_given: bool,
+}
+
+/// A parameter the request got wrong: its name and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    /// The parameter (`query.field`).
+    pub field: String,
+    /// Why it is refused.
+    pub message: String,
+}
+
+fn err(field: &str, message: impl Into<String>) -> ParamError {
+    ParamError {
+        field: format!("query.{field}"),
+        message: message.into(),
+    }
+}
+
+fn enum_value<T>(name: &str, raw: &str, parse: fn(&str) -> Option<T>) -> Result<T, ParamError> {
+    parse(raw).ok_or_else(|| err(name, format!("unknown value `{raw}`")))
+}
+
+fn date(name: &str, raw: &str) -> Result<NaiveDate, ParamError> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| err(name, format!("`{raw}` is not a date like 2014-09-15")))
+}
+
+/// Parses a query string. Unknown parameters are refused (a typo such as
+/// `fields=` must not silently widen a calendar to the whole network).
+pub fn parse(
+    query: Option<&str>,
+    limits: &Limits,
+    max_values: usize,
+) -> Result<WebQuery, ParamError> {
+    let mut out = WebQuery::default();
+    let mut statuses = Vec::new();
+    let mut count = 0usize;
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        count += 1;
+        if count > max_values {
+            return Err(err(&key, format!("at most {max_values} parameters")));
+        }
+        let value = value.trim();
+        match key.as_ref() {
+            "city" => {
+                if value.chars().count() > limits.slug_chars {
+                    return Err(err(
+                        "city",
+                        format!("must be at most {} characters", limits.slug_chars),
+                    ));
+                }
+                out.filter.cities.push(value.to_owned());
+            }
+            "country" => {
+                if value.len() != 2 || !value.chars().all(|c| c.is_ascii_alphabetic()) {
+                    return Err(err("country", "must be an ISO 3166-1 alpha-2 code like FR"));
+                }
+                out.filter.countries.push(value.to_ascii_uppercase());
+            }
+            "field" => out
+                .filter
+                .fields
+                .push(enum_value("field", value, CreativeField::parse)?),
+            "kind" => out
+                .filter
+                .kinds
+                .push(enum_value("kind", value, ActivityKind::parse)?),
+            "format" => {
+                out.filter
+                    .formats
+                    .push(enum_value("format", value, ActivityFormat::parse)?)
+            }
+            "status" => statuses.push(enum_value("status", value, ActivityStatus::parse)?),
+            "from" => out.filter.from = Some(date("from", value)?),
+            "to" => out.filter.to = Some(date("to", value)?),
+            "include" => match value {
+                "approximate" => out.include_approximate = true,
+                other => {
+                    return Err(err(
+                        "include",
+                        format!("unknown value `{other}` (only `approximate`)"),
+                    ));
+                }
+            },
+            other => {
+                return Err(err(
+                    other,
+                    "unknown parameter (city, field, kind, country, format, status, from, to, include)",
+                ));
+            }
+        }
+    }
+    if let (Some(from), Some(to)) = (out.filter.from, out.filter.to)
+        && to < from
+    {
+        return Err(err("to", "must not be before `from`"));
+    }
+    if !statuses.is_empty() {
+        out.statuses_given = true;
+        out.filter.statuses = Some(statuses);
+    }
+    Ok(out)
+}
+
+/// The statuses a calendar or feed shows when `status` is not given:
+/// published and cancelled ones, plus drafts the reader may see when it
+/// sent a token (the read scope still hides other cities' drafts).
+pub fn default_statuses(has_token: bool) -> Vec<ActivityStatus> {
+    let mut statuses = vec![ActivityStatus::Published, ActivityStatus::Cancelled];
+    if has_token {
+        statuses.push(ActivityStatus::Draft);
+    }
+    statuses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(q: &str) -> Result<WebQuery, ParamError> {
+        parse(Some(q), &Limits::default(), 50)
+    }
+
+    #[test]
+    fn repeated_values_and_enums() {
+        let q = p("field=MUSIC&field=DESIGN&kind=ANNUAL_MEETING&city=lyon&country=fr&from=2010-01-01&include=approximate")
+            .expect("valid");
+        assert_eq!(
+            q.filter.fields,
+            vec![CreativeField::Music, CreativeField::Design]
+        );
+        assert_eq!(q.filter.kinds, vec![ActivityKind::AnnualMeeting]);
+        assert_eq!(q.filter.cities, vec!["lyon"]);
+        assert_eq!(q.filter.countries, vec!["FR"]);
+        assert!(q.include_approximate);
+        assert!(q.filter.statuses.is_none());
+    }
+
+    #[test]
+    fn bad_input_names_the_parameter() {
+        assert_eq!(p("field=music").expect_err("bad").field, "query.field");
+        assert_eq!(p("fields=MUSIC").expect_err("bad").field, "query.fields");
+        assert_eq!(p("from=2014-13-01").expect_err("bad").field, "query.from");
+        assert_eq!(
+            p("from=2014-02-01&to=2014-01-01").expect_err("bad").field,
+            "query.to"
+        );
+        assert_eq!(p("country=FRA").expect_err("bad").field, "query.country");
+        assert_eq!(p("include=all").expect_err("bad").field, "query.include");
+        let many = vec!["city=a"; 51].join("&");
+        assert_eq!(p(&many).expect_err("too many").field, "query.city");
+    }
+}

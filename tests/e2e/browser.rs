@@ -1,0 +1,211 @@
+//! A real headless Chromium for end-to-end tests, driven over WebDriver
+//! (`chromedriver` + `fantoccini`).
+//!
+//! `Browser::start()` spawns `chromedriver` on a free loopback port and
+//! opens a headless session with a fresh profile; `goto`, `wait_for`,
+//! `wait_until`, `eval` and `requested_hosts` cover what the tests need;
+//! `close` ends the session and the driver (dropping a `Browser` kills the
+//! driver too). Binaries: `CHROMIUM_BIN` (default `/usr/bin/chromium`) and
+//! `CHROMEDRIVER_BIN` (default `/usr/bin/chromedriver`), Debian's packages,
+//! which `.ci/run` installs. When they are missing, `start` returns `None`
+//! and the test skips with a printed reason, except under `CI=true`, where it
+//! fails.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+/// How long a wait may take before the test fails (generous: 2 shared cores).
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A headless Chromium session and the `chromedriver` serving it.
+pub struct Browser {
+    client: Client,
+    driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+fn binary(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Browser {
+    /// Starts `chromedriver` and a headless Chromium session; `None` (with a
+    /// printed reason) when the binaries are missing outside CI.
+    pub async fn start() -> Option<Browser> {
+        let chromium = binary("CHROMIUM_BIN", "/usr/bin/chromium");
+        let chromedriver = binary("CHROMEDRIVER_BIN", "/usr/bin/chromedriver");
+        if !chromium.exists() || !chromedriver.exists() {
+            let reason = format!(
+                "Chromium ({}) or chromedriver ({}) is not installed (apt-get install chromium chromium-driver)",
+                chromium.display(),
+                chromedriver.display()
+            );
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{reason} and CI=true: browser tests must run in CI");
+            }
+            eprintln!("skipping: {reason}");
+            return None;
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        // chromedriver binds the port itself; retry with another one if it
+        // was taken between our probe and its bind.
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut driver = tokio::process::Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn chromedriver");
+            let url = format!("http://127.0.0.1:{port}");
+            if !driver_ready(&url, &mut driver).await {
+                let _ = driver.kill().await;
+                continue;
+            }
+            let mut caps = serde_json::Map::new();
+            caps.insert("browserName".into(), json!("chrome"));
+            caps.insert(
+                "goog:chromeOptions".into(),
+                json!({
+                    "binary": chromium.display().to_string(),
+                    "args": [
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-quic",
+                        "--no-first-run",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        "--disable-dev-shm-usage",
+                        "--window-size=1024,768",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ],
+                }),
+            );
+            let client = ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps)
+                .connect(&url)
+                .await
+                .expect("open a headless Chromium session");
+            return Some(Browser {
+                client,
+                driver,
+                _profile: profile,
+            });
+        }
+        panic!("chromedriver did not start on any of 5 ports");
+    }
+
+    /// The WebDriver client, for what the helpers do not cover.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Navigates to `url` and waits for the page to load.
+    pub async fn goto(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("navigate to {url}: {e}"));
+    }
+
+    /// Runs `script` (a function body: use `return`) in the page and
+    /// returns its result.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Waits until `script` (a function body) returns a truthy value, and
+    /// returns it; fails the test after [`DEADLINE`].
+    pub async fn wait_until(&self, script: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let value = self.eval(script).await;
+            let truthy = match &value {
+                Value::Null | Value::Bool(false) => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out waiting for: {script}\npage:\n{}",
+                    self.client.source().await.unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for an element matching the CSS `selector` in the document.
+    pub async fn wait_for(&self, selector: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no element {selector}: {e}"))
+    }
+
+    /// Every host (`host:port`) the current page requested: the document and
+    /// each resource (scripts, styles, fetches), from the Resource Timing
+    /// entries. Tests compare it with the hosts they allow.
+    pub async fn requested_hosts(&self) -> Vec<String> {
+        let value = self
+            .eval(
+                "const names = [location.href]
+                   .concat(performance.getEntriesByType('resource').map(e => e.name));
+                 return [...new Set(names.filter(n => /^https?:/.test(n))
+                   .map(n => new URL(n).host))].sort();",
+            )
+            .await;
+        serde_json::from_value(value).expect("a list of hosts")
+    }
+
+    /// Ends the session (Chromium exits) and stops the driver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+/// Waits until the driver answers `/status` with `ready: true`.
+async fn driver_ready(url: &str, driver: &mut tokio::process::Child) -> bool {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if let Ok(Some(_)) = driver.try_wait() {
+            return false;
+        }
+        if let Ok(resp) = http.get(format!("{url}/status")).send().await
+            && let Ok(body) = resp.json::<Value>().await
+            && body["value"]["ready"] == json!(true)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
