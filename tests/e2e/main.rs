@@ -8,6 +8,7 @@
 mod support;
 
 mod cli;
+mod dashboard;
 mod publishing;
 mod read_api;
 mod resilience;
