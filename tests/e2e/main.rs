@@ -15,6 +15,7 @@ mod browser;
 
 mod cache;
 mod cli;
+mod dashboard;
 mod hardening;
 mod publishing;
 mod read_api;

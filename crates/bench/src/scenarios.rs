@@ -27,6 +27,10 @@ pub const SEARCH: &str = "query Search($text: String) { activities(first: 20, fi
 /// The secretariat's dashboard: latest changes with the total.
 pub const DASHBOARD: &str = "query Dashboard { activities(first: 20, orderBy: UPDATED_AT_DESC) { totalCount nodes { id slug title status kind updatedAt version hosts { slug name } } pageInfo { hasNextPage endCursor } } }";
 
+/// The live dashboard's statistics (`GET /dashboard` loads them and reloads
+/// them after events).
+pub const STATS: &str = "query Stats($filter: ActivityFilter) { stats(filter: $filter) { total cityCount byField { field count } byKind { kind count } byCountry { country count } byYear { year count } byFormat { format count } } }";
+
 /// Publishing an activity.
 pub const PUBLISH: &str = "mutation Publish($input: ActivityInput!) { publishActivity(input: $input) { id slug version } }";
 
@@ -259,6 +263,22 @@ pub fn search() -> MakeRequest {
 /// The dashboard, as the secretariat sees it.
 pub fn dashboard(authorization: Option<Arc<str>>) -> MakeRequest {
     rotating(vec![body(DASHBOARD, json!({}))], authorization)
+}
+
+/// The dashboard's statistics, anonymous, rotating the filters its page
+/// offers: none, each kind, each field, and up to 100 cities.
+pub fn stats(targets: &Targets) -> MakeRequest {
+    let mut bodies = vec![body(STATS, json!({}))];
+    for kind in cityhub_domain::ActivityKind::ALL {
+        bodies.push(body(STATS, json!({"filter": {"kinds": [kind.as_str()]}})));
+    }
+    for field in cityhub_domain::CreativeField::ALL {
+        bodies.push(body(STATS, json!({"filter": {"fields": [field.as_str()]}})));
+    }
+    for city in targets.city_slugs.iter().take(100) {
+        bodies.push(body(STATS, json!({"filter": {"cities": [city]}})));
+    }
+    rotating(bodies, None)
 }
 
 /// Publishing: worker `w` publishes as city `w % tokens.len()`, each
