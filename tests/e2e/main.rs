@@ -8,6 +8,7 @@
 mod support;
 
 mod cli;
+mod live_hardening;
 mod publishing;
 mod read_api;
 mod resilience;
