@@ -137,7 +137,9 @@ pub async fn upgrade(svc: GraphqlService, parts: &mut Parts) -> HttpResponse {
     let ws = ws
         .protocols(["graphql-transport-ws", "graphql-ws"])
         .read_buffer_size(2 * 1024)
-        .write_buffer_size(0)
+        // Frames of one batch gather up to 8 KiB before a write; the
+        // flush after the batch sends the rest.
+        .write_buffer_size(8 * 1024)
         .max_write_buffer_size(svc.settings.ws_max_write_buffer)
         .max_message_size(max_message.saturating_mul(2))
         .max_frame_size(max_message.saturating_mul(2));
@@ -504,7 +506,10 @@ impl Connection {
                         if text.len() > max_bytes {
                             Step::Close(4400, "Message too large".into())
                         } else {
-                            self.on_message(text.as_str(), &mut batch).await
+                            // Boxed: the handler's futures (token checks,
+                            // queries) take room only while they run, not
+                            // in every idle socket's task.
+                            Box::pin(self.on_message(text.as_str(), &mut batch)).await
                         }
                     }
                     Some(Ok(Message::Binary(bytes))) => {
@@ -512,7 +517,7 @@ impl Connection {
                             Step::Close(4400, "Message too large".into())
                         } else {
                             match std::str::from_utf8(&bytes) {
-                                Ok(text) => self.on_message(text, &mut batch).await,
+                                Ok(text) => Box::pin(self.on_message(text, &mut batch)).await,
                                 Err(_) => Step::Close(4400, "Invalid message received".into()),
                             }
                         }
@@ -549,7 +554,7 @@ impl Connection {
                 }
                 () = tokio::time::sleep_until(check), if self.token.is_some() => {
                     check = tokio::time::Instant::now() + check_every;
-                    self.recheck().await
+                    Box::pin(self.recheck()).await
                 }
             };
             if !batch.is_empty() {
