@@ -117,6 +117,10 @@ struct GroupCommit {
     queue: std::sync::Mutex<Vec<PublishJob>>,
 }
 
+/// What a publish committed: the new activity as inserted, or the id of
+/// the one an idempotency key already named.
+type Published = (ActivityId, Option<Activity>);
+
 /// A publish waiting for the writer.
 struct PublishJob {
     actor: Actor,
@@ -124,7 +128,7 @@ struct PublishJob {
     draft: bool,
     key: Option<String>,
     hash: Option<String>,
-    reply: tokio::sync::oneshot::Sender<Result<ActivityId, ServiceError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Published, ServiceError>>,
 }
 
 impl std::fmt::Debug for PublishJob {
@@ -220,7 +224,7 @@ impl HubService {
             return Err(FieldError::new("idempotencyKey", "must be 1 to 200 characters").into());
         }
         let hash = idempotency_key.map(|_| request_hash(&input, draft));
-        let id = match &self.group {
+        let (id, inserted) = match &self.group {
             Some(group) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 if let Ok(mut queue) = group.queue.lock() {
@@ -250,7 +254,11 @@ impl HubService {
                 retrying!(self.try_publish(actor, &input, draft, idempotency_key, hash.as_deref()))?
             }
         };
-        self.load(id).await
+        // A new activity is answered from the insert itself: no read-back.
+        match inserted {
+            Some(activity) => Ok(activity),
+            None => self.load(id).await,
+        }
     }
 
     /// Takes the write lock and commits every queued publish (ours may
@@ -307,8 +315,8 @@ impl HubService {
                 )
                 .await
             {
-                Ok(id) => match savepoint.commit().await {
-                    Ok(()) => done.push((job, Ok(id))),
+                Ok(published) => match savepoint.commit().await {
+                    Ok(()) => done.push((job, Ok(published))),
                     Err(_) => again.push(job),
                 },
                 Err(e) if e.retryable() => {
@@ -339,14 +347,14 @@ impl HubService {
         draft: bool,
         key: Option<&str>,
         hash: Option<&str>,
-    ) -> Result<ActivityId, ServiceError> {
+    ) -> Result<Published, ServiceError> {
         let _guard = self.db.write_guard().await;
         let txn = self.begin().await?;
-        let id = self
+        let published = self
             .publish_in(&txn, actor, input, draft, key, hash)
             .await?;
         self.commit(txn).await?;
-        Ok(id)
+        Ok(published)
     }
 
     /// A publish's statements, in `txn`.
@@ -358,7 +366,7 @@ impl HubService {
         draft: bool,
         key: Option<&str>,
         hash: Option<&str>,
-    ) -> Result<ActivityId, ServiceError> {
+    ) -> Result<Published, ServiceError> {
         let label = actor_label(actor);
         if let (Some(key), Some(hash)) = (key, hash) {
             let existing = idempotency_key::Entity::find_by_id((label.clone(), key.to_owned()))
@@ -366,7 +374,7 @@ impl HubService {
                 .await?;
             if let Some(found) = existing {
                 return if found.request_hash == hash {
-                    Ok(found.activity_id)
+                    Ok((found.activity_id, None))
                 } else {
                     Err(ServiceError::Conflict {
                         message: "this idempotency key was used with a different input".into(),
@@ -384,7 +392,8 @@ impl HubService {
         } else {
             ActivityStatus::Published
         };
-        let id = ActivityRepo::insert(txn, &write, status, publisher).await?;
+        let activity = ActivityRepo::insert_returning(txn, &write, status, publisher).await?;
+        let id = activity.id;
         if let (Some(key), Some(hash)) = (key, hash) {
             idempotency_key::ActiveModel {
                 actor: Set(label.clone()),
@@ -410,7 +419,7 @@ impl HubService {
             &AuditRepo::entry(&label, "publishActivity", "activity", id, None, Some(1)),
         )
         .await?;
-        Ok(id)
+        Ok((id, Some(activity)))
     }
 
     /// Resolves slugs to ids and picks the slug, in the transaction.
