@@ -136,7 +136,9 @@ pub async fn upgrade(svc: GraphqlService, parts: &mut Parts) -> HttpResponse {
     let max_message = svc.events.settings().max_message_bytes.max(1024);
     let ws = ws
         .protocols(["graphql-transport-ws", "graphql-ws"])
-        .read_buffer_size(2 * 1024)
+        // Client messages are small; the read buffer grows for a larger
+        // one (up to the limit) and idle sockets keep only 512 bytes.
+        .read_buffer_size(512)
         // Frames of one batch gather up to 8 KiB before a write; the
         // flush after the batch sends the rest.
         .write_buffer_size(8 * 1024)
