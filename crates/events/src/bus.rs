@@ -78,6 +78,8 @@ pub struct EventBus {
     subscribers: AtomicUsize,
     connections: std::sync::Mutex<HashMap<String, usize>>,
     shared: std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    /// The last head read: when it started, and what it found.
+    head: tokio::sync::Mutex<(Option<std::time::Instant>, i64)>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -101,6 +103,7 @@ impl EventBus {
             subscribers: AtomicUsize::new(0),
             connections: std::sync::Mutex::new(HashMap::new()),
             shared: std::sync::Mutex::new(HashMap::new()),
+            head: tokio::sync::Mutex::new((None, 0)),
         })
     }
 
@@ -137,6 +140,24 @@ impl EventBus {
                 fresh
             }
         }
+    }
+
+    /// The log head as of now (at least every event committed before the
+    /// call). Callers arriving together share one query: a read that
+    /// started after a caller arrived answers it too, so a burst of
+    /// subscribers costs one query per query time, not one each.
+    pub async fn head(&self) -> Result<i64, StorageError> {
+        let arrived = std::time::Instant::now();
+        let mut last = self.head.lock().await;
+        if let (Some(started), seq) = *last
+            && started > arrived
+        {
+            return Ok(seq);
+        }
+        let started = std::time::Instant::now();
+        let seq = EventLog::head(self.db.conn()).await?;
+        *last = (Some(started), seq);
+        Ok(seq)
     }
 
     /// Active subscriptions on this instance.

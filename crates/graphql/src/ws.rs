@@ -35,7 +35,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use cityhub_domain::Actor;
 use cityhub_events::ConnectionGuard;
-use cityhub_storage::repo::events::EventLog;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -808,7 +807,7 @@ impl Connection {
             None => request,
         };
         if shape.subscription {
-            let head = match EventLog::head(self.svc.db.conn()).await {
+            let head = match self.svc.events.head().await {
                 Ok(h) => h,
                 Err(e) => {
                     let err = crate::error::storage(e);
