@@ -227,6 +227,15 @@ impl Config {
         if self.events.buffer == 0 || self.events.max_subscriptions_per_connection == 0 {
             bail!("events.buffer and events.max_subscriptions_per_connection must be positive");
         }
+        if self.events.max_operations_in_flight == 0
+            || self.events.max_queued_messages == 0
+            || self.events.max_message_bytes < 1024
+            || self.events.replay_page == 0
+        {
+            bail!(
+                "events.max_operations_in_flight, max_queued_messages and replay_page must be positive, max_message_bytes at least 1024"
+            );
+        }
         Ok(())
     }
 

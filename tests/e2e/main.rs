@@ -17,6 +17,7 @@ mod cache;
 mod cli;
 mod dashboard;
 mod hardening;
+mod live_hardening;
 mod publishing;
 mod read_api;
 mod resilience;

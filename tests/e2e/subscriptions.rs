@@ -561,14 +561,16 @@ both_backends!(
         );
         for e in &events[..4] {
             assert_eq!(e.actor.as_deref(), Some("lyon"), "{e:?}");
-            // The activity is shown as it is when the event is delivered.
+            // The activity is shown as it is when the event is delivered:
+            // once deleted, as a tombstone without content.
             assert!(
                 e.title == "Risograph workshop"
-                    || e.title == "Risograph and screen printing workshop",
+                    || e.title == "Risograph and screen printing workshop"
+                    || e.title.is_empty(),
                 "{e:?}"
             );
         }
-        assert_eq!(events[3].title, "Risograph and screen printing workshop");
+        assert_eq!(events[3].title, "", "deleted means deleted");
         assert_eq!(events[4].actor, None, "the secretariat acts as no city");
         assert_eq!(events[4].title, "Annual meeting 2027");
         let cursors: BTreeSet<&str> = events.iter().map(|e| e.cursor.as_str()).collect();
@@ -1118,6 +1120,7 @@ both_backends!(
     |backend: Backend| async move {
         let hub = TestHub::start_with(backend, |c| {
             c.events.buffer = 16;
+            c.events.max_queued_messages = 16;
             // The socket of the consumer that does not read stays blocked
             // while we publish; the test is about the event buffer, not the
             // socket timeout.
@@ -1264,24 +1267,27 @@ both_backends!(
             )
             .await;
         assert_eq!(revoked["revokeToken"], true);
+        // The socket itself closes with 4403 and a reason, within the
+        // check interval plus the revocation cache.
         let started = Instant::now();
-        client.error("s", "UNAUTHENTICATED").await;
-        client.error("t", "UNAUTHENTICATED").await;
+        let closed = loop {
+            match client.recv_within(WAIT).await {
+                Some(Incoming::Closed { code, reason }) => break (code, reason),
+                Some(_) => {}
+                None => panic!("the socket of a revoked token stayed open"),
+            }
+        };
+        assert_eq!(closed.0, Some(4403), "{closed:?}");
+        assert!(!closed.1.is_empty(), "a reason is given");
         let limit = Duration::from_secs(
             hub.config.events.token_check_secs + hub.config.auth.revocation_cache_secs,
         );
         assert!(
-            started.elapsed() <= limit + Duration::from_millis(500),
-            "ended after {:?}",
+            started.elapsed() <= limit + Duration::from_secs(2),
+            "closed after {:?}",
             started.elapsed()
         );
         wait_subscribers(&hub, 0).await;
-        // The socket stays open, but the token can start nothing more on it:
-        // no replay of the city's drafts after its revocation.
-        client
-            .subscribe("u", json!(null), Some(&before.cursor))
-            .await;
-        client.error("u", "UNAUTHENTICATED").await;
         let mut again = Client::open(&hub, Protocol::TransportWs).await;
         expect_refused(again.init(Some(&lyon)).await, "a revoked token");
     }
@@ -1396,6 +1402,339 @@ both_backends!(
                 }
                 other => panic!("the freed slot was not reusable: {other:?}"),
             }
+        }
+    }
+);
+
+/// Reads until the socket closes; returns the close code and reason.
+async fn closed_with(client: &mut Client) -> (Option<u16>, String) {
+    loop {
+        match client.recv_within(WAIT).await {
+            Some(Incoming::Closed { code, reason }) => return (code, reason),
+            Some(_) => {}
+            None => panic!("the socket stayed open"),
+        }
+    }
+}
+
+/// The hub still answers a fresh client normally.
+async fn still_serves(hub: &TestHub) {
+    let mut client = Client::connect(hub, Protocol::TransportWs, None).await;
+    client
+        .subscribe_query("q", "{ network { name } }", json!({}))
+        .await;
+    match client.recv_for("q", WAIT).await {
+        Some(Incoming::Next { payload, .. }) => {
+            assert!(payload["data"]["network"]["name"].is_string(), "{payload}");
+        }
+        other => panic!("expected a result, got {other:?}"),
+    }
+}
+
+both_backends!(
+    graphql_transport_ws_close_codes_follow_the_protocol,
+    |backend: Backend| async move {
+        let hub = TestHub::start_with(backend, |c| {
+            c.events.init_timeout_secs = 1;
+            c.events.max_message_bytes = 2048;
+        })
+        .await;
+        let lyon = hub.token(Some("lyon")).await;
+
+        // No connection_init in time: 4408.
+        let mut silent = Client::open(&hub, Protocol::TransportWs).await;
+        assert_eq!(closed_with(&mut silent).await.0, Some(4408));
+
+        // subscribe before connection_ack: 4401.
+        let mut early = Client::open(&hub, Protocol::TransportWs).await;
+        early.subscribe("s", json!(null), None).await;
+        assert_eq!(closed_with(&mut early).await.0, Some(4401));
+
+        // A second connection_init: 4429.
+        let mut twice = Client::connect(&hub, Protocol::TransportWs, None).await;
+        twice
+            .send(json!({ "type": "connection_init", "payload": {} }))
+            .await;
+        assert_eq!(closed_with(&mut twice).await.0, Some(4429));
+
+        // A duplicate operation id: 4409.
+        let mut dup = Client::connect(&hub, Protocol::TransportWs, None).await;
+        dup.subscribe("same", json!(null), None).await;
+        dup.subscribe("same", json!(null), None).await;
+        let (code, reason) = closed_with(&mut dup).await;
+        assert_eq!(code, Some(4409));
+        assert!(reason.contains("same"), "{reason}");
+
+        // Ambiguous or non-string credentials: 4403, never anonymous.
+        let bearer = format!("Bearer {lyon}");
+        for payload in [
+            json!({ "Authorization": 1, "authorization": bearer }),
+            json!({ "authorization": bearer, "Authorization": bearer }),
+            json!({ "authorization": 42 }),
+            json!({ "authorization": { "token": bearer } }),
+            json!({ "authorization": bearer, "headers": { "authorization": bearer } }),
+        ] {
+            let mut client = Client::open(&hub, Protocol::TransportWs).await;
+            client
+                .send(json!({ "type": "connection_init", "payload": payload }))
+                .await;
+            expect_refused(client.recv().await, &payload.to_string());
+        }
+
+        // A message over events.max_message_bytes: 4400; so is one that is
+        // not a protocol message.
+        let mut big = Client::connect(&hub, Protocol::TransportWs, None).await;
+        let padding = " ".repeat(3000);
+        big.subscribe_query(
+            "b",
+            &format!("{{ network {{ name }} }}{padding}"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(closed_with(&mut big).await.0, Some(4400));
+        let mut junk = Client::connect(&hub, Protocol::TransportWs, None).await;
+        junk.send(json!({ "type": "nonsense" })).await;
+        assert_eq!(closed_with(&mut junk).await.0, Some(4400));
+
+        // After all of it, the hub answers normally.
+        still_serves(&hub).await;
+    }
+);
+
+both_backends!(
+    queries_and_mutations_run_over_websocket_until_the_token_ends,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let secretariat = hub.token(None).await;
+        let mut client = Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
+        client
+            .subscribe_query(
+                "m",
+                "mutation($i: ActivityInput!) { publishActivity(input: $i) { slug } }",
+                json!({ "i": workshop("Published over a socket") }),
+            )
+            .await;
+        let slug = match client.recv_for("m", WAIT).await {
+            Some(Incoming::Next { payload, .. }) => payload["data"]["publishActivity"]["slug"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{payload}"))
+                .to_owned(),
+            other => panic!("expected a result, got {other:?}"),
+        };
+        assert!(matches!(
+            client.recv_for("m", WAIT).await,
+            Some(Incoming::Complete { .. })
+        ));
+        let found = hub
+            .ok(
+                "query($s: String!) { activity(slug: $s) { slug } }",
+                json!({ "s": slug }),
+                None,
+            )
+            .await;
+        assert_eq!(found["activity"]["slug"], slug.as_str());
+
+        // Validation errors carry their code.
+        client
+            .subscribe_query("bad", "{ noSuchField }", json!({}))
+            .await;
+        client.error("bad", "GRAPHQL_VALIDATION_FAILED").await;
+
+        // Once the token is revoked, the next operation closes the socket
+        // with 4403 and does not run.
+        let viewer = hub
+            .ok("{ viewer { tokenId } }", json!({}), Some(&lyon))
+            .await;
+        hub.ok(
+            "mutation($id: ID!) { revokeToken(id: $id) }",
+            json!({ "id": viewer["viewer"]["tokenId"] }),
+            Some(&secretariat),
+        )
+        .await;
+        client
+            .subscribe_query(
+                "late",
+                "mutation($i: ActivityInput!) { publishActivity(input: $i) { slug } }",
+                json!({ "i": workshop("Never published") }),
+            )
+            .await;
+        let (code, _) = closed_with(&mut client).await;
+        assert_eq!(code, Some(4403));
+        let listed = hub
+            .ok(
+                "{ activities(filter: { text: \"Never published\" }) { totalCount } }",
+                json!({}),
+                None,
+            )
+            .await;
+        assert_eq!(listed["activities"]["totalCount"], 0);
+        still_serves(&hub).await;
+    }
+);
+
+both_backends!(
+    deleted_activities_leave_no_content_in_events,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let detail = "subscription($after: String) { activityEvents(after: $after) { \
+                      cursor type activity { id slug title summary description venue themes } } }";
+        let mut live = Client::connect(&hub, Protocol::TransportWs, None).await;
+        live.subscribe_query("s", detail, json!({})).await;
+        wait_subscribers(&hub, 1).await;
+        let (_, marker) = publish(&hub, &lyon, workshop("Marker")).await;
+        let first = match live.recv_for("s", WAIT).await {
+            Some(Incoming::Next { payload, .. }) => payload["data"]["activityEvents"].clone(),
+            other => panic!("expected an event, got {other:?}"),
+        };
+        assert_eq!(first["activity"]["slug"], marker.as_str());
+        let (id, slug) = publish(
+            &hub,
+            &lyon,
+            json!({ "kind": "WORKSHOP", "title": "Secret plans",
+                    "summary": "Confidential summary", "themes": ["secrets"] }),
+        )
+        .await;
+        delete(&hub, &lyon, &id).await;
+        // Live: the PUBLISHED event went out while it existed; the DELETED
+        // one carries no content.
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match live.recv_for("s", WAIT).await {
+                Some(Incoming::Next { payload, .. }) => {
+                    seen.push(payload["data"]["activityEvents"].clone());
+                }
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+        let deleted = &seen[1];
+        assert_eq!(deleted["type"], "DELETED");
+        assert_eq!(deleted["activity"]["slug"], slug.as_str());
+        // Replayed: every event of the deleted activity is a tombstone.
+        let mut replay = Client::connect(&hub, Protocol::TransportWs, None).await;
+        replay
+            .subscribe_query("r", detail, json!({ "after": first["cursor"] }))
+            .await;
+        let mut replayed = Vec::new();
+        while replayed.len() < 2 {
+            match replay.recv_for("r", WAIT).await {
+                Some(Incoming::Next { payload, .. }) => {
+                    replayed.push(payload["data"]["activityEvents"].clone());
+                }
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+        assert_eq!(replayed[0]["type"], "PUBLISHED");
+        assert_eq!(replayed[1]["type"], "DELETED");
+        for event in replayed.iter().chain(std::iter::once(deleted)) {
+            let a = &event["activity"];
+            assert_eq!(a["id"], id.as_str(), "{event}");
+            assert_eq!(a["slug"], slug.as_str(), "{event}");
+            let text = a.to_string();
+            assert!(
+                !text.contains("Secret")
+                    && !text.contains("Confidential")
+                    && !text.contains("secrets"),
+                "a tombstone carries no content: {event}"
+            );
+        }
+    }
+);
+
+/// The hub's count of SQL statements run (`cityhub_db_queries`).
+async fn db_queries(hub: &TestHub) -> f64 {
+    let text = hub
+        .client
+        .get(format!("{}/metrics", hub.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| l.starts_with("cityhub_db_queries"))
+        .filter_map(|l| l.split_once(' '))
+        .find_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .expect("a query counter")
+}
+
+both_backends!(
+    identical_subscriptions_share_one_execution,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        // A selection that reaches beyond the event's preloaded data: it
+        // queries the database each time it is executed.
+        let deep = "subscription { activityEvents { cursor type \
+                    activity { slug title } actor { slug activities(first: 1) { totalCount } } } }";
+        let mut one = Client::connect(&hub, Protocol::TransportWs, None).await;
+        one.subscribe_query("d", deep, json!({})).await;
+        wait_subscribers(&hub, 1).await;
+        let before = db_queries(&hub).await;
+        let (_, a) = publish(&hub, &lyon, workshop("Executed once")).await;
+        let got = one.recv_for("d", WAIT).await;
+        assert!(
+            matches!(&got, Some(Incoming::Next { payload, .. })
+                if payload["data"]["activityEvents"]["activity"]["slug"] == a.as_str()
+                && payload["data"]["activityEvents"]["actor"]["activities"]["totalCount"].as_i64() >= Some(1)),
+            "{got:?}"
+        );
+        let alone = db_queries(&hub).await - before;
+
+        // Forty more identical subscribers on other sockets, and one with
+        // a different filter: each gets every event it should.
+        let mut many = Vec::new();
+        for _ in 0..40 {
+            let mut c = Client::connect(&hub, Protocol::TransportWs, None).await;
+            c.subscribe_query("d", deep, json!({})).await;
+            many.push(c);
+        }
+        let mut other = Client::connect(&hub, Protocol::TransportWs, None).await;
+        other
+            .subscribe("f", json!({ "kinds": ["FESTIVAL"] }), None)
+            .await;
+        wait_subscribers(&hub, 42).await;
+        let before = db_queries(&hub).await;
+        let (_, b) = publish(&hub, &lyon, workshop("Shared by all")).await;
+        for c in many.iter_mut().chain(std::iter::once(&mut one)) {
+            match c.recv_for("d", WAIT).await {
+                Some(Incoming::Next { payload, .. }) => {
+                    assert_eq!(
+                        payload["data"]["activityEvents"]["activity"]["slug"],
+                        b.as_str()
+                    );
+                }
+                other => panic!("expected the event, got {other:?}"),
+            }
+        }
+        let shared = db_queries(&hub).await - before;
+        assert!(
+            shared <= alone + 6.0,
+            "41 identical subscribers ran {shared} statements for one event, one ran {alone}"
+        );
+        // The filtered subscriber saw nothing of the workshops; it gets a festival.
+        let (_, fest) = publish(
+            &hub,
+            &lyon,
+            json!({ "kind": "FESTIVAL", "title": "Only for the filter" }),
+        )
+        .await;
+        assert_eq!(other.event("f").await.slug, fest);
+        // A subscriber joining the running group gets only what comes next.
+        let mut late = Client::connect(&hub, Protocol::TransportWs, None).await;
+        late.subscribe_query("d", deep, json!({})).await;
+        wait_subscribers(&hub, 43).await;
+        let (_, c) = publish(&hub, &lyon, workshop("After the late joiner")).await;
+        match late.recv_for("d", WAIT).await {
+            Some(Incoming::Next { payload, .. }) => {
+                assert_eq!(
+                    payload["data"]["activityEvents"]["activity"]["slug"],
+                    c.as_str()
+                );
+            }
+            other => panic!("expected the event, got {other:?}"),
         }
     }
 );

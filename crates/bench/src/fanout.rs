@@ -33,6 +33,20 @@ pub struct FanoutOptions {
     pub rate: f64,
     /// Seconds to wait for the last deliveries after the last publish.
     pub grace: Duration,
+    /// Distinct subscription documents (subscriber `i` uses number
+    /// `i % selections`); 1 means every subscriber sends the same one.
+    pub selections: usize,
+}
+
+/// Subscription document number `n`: the common one for 0, else the same
+/// selection with `n` extra aliased fields, so the documents differ (the
+/// hub cannot share their execution) while the work per event is similar.
+pub fn selection(n: usize) -> String {
+    if n == 0 {
+        return scenarios::SUBSCRIPTION.to_owned();
+    }
+    let extra: String = (0..n).map(|i| format!(" s{i}: type")).collect();
+    scenarios::SUBSCRIPTION.replacen("cursor type", &format!("cursor type{extra}"), 1)
 }
 
 /// What a fan-out run measured.
@@ -107,6 +121,7 @@ enum Outcome {
 /// One subscriber: connect, subscribe, collect until `stop`.
 async fn subscriber(
     addr: SocketAddr,
+    query: Arc<str>,
     marker: Arc<str>,
     connected: Arc<Mutex<Histogram<u64>>>,
     subscribed: Arc<AtomicUsize>,
@@ -143,7 +158,7 @@ async fn subscriber(
     let subscribe = serde_json::json!({
         "id": "1",
         "type": "subscribe",
-        "payload": {"query": scenarios::SUBSCRIPTION},
+        "payload": {"query": &*query},
     })
     .to_string();
     if ws.send(Message::text(subscribe)).await.is_err() {
@@ -219,11 +234,15 @@ pub async fn run(
     let ramp_started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / options.ramp_rate.max(1.0));
     let mut tasks = Vec::with_capacity(options.subscribers);
+    let queries: Vec<Arc<str>> = (0..options.selections.max(1))
+        .map(|n| Arc::from(selection(n)))
+        .collect();
     for i in 0..options.subscribers {
         let due = ramp_started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
         tasks.push(tokio::spawn(subscriber(
             addr,
+            queries[i % queries.len()].clone(),
             marker.clone(),
             connected.clone(),
             subscribed.clone(),

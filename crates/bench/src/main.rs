@@ -91,6 +91,10 @@ enum Command {
         /// Fan-out: publishes per second.
         #[arg(long)]
         rate: Option<f64>,
+        /// Fan-out: distinct subscription documents, spread evenly over the
+        /// subscribers (1: all the same).
+        #[arg(long, default_value_t = 1)]
+        selections: usize,
         /// Publish: cities publishing at once.
         #[arg(long, default_value_t = 20)]
         publishers: usize,
@@ -153,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
             ramp_rate,
             publishes,
             rate,
+            selections,
             publishers,
             cache,
         } => {
@@ -172,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
                     publishes: publishes.unwrap_or(if smoke { 5 } else { 50 }),
                     rate: rate.unwrap_or(10.0),
                     grace: Duration::from_secs(10),
+                    selections: selections.max(1),
                 },
                 publishers,
                 cache,

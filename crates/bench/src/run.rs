@@ -498,6 +498,7 @@ async fn fanout(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
     let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let e = &mut report.extra;
     e.insert("subscribers".into(), json!(options.subscribers));
+    e.insert("selections".into(), json!(options.selections));
     e.insert("connected".into(), json!(result.connected));
     e.insert("connect_failures".into(), json!(result.connect_failures));
     e.insert("ramp_rate".into(), json!(options.ramp_rate));

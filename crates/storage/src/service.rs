@@ -99,6 +99,42 @@ pub struct HubService {
     limits: Limits,
     policy: Policy,
     on_commit: Option<Arc<Notify>>,
+    /// SQLite: publishes waiting for the writer, committed together.
+    group: Option<Arc<GroupCommit>>,
+}
+
+/// Most publishes committed in one transaction.
+const GROUP_MAX: usize = 64;
+
+/// Group commit of publishes on SQLite (one writer at a time): whoever
+/// holds the write lock takes every publish queued meanwhile and runs them
+/// in one transaction, each in its own savepoint (a failing one changes
+/// nothing and does not affect the others), with one commit and so one
+/// fsync for all. Each is acknowledged only after that commit returned,
+/// i.e. once the batch is durable (`synchronous = FULL`).
+#[derive(Debug, Default)]
+struct GroupCommit {
+    queue: std::sync::Mutex<Vec<PublishJob>>,
+}
+
+/// What a publish committed: the new activity as inserted, or the id of
+/// the one an idempotency key already named.
+type Published = (ActivityId, Option<Activity>);
+
+/// A publish waiting for the writer.
+struct PublishJob {
+    actor: Actor,
+    input: ActivityInput,
+    draft: bool,
+    key: Option<String>,
+    hash: Option<String>,
+    reply: tokio::sync::oneshot::Sender<Result<Published, ServiceError>>,
+}
+
+impl std::fmt::Debug for PublishJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishJob").finish_non_exhaustive()
+    }
 }
 
 /// Runs `$body` (an async block returning `Result`) up to `MAX_ATTEMPTS`
@@ -122,11 +158,14 @@ macro_rules! retrying {
 impl HubService {
     /// A service over `db` with these limits and policy.
     pub fn new(db: Db, limits: Limits, policy: Policy) -> Self {
+        let group = (db.backend() == sea_orm::DatabaseBackend::Sqlite)
+            .then(|| Arc::new(GroupCommit::default()));
         Self {
             db,
             limits,
             policy,
             on_commit: None,
+            group,
         }
     }
 
@@ -185,9 +224,120 @@ impl HubService {
             return Err(FieldError::new("idempotencyKey", "must be 1 to 200 characters").into());
         }
         let hash = idempotency_key.map(|_| request_hash(&input, draft));
-        let id =
-            retrying!(self.try_publish(actor, &input, draft, idempotency_key, hash.as_deref()))?;
-        self.load(id).await
+        let (id, inserted) = match &self.group {
+            Some(group) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if let Ok(mut queue) = group.queue.lock() {
+                    queue.push(PublishJob {
+                        actor: actor.clone(),
+                        input: input.clone(),
+                        draft,
+                        key: idempotency_key.map(str::to_owned),
+                        hash: hash.clone(),
+                        reply,
+                    });
+                }
+                self.lead_group(group).await;
+                match answer.await {
+                    Ok(result) => result?,
+                    // Not queued (poisoned lock) or dropped: run it alone.
+                    Err(_) => retrying!(self.try_publish(
+                        actor,
+                        &input,
+                        draft,
+                        idempotency_key,
+                        hash.as_deref()
+                    ))?,
+                }
+            }
+            None => {
+                retrying!(self.try_publish(actor, &input, draft, idempotency_key, hash.as_deref()))?
+            }
+        };
+        // A new activity is answered from the insert itself: no read-back.
+        match inserted {
+            Some(activity) => Ok(activity),
+            None => self.load(id).await,
+        }
+    }
+
+    /// Takes the write lock and commits every queued publish (ours may
+    /// already have been committed by the previous holder).
+    async fn lead_group(&self, group: &GroupCommit) {
+        let guard = self.db.write_guard().await;
+        let jobs: Vec<PublishJob> = match group.queue.lock() {
+            Ok(mut queue) => {
+                let n = queue.len().min(GROUP_MAX);
+                queue.drain(..n).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        if jobs.is_empty() {
+            return;
+        }
+        let rest = self.run_group(jobs).await;
+        drop(guard);
+        // Publishes that failed with a race, or a batch whose commit
+        // failed: each runs on its own, as without group commit.
+        for job in rest {
+            let result = retrying!(self.try_publish(
+                &job.actor,
+                &job.input,
+                job.draft,
+                job.key.as_deref(),
+                job.hash.as_deref()
+            ));
+            let _ = job.reply.send(result);
+        }
+    }
+
+    /// Runs a batch in one transaction; answers the publishes it committed
+    /// or refused, and returns those to run again on their own.
+    async fn run_group(&self, jobs: Vec<PublishJob>) -> Vec<PublishJob> {
+        let Ok(txn) = self.begin().await else {
+            return jobs;
+        };
+        let mut done = Vec::with_capacity(jobs.len());
+        let mut again = Vec::new();
+        for job in jobs {
+            let Ok(savepoint) = txn.begin().await else {
+                again.push(job);
+                continue;
+            };
+            match self
+                .publish_in(
+                    &savepoint,
+                    &job.actor,
+                    &job.input,
+                    job.draft,
+                    job.key.as_deref(),
+                    job.hash.as_deref(),
+                )
+                .await
+            {
+                Ok(published) => match savepoint.commit().await {
+                    Ok(()) => done.push((job, Ok(published))),
+                    Err(_) => again.push(job),
+                },
+                Err(e) if e.retryable() => {
+                    let _ = savepoint.rollback().await;
+                    again.push(job);
+                }
+                Err(e) => {
+                    let _ = savepoint.rollback().await;
+                    done.push((job, Err(e)));
+                }
+            }
+        }
+        if let Err(e) = self.commit(txn).await {
+            tracing::warn!(error = %e, "a group commit failed; running its publishes one by one");
+            again.extend(done.into_iter().map(|(job, _)| job));
+            return again;
+        }
+        for (job, result) in done {
+            let _ = job.reply.send(result);
+        }
+        again
     }
 
     async fn try_publish(
@@ -197,17 +347,34 @@ impl HubService {
         draft: bool,
         key: Option<&str>,
         hash: Option<&str>,
-    ) -> Result<ActivityId, ServiceError> {
+    ) -> Result<Published, ServiceError> {
         let _guard = self.db.write_guard().await;
         let txn = self.begin().await?;
+        let published = self
+            .publish_in(&txn, actor, input, draft, key, hash)
+            .await?;
+        self.commit(txn).await?;
+        Ok(published)
+    }
+
+    /// A publish's statements, in `txn`.
+    async fn publish_in(
+        &self,
+        txn: &DatabaseTransaction,
+        actor: &Actor,
+        input: &ActivityInput,
+        draft: bool,
+        key: Option<&str>,
+        hash: Option<&str>,
+    ) -> Result<Published, ServiceError> {
         let label = actor_label(actor);
         if let (Some(key), Some(hash)) = (key, hash) {
             let existing = idempotency_key::Entity::find_by_id((label.clone(), key.to_owned()))
-                .one(&txn)
+                .one(txn)
                 .await?;
             if let Some(found) = existing {
                 return if found.request_hash == hash {
-                    Ok(found.activity_id)
+                    Ok((found.activity_id, None))
                 } else {
                     Err(ServiceError::Conflict {
                         message: "this idempotency key was used with a different input".into(),
@@ -218,14 +385,15 @@ impl HubService {
         }
         let publisher = actor.city_id();
         let write = self
-            .resolve(&txn, input.clone(), publisher, "input", None)
+            .resolve(txn, input.clone(), publisher, "input", None)
             .await?;
         let status = if draft {
             ActivityStatus::Draft
         } else {
             ActivityStatus::Published
         };
-        let id = ActivityRepo::insert(&txn, &write, status, publisher).await?;
+        let activity = ActivityRepo::insert_returning(txn, &write, status, publisher).await?;
+        let id = activity.id;
         if let (Some(key), Some(hash)) = (key, hash) {
             idempotency_key::ActiveModel {
                 actor: Set(label.clone()),
@@ -234,11 +402,11 @@ impl HubService {
                 activity_id: Set(id),
                 created_at: Set(now_micros()),
             }
-            .insert(&txn)
+            .insert(txn)
             .await?;
         }
         EventLog::append(
-            &txn,
+            txn,
             id,
             ActivityEventType::Published,
             publisher,
@@ -247,12 +415,11 @@ impl HubService {
         )
         .await?;
         AuditRepo::record(
-            &txn,
+            txn,
             &AuditRepo::entry(&label, "publishActivity", "activity", id, None, Some(1)),
         )
         .await?;
-        self.commit(txn).await?;
-        Ok(id)
+        Ok((id, Some(activity)))
     }
 
     /// Resolves slugs to ids and picks the slug, in the transaction.

@@ -788,6 +788,29 @@ impl ActivityRepo {
         }
     }
 
+    /// Inserts a new activity with its relations; returns it as stored
+    /// (from the insert's `RETURNING`, without reading it back).
+    pub async fn insert_returning(
+        db: &impl ConnectionTrait,
+        write: &ActivityWrite,
+        status: ActivityStatus,
+        published_by: Option<CityId>,
+    ) -> Result<Activity, StorageError> {
+        let now = now_micros();
+        let mut model = Self::columns(write);
+        model.status = Set(status.as_str().to_owned());
+        model.published_by = Set(published_by);
+        model.published_at = Set((status != ActivityStatus::Draft).then_some(now));
+        model.created_at = Set(now);
+        model.updated_at = Set(now);
+        model.version = Set(1);
+        let model = model.insert(db).await?;
+        Self::write_relations(db, model.id, write, false).await?;
+        let mut hosts = write.hosts.clone();
+        dedup_in_order(&mut hosts);
+        Ok(to_activity(model, hosts))
+    }
+
     /// Inserts a new activity with its relations; returns its id.
     pub async fn insert(
         db: &impl ConnectionTrait,

@@ -154,6 +154,26 @@ impl EventLog {
         Ok(result.rows_affected)
     }
 
+    /// Which of `ids` are activities that were deleted (soft): their events
+    /// replay as tombstones, without content.
+    pub async fn deleted_among(
+        db: &impl ConnectionTrait,
+        ids: &[ActivityId],
+    ) -> Result<std::collections::HashSet<ActivityId>, StorageError> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let rows: Vec<ActivityId> = crate::entities::activity::Entity::find()
+            .select_only()
+            .column(crate::entities::activity::Column::Id)
+            .filter(crate::entities::activity::Column::Id.is_in(ids.iter().copied()))
+            .filter(crate::entities::activity::Column::DeletedAt.is_not_null())
+            .into_tuple()
+            .all(db)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// The highest sequence number pruned so far (0 when none was): a
     /// cursor before it can no longer be resumed.
     pub async fn pruned_through(db: &impl ConnectionTrait) -> Result<i64, StorageError> {

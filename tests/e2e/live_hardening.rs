@@ -1,0 +1,130 @@
+//! Durability of group-committed publishes: 20 writers publish at once on
+//! SQLite (where concurrent publishes share one transaction and one
+//! fsync), the process is killed with SIGKILL mid-stream, and every publish
+//! that was acknowledged must be in the database file afterwards.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_publish_is_lost_to_a_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stdout).lines();
+        for line in reader.by_ref().map_while(Result::ok) {
+            let done = line.contains("Secretariat token");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        std::thread::spawn(move || reader.for_each(drop));
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("demo printed in time")
+        .expect("join");
+    let find = |label: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(label))
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {label} in {lines:?}"))
+    };
+    let url = find("GraphQL and GraphiQL:");
+    let token = find("Secretariat token");
+    let client = reqwest::Client::new();
+
+    // 20 writers publish as fast as they are answered.
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..20 {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let body = json!({
+                    "query": "mutation($i: ActivityInput!) { publishActivity(input: $i) { slug } }",
+                    "variables": { "i": { "kind": "WORKSHOP", "title": format!("Durable {w} {i}") } },
+                });
+                let Ok(response) = client.post(&url).bearer_auth(&token).json(&body).send().await
+                else {
+                    return;
+                };
+                let Ok(value) = response.json::<Value>().await else {
+                    return;
+                };
+                if let Some(slug) = value["data"]["publishActivity"]["slug"].as_str()
+                    && let Ok(mut list) = acknowledged.lock()
+                {
+                    list.push(slug.to_owned());
+                }
+            }
+        }));
+    }
+    // Kill once a good number is acknowledged, while writers are mid-flight.
+    let started = Instant::now();
+    while acknowledged.lock().map(|l| l.len()).unwrap_or(0) < 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "publishing too slow to test"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        let _ = w.await;
+    }
+    let acknowledged = acknowledged.lock().expect("list").clone();
+
+    let db = format!("sqlite://{}", dir.path().join("cityhub.db").display());
+    let conn = sea_orm::Database::connect(db.as_str())
+        .await
+        .expect("open the killed hub's database");
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT a.slug AS slug FROM activities a \
+             JOIN activity_events e ON e.activity_id = a.id AND e.event_type = 'PUBLISHED' \
+             WHERE a.title LIKE 'Durable %'",
+        ))
+        .await
+        .expect("read");
+    let stored: std::collections::HashSet<String> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "slug").ok())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|s| !stored.contains(*s))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged publishes lost: {:?}",
+        lost.len(),
+        acknowledged.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
