@@ -83,3 +83,91 @@ both_backends!(
         assert_eq!(missing.status(), 404);
     }
 );
+
+/// The number of feed items whose slug is `slug`, as a JavaScript expression.
+fn count_in_feed(slug: &str) -> String {
+    format!(r#"document.querySelectorAll('#feed li[data-slug="{slug}"]').length"#)
+}
+
+both_backends!(
+    dashboard_in_chromium_shows_counts_goes_live_and_resumes,
+    |backend: Backend| async move {
+        let Some(browser) = crate::browser::Browser::start().await else {
+            return;
+        };
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let total = |data: serde_json::Value| data["stats"]["total"].as_i64().expect("total");
+        let seeded = total(hub.ok("{ stats { total } }", json!({}), None).await);
+        browser.goto(&format!("{}/dashboard", hub.base)).await;
+        // The seeded total shows, and the socket is live.
+        browser
+            .wait_until(&format!(
+                "return document.getElementById('total').textContent.replace(/\\D/g, '') === '{seeded}';"
+            ))
+            .await;
+        browser
+            .wait_until("return document.getElementById('connection').dataset.state === 'live';")
+            .await;
+        let publish = r#"mutation($t: String!) { publishActivity(input: { kind: WORKSHOP, title: $t, startDate: "2026-06-01", fields: [GASTRONOMY] }) { slug } }"#;
+        let slug_of = |data: serde_json::Value| {
+            data["publishActivity"]["slug"]
+                .as_str()
+                .expect("slug")
+                .to_owned()
+        };
+        let first = slug_of(
+            hub.ok(publish, json!({ "t": "Dashboard live one" }), Some(&lyon))
+                .await,
+        );
+        // It reaches the feed once and the total follows.
+        browser
+            .wait_until(&format!("return {} === 1;", count_in_feed(&first)))
+            .await;
+        browser
+            .wait_until(&format!(
+                "return document.getElementById('total').textContent.replace(/\\D/g, '') === '{}';",
+                seeded + 1
+            ))
+            .await;
+        // Leave the page; publish twice; come back: the page resumes from
+        // the cursor it kept and shows exactly the events it missed, once.
+        browser.goto("about:blank").await;
+        let second = slug_of(
+            hub.ok(publish, json!({ "t": "Dashboard missed two" }), Some(&lyon))
+                .await,
+        );
+        let third = slug_of(
+            hub.ok(
+                publish,
+                json!({ "t": "Dashboard missed three" }),
+                Some(&lyon),
+            )
+            .await,
+        );
+        browser.goto(&format!("{}/dashboard", hub.base)).await;
+        for slug in [&second, &third] {
+            browser
+                .wait_until(&format!("return {} === 1;", count_in_feed(slug)))
+                .await;
+        }
+        assert_eq!(
+            browser
+                .eval(&format!("return {};", count_in_feed(&first)))
+                .await,
+            json!(0),
+            "the event seen before is not replayed"
+        );
+        browser
+            .wait_until(&format!(
+                "return document.getElementById('total').textContent.replace(/\\D/g, '') === '{}';",
+                seeded + 3
+            ))
+            .await;
+        // Nothing but the hub was asked for anything.
+        let hosts = browser.requested_hosts().await;
+        let hub_host = hub.base.trim_start_matches("http://").to_owned();
+        assert!(hosts.iter().all(|h| *h == hub_host), "{hosts:?}");
+        browser.close().await;
+    }
+);
