@@ -154,7 +154,7 @@ both_backends!(mutations_are_rate_limited_per_token, |backend| async move {
         c.rate_limit.mutation_burst = 2;
     })
     .await;
-    hub_seed_done(&hub).await;
+    still_serves(&hub).await;
     let lyon = hub.token(Some("lyon")).await;
     let seoul = hub.token(Some("seoul")).await;
     let before = total(&hub, Some(&lyon)).await;
@@ -207,11 +207,6 @@ both_backends!(mutations_are_rate_limited_per_token, |backend| async move {
         hub.ok(COUNT, json!({}), Some(&lyon)).await;
     }
 });
-
-/// Waits until the seeded network answers (the hub is up).
-async fn hub_seed_done(hub: &TestHub) {
-    still_serves(hub).await;
-}
 
 both_backends!(
     anonymous_rate_limit_keys_on_client_address,

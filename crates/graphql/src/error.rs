@@ -172,6 +172,31 @@ pub fn cursor(err: CursorError) -> Error {
     bad_input("after", err.to_string())
 }
 
+/// Gives a code to every error of `response` raised before any hook (an
+/// unknown operation name, a variable of the wrong type): `BAD_USER_INPUT`
+/// once execution started, else `GRAPHQL_VALIDATION_FAILED`. Returns
+/// whether execution started. HTTP and WebSocket both answer through it.
+pub fn assign_missing_codes(response: &mut async_graphql::Response) -> bool {
+    let executed = !matches!(response.data, async_graphql::Value::Null);
+    for err in &mut response.errors {
+        let has_code = err
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if !has_code {
+            let code = if executed {
+                Code::BadUserInput
+            } else {
+                Code::GraphqlValidationFailed
+            };
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code.as_str());
+        }
+    }
+    executed
+}
+
 /// Lets resolvers use `?` on service results.
 pub trait ResultExt<T> {
     /// Converts the error into a coded GraphQL error.

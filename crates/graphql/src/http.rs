@@ -391,23 +391,7 @@ async fn execute(
     let mut response = svc.schema.execute(request).await;
     // Errors raised before any hook (an unknown operation name, a variable
     // of the wrong type) get their code here.
-    let executed = !matches!(response.data, Value::Null);
-    for err in &mut response.errors {
-        let has_code = err
-            .extensions
-            .as_ref()
-            .is_some_and(|e| e.get("code").is_some());
-        if !has_code {
-            let code = if executed {
-                Code::BadUserInput
-            } else {
-                Code::GraphqlValidationFailed
-            };
-            err.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code.as_str());
-        }
-    }
+    let executed = crate::error::assign_missing_codes(&mut response);
     svc.metrics.observe(
         operation.as_deref(),
         response.errors.is_empty(),

@@ -996,23 +996,7 @@ impl Connection {
 /// of HTTP apply); errors raised before execution get their code.
 async fn execute(schema: &HubSchema, request: async_graphql::Request) -> Response {
     let mut response = schema.execute(request).await;
-    let executed = !matches!(response.data, Value::Null);
-    for err in &mut response.errors {
-        let has_code = err
-            .extensions
-            .as_ref()
-            .is_some_and(|e| e.get("code").is_some());
-        if !has_code {
-            let code = if executed {
-                Code::BadUserInput
-            } else {
-                Code::GraphqlValidationFailed
-            };
-            err.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code.as_str());
-        }
-    }
+    crate::error::assign_missing_codes(&mut response);
     response
 }
 
