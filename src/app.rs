@@ -17,7 +17,7 @@ use cityhub_domain::Policy;
 use cityhub_graphql::http::{graphiql_asset, graphql_get, graphql_post, jwks, schema_sdl};
 use cityhub_graphql::{
     Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Limiters, Metrics,
-    build_schema,
+    build_fast_schema, build_schema, request_guard,
 };
 use cityhub_storage::service::HubService;
 use cityhub_storage::{Db, StorageError};
@@ -94,13 +94,16 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
             }
         }
     });
-    let schema = build_schema(HubState {
+    let state = HubState {
         service,
         auth: auth.clone(),
         settings: config.api.clone(),
         events: events.clone(),
-        limiters,
-    });
+        limiters: limiters.clone(),
+    };
+    let guard = request_guard(&config.api, limiters);
+    let fast_schema = build_fast_schema(state.clone());
+    let schema = build_schema(state);
     let wildcard = config.cors.allowed_origins.iter().any(|o| o == "*");
     let settings = HttpSettings {
         body_limit: config.http.body_limit_bytes,
@@ -112,7 +115,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         trusted_proxies: config.trusted_proxies()?,
     };
     let service = GraphqlService::new(schema, auth, db, Arc::new(Metrics::new()), events, settings)
-        .with_cache(config.cache.clone());
+        .with_cache(config.cache.clone())
+        .with_fast_path(fast_schema, guard);
     let router = router(service.clone(), config)?;
     Ok(Hub {
         router,

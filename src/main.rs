@@ -15,6 +15,13 @@ use cityhub::config::Config;
 use cityhub::ops;
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc instead of glibc's allocator: a profile of the uncached city
+/// listing spent about 29 % of the hub's CPU in glibc `malloc`/`free`
+/// (`_int_malloc`, `malloc_consolidate`, `unlink_chunk`; BENCHMARKS.md),
+/// for the many short-lived allocations of rows, GraphQL values and JSON.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The UNESCO Creative Cities Network hub: one GraphQL schema to publish,
 /// query and watch the network's activities.
 #[derive(Parser)]

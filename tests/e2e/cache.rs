@@ -225,6 +225,70 @@ both_backends!(city_index_follows_every_write, |backend| async move {
     hub.stop().await;
 });
 
+/// One counter of `cityhub_read_cache_total` from `/metrics`.
+async fn cache_counter(hub: &TestHub, outcome: &str) -> u64 {
+    let text = hub
+        .client
+        .get(format!("{}/metrics", hub.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let prefix = format!("cityhub_read_cache_total{{outcome=\"{outcome}\"}}");
+    text.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+// A query whose document passed full validation once runs afterwards on
+// the extension-free schema with async-graphql's fast validation
+// (`http::execute`). Every refusal must read exactly as it did before the
+// document was known, and the answers must be the same.
+both_backends!(
+    validated_documents_answer_and_refuse_as_before,
+    |backend| async move {
+        let hub = TestHub::start_with(backend, |c| c.cache.enabled = false).await;
+        const Q: &str = "query($cities: [String!], $n: Int) { activities(first: $n, filter: { cities: $cities }) { nodes { slug title hosts { slug } documents { title } } pageInfo { hasNextPage } } }";
+        let refused = [
+            json!({ "cities": 5, "n": 2 }),
+            json!({ "cities": ["lyon"], "n": "two" }),
+            json!({ "cities": ["lyon"], "n": 100_000 }),
+            json!({ "cities": ["lyon"], "n": -1 }),
+            json!({ "cities": ["bad\u{0}slug"], "n": 2 }),
+        ];
+        let mut before = Vec::new();
+        for vars in &refused {
+            before.push(hub.post(Q, vars.clone(), None).await);
+        }
+        assert_eq!(cache_counter(&hub, "fast_path").await, 0);
+        let good = json!({ "cities": ["santa-fe"], "n": 3 });
+        let first = hub.post(Q, good.clone(), None).await;
+        assert_eq!(first.0, 200);
+        assert!(first.1.get("errors").is_none(), "{}", first.1);
+        assert!(
+            !first.1["data"]["activities"]["nodes"]
+                .as_array()
+                .expect("nodes")
+                .is_empty()
+        );
+        let second = hub.post(Q, good, None).await;
+        assert_eq!(second, first, "the fast path answers as the full one");
+        assert_eq!(cache_counter(&hub, "fast_path").await, 1);
+        for (vars, was) in refused.iter().zip(&before) {
+            let code = &was.1["errors"][0]["extensions"]["code"];
+            assert!(code.is_string(), "{vars}: {}", was.1);
+            let now = hub.post(Q, vars.clone(), None).await;
+            assert_eq!(&now, was, "{vars}");
+        }
+        assert!(cache_counter(&hub, "fast_path").await > 1);
+        hub.stop().await;
+    }
+);
+
 /// The read-cache counters of `/metrics`: (hits, misses).
 async fn cache_counts(hub: &TestHub) -> (u64, u64) {
     let text = hub

@@ -12,7 +12,7 @@
 //! is always seen.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_graphql::parser::types::{
@@ -85,6 +85,36 @@ pub enum Visibility {
     Secretariat,
 }
 
+/// A parsed document, and whether it has passed the schema's full
+/// validation once (then later requests may run it without re-validating
+/// its rules, see `http::execute`).
+#[derive(Debug)]
+pub struct CachedDocument {
+    /// The parsed document.
+    pub doc: ExecutableDocument,
+    validated: AtomicBool,
+}
+
+impl CachedDocument {
+    /// Whether a request with this document passed full validation.
+    pub fn validated(&self) -> bool {
+        self.validated.load(Ordering::Relaxed)
+    }
+
+    /// Records that a request with this document passed full validation.
+    pub fn mark_validated(&self) {
+        self.validated.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for CachedDocument {
+    type Target = ExecutableDocument;
+
+    fn deref(&self) -> &ExecutableDocument {
+        &self.doc
+    }
+}
+
 /// One cached response.
 struct Entry {
     version: DataVersion,
@@ -110,12 +140,18 @@ pub struct CacheStats {
     pub document_hits: AtomicU64,
     /// Data version queries run.
     pub version_queries: AtomicU64,
+    /// Queries run on the extension-free schema (their document had passed
+    /// full validation before).
+    pub fast_path: AtomicU64,
+    /// Fast-path answers thrown away for an uncoded error, the query then
+    /// run again with full validation.
+    pub fast_path_retried: AtomicU64,
 }
 
 /// The caches of one hub instance.
 pub struct ReadCache {
     settings: CacheSettings,
-    documents: Mutex<lru::LruCache<String, Arc<ExecutableDocument>>>,
+    documents: Mutex<lru::LruCache<String, Arc<CachedDocument>>>,
     responses: Mutex<Responses>,
     persisted: Mutex<lru::LruCache<String, Arc<str>>>,
     gate: VersionGate,
@@ -156,12 +192,15 @@ impl ReadCache {
 
     /// The parsed document of `query`, from the cache or parsed now
     /// (`None` if it does not parse: execution then reports the error).
-    pub fn document(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+    pub fn document(&self, query: &str) -> Option<Arc<CachedDocument>> {
         if let Some(doc) = lock(&self.documents).get(query) {
             self.stats.document_hits.fetch_add(1, Ordering::Relaxed);
             return Some(doc.clone());
         }
-        let doc = Arc::new(async_graphql::parser::parse_query(query).ok()?);
+        let doc = Arc::new(CachedDocument {
+            doc: async_graphql::parser::parse_query(query).ok()?,
+            validated: AtomicBool::new(false),
+        });
         lock(&self.documents).put(query.to_owned(), doc.clone());
         Some(doc)
     }
@@ -230,6 +269,8 @@ impl ReadCache {
             not_modified: get(&self.stats.not_modified),
             document_hits: get(&self.stats.document_hits),
             version_queries: get(&self.stats.version_queries),
+            fast_path: get(&self.stats.fast_path),
+            fast_path_retried: get(&self.stats.fast_path_retried),
             bytes,
             entries,
         }

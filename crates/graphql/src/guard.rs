@@ -134,6 +134,7 @@ impl Limiters {
 }
 
 /// The extension that applies [`DocumentLimits`] and the rate limits.
+#[derive(Clone)]
 pub struct RequestGuard {
     limits: DocumentLimits,
     limiters: Arc<Limiters>,
@@ -148,10 +149,7 @@ impl RequestGuard {
 
 impl ExtensionFactory for RequestGuard {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestGuard {
-            limits: self.limits,
-            limiters: self.limiters.clone(),
-        })
+        Arc::new(self.clone())
     }
 }
 
@@ -167,17 +165,20 @@ fn refuse(code: Code, message: String, retry_after: Option<u64>) -> ServerError 
     err
 }
 
-#[async_trait::async_trait]
-impl Extension for RequestGuard {
-    async fn parse_query(
+impl RequestGuard {
+    /// Decides whether a parsed document may run for this caller: its shape
+    /// against the [`DocumentLimits`], then the rate limits. The schema's
+    /// parse hook calls it, and so does the fast path of
+    /// [`crate::http`], which executes already-validated documents without
+    /// extensions.
+    pub fn admit(
         &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
+        document: &ExecutableDocument,
         variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let shape = measure(&document, variables);
+        principal: Option<&crate::auth::Principal>,
+        client: Option<&ClientAddr>,
+    ) -> ServerResult<()> {
+        let shape = measure(document, variables);
         let l = &self.limits;
         if shape.root_fields > l.max_root_fields {
             return Err(refuse(
@@ -216,9 +217,6 @@ impl Extension for RequestGuard {
                 None,
             ));
         }
-        let principal = ctx
-            .data_opt::<RequestCtx>()
-            .and_then(|r| r.principal.as_ref());
         match principal {
             Some(p) if shape.mutations > 0 => {
                 if let Some(limiter) = &self.limiters.mutations
@@ -233,8 +231,7 @@ impl Extension for RequestGuard {
             }
             Some(_) => {}
             None => {
-                if let (Some(limiter), Some(ClientAddr(ip))) =
-                    (&self.limiters.anonymous, ctx.data_opt::<ClientAddr>())
+                if let (Some(limiter), Some(ClientAddr(ip))) = (&self.limiters.anonymous, client)
                     && let Err(wait) = self.limiters.take(limiter, ip, 1)
                 {
                     return Err(refuse(
@@ -245,6 +242,24 @@ impl Extension for RequestGuard {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for RequestGuard {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let principal = ctx
+            .data_opt::<RequestCtx>()
+            .and_then(|r| r.principal.as_ref());
+        self.admit(&document, variables, principal, ctx.data_opt::<ClientAddr>())?;
         Ok(document)
     }
 }

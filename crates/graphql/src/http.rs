@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::auth::{AuthFailure, Authenticator, Principal};
 use crate::cache::{CacheSettings, ReadCache, Visibility};
 use crate::error::Code;
-use crate::guard::ClientAddr;
+use crate::guard::{ClientAddr, RequestGuard};
 use crate::loaders::Loaders;
 use crate::metrics::Metrics;
 use crate::schema::HubSchema;
@@ -85,6 +85,9 @@ pub struct GraphqlService {
     pub(crate) settings: HttpSettings,
     pub(crate) public_read: bool,
     pub(crate) cache: Arc<ReadCache>,
+    /// The extension-free schema and the guard it needs run beforehand, for
+    /// queries whose document passed full validation once.
+    pub(crate) fast: Option<(HubSchema, RequestGuard)>,
 }
 
 impl GraphqlService {
@@ -107,7 +110,17 @@ impl GraphqlService {
             settings,
             public_read,
             cache: Arc::new(ReadCache::new(CacheSettings::default())),
+            fast: None,
         }
+    }
+
+    /// Runs queries whose document already passed full validation on
+    /// `schema` (built by [`crate::build_fast_schema`] from the same state),
+    /// with `guard` applied first.
+    #[must_use]
+    pub fn with_fast_path(mut self, schema: HubSchema, guard: RequestGuard) -> Self {
+        self.fast = Some((schema, guard));
+        self
     }
 
     /// Replaces the read caches with empty ones under `settings`.
@@ -374,21 +387,78 @@ async fn execute(
         }
         return response;
     }
-    if let Some(doc) = &document {
-        request.set_parsed_query(ExecutableDocument::clone(doc));
-    }
-    let mut request = request
-        .data(RequestCtx { principal })
-        .data(Loaders::new(&svc.db));
-    if let Some(peer) = peer_of(&parts.extensions) {
-        request = request.data(ClientAddr(client_addr(
-            &svc.settings.trusted_proxies,
-            peer,
-            headers,
-        )));
-    }
+    let client = peer_of(&parts.extensions)
+        .map(|peer| ClientAddr(client_addr(&svc.settings.trusted_proxies, peer, headers)));
     let started = Instant::now();
-    let mut response = svc.schema.execute(request).await;
+    let fast = match (&svc.fast, &document) {
+        (Some(fast), Some(doc))
+            if doc.validated()
+                && crate::cache::operation_type(doc, operation.as_deref())
+                    == Some(OperationType::Query) =>
+        {
+            Some((fast, doc))
+        }
+        _ => None,
+    };
+    let mut response = None;
+    if let Some(((schema, guard), doc)) = fast {
+        if let Err(refused) = guard.admit(doc, &request.variables, principal.as_ref(), client.as_ref())
+        {
+            response = Some(async_graphql::Response::from_errors(vec![refused]));
+        } else {
+            let mut quick = async_graphql::Request::new(request.query.clone())
+                .variables(request.variables.clone())
+                .data(RequestCtx {
+                    principal: principal.clone(),
+                })
+                .data(Loaders::new(&svc.db));
+            quick.operation_name = operation.clone();
+            quick.set_parsed_query(ExecutableDocument::clone(doc));
+            if let Some(client) = client {
+                quick = quick.data(client);
+            }
+            svc.cache
+                .stats
+                .fast_path
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let answer = schema.execute(quick).await;
+            // An error async-graphql raised itself (a variable of the wrong
+            // type, a limit: what full validation would have named) has no
+            // code: the query runs again below, fully validated, so every
+            // refusal reads exactly as without this path. Queries only, so
+            // running twice changes nothing.
+            let uncoded = answer.errors.iter().any(|e| code_of(e).is_none());
+            if uncoded {
+                svc.cache
+                    .stats
+                    .fast_path_retried
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                response = Some(answer);
+            }
+        }
+    }
+    let mut response = match response {
+        Some(response) => response,
+        None => {
+            if let Some(doc) = &document {
+                request.set_parsed_query(ExecutableDocument::clone(doc));
+            }
+            let mut request = request
+                .data(RequestCtx { principal })
+                .data(Loaders::new(&svc.db));
+            if let Some(client) = client {
+                request = request.data(client);
+            }
+            let response = svc.schema.execute(request).await;
+            if let Some(doc) = &document
+                && !matches!(response.data, Value::Null)
+            {
+                doc.mark_validated();
+            }
+            response
+        }
+    };
     // Errors raised before any hook (an unknown operation name, a variable
     // of the wrong type) get their code here.
     let executed = crate::error::assign_missing_codes(&mut response);

@@ -26,6 +26,6 @@ pub use cache::CacheSettings;
 pub use guard::{ClientAddr, Limiters, RateLimitSettings};
 pub use http::{GraphqlService, HttpSettings};
 pub use metrics::Metrics;
-pub use schema::{HubSchema, build_schema, sdl};
+pub use schema::{HubSchema, build_fast_schema, build_schema, request_guard, sdl};
 pub use state::{ApiSettings, HubState};
 pub use subscription::{EventBus, EventSettings};

@@ -59,6 +59,10 @@ pub struct CacheCounts {
     pub document_hits: u64,
     /// Data version queries run.
     pub version_queries: u64,
+    /// Queries run without re-validating an already validated document.
+    pub fast_path: u64,
+    /// Of those, answers discarded and recomputed with full validation.
+    pub fast_path_retried: u64,
     /// Bytes the response cache holds.
     pub bytes: usize,
     /// Entries the response cache holds.
@@ -184,6 +188,8 @@ impl Metrics {
             ("not_modified", counts.not_modified),
             ("document_hit", counts.document_hits),
             ("version_query", counts.version_queries),
+            ("fast_path", counts.fast_path),
+            ("fast_path_retried", counts.fast_path_retried),
         ] {
             let counter = self.cache.get_or_create(&CacheLabels {
                 outcome: outcome.to_owned(),

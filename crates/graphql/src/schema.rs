@@ -89,12 +89,7 @@ pub fn schema_builder(
     settings: &ApiSettings,
     limiters: Arc<Limiters>,
 ) -> async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRoot> {
-    let limits = DocumentLimits {
-        max_root_fields: settings.max_root_fields,
-        max_mutations: settings.max_mutations_per_request,
-        max_entities: settings.max_entities,
-        max_complexity: settings.max_complexity,
-    };
+    let limits = document_limits(settings);
     Schema::build(Query, Mutation, SubscriptionRoot)
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)
@@ -110,6 +105,39 @@ pub fn build_schema(state: HubState) -> HubSchema {
     schema_builder(&state.settings, state.limiters.clone())
         .data(state)
         .finish()
+}
+
+/// The same schema without extensions and with async-graphql's `Fast`
+/// validation (fragment cycles, complexity and depth only): for documents
+/// that already passed [`build_schema`]'s full validation once. With no
+/// extension, every field resolves on async-graphql's direct path instead
+/// of through the extension chain; the request guard runs before it
+/// instead (`RequestGuard::admit`). See `http::execute`.
+pub fn build_fast_schema(state: HubState) -> HubSchema {
+    let settings = &state.settings;
+    Schema::build(Query, Mutation, SubscriptionRoot)
+        .limit_depth(settings.max_depth)
+        .limit_complexity(settings.max_complexity)
+        .limit_recursive_depth(settings.max_depth.max(32))
+        .enable_federation()
+        .enable_subscription_in_federation()
+        .validation_mode(async_graphql::ValidationMode::Fast)
+        .data(state)
+        .finish()
+}
+
+/// The guard [`build_schema`] installs, for callers that run it themselves.
+pub fn request_guard(settings: &ApiSettings, limiters: Arc<Limiters>) -> RequestGuard {
+    RequestGuard::new(document_limits(settings), limiters)
+}
+
+fn document_limits(settings: &ApiSettings) -> DocumentLimits {
+    DocumentLimits {
+        max_root_fields: settings.max_root_fields,
+        max_mutations: settings.max_mutations_per_request,
+        max_entities: settings.max_entities,
+        max_complexity: settings.max_complexity,
+    }
 }
 
 /// The SDL as `cityhub schema` prints it and `/schema.graphql` serves it:

@@ -58,6 +58,7 @@ impl Default for ApiSettings {
 }
 
 /// The hub's shared state, schema data.
+#[derive(Clone)]
 pub struct HubState {
     /// The write services (and the database).
     pub service: HubService,

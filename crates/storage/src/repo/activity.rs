@@ -649,7 +649,11 @@ impl ActivityRepo {
             return Ok(out);
         }
         let rows = activity_city::Entity::find()
-            .filter(activity_city::Column::ActivityId.is_in(ids.iter().copied()))
+            .filter(super::id_in(
+                db.get_database_backend(),
+                "activity_cities.activity_id",
+                ids,
+            ))
             .filter(activity_city::Column::Role.eq(role))
             .order_by_asc(activity_city::Column::ActivityId)
             .order_by_asc(activity_city::Column::Position)
@@ -679,7 +683,11 @@ impl ActivityRepo {
             return Ok(out);
         }
         let rows = document::Entity::find()
-            .filter(document::Column::ActivityId.is_in(ids.iter().copied()))
+            .filter(super::id_in(
+                db.get_database_backend(),
+                "documents.activity_id",
+                ids,
+            ))
             .order_by_asc(document::Column::ActivityId)
             .order_by_asc(document::Column::Position)
             .all(db)

@@ -100,7 +100,7 @@ impl CityRepo {
             return Ok(HashMap::new());
         }
         Ok(city::Entity::find()
-            .filter(city::Column::Id.is_in(ids.iter().copied()))
+            .filter(super::id_in(db.get_database_backend(), "cities.id", ids))
             .all(db)
             .await?
             .into_iter()

@@ -39,6 +39,32 @@ pub(crate) fn in_list<V: Into<Value>>(
     (format!("({})", marks.join(", ")), values)
 }
 
+/// `column` is one of `ids`, with the ids bound as ONE parameter, so the
+/// statement's text is the same for any number of ids and its prepared form
+/// is reused. An `IN (?, ?, …)` list makes a different statement for every
+/// length, which SQLite parsed and planned again on most requests
+/// (`sqlite3RunParser`, `whereLoopAddBtreeIndex` in the listing's profile,
+/// BENCHMARKS.md) and which evicts other statements from sqlx's cache.
+/// SQLite reads the set with `json_each`, PostgreSQL as a `bigint[]`;
+/// both use the column's index for each id.
+pub(crate) fn id_in(backend: DatabaseBackend, column: &str, ids: &[i64]) -> sea_orm::sea_query::Expr {
+    let list = ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    match backend {
+        DatabaseBackend::Postgres => sea_orm::sea_query::Expr::cust_with_values(
+            format!("{column} = ANY(string_to_array($1, ',')::bigint[])"),
+            [list],
+        ),
+        _ => sea_orm::sea_query::Expr::cust_with_values(
+            format!("{column} IN (SELECT value FROM json_each(?))"),
+            [format!("[{list}]")],
+        ),
+    }
+}
+
 /// The placeholder for the `n`th (1-based) value of a custom fragment.
 pub(crate) fn mark(backend: DatabaseBackend, n: usize) -> String {
     match backend {
