@@ -84,7 +84,13 @@ pub async fn list_activities(
     )
     .await
     .api()?;
-    prefetch(ctx, &page.items).await?;
+    let look = ctx.look_ahead();
+    prefetch(
+        ctx,
+        &page.items,
+        &[look.field("nodes"), look.field("edges").field("node")],
+    )
+    .await?;
     Ok(ActivityConnection::new(
         page,
         order,
@@ -94,16 +100,19 @@ pub async fn list_activities(
     ))
 }
 
-/// Loads, in one query per kind, the relations the query selects on a
-/// page's activities, and primes the request's loaders with them: the
-/// page then costs the same number of queries whatever its size, with no
-/// dependence on when DataLoader batches close.
-async fn prefetch(ctx: &Context<'_>, items: &[cityhub_domain::Activity]) -> Result<()> {
+/// Loads, in one query per kind, the relations the query selects on
+/// `items` (as seen through `nodes`, the selections of the activities),
+/// and primes the request's loaders with them: a page then costs the same
+/// number of queries whatever its size, and no field waits for a
+/// DataLoader batch to close.
+async fn prefetch(
+    ctx: &Context<'_>,
+    items: &[cityhub_domain::Activity],
+    nodes: &[async_graphql::Lookahead<'_>],
+) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
-    let look = ctx.look_ahead();
-    let nodes = [look.field("nodes"), look.field("edges").field("node")];
     let wants = |name: &str| nodes.iter().any(|n| n.field(name).exists());
     let db = hub(ctx).service.db().conn();
     let l = loaders(ctx);
@@ -251,6 +260,9 @@ impl Query {
             }
             _ => return Err(bad_input("id", "give exactly one of `id` and `slug`")),
         };
+        if let Some(activity) = &found {
+            prefetch(ctx, std::slice::from_ref(activity), &[ctx.look_ahead()]).await?;
+        }
         Ok(found.map(ActivityObject::new))
     }
 
