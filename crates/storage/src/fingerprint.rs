@@ -183,7 +183,12 @@ mod tests {
     /// together with a new version prefix.
     #[test]
     fn pins_the_version_2_value() {
-        assert_eq!(fingerprint(&input(), false), "v2:PINNED");
+        // Computed independently: SHA-256 of the compact JSON (Python's
+        // `json.dumps(separators=(",", ":"), ensure_ascii=False)`).
+        assert_eq!(
+            fingerprint(&input(), false),
+            "v2:dc4a66222839d16cd4bafad2602444533b903ccd496062476c0bb54cba64b781"
+        );
     }
 
     #[test]
