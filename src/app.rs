@@ -22,7 +22,8 @@ use cityhub_graphql::{
 use cityhub_storage::service::HubService;
 use cityhub_storage::{Db, StorageError};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -35,8 +36,11 @@ pub struct Hub {
     pub router: Router,
     /// The GraphQL service (schema, database, auth, events).
     pub service: GraphqlService,
-    /// Notified to stop background tasks.
-    pub stop: Arc<Notify>,
+    /// Cancelled when serving stops: every background task returns.
+    pub stop: CancellationToken,
+    /// The hub's background tasks (event pump, listener, pruner, rate-limit
+    /// sweeper) and connection tasks; empty once `serve` has returned.
+    pub tasks: TaskTracker,
 }
 
 /// Connects to the database, applying migrations when configured.
@@ -73,21 +77,26 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
             .context("loading signing keys")?,
     );
     let events = EventBus::new(db.clone(), config.events.clone());
-    let stop = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let url = config.database.url.clone();
     events
-        .start(Some(url), stop.clone())
+        .start(Some(url), stop.clone(), &tasks)
         .await
         .context("starting the event bus")?;
     let service = hub_service(db.clone(), config).with_commit_notify(events.waker());
     let limiters = Arc::new(Limiters::new(&config.rate_limit));
-    // Forget rate-limit state of idle keys once a minute; the task ends
-    // with the hub (it holds only a weak reference).
+    // Forget rate-limit state of idle keys once a minute, until the hub
+    // stops (it holds only a weak reference).
     let idle_keys = Arc::downgrade(&limiters);
-    tokio::spawn(async move {
+    let sweeper_stop = stop.clone();
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
-            tick.tick().await;
+            tokio::select! {
+                () = sweeper_stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
             match idle_keys.upgrade() {
                 Some(limiters) => limiters.retain_recent(),
                 None => break,
@@ -122,6 +131,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         router,
         service,
         stop,
+        tasks,
     })
 }
 
@@ -242,8 +252,10 @@ impl ServeOptions {
     }
 }
 
-/// Serves `hub` on `listener` until `shutdown` resolves, then lets open
-/// connections finish for at most `options.grace`.
+/// Serves `hub` on `listener` until `shutdown` resolves, then cancels the
+/// hub's background tasks and lets open connections finish for at most
+/// `options.grace`; connections still open then are closed. Returns once
+/// every task of `hub.tasks` has ended.
 ///
 /// hyper serves each connection (axum's `serve` has no timer): a client
 /// that does not send its headers within `header_read_timeout` (or keeps a
@@ -262,6 +274,9 @@ pub async fn serve(
     use tower::ServiceExt;
 
     let stop = hub.stop.clone();
+    let tasks = hub.tasks.clone();
+    // Cancelled when the grace period is over: connections still open end.
+    let cut = CancellationToken::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -316,8 +331,9 @@ pub async fn serve(
         );
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let Some(stream) = first_byte.await else {
+        let cut = cut.clone();
+        tasks.spawn(async move {
+            let Some(stream) = cut.run_until_cancelled(first_byte).await.flatten() else {
                 tracing::debug!(%peer, "closing a connection that sent nothing");
                 drop(permit);
                 return;
@@ -326,22 +342,42 @@ pub async fn serve(
                 TokioIo::new(stream),
                 TowerToHyperService::new(service),
             );
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            if let Some(Err(e)) = cut
+                .run_until_cancelled(watcher.watch(conn.into_owned()))
+                .await
+            {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
-    stop.notify_waiters();
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(options.grace) => {
-            tracing::info!("grace period over; closing remaining connections");
-        }
+    stop.cancel();
+    let deadline = tokio::time::Instant::now() + options.grace;
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!("grace period over; closing remaining connections");
+    }
+    cut.cancel();
+    tasks.close();
+    // Every task returns at its next poll once cancelled; this wait is
+    // only a guard against one that does not.
+    if tokio::time::timeout(STRAGGLER_WAIT, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            left = tasks.len(),
+            "background tasks still running after shutdown"
+        );
     }
     Ok(())
 }
+
+/// How long `serve` waits, past the grace period, for cancelled tasks.
+const STRAGGLER_WAIT: Duration = Duration::from_secs(1);
 
 /// A hub serving in the background on 127.0.0.1 (tests, benchmarks).
 pub struct Running {
@@ -351,8 +387,11 @@ pub struct Running {
     pub service: GraphqlService,
     /// Send (or drop) to stop it.
     pub stop: tokio::sync::oneshot::Sender<()>,
-    /// The serving task; it ends after `stop`.
+    /// The serving task; it ends after `stop`, once every task of `tasks`
+    /// has ended.
     pub task: tokio::task::JoinHandle<()>,
+    /// The hub's background and connection tasks.
+    pub tasks: TaskTracker,
 }
 
 /// Builds a hub from `config` and serves it on an ephemeral loopback port
@@ -360,6 +399,7 @@ pub struct Running {
 pub async fn spawn(config: &Config) -> anyhow::Result<Running> {
     let hub = build(config).await?;
     let service = hub.service.clone();
+    let tasks = hub.tasks.clone();
     let listener = bind(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         config.http.listen_backlog,
@@ -383,6 +423,7 @@ pub async fn spawn(config: &Config) -> anyhow::Result<Running> {
         service,
         stop,
         task,
+        tasks,
     })
 }
 

@@ -5,7 +5,7 @@ use cityhub_domain::Role;
 use cityhub_graphql::Authenticator;
 use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
 use cityhub_storage::seed::{self, SeedReport};
-use cityhub_storage::{AuditActor, CityRepo, CredentialService, Db};
+use cityhub_storage::{AuditActor, CityRepo, CredentialService, Db, KeyStore};
 
 /// How the audit log names changes made from the command line.
 const CLI: AuditActor<'static> = AuditActor("cli");
@@ -61,12 +61,12 @@ pub async fn revoke_token(db: &Db, id: &str) -> anyhow::Result<()> {
 
 /// Adds a signing key (database or key file); returns its id.
 pub async fn rotate_keys(db: &Db, config: &Config) -> anyhow::Result<String> {
-    Ok(cityhub_graphql::auth::rotate_keys(db, &config.auth, CLI).await?)
+    Ok(key_store(db, config).rotate(CLI).await?)
 }
 
 /// Retires a signing key: its tokens stop verifying.
 pub async fn retire_key(db: &Db, config: &Config, kid: &str) -> anyhow::Result<()> {
-    if !cityhub_graphql::auth::retire_key(db, &config.auth, kid, CLI).await? {
+    if !key_store(db, config).retire(kid, CLI).await? {
         bail!("no active key with id {kid}");
     }
     Ok(())
@@ -74,5 +74,14 @@ pub async fn retire_key(db: &Db, config: &Config, kid: &str) -> anyhow::Result<(
 
 /// Every signing key's id and whether it is retired.
 pub async fn list_keys(db: &Db, config: &Config) -> anyhow::Result<Vec<(String, bool)>> {
-    Ok(cityhub_graphql::auth::list_keys(db, &config.auth).await?)
+    Ok(key_store(db, config)
+        .list()
+        .await?
+        .into_iter()
+        .map(|k| (k.kid, k.retired))
+        .collect())
+}
+
+fn key_store(db: &Db, config: &Config) -> KeyStore {
+    KeyStore::for_config(db.clone(), &config.auth)
 }

@@ -571,18 +571,75 @@ both_backends!(
 // Mutations and their effects.
 // ---------------------------------------------------------------------------
 
-// One hub for the sequence: each step leaves what the next does not look at.
-both_backends!(mutations_and_their_effects, |backend: Backend| async move {
+// One story per test, each on its own hub: a failure never hides the rest.
+both_backends!(
+    publishing_sets_publisher_and_hosts,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        publishing_sets_publisher_and_hosts(&hub).await;
+        hub.stop().await;
+    }
+);
+
+both_backends!(
+    drafts_stay_private_until_published,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        drafts_stay_private_until_published(&hub).await;
+        hub.stop().await;
+    }
+);
+
+both_backends!(
+    idempotency_keys_replay_and_conflict,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        idempotency_keys_replay_and_conflict(&hub).await;
+        hub.stop().await;
+    }
+);
+
+both_backends!(
+    updates_version_and_clear_fields,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        updates_version_and_clear_fields(&hub).await;
+        hub.stop().await;
+    }
+);
+
+both_backends!(
+    cancel_delete_join_and_leave,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        cancel_delete_join_and_leave(&hub).await;
+        hub.stop().await;
+    }
+);
+
+both_backends!(cities_created_and_updated, |backend: Backend| async move {
     let hub = TestHub::start(backend).await;
-    publishing_sets_publisher_and_hosts(&hub).await;
-    drafts_stay_private_until_published(&hub).await;
-    idempotency_keys_replay_and_conflict(&hub).await;
-    updates_version_and_clear_fields(&hub).await;
-    cancel_delete_join_and_leave(&hub).await;
     cities_created_and_updated(&hub).await;
-    input_errors_name_their_field_and_change_nothing(&hub).await;
-    audit_trail_follows_the_mutations(&hub).await;
+    hub.stop().await;
 });
+
+both_backends!(
+    input_errors_name_their_field_and_change_nothing,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        input_errors_name_their_field_and_change_nothing(&hub).await;
+        hub.stop().await;
+    }
+);
+
+both_backends!(
+    audit_trail_follows_the_mutations,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        audit_trail_follows_the_mutations(&hub).await;
+        hub.stop().await;
+    }
+);
 
 /// The token's city publishes and hosts first; the secretariat publishes for the network.
 async fn publishing_sets_publisher_and_hosts(hub: &TestHub) {

@@ -73,6 +73,9 @@ async fn ready(hub: &TestHub) -> u16 {
     }
 }
 
+/// A deadline for what must happen, never a measure of how fast.
+const GENEROUS: Duration = Duration::from_secs(60);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_fails_fast_and_recovers() {
     if !pg_available().await {
@@ -94,13 +97,11 @@ async fn database_outage_fails_fast_and_recovers() {
     assert_eq!(ready(&hub).await, 200);
 
     proxy.cut().await;
-    let started = Instant::now();
-    let (_, body) = hub.post(count, json!({}), None).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "a read failed after {:?}",
-        started.elapsed()
-    );
+    // The read is answered (not left hanging); how fast is the bench's
+    // business, so the deadline is generous.
+    let (_, body) = tokio::time::timeout(GENEROUS, hub.post(count, json!({}), None))
+        .await
+        .expect("a read during the outage is answered");
     let error = &body["errors"][0];
     assert_eq!(error["extensions"]["code"], "SERVICE_UNAVAILABLE", "{body}");
     assert_eq!(error["extensions"]["retryable"], true, "{body}");
@@ -112,9 +113,7 @@ async fn database_outage_fails_fast_and_recovers() {
         "{body}"
     );
     assert!(!body.to_string().contains("SELECT"), "no SQL leaks: {body}");
-    let started = Instant::now();
     assert_eq!(ready(&hub).await, 503);
-    assert!(started.elapsed() < Duration::from_secs(5));
     // A write during the outage is refused, not acknowledged, and says so:
     // SERVICE_UNAVAILABLE, retryable, HTTP 503 where the media type allows.
     let response = hub
@@ -142,12 +141,12 @@ async fn database_outage_fails_fast_and_recovers() {
     );
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Recovery is the pool reconnecting on demand: each probe is a fresh
+    // attempt, so this is a bounded retry of a request, not a sleep-poll
+    // on state (no event announces that the database is back).
+    let deadline = Instant::now() + GENEROUS;
     while ready(&hub).await != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the hub did not recover within 20 s"
-        );
+        assert!(Instant::now() < deadline, "the hub did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let created = hub

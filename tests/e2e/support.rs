@@ -2,6 +2,7 @@
 //! SQLite file or a fresh PostgreSQL database (dropped afterwards), talked
 //! to over real HTTP.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,8 +60,16 @@ pub async fn pg_available() -> bool {
                 pg_admin_url()
             );
         }
-        eprintln!(
-            "skipping: PostgreSQL is unreachable at {} (set TEST_POSTGRES_URL)",
+        // Written to stderr itself, not through `eprintln!`: the test
+        // harness hides captured output of passing tests, and a skip must
+        // be seen in the run's output.
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a PostgreSQL test")
+            .to_owned();
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIPPED {test}: PostgreSQL is unreachable at {} (set TEST_POSTGRES_URL; under CI=true this fails)",
             pg_admin_url()
         );
     }
@@ -148,6 +157,8 @@ pub struct TestHub {
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// The hub's background and connection tasks.
+    pub tasks: tokio_util::task::TaskTracker,
     pub test_db: Arc<TestDb>,
 }
 
@@ -194,6 +205,7 @@ impl TestHub {
             config,
             shutdown: Some(running.stop),
             server: Some(running.task),
+            tasks: running.tasks,
             test_db,
         }
     }
@@ -265,13 +277,17 @@ impl TestHub {
         .0
     }
 
-    /// Stops the server (background tasks end with the test's runtime).
+    /// Stops the server and waits (with a generous deadline) until it has
+    /// returned: by then every task of [`TestHub::tasks`] has ended.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+            tokio::time::timeout(Duration::from_secs(60), server)
+                .await
+                .expect("the hub stops")
+                .expect("the serving task ends without panicking");
         }
     }
 }

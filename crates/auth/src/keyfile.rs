@@ -8,6 +8,7 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::KeyMaterial;
 
@@ -31,7 +32,7 @@ pub enum KeyFileError {
 #[derive(Serialize, Deserialize)]
 struct StoredKey {
     kid: String,
-    private_der: String,
+    private_der: Zeroizing<String>,
     public_x: String,
     retired: bool,
 }
@@ -39,7 +40,7 @@ struct StoredKey {
 /// Reads every key of `path`, oldest first; a missing file has none.
 pub fn read(path: &Path) -> Result<Vec<KeyMaterial>, KeyFileError> {
     let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+        Ok(t) => Zeroizing::new(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => {
             return Err(KeyFileError::Io {
@@ -54,9 +55,11 @@ pub fn read(path: &Path) -> Result<Vec<KeyMaterial>, KeyFileError> {
         .into_iter()
         .map(|k| {
             Ok(KeyMaterial {
-                private_der: STANDARD
-                    .decode(&k.private_der)
-                    .map_err(|_| KeyFileError::Format(path.display().to_string()))?,
+                private_der: Zeroizing::new(
+                    STANDARD
+                        .decode(k.private_der.as_bytes())
+                        .map_err(|_| KeyFileError::Format(path.display().to_string()))?,
+                ),
                 kid: k.kid,
                 public_x: k.public_x,
                 retired: k.retired,
@@ -75,13 +78,15 @@ pub fn write(path: &Path, keys: &[KeyMaterial]) -> Result<(), KeyFileError> {
         .iter()
         .map(|k| StoredKey {
             kid: k.kid.clone(),
-            private_der: STANDARD.encode(&k.private_der),
+            private_der: Zeroizing::new(STANDARD.encode(k.private_der.as_slice())),
             public_x: k.public_x.clone(),
             retired: k.retired,
         })
         .collect();
-    let json = serde_json::to_vec_pretty(&stored)
-        .map_err(|_| KeyFileError::Format(path.display().to_string()))?;
+    let json = Zeroizing::new(
+        serde_json::to_vec_pretty(&stored)
+            .map_err(|_| KeyFileError::Format(path.display().to_string()))?,
+    );
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -12,10 +12,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cityhub_domain::Role;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, KeyAlgorithm,
+    OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 pub mod keyfile;
+
+pub use jsonwebtoken::jwk::JwkSet;
 
 /// Token settings (`[auth]` in `cityhub.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,8 +127,9 @@ pub enum AuthError {
 pub struct KeyMaterial {
     /// Key id.
     pub kid: String,
-    /// PKCS#8 v2 DER of the Ed25519 private key. Never logged.
-    pub private_der: Vec<u8>,
+    /// PKCS#8 v2 DER of the Ed25519 private key. Never logged; wiped from
+    /// memory when dropped.
+    pub private_der: Zeroizing<Vec<u8>>,
     /// Base64url raw public key.
     pub public_x: String,
     /// Retired keys verify nothing.
@@ -141,14 +149,13 @@ impl std::fmt::Debug for KeyMaterial {
 impl KeyMaterial {
     /// Generates a fresh Ed25519 key from the operating system's randomness.
     pub fn generate() -> Result<Self, AuthError> {
-        let mut seed = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-        let key = SigningKey::from_bytes(&seed);
+        // `SigningKey` and the PKCS#8 document wipe themselves on drop.
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
         let der = key.to_pkcs8_der().map_err(|_| AuthError::Signing)?;
         let public = key.verifying_key().to_bytes();
         Ok(Self {
             kid: uuid::Uuid::now_v7().simple().to_string(),
-            private_der: der.as_bytes().to_vec(),
+            private_der: Zeroizing::new(der.as_bytes().to_vec()),
             public_x: URL_SAFE_NO_PAD.encode(public),
             retired: false,
         })
@@ -294,21 +301,29 @@ impl Keyring {
         }
     }
 
-    /// The JWKS document: every key that still verifies.
-    pub fn jwks(&self) -> serde_json::Value {
+    /// The JWKS document: every key that still verifies, by `kid`.
+    pub fn jwks(&self) -> JwkSet {
         let mut keys: Vec<(&String, &LoadedKey)> =
             self.keys.iter().filter(|(_, k)| !k.retired).collect();
         keys.sort_by(|a, b| a.0.cmp(b.0));
-        serde_json::json!({
-            "keys": keys.into_iter().map(|(kid, k)| serde_json::json!({
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "alg": "EdDSA",
-                "use": "sig",
-                "kid": kid,
-                "x": k.public_x,
-            })).collect::<Vec<_>>()
-        })
+        JwkSet {
+            keys: keys
+                .into_iter()
+                .map(|(kid, k)| Jwk {
+                    common: CommonParameters {
+                        public_key_use: Some(PublicKeyUse::Signature),
+                        key_algorithm: Some(KeyAlgorithm::EdDSA),
+                        key_id: Some(kid.clone()),
+                        ..CommonParameters::default()
+                    },
+                    algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                        key_type: OctetKeyPairType::OctetKeyPair,
+                        curve: EllipticCurve::Ed25519,
+                        x: k.public_x.clone(),
+                    }),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -326,19 +341,13 @@ pub fn bearer(header: &str) -> Result<&str, AuthError> {
     Ok(token)
 }
 
-/// Parses a TTL such as `90s`, `15m`, `12h`, `30d` into seconds.
+/// Parses a TTL such as `90s`, `15m`, `12h`, `30d` (or `1d 12h`) into
+/// whole seconds; a bare number, zero or less than a second is refused.
 pub fn parse_ttl(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = number.parse().ok()?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(factor).filter(|s| *s > 0)
+    humantime::parse_duration(text.trim())
+        .ok()
+        .map(|d| d.as_secs())
+        .filter(|s| *s > 0)
 }
 
 #[cfg(test)]
@@ -413,7 +422,17 @@ mod tests {
         )
         .expect("ring");
         assert_eq!(retired.verify(&old.token), Err(AuthError::UnknownKey));
-        assert_eq!(retired.jwks()["keys"].as_array().map(Vec::len), Some(1));
+        let jwks = serde_json::to_value(retired.jwks()).expect("json");
+        let keys = jwks["keys"].as_array().expect("keys");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            keys[0],
+            serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+                "kid": retired.signing_kid().expect("signing"),
+                "x": keys[0]["x"],
+            })
+        );
     }
 
     #[test]
@@ -428,5 +447,7 @@ mod tests {
         assert_eq!(parse_ttl("0s"), None);
         assert_eq!(parse_ttl("10"), None);
         assert_eq!(parse_ttl("x"), None);
+        assert_eq!(parse_ttl("1d 12h"), Some(129_600));
+        assert_eq!(parse_ttl("500ms"), None);
     }
 }

@@ -14,7 +14,6 @@ use cityhub_domain::{
     DatePrecision, DocumentInput, DocumentKind, Limits, text,
 };
 use cityhub_storage::repo::activity::ActivityWrite;
-use cityhub_storage::repo::bulk::BulkRepo;
 use cityhub_storage::{ActivityRepo, CityRepo, Db, DbConfig};
 use futures::TryStreamExt;
 use rand::rngs::StdRng;
@@ -249,7 +248,7 @@ async fn insert_activities(
             participants.push((id, g.participants.clone()));
         }
     }
-    BulkRepo::add_participants(&txn, &participants).await?;
+    crate::bulk::BulkRepo::add_participants(&txn, &participants).await?;
     txn.commit().await?;
     Ok(())
 }

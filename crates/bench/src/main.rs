@@ -8,6 +8,7 @@
 )]
 
 mod baseline;
+mod bulk;
 mod fanout;
 mod generate;
 mod load;

@@ -124,12 +124,12 @@ impl Hub {
     pub async fn stop(mut self) {
         match &mut self.process {
             HubProcess::Child(child) => {
-                if let Some(pid) = child.id() {
-                    let _ = Command::new("kill")
-                        .arg("-TERM")
-                        .arg(pid.to_string())
-                        .status()
-                        .await;
+                // SIGTERM first, so the hub runs its graceful shutdown.
+                if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
                 }
                 if tokio::time::timeout(Duration::from_secs(15), child.wait())
                     .await

@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Declares a closed enum with its stable text names.
+// Kept instead of `strum`: each stored name is written out beside its
+// variant (renaming a variant cannot change what is in the database), and
+// `as_str` stays a `const fn`; strum would derive names from identifiers.
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*

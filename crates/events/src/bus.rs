@@ -13,6 +13,8 @@ use cityhub_storage::{Db, StorageError};
 use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::live::{LiveEvent, load_live};
 
@@ -176,86 +178,96 @@ impl EventBus {
         self.sender.subscribe()
     }
 
-    /// Starts the pump, the PostgreSQL listener and the pruner; they stop
-    /// when `shutdown` is notified.
+    /// Starts the pump, the PostgreSQL listener and the pruner on `tasks`;
+    /// each returns as soon as `shutdown` is cancelled (a cancellation is
+    /// never missed, unlike a `Notify` wake-up sent while a task is busy).
     pub async fn start(
         self: &Arc<Self>,
         database_url: Option<String>,
-        shutdown: Arc<Notify>,
+        shutdown: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Result<(), StorageError> {
         let head = EventLog::head(self.db.conn()).await?;
         self.delivered.store(head, Ordering::SeqCst);
         let pump = self.clone();
         let stop = shutdown.clone();
-        tokio::spawn(async move { pump.pump(stop).await });
+        tasks.spawn(async move { pump.pump(stop).await });
         if let Some(url) = database_url.filter(|u| u.starts_with("postgres")) {
             let listener = self.clone();
             let stop = shutdown.clone();
-            tokio::spawn(async move { listener.listen(url, stop).await });
+            tasks.spawn(async move { listener.listen(url, stop).await });
         }
         let pruner = self.clone();
-        tokio::spawn(async move { pruner.prune_loop(shutdown).await });
+        tasks.spawn(async move { pruner.prune_loop(shutdown).await });
         Ok(())
     }
 
-    async fn pump(self: Arc<Self>, shutdown: Arc<Notify>) {
+    async fn pump(self: Arc<Self>, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         loop {
             tokio::select! {
-                () = shutdown.notified() => return,
+                () = shutdown.cancelled() => return,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(poll) => {}
             }
-            loop {
-                let last = self.delivered.load(Ordering::SeqCst);
-                // Batches stay well under the broadcast buffer, and the pump
-                // yields between them, so a catch-up burst never overruns
-                // subscribers that keep up.
-                let chunk = (self.settings.buffer as u64 / 4).clamp(1, 500);
-                let batch = match EventLog::after(self.db.conn(), last, chunk).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event pump could not read the log; retrying");
-                        break;
-                    }
-                };
-                if batch.is_empty() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.deliver() => {}
+            }
+        }
+    }
+
+    /// Reads the log past the last delivered event and broadcasts it.
+    async fn deliver(&self) {
+        loop {
+            let last = self.delivered.load(Ordering::SeqCst);
+            // Batches stay well under the broadcast buffer, and the pump
+            // yields between them, so a catch-up burst never overruns
+            // subscribers that keep up.
+            let chunk = (self.settings.buffer as u64 / 4).clamp(1, 500);
+            let batch = match EventLog::after(self.db.conn(), last, chunk).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event pump could not read the log; retrying");
                     break;
                 }
-                let full = batch.len() as u64 == chunk;
-                if self.sender.receiver_count() == 0 {
-                    // Nobody is watching: new subscribers start from the
-                    // head and resumers replay from the log, so there is
-                    // nothing to load or send.
-                    if let Some(last) = batch.last() {
-                        self.delivered.store(last.seq, Ordering::SeqCst);
-                    }
-                    if !full {
-                        break;
-                    }
-                    continue;
-                }
-                let events = match load_live(&self.db, batch).await {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event pump could not load activities; retrying");
-                        break;
-                    }
-                };
-                for event in events {
-                    self.delivered.store(event.record.seq, Ordering::SeqCst);
-                    // No receivers is fine: nobody is watching right now.
-                    let _ = self.sender.send(event);
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let full = batch.len() as u64 == chunk;
+            if self.sender.receiver_count() == 0 {
+                // Nobody is watching: new subscribers start from the
+                // head and resumers replay from the log, so there is
+                // nothing to load or send.
+                if let Some(last) = batch.last() {
+                    self.delivered.store(last.seq, Ordering::SeqCst);
                 }
                 if !full {
                     break;
                 }
-                tokio::task::yield_now().await;
+                continue;
             }
+            let events = match load_live(&self.db, batch).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event pump could not load activities; retrying");
+                    break;
+                }
+            };
+            for event in events {
+                self.delivered.store(event.record.seq, Ordering::SeqCst);
+                // No receivers is fine: nobody is watching right now.
+                let _ = self.sender.send(event);
+            }
+            if !full {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
     }
 
-    async fn listen(self: Arc<Self>, url: String, shutdown: Arc<Notify>) {
+    async fn listen(self: Arc<Self>, url: String, shutdown: CancellationToken) {
         use sea_orm::sqlx::postgres::PgListener;
         loop {
             let connected = async {
@@ -264,12 +276,15 @@ impl EventBus {
                 Ok::<_, sea_orm::sqlx::Error>(listener)
             };
             let mut listener = tokio::select! {
-                () = shutdown.notified() => return,
+                () = shutdown.cancelled() => return,
                 r = connected => match r {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::warn!(error = %e, "event listener cannot connect; retrying in 1s");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                         continue;
                     }
                 },
@@ -279,7 +294,7 @@ impl EventBus {
             self.wake.notify_one();
             loop {
                 tokio::select! {
-                    () = shutdown.notified() => return,
+                    () = shutdown.cancelled() => return,
                     n = listener.try_recv() => match n {
                         Ok(Some(_)) => self.wake.notify_one(),
                         Ok(None) => {
@@ -294,18 +309,26 @@ impl EventBus {
                     },
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
         }
     }
 
-    async fn prune_loop(self: Arc<Self>, shutdown: Arc<Notify>) {
+    async fn prune_loop(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
-                () = shutdown.notified() => return,
+                () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(60)) => {}
             }
-            if let Err(e) = self.prune().await {
-                tracing::warn!(error = %e, "pruning the event log failed");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                result = self.prune() => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "pruning the event log failed");
+                    }
+                }
             }
         }
     }

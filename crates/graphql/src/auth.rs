@@ -5,18 +5,19 @@
 //! revocation made on any instance is refused everywhere within that time.
 //! A revocation made on this instance also clears its cache entry at once.
 //! Signing keys are re-read as often, so a key rotated or retired by another
-//! process (`cityhub keys …`) is honoured within the same time.
+//! process (`cityhub keys …`) is honoured within the same time. The keys
+//! themselves are stored behind [`cityhub_storage::KeyStore`].
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use cityhub_auth::{AuthConfig, AuthError, Issued, KeyMaterial, Keyring};
+use cityhub_auth::{AuthConfig, AuthError, Issued, Keyring};
 use cityhub_domain::{Actor, City, Role};
-use cityhub_storage::repo::tokens::{KeyRecord, TokenRecord, TokenRepo};
-use cityhub_storage::time::now_micros;
-use cityhub_storage::{AuditActor, CityRepo, CredentialService, Db, StorageError};
+use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
+use cityhub_storage::{
+    AuditActor, CityRepo, CredentialService, Db, FirstKey, KeyError, KeyStore, StorageError,
+};
 
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +57,7 @@ pub enum AuthFailure {
 }
 
 /// The most token records cached per instance.
-const CACHE_CAPACITY: usize = 50_000;
+const CACHE_CAPACITY: u64 = 50_000;
 
 /// At most one key reload per this interval is caused by tokens naming an
 /// unknown `kid` (anyone can send those; each reload reads every key).
@@ -66,6 +67,8 @@ const UNKNOWN_KID_RELOAD_EVERY: Duration = Duration::from_secs(1);
 pub struct Authenticator {
     db: Db,
     config: AuthConfig,
+    /// Where the signing keys are stored (database or key file).
+    keys: KeyStore,
     keyring: RwLock<Arc<Keyring>>,
     /// When the keys were last re-read to see rotations and retirements.
     last_refresh: Mutex<Instant>,
@@ -74,7 +77,8 @@ pub struct Authenticator {
     last_unknown_kid_reload: tokio::sync::Mutex<Instant>,
     /// Audited token writes.
     credentials: CredentialService,
-    cache: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
+    /// What each token's record says, by `jti`, for `revocation_cache_secs`.
+    cache: moka::sync::Cache<String, Option<Principal>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -83,160 +87,6 @@ impl std::fmt::Debug for Authenticator {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn to_material(record: KeyRecord) -> KeyMaterial {
-    KeyMaterial {
-        kid: record.kid,
-        private_der: record.private_der,
-        public_x: record.public_x,
-        retired: record.retired_at.is_some(),
-    }
-}
-
-/// Errors of key management.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The database failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// A key could not be made or read.
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    /// The key file could not be read or written.
-    #[error(transparent)]
-    File(#[from] cityhub_auth::keyfile::KeyFileError),
-}
-
-/// Whether loading the keys may create the first signing key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstKey {
-    /// At start-up: generate (and audit) a key when none can sign.
-    Create,
-    /// On a reload: never create; keep what is stored.
-    Never,
-}
-
-/// Loads every stored key into a keyring; with [`FirstKey::Create`], first
-/// generates one (audited as `system`) if none can sign.
-pub async fn load_keyring(
-    db: &Db,
-    config: &AuthConfig,
-    first: FirstKey,
-) -> Result<Keyring, KeyError> {
-    let credentials = CredentialService::new(db.clone());
-    let system = AuditActor("system");
-    let keys = match &config.key_file {
-        Some(path) => {
-            let path = std::path::Path::new(path);
-            let mut keys = cityhub_auth::keyfile::read(path)?;
-            if first == FirstKey::Create && keys.iter().all(|k| k.retired) {
-                let key = KeyMaterial::generate()?;
-                tracing::info!(kid = %key.kid, file = %path.display(), "generated a signing key");
-                let kid = key.kid.clone();
-                keys.push(key);
-                cityhub_auth::keyfile::write(path, &keys)?;
-                credentials
-                    .record_key_file_change(system, "addSigningKey", &kid)
-                    .await?;
-            }
-            keys
-        }
-        None => {
-            let mut records = TokenRepo::keys(db.conn()).await?;
-            if first == FirstKey::Create && records.iter().all(|r| r.retired_at.is_some()) {
-                let record = new_key_record()?;
-                credentials.add_key(system, &record).await?;
-                tracing::info!(kid = %record.kid, "generated a signing key");
-                records.push(record);
-            }
-            records.into_iter().map(to_material).collect()
-        }
-    };
-    Ok(Keyring::new(config.clone(), keys)?)
-}
-
-fn new_key_record() -> Result<KeyRecord, KeyError> {
-    let key = KeyMaterial::generate()?;
-    Ok(KeyRecord {
-        kid: key.kid,
-        private_der: key.private_der,
-        public_x: key.public_x,
-        created_at: now_micros(),
-        retired_at: None,
-    })
-}
-
-/// Adds a new signing key (in the key file, or the database), audited as
-/// `actor`; tokens signed by older keys keep verifying until they expire or
-/// their key is retired. Returns the new `kid`.
-pub async fn rotate_keys(
-    db: &Db,
-    config: &AuthConfig,
-    actor: AuditActor<'_>,
-) -> Result<String, KeyError> {
-    let credentials = CredentialService::new(db.clone());
-    match &config.key_file {
-        Some(path) => {
-            let path = std::path::Path::new(path);
-            let key = KeyMaterial::generate()?;
-            let kid = key.kid.clone();
-            let mut keys = cityhub_auth::keyfile::read(path)?;
-            keys.push(key);
-            cityhub_auth::keyfile::write(path, &keys)?;
-            credentials
-                .record_key_file_change(actor, "addSigningKey", &kid)
-                .await?;
-            Ok(kid)
-        }
-        None => {
-            let record = new_key_record()?;
-            credentials.add_key(actor, &record).await?;
-            Ok(record.kid)
-        }
-    }
-}
-
-/// Retires key `kid` (tokens it signed stop verifying), audited as
-/// `actor`; false if there is no such active key.
-pub async fn retire_key(
-    db: &Db,
-    config: &AuthConfig,
-    kid: &str,
-    actor: AuditActor<'_>,
-) -> Result<bool, KeyError> {
-    let credentials = CredentialService::new(db.clone());
-    match &config.key_file {
-        Some(path) => {
-            let path = std::path::Path::new(path);
-            let mut keys = cityhub_auth::keyfile::read(path)?;
-            let Some(key) = keys.iter_mut().find(|k| k.kid == kid && !k.retired) else {
-                return Ok(false);
-            };
-            key.retired = true;
-            cityhub_auth::keyfile::write(path, &keys)?;
-            credentials
-                .record_key_file_change(actor, "retireSigningKey", kid)
-                .await?;
-            Ok(true)
-        }
-        None => Ok(credentials.retire_key(actor, kid).await?),
-    }
-}
-
-/// Every key's id and whether it is retired, oldest first.
-pub async fn list_keys(db: &Db, config: &AuthConfig) -> Result<Vec<(String, bool)>, KeyError> {
-    Ok(match &config.key_file {
-        Some(path) => cityhub_auth::keyfile::read(std::path::Path::new(path))?
-            .into_iter()
-            .map(|k| (k.kid, k.retired))
-            .collect(),
-        None => TokenRepo::keys(db.conn())
-            .await?
-            .into_iter()
-            .map(|k| (k.kid, k.retired_at.is_some()))
-            .collect(),
-    })
 }
 
 /// Claims the next key reload if `last` is `interval` old.
@@ -253,11 +103,12 @@ fn claim(last: &Mutex<Instant>, interval: Duration) -> bool {
 impl Authenticator {
     /// Loads the keys (creating the first one if needed).
     pub async fn new(db: Db, config: AuthConfig) -> Result<Self, KeyError> {
-        let keyring = load_keyring(&db, &config, FirstKey::Create).await?;
+        let keys = KeyStore::for_config(db.clone(), &config);
+        let keyring = keys.keyring(&config, FirstKey::Create).await?;
         Ok(Self {
             credentials: CredentialService::new(db.clone()),
+            keys,
             db,
-            config,
             keyring: RwLock::new(Arc::new(keyring)),
             last_refresh: Mutex::new(Instant::now()),
             last_unknown_kid_reload: tokio::sync::Mutex::new(
@@ -265,7 +116,11 @@ impl Authenticator {
                     .checked_sub(UNKNOWN_KID_RELOAD_EVERY)
                     .unwrap_or_else(Instant::now),
             ),
-            cache: Mutex::new(HashMap::new()),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(Duration::from_secs(config.revocation_cache_secs))
+                .build(),
+            config,
         })
     }
 
@@ -281,10 +136,15 @@ impl Authenticator {
         }
     }
 
-    /// Re-reads the keys from the database (after a rotation or retirement
+    /// The store the signing keys live in.
+    pub fn key_store(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// Re-reads the keys from their store (after a rotation or retirement
     /// made by another process).
     pub async fn reload_keys(&self) -> Result<(), KeyError> {
-        let keyring = load_keyring(&self.db, &self.config, FirstKey::Never).await?;
+        let keyring = self.keys.keyring(&self.config, FirstKey::Never).await?;
         match self.keyring.write() {
             Ok(mut guard) => *guard = Arc::new(keyring),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keyring),
@@ -323,7 +183,7 @@ impl Authenticator {
     }
 
     /// The JWKS document.
-    pub fn jwks(&self) -> serde_json::Value {
+    pub fn jwks(&self) -> cityhub_auth::JwkSet {
         self.keyring().jwks()
     }
 
@@ -361,16 +221,10 @@ impl Authenticator {
             other => other,
         }
         .map_err(|e| AuthFailure::Invalid(e.to_string()))?;
-        let now = Instant::now();
-        let ttl = Duration::from_secs(self.config.revocation_cache_secs);
-        if let Ok(cache) = self.cache.lock()
-            && let Some((at, entry)) = cache.get(&claims.jti)
-            && now.duration_since(*at) < ttl
-        {
+        if let Some(entry) = self.cache.get(&claims.jti) {
             // The record was checked against the claims of the token that
             // filled the cache; this token must carry the same ones.
             return entry
-                .clone()
                 .filter(|p| p.matches(&claims))
                 .ok_or_else(|| AuthFailure::Invalid("token revoked or unknown".into()));
         }
@@ -378,14 +232,8 @@ impl Authenticator {
         // token's claims), so a token whose claims do not match its record
         // cannot spoil the entry for the genuine token with the same `jti`.
         let entry = self.principal_of_record(&claims.jti).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_CAPACITY {
-                cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
-                if cache.len() >= CACHE_CAPACITY {
-                    cache.clear();
-                }
-            }
-            cache.insert(claims.jti.clone(), (now, entry.clone()));
+        if self.config.revocation_cache_secs > 0 {
+            self.cache.insert(claims.jti.clone(), entry.clone());
         }
         entry
             .filter(|p| p.matches(&claims))
@@ -464,9 +312,7 @@ impl Authenticator {
     /// Revokes a token, audited as `actor`; false if it does not exist.
     pub async fn revoke(&self, actor: AuditActor<'_>, id: &str) -> Result<bool, StorageError> {
         let found = self.credentials.revoke_token(actor, id).await?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(id);
-        }
+        self.cache.invalidate(id);
         Ok(found)
     }
 }

@@ -217,7 +217,7 @@ impl Mutation {
             .issue(AuditActor(&label_of_actor), city.as_ref(), role, ttl, label)
             .await
             .map_err(|e| match e {
-                crate::auth::KeyError::Storage(s) => crate::error::storage(s),
+                cityhub_storage::KeyError::Storage(s) => crate::error::storage(s),
                 other => internal(&other),
             })?;
         tracing::info!(token_id = %record.id, subject = %record.subject, "token issued");

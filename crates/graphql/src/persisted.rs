@@ -16,10 +16,7 @@ use crate::http::{GraphqlService, error_response};
 
 /// The SHA-256 of a document, in lowercase hex.
 pub fn sha256_hex(query: &str) -> String {
-    Sha256::digest(query.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(query.as_bytes()))
 }
 
 /// The answer to an unknown hash, as Apollo clients expect it (status 200,

@@ -64,17 +64,22 @@ impl std::fmt::Debug for DbConfig {
 /// "cityhub-migrate" as an integer, constant across releases).
 const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7021986357125410)";
 
-/// Hides the password of a database URL, for logs.
+/// Hides the password of a database URL, for logs. A URL that does not
+/// parse but has a user part loses all of it.
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_owned(),
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => match parsed.set_password(Some("***")) {
+            Ok(()) => parsed.to_string(),
+            Err(()) => "<database url>".to_owned(),
         },
-        None => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => {
+                let host = rest.rsplit_once('@').map_or("", |(_, h)| h);
+                format!("{scheme}://***@{host}")
+            }
+            _ => url.to_owned(),
+        },
     }
 }
 
@@ -245,5 +250,11 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        // A raw `@` in the password leaks none of it.
+        assert_eq!(
+            redact_url("postgres://u:se@cret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
     }
 }

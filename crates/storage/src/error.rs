@@ -20,6 +20,20 @@ pub enum StorageError {
     /// never an internal error.
     #[error("invalid data")]
     InvalidData(#[source] DbErr),
+    /// A stored row holds a value no version of cityhub writes (unknown
+    /// enum name, malformed JSON list, timestamp out of range). Answered as
+    /// an internal error; the message names the row for the operator.
+    #[error("corrupt row: {table}.{column} of id {id}: {detail}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The row's id.
+        id: String,
+        /// What is wrong with the value.
+        detail: String,
+    },
     /// Anything else; logged in full, shown to clients as an internal error.
     #[error("database error")]
     Other(#[source] DbErr),

@@ -16,7 +16,6 @@ use cityhub_domain::{
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Set, TransactionTrait,
 };
-use sha2::{Digest, Sha256};
 
 use crate::db::Db;
 use crate::entities::idempotency_key;
@@ -137,22 +136,30 @@ impl std::fmt::Debug for PublishJob {
     }
 }
 
-/// Runs `$body` (an async block returning `Result`) up to `MAX_ATTEMPTS`
-/// times while it fails with a retryable race.
+/// Runs `$body` (a call returning a future of `Result<_, ServiceError>`)
+/// again while it fails with a retryable race, `MAX_ATTEMPTS` times in
+/// all, after a short jittered exponential back-off (so writers that
+/// collided do not retry in lockstep).
 macro_rules! retrying {
     ($body:expr) => {{
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match $body.await {
-                Err(e) if e.retryable() && attempt < MAX_ATTEMPTS => {
-                    tracing::debug!(attempt, error = %e, "retrying a write after a race");
-                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 5)).await;
-                }
-                other => break other,
-            }
-        }
+        backon::Retryable::retry(|| $body, retry_backoff())
+            .sleep(tokio::time::sleep)
+            .when(ServiceError::retryable)
+            .notify(|e: &ServiceError, after: std::time::Duration| {
+                tracing::debug!(error = %e, ?after, "retrying a write after a race");
+            })
+            .await
     }};
+}
+
+/// The back-off between attempts of [`retrying!`]: 5 ms, then doubling,
+/// with jitter.
+fn retry_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(5))
+        .with_max_delay(std::time::Duration::from_millis(200))
+        .with_max_times(MAX_ATTEMPTS as usize - 1)
+        .with_jitter()
 }
 
 impl HubService {
@@ -223,7 +230,7 @@ impl HubService {
         {
             return Err(FieldError::new("idempotencyKey", "must be 1 to 200 characters").into());
         }
-        let hash = idempotency_key.map(|_| request_hash(&input, draft));
+        let hash = idempotency_key.map(|_| crate::fingerprint::fingerprint(&input, draft));
         let (id, inserted) = match &self.group {
             Some(group) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
@@ -368,12 +375,12 @@ impl HubService {
         hash: Option<&str>,
     ) -> Result<Published, ServiceError> {
         let label = actor_label(actor);
-        if let (Some(key), Some(hash)) = (key, hash) {
+        if let (Some(key), Some(_)) = (key, hash) {
             let existing = idempotency_key::Entity::find_by_id((label.clone(), key.to_owned()))
                 .one(txn)
                 .await?;
             if let Some(found) = existing {
-                return if found.request_hash == hash {
+                return if crate::fingerprint::matches(&found.request_hash, input, draft) {
                     Ok((found.activity_id, None))
                 } else {
                     Err(ServiceError::Conflict {
@@ -802,7 +809,7 @@ impl HubService {
                 _ => Err(ServiceError::Denied(Denied::Forbidden)),
             };
         };
-        retrying!(async {
+        retrying!(async move {
             let _guard = self.db.write_guard().await;
             let txn = self.begin().await?;
             let current = self.checked(&txn, actor, action, id, None).await?;
@@ -926,14 +933,4 @@ fn conflict_or(err: StorageError) -> ServiceError {
         },
         other => other.into(),
     }
-}
-
-fn request_hash(input: &ActivityInput, draft: bool) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(format!("{input:?}|{draft}").as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

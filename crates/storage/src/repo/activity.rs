@@ -14,11 +14,12 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement,
 };
 
-use super::{Page, in_list, json_list, to_json};
+use super::{Page, in_list, to_json};
 use crate::cursor::{Cursor, CursorKey};
+use crate::decode::Row;
 use crate::entities::{activity, activity_city, activity_field, activity_theme, document};
 use crate::error::StorageError;
-use crate::time::{date_key, from_micros, now_micros};
+use crate::time::{date_key, now_micros};
 
 /// The first key of the advisory locks that serialize slug choices.
 const SLUG_LOCK_CLASS: i32 = 0x736c_7567;
@@ -108,36 +109,37 @@ pub struct ActivityWrite {
     pub hosts: Vec<CityId>,
 }
 
-fn parse<T>(text: &str, f: fn(&str) -> Option<T>, default: T) -> T {
-    f(text).unwrap_or(default)
-}
-
-fn to_activity(m: activity::Model, hosts: Vec<CityId>) -> Activity {
-    Activity {
+fn to_activity(m: activity::Model, hosts: Vec<CityId>) -> Result<Activity, StorageError> {
+    let row = Row::new("activities", &m.id);
+    Ok(Activity {
         id: m.id,
+        kind: row.enumeration("kind", &m.kind, ActivityKind::parse)?,
+        format: row.enumeration("format", &m.format, ActivityFormat::parse)?,
+        status: row.enumeration("status", &m.status, ActivityStatus::parse)?,
+        date_precision: row.enumeration(
+            "date_precision",
+            &m.date_precision,
+            DatePrecision::parse,
+        )?,
+        organizations: row.json_list("organizations", &m.organizations)?,
+        fields: row.json_list("fields", &m.fields)?,
+        themes: row.json_list("themes", &m.themes)?,
+        objectives: row.json_list("objectives", &m.objectives)?,
+        published_at: row.micros_opt("published_at", m.published_at)?,
+        updated_at: row.micros("updated_at", m.updated_at)?,
         slug: m.slug,
-        kind: parse(&m.kind, ActivityKind::parse, ActivityKind::Other),
-        format: parse(&m.format, ActivityFormat::parse, ActivityFormat::InPerson),
-        status: parse(&m.status, ActivityStatus::parse, ActivityStatus::Draft),
         title: m.title,
         summary: m.summary,
         description: m.description,
         start_date: m.start_date,
         end_date: m.end_date,
-        date_precision: parse(&m.date_precision, DatePrecision::parse, DatePrecision::Day),
         venue: m.venue,
         venue_city_id: m.venue_city_id,
-        organizations: json_list(&m.organizations),
-        fields: json_list(&m.fields),
-        themes: json_list(&m.themes),
-        objectives: json_list(&m.objectives),
         published_by: m.published_by,
         hosts,
-        published_at: m.published_at.map(from_micros),
-        updated_at: from_micros(m.updated_at),
         version: m.version,
         cancel_reason: m.cancel_reason,
-    }
+    })
 }
 
 /// The cursor of an activity in `order`.
@@ -404,13 +406,13 @@ impl ActivityRepo {
     ) -> Result<Vec<Activity>, StorageError> {
         let ids: Vec<ActivityId> = models.iter().map(|m| m.id).collect();
         let mut hosts = Self::cities_of(db, &ids, HOST).await?;
-        Ok(models
+        models
             .into_iter()
             .map(|m| {
                 let h = hosts.remove(&m.id).unwrap_or_default();
                 to_activity(m, h)
             })
-            .collect())
+            .collect()
     }
 
     /// The activity with this id, if the scope may see it.
@@ -581,9 +583,15 @@ impl ActivityRepo {
                 .as_deref()
                 .unwrap_or_default()
                 .split(',')
-                .filter_map(|id| id.parse().ok())
-                .collect();
-            items.push(to_activity(model, hosts));
+                .filter(|id| !id.is_empty())
+                .map(|id| {
+                    id.parse().map_err(|_| {
+                        Row::new("activity_cities", &model.id)
+                            .corrupt("city_id", format!("not an id: {id:?}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            items.push(to_activity(model, hosts)?);
         }
         Ok(Page { items, has_next })
     }
@@ -693,20 +701,22 @@ impl ActivityRepo {
             .all(db)
             .await?;
         for m in rows {
-            out.entry(m.activity_id).or_default().push(Document {
+            let row = Row::new("documents", &m.id);
+            let document = Document {
                 id: m.id,
                 activity_id: m.activity_id,
-                kind: parse(&m.kind, DocumentKind::parse, DocumentKind::Other),
+                kind: row.enumeration("kind", &m.kind, DocumentKind::parse)?,
+                issued_precision: row.enumeration(
+                    "issued_precision",
+                    &m.issued_precision,
+                    DatePrecision::parse,
+                )?,
+                editors: row.json_list("editors", &m.editors)?,
                 title: m.title,
                 url: m.url,
                 issued_on: m.issued_on,
-                issued_precision: parse(
-                    &m.issued_precision,
-                    DatePrecision::parse,
-                    DatePrecision::Day,
-                ),
-                editors: json_list(&m.editors),
-            });
+            };
+            out.entry(m.activity_id).or_default().push(document);
         }
         Ok(out)
     }
@@ -816,7 +826,7 @@ impl ActivityRepo {
         Self::write_relations(db, model.id, write, false).await?;
         let mut hosts = write.hosts.clone();
         dedup_in_order(&mut hosts);
-        Ok(to_activity(model, hosts))
+        to_activity(model, hosts)
     }
 
     /// Inserts a new activity with its relations; returns its id.

@@ -4,9 +4,9 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
+use crate::decode::Row;
 use crate::entities::audit_log;
 use crate::error::StorageError;
-use crate::time::{from_micros, now_micros};
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl AuditRepo {
         after: Option<i32>,
     ) -> AuditRecord {
         AuditRecord {
-            at: from_micros(now_micros()),
+            at: chrono::Utc::now(),
             actor: actor.to_owned(),
             action: action.to_owned(),
             target_type: target_type.to_owned(),
@@ -78,22 +78,24 @@ impl AuditRepo {
         target_type: &str,
         target_id: &str,
     ) -> Result<Vec<AuditRecord>, StorageError> {
-        Ok(audit_log::Entity::find()
+        audit_log::Entity::find()
             .filter(audit_log::Column::TargetType.eq(target_type))
             .filter(audit_log::Column::TargetId.eq(target_id))
             .order_by_asc(audit_log::Column::Id)
             .all(db)
             .await?
             .into_iter()
-            .map(|m| AuditRecord {
-                at: from_micros(m.at),
-                actor: m.actor,
-                action: m.action,
-                target_type: m.target_type,
-                target_id: m.target_id,
-                version_before: m.version_before,
-                version_after: m.version_after,
+            .map(|m| {
+                Ok(AuditRecord {
+                    at: Row::new("audit_log", &m.id).micros("at", m.at)?,
+                    actor: m.actor,
+                    action: m.action,
+                    target_type: m.target_type,
+                    target_id: m.target_id,
+                    version_before: m.version_before,
+                    version_after: m.version_after,
+                })
             })
-            .collect())
+            .collect()
     }
 }

@@ -9,8 +9,9 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 
-use super::{Page, in_list, json_list, mark, to_json};
+use super::{Page, in_list, mark, to_json};
 use crate::cursor::{Cursor, CursorKey};
+use crate::decode::Row;
 use crate::entities::{city, city_field};
 use crate::error::StorageError;
 use crate::time::now_micros;
@@ -56,18 +57,18 @@ pub const CITY_ORDER: &str = "CITY_NAME";
 /// Repository of member cities.
 pub struct CityRepo;
 
-fn to_city(m: city::Model) -> City {
-    City {
+fn to_city(m: city::Model) -> Result<City, StorageError> {
+    Ok(City {
+        fields: Row::new("cities", &m.id).json_list("fields", &m.fields)?,
         id: m.id,
         slug: m.slug,
         name: m.name,
         country: m.country,
-        fields: json_list(&m.fields),
         member_since: m.member_since,
         website: m.website,
         latitude: m.latitude,
         longitude: m.longitude,
-    }
+    })
 }
 
 impl CityRepo {
@@ -76,11 +77,12 @@ impl CityRepo {
         db: &impl ConnectionTrait,
         slug: &str,
     ) -> Result<Option<City>, StorageError> {
-        Ok(city::Entity::find()
+        city::Entity::find()
             .filter(city::Column::Slug.eq(slug))
             .one(db)
             .await?
-            .map(to_city))
+            .map(to_city)
+            .transpose()
     }
 
     /// The city with this id.
@@ -88,7 +90,11 @@ impl CityRepo {
         db: &impl ConnectionTrait,
         id: CityId,
     ) -> Result<Option<City>, StorageError> {
-        Ok(city::Entity::find_by_id(id).one(db).await?.map(to_city))
+        city::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .map(to_city)
+            .transpose()
     }
 
     /// The cities with these ids, by id (one query).
@@ -99,13 +105,13 @@ impl CityRepo {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        Ok(city::Entity::find()
+        city::Entity::find()
             .filter(super::id_in(db.get_database_backend(), "cities.id", ids))
             .all(db)
             .await?
             .into_iter()
-            .map(|m| (m.id, to_city(m)))
-            .collect())
+            .map(|m| Ok((m.id, to_city(m)?)))
+            .collect()
     }
 
     /// Ids of the cities with these slugs; slugs not found are absent.
@@ -192,7 +198,7 @@ impl CityRepo {
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(Page {
-            items: rows.into_iter().map(to_city).collect(),
+            items: rows.into_iter().map(to_city).collect::<Result<_, _>>()?,
             has_next,
         })
     }
@@ -249,7 +255,7 @@ impl CityRepo {
                 }
             })?;
         Self::write_fields(db, inserted.id, &input.fields).await?;
-        Ok(to_city(inserted))
+        to_city(inserted)
     }
 
     /// Replaces a city's values (the slug stays).
@@ -277,7 +283,7 @@ impl CityRepo {
             .exec(db)
             .await?;
         Self::write_fields(db, id, &input.fields).await?;
-        Ok(to_city(updated))
+        to_city(updated)
     }
 
     async fn write_fields(

@@ -7,9 +7,10 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, Statement,
 };
 
+use crate::decode::Row;
 use crate::entities::activity_event;
 use crate::error::StorageError;
-use crate::time::{from_micros, now_micros};
+use crate::time::now_micros;
 
 /// The PostgreSQL channel on which instances announce new events.
 pub const NOTIFY_CHANNEL: &str = "cityhub_events";
@@ -39,16 +40,17 @@ pub struct EventRecord {
 /// Repository of the event log.
 pub struct EventLog;
 
-fn to_record(m: activity_event::Model) -> EventRecord {
-    EventRecord {
+fn to_record(m: activity_event::Model) -> Result<EventRecord, StorageError> {
+    let row = Row::new("activity_events", &m.seq);
+    Ok(EventRecord {
         seq: m.seq,
         activity_id: m.activity_id,
-        event_type: ActivityEventType::parse(&m.event_type).unwrap_or(ActivityEventType::Updated),
-        occurred_at: from_micros(m.occurred_at),
+        event_type: row.enumeration("event_type", &m.event_type, ActivityEventType::parse)?,
+        occurred_at: row.micros("occurred_at", m.occurred_at)?,
         actor_city_id: m.actor_city_id,
-        status: ActivityStatus::parse(&m.status).unwrap_or(ActivityStatus::Draft),
+        status: row.enumeration("status", &m.status, ActivityStatus::parse)?,
         published_by: m.published_by,
-    }
+    })
 }
 
 impl EventLog {
@@ -102,7 +104,7 @@ impl EventLog {
         seq: i64,
         limit: u64,
     ) -> Result<Vec<EventRecord>, StorageError> {
-        Ok(activity_event::Entity::find()
+        activity_event::Entity::find()
             .filter(activity_event::Column::Seq.gt(seq))
             .order_by_asc(activity_event::Column::Seq)
             .limit(limit)
@@ -110,7 +112,7 @@ impl EventLog {
             .await?
             .into_iter()
             .map(to_record)
-            .collect())
+            .collect()
     }
 
     /// The newest sequence number (0 when the log is empty).

@@ -4,7 +4,6 @@
 
 pub mod activity;
 pub mod audit;
-pub mod bulk;
 pub mod city;
 pub mod events;
 pub mod persisted;
@@ -71,11 +70,6 @@ pub(crate) fn mark(backend: DatabaseBackend, n: usize) -> String {
         DatabaseBackend::Postgres => format!("${n}"),
         _ => "?".to_owned(),
     }
-}
-
-/// Decodes a JSON list column.
-pub(crate) fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Vec<T> {
-    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// Encodes a list for a JSON list column.

@@ -5,10 +5,12 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
+use zeroize::Zeroizing;
 
+use crate::decode::Row;
 use crate::entities::{signing_key, token};
 use crate::error::StorageError;
-use crate::time::{from_micros, now_micros};
+use crate::time::now_micros;
 
 /// An issued token's record (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +41,7 @@ pub struct KeyRecord {
     /// Key id (`kid`).
     pub kid: String,
     /// PKCS#8 DER of the Ed25519 private key.
-    pub private_der: Vec<u8>,
+    pub private_der: Zeroizing<Vec<u8>>,
     /// Base64url public key (JWK `x`).
     pub public_x: String,
     /// Created at (micros).
@@ -62,18 +64,19 @@ impl std::fmt::Debug for KeyRecord {
 /// Repository of tokens and keys.
 pub struct TokenRepo;
 
-fn to_token(m: token::Model) -> TokenRecord {
-    TokenRecord {
+fn to_token(m: token::Model) -> Result<TokenRecord, StorageError> {
+    let row = Row::new("tokens", &m.id);
+    Ok(TokenRecord {
+        role: row.enumeration("role", &m.role, Role::parse)?,
+        issued_at: row.micros("issued_at", m.issued_at)?,
+        expires_at: row.micros("expires_at", m.expires_at)?,
+        revoked_at: row.micros_opt("revoked_at", m.revoked_at)?,
         id: m.id,
         subject: m.subject,
-        role: Role::parse(&m.role).unwrap_or(Role::City),
         city_id: m.city_id,
         label: m.label,
         kid: m.kid,
-        issued_at: from_micros(m.issued_at),
-        expires_at: from_micros(m.expires_at),
-        revoked_at: m.revoked_at.map(from_micros),
-    }
+    })
 }
 
 impl TokenRepo {
@@ -103,21 +106,22 @@ impl TokenRepo {
         db: &impl ConnectionTrait,
         id: &str,
     ) -> Result<Option<TokenRecord>, StorageError> {
-        Ok(token::Entity::find_by_id(id.to_owned())
+        token::Entity::find_by_id(id.to_owned())
             .one(db)
             .await?
-            .map(to_token))
+            .map(to_token)
+            .transpose()
     }
 
     /// Every record, newest first.
     pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<TokenRecord>, StorageError> {
-        Ok(token::Entity::find()
+        token::Entity::find()
             .order_by_desc(token::Column::IssuedAt)
             .all(db)
             .await?
             .into_iter()
             .map(to_token)
-            .collect())
+            .collect()
     }
 
     /// Revokes token `id`; false if there is no such token.
@@ -157,7 +161,7 @@ impl TokenRepo {
             .into_iter()
             .map(|m| KeyRecord {
                 kid: m.kid,
-                private_der: m.private_der,
+                private_der: Zeroizing::new(m.private_der),
                 public_x: m.public_x,
                 created_at: m.created_at,
                 retired_at: m.retired_at,
@@ -172,7 +176,7 @@ impl TokenRepo {
     ) -> Result<(), StorageError> {
         signing_key::ActiveModel {
             kid: Set(key.kid.clone()),
-            private_der: Set(key.private_der.clone()),
+            private_der: Set(key.private_der.to_vec()),
             public_x: Set(key.public_x.clone()),
             created_at: Set(key.created_at),
             retired_at: Set(key.retired_at),

@@ -1,12 +1,13 @@
-//! Bulk writes for loading large datasets (the benchmark's synthetic
-//! network): relations of many activities written in a few multi-row
-//! statements, inside a transaction the caller begins.
+//! Bulk writes for loading the benchmark's synthetic network: relations of
+//! many activities written in a few multi-row statements, inside a
+//! transaction the caller begins. Bench-only, so it lives here and not in
+//! the production storage crate.
 
 use cityhub_domain::{ActivityId, CityId};
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 
-use crate::entities::activity_city;
-use crate::error::StorageError;
+use cityhub_storage::StorageError;
+use cityhub_storage::entities::activity_city;
 
 /// Role of a participant city in `activity_cities` (as `ActivityRepo` writes it).
 const PARTICIPANT: &str = "PARTICIPANT";
