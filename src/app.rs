@@ -397,13 +397,16 @@ pub struct Running {
 /// Builds a hub from `config` and serves it on an ephemeral loopback port
 /// until `Running::stop` is sent or dropped (then 1 s of grace).
 pub async fn spawn(config: &Config) -> anyhow::Result<Running> {
+    spawn_at(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// [`spawn`] on `addr` (tests restart a hub on the port it had, under its
+/// open clients).
+pub async fn spawn_at(config: &Config, addr: SocketAddr) -> anyhow::Result<Running> {
     let hub = build(config).await?;
     let service = hub.service.clone();
     let tasks = hub.tasks.clone();
-    let listener = bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        config.http.listen_backlog,
-    )?;
+    let listener = bind(addr, config.http.listen_backlog)?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ServeOptions {

@@ -1,6 +1,7 @@
 //! `GET /dashboard` from a real hub: the page and its assets under a strict
 //! policy, nothing loaded from elsewhere, a first load far under 100 KB, and
-//! the statistics query the page sends answered with the seeded counts.
+//! the statistics query the page sends answered with the seeded counts; in
+//! headless Chromium, live updates and resuming after leaving the page.
 
 use serde_json::json;
 

@@ -2,8 +2,10 @@
 //! `activities` listing, after publications, drafts, updates, cancellations,
 //! deletions, participations and a city's change of country, for anonymous,
 //! city and secretariat readers, on filters the kept counts answer and on
-//! filters that fall back; and the stats migration down and up again with
-//! data in place, on both backends.
+//! filters that fall back; the stats migrations down and up again with
+//! data in place, on both backends; and, on PostgreSQL, concurrent writers
+//! that once took the kept-count rows in opposite orders (a deadlock), and
+//! many concurrent publishes, after which every kept count is exact.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -469,10 +471,15 @@ both_backends!(
         let url = test_db.url.clone();
         hub.stop().await;
 
-        let out = run(&url, &["migrate", "down", "--steps", "1"]).await;
-        assert!(out.contains("rolled back 1"), "{out}");
+        // The lock-order migration first, then the kept counts themselves.
+        let out = run(&url, &["migrate", "down", "--steps", "2"]).await;
+        assert!(out.contains("rolled back 2"), "{out}");
         let out = run(&url, &["migrate", "status"]).await;
         assert!(out.contains("pending m20261201_000002_stats"), "{out}");
+        assert!(
+            out.contains("pending m20261201_000003_stats_lock_order"),
+            "{out}"
+        );
         // Gone for good: writes without the triggers still work.
         let db = sea_orm::Database::connect(&url).await.expect("connect");
         let count = |sql: &'static str| {
@@ -519,3 +526,216 @@ both_backends!(
         .await;
     }
 );
+
+/// Every kept pair count that differs from a recount of the facts as the
+/// rows are now (empty when the counts are exact).
+async fn kept_count_errors(url: &str) -> Vec<String> {
+    let db = sea_orm::Database::connect(url).await.expect("connect");
+    // A country or city reached twice is one fact (the facts' key).
+    let sql = "WITH facts AS (SELECT DISTINCT activity_id, dim, val, scope, status, f, o FROM stats_current_facts), \
+        truth AS (SELECT x.dim AS fdim, x.val AS fval, x.status, x.scope, y.dim AS odim, y.val AS oval, \
+                         COUNT(*) AS n \
+                    FROM facts x JOIN facts y ON y.activity_id = x.activity_id \
+                   WHERE x.f = 1 AND y.o = 1 \
+                   GROUP BY x.dim, x.val, x.status, x.scope, y.dim, y.val), \
+        kept AS (SELECT fdim, fval, status, scope, odim, oval, n FROM stats_pairs WHERE n <> 0) \
+        SELECT 'kept ' || fdim || '=' || fval || ' ' || status || ' ' || CAST(scope AS TEXT) || ' ' \
+               || odim || '=' || oval || ': ' || CAST(n AS TEXT) AS what \
+          FROM (SELECT * FROM kept EXCEPT SELECT * FROM truth) k \
+        UNION ALL \
+        SELECT 'true ' || fdim || '=' || fval || ' ' || status || ' ' || CAST(scope AS TEXT) || ' ' \
+               || odim || '=' || oval || ': ' || CAST(n AS TEXT) \
+          FROM (SELECT * FROM truth EXCEPT SELECT * FROM kept) t";
+    let rows = sea_orm::ConnectionTrait::query_all_raw(
+        &db,
+        sea_orm::Statement::from_string(db.get_database_backend(), sql),
+    )
+    .await
+    .expect("recount");
+    let errors = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", "what").expect("what"))
+        .collect();
+    db.close().await.expect("close");
+    errors
+}
+
+/// `SELECT id … LIMIT 1` on `db`.
+async fn one_id(db: &sea_orm::DatabaseTransaction, sql: &str) -> i64 {
+    let row = sea_orm::ConnectionTrait::query_one_raw(
+        db,
+        sea_orm::Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql),
+    )
+    .await
+    .expect("query")
+    .unwrap_or_else(|| panic!("no row for {sql}"));
+    row.try_get::<i64>("", "id").expect("id")
+}
+
+async fn exec(db: &sea_orm::DatabaseTransaction, sql: String) -> Result<(), sea_orm::DbErr> {
+    sea_orm::ConnectionTrait::execute_unprepared(db, &sql)
+        .await
+        .map(|_| ())
+}
+
+/// Two writers each add a field to one activity and a city to the other's
+/// interleaved so that, when each statement updated its counter rows at
+/// once, each held one counter the other needed next (PostgreSQL aborted
+/// one with `deadlock_detected`). With the counts taken at commit in one
+/// order, all four statements run without waiting and both commit; the
+/// counts are exact afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writers_never_deadlock_on_kept_counts() {
+    use sea_orm::TransactionTrait;
+    if !crate::support::pg_available().await {
+        return;
+    }
+    let hub = TestHub::start(Backend::Postgres).await;
+    let url = hub.test_db.url.clone();
+    let one = sea_orm::Database::connect(&url).await.expect("connect");
+    let two = sea_orm::Database::connect(&url).await.expect("connect");
+    let t1 = one.begin().await.expect("begin");
+    let t2 = two.begin().await.expect("begin");
+    // Two published activities without FILM, and a city neither names.
+    let a1 = one_id(
+        &t1,
+        "SELECT id FROM activities WHERE status = 'PUBLISHED' AND deleted_at IS NULL \
+         AND id NOT IN (SELECT activity_id FROM activity_fields WHERE field = 'FILM') ORDER BY id LIMIT 1",
+    )
+    .await;
+    let a2 = one_id(
+        &t1,
+        &format!(
+            "SELECT id FROM activities WHERE status = 'PUBLISHED' AND deleted_at IS NULL AND id <> {a1} \
+             AND id NOT IN (SELECT activity_id FROM activity_fields WHERE field = 'FILM') ORDER BY id LIMIT 1"
+        ),
+    )
+    .await;
+    let city = one_id(
+        &t1,
+        &format!(
+            "SELECT id FROM cities WHERE id NOT IN (SELECT city_id FROM activity_cities WHERE activity_id IN ({a1}, {a2})) \
+             AND id NOT IN (SELECT venue_city_id FROM activities WHERE id IN ({a1}, {a2}) AND venue_city_id IS NOT NULL) \
+             ORDER BY id LIMIT 1"
+        ),
+    )
+    .await;
+    let field =
+        |a: i64| format!("INSERT INTO activity_fields (activity_id, field) VALUES ({a}, 'FILM')");
+    let participant = move |a: i64| {
+        format!(
+            "INSERT INTO activity_cities (activity_id, city_id, role, position) VALUES ({a}, {city}, 'PARTICIPANT', 99)"
+        )
+    };
+    exec(&t1, field(a1)).await.expect("t1 field");
+    exec(&t2, participant(a2)).await.expect("t2 city");
+    // t1 now needs what t2 touched and t2 what t1 touched: in the background
+    // (it would wait for t2 if counts were locked per statement).
+    let t1_city = tokio::spawn(async move {
+        let r = exec(&t1, participant(a1)).await;
+        (t1, r)
+    });
+    let t2_field = tokio::time::timeout(std::time::Duration::from_secs(20), exec(&t2, field(a2)))
+        .await
+        .expect("t2 finishes");
+    let (t1, t1_city) = tokio::time::timeout(std::time::Duration::from_secs(20), t1_city)
+        .await
+        .expect("t1 finishes")
+        .expect("join");
+    assert!(t2_field.is_ok(), "t2: {t2_field:?}");
+    assert!(t1_city.is_ok(), "t1: {t1_city:?}");
+    // Commit both at once: the counts are taken at commit, in one order.
+    let (c1, c2) = tokio::join!(t1.commit(), t2.commit());
+    c1.expect("t1 commits");
+    c2.expect("t2 commits");
+    let _ = one.close().await;
+    let _ = two.close().await;
+    assert_eq!(kept_count_errors(&url).await, Vec::<String>::new());
+    let film = from_stats(&hub, &json!({"fields": ["FILM"]}), None).await;
+    let listed = from_listing(&hub, &json!({"fields": ["FILM"]}), None).await;
+    assert_eq!(film.total, listed.total);
+    assert_eq!(film.by_kind, listed.by_kind);
+}
+
+/// Many publishes at once, every one with several fields, hosts and a
+/// venue (each touching dozens of shared counter rows), then every kept
+/// count is exact and `stats` agrees with the listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_counts_are_exact_after_many_concurrent_publishes() {
+    if !crate::support::pg_available().await {
+        return;
+    }
+    let hub = std::sync::Arc::new(TestHub::start(Backend::Postgres).await);
+    let cities = [
+        "lyon",
+        "seoul",
+        "kanazawa",
+        "enghien-les-bains",
+        "santos",
+        "braga",
+    ];
+    let fields = [
+        "FILM",
+        "MUSIC",
+        "DESIGN",
+        "GASTRONOMY",
+        "LITERATURE",
+        "MEDIA_ARTS",
+    ];
+    let mut tokens = Vec::new();
+    for city in cities {
+        tokens.push(hub.token(Some(city)).await);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..48usize {
+        let hub = hub.clone();
+        let token = tokens[i % cities.len()].clone();
+        // Fields and co-hosts rotate in opposite directions, so concurrent
+        // publishes reach the same counters through different statements.
+        let co_hosts: BTreeSet<&str> = [
+            cities[(i + 1) % cities.len()],
+            cities[(cities.len() - 1 - i % cities.len()) % cities.len()],
+        ]
+        .into_iter()
+        .filter(|c| *c != cities[i % cities.len()])
+        .collect();
+        let input = json!({
+            "kind": if i % 2 == 0 { "FESTIVAL" } else { "WORKSHOP" },
+            "title": format!("Concurrent {i}"),
+            "startDate": format!("20{:02}-0{}-01", 10 + i % 15, 1 + i % 9),
+            "fields": [fields[i % fields.len()], fields[(fields.len() - 1 - i % fields.len()) % fields.len()]],
+            "coHosts": co_hosts,
+            "venueCity": cities[(i + 3) % cities.len()],
+        });
+        tasks.push(tokio::spawn(async move {
+            publish(&hub, &token, input, false).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("publish");
+    }
+    assert_eq!(
+        kept_count_errors(&hub.test_db.url).await,
+        Vec::<String>::new()
+    );
+    assert_agree(
+        &hub,
+        &[("anonymous", None)],
+        &[
+            json!(null),
+            json!({"fields": ["FILM"]}),
+            json!({"cities": ["lyon"]}),
+            json!({"countries": ["KR"]}),
+            json!({"kinds": ["FESTIVAL"]}),
+        ],
+    )
+    .await;
+    let titled = hub
+        .ok(
+            "{ activities(filter: { text: \"Concurrent\" }, first: 100) { totalCount } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(titled["activities"]["totalCount"], 48);
+}

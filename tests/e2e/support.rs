@@ -191,7 +191,12 @@ impl TestHub {
         config.database.max_connections = 8;
         config.events.poll_interval_ms = 200;
         tweak(&mut config);
-        let running = app::spawn(&config).await.expect("start hub");
+        // On the port `tweak` chose (a restart in place), else any free one.
+        let addr = config
+            .listen
+            .parse()
+            .expect("a socket address to listen on");
+        let running = app::spawn_at(&config, addr).await.expect("start hub");
         let db = running.service.db().clone();
         let base = format!("http://{}", running.addr);
         Self {

@@ -857,3 +857,141 @@ fn web_settings_are_validated() {
     config.api.public_url = "https://hub.example.org".into();
     assert!(config.validate().is_ok());
 }
+
+/// The read cache's hit and 304 counters from `/metrics`.
+async fn cache_hits(hub: &TestHub) -> (u64, u64) {
+    let text = hub
+        .client
+        .get(format!("{}/metrics", hub.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let find = |outcome: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "cityhub_read_cache_total{{outcome=\"{outcome}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    (find("hit"), find("not_modified"))
+}
+
+both_backends!(
+    cached_answers_change_right_after_each_mutation,
+    |backend: Backend| async move {
+        let hub = TestHub::start_with(backend, |c| c.cache.enabled = true).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let calendar = "/cities/lyon/calendar.ics";
+        let feed = "/cities/lyon/feed.atom";
+        // Repeated requests are answered from the cache, 304s too.
+        let (_, headers, first) = get(&hub, calendar, &[]).await;
+        let etag = headers[header::ETAG.as_str()]
+            .to_str()
+            .expect("etag")
+            .to_owned();
+        let (hits, not_modified) = cache_hits(&hub).await;
+        let (_, _, again) = get(&hub, calendar, &[]).await;
+        assert_eq!(again, first);
+        let (status, _, _) = get(&hub, calendar, &[("If-None-Match", etag.as_str())]).await;
+        assert_eq!(status, 304);
+        let (hits_after, not_modified_after) = cache_hits(&hub).await;
+        assert_eq!(hits_after, hits + 2, "both answered from the cache");
+        assert_eq!(not_modified_after, not_modified + 1);
+        get(&hub, feed, &[]).await;
+
+        // Publish: in the calendar and the feed as soon as the mutation returns.
+        let data = hub
+            .ok(
+                r#"mutation { publishActivity(input: { kind: FESTIVAL, title: "Cached festival", startDate: "2026-10-02", venueCity: "lyon", fields: [MEDIA_ARTS] }) { id slug } }"#,
+                json!({}),
+                Some(&lyon),
+            )
+            .await;
+        let id = data["publishActivity"]["id"].clone();
+        let slug = data["publishActivity"]["slug"]
+            .as_str()
+            .expect("slug")
+            .to_owned();
+        let (status, _, text) = get(&hub, calendar, &[("If-None-Match", etag.as_str())]).await;
+        assert_eq!(status, 200, "the old ETag no longer matches");
+        let events = by_url(&parse_calendar(&text));
+        assert_eq!(events[&slug]["SUMMARY"].1, "Cached festival");
+        let (_, _, text) = get(&hub, feed, &[]).await;
+        let parsed = feed_rs::parser::parse(text.as_bytes()).expect("feed");
+        assert_eq!(
+            parsed.entries[0].title.as_ref().map(|t| t.content.as_str()),
+            Some("Cached festival"),
+            "newest first"
+        );
+        let page = format!("/activities/{slug}");
+        let (_, _, html) = get(&hub, &page, &[]).await;
+        assert!(html.contains("Cached festival"));
+
+        // Update: the new title, at once.
+        hub.ok(
+            r#"mutation($id: ID!) { updateActivity(id: $id, patch: { title: "Cached festival, renamed" }) { version } }"#,
+            json!({ "id": id }),
+            Some(&lyon),
+        )
+        .await;
+        let (_, _, text) = get(&hub, calendar, &[]).await;
+        let events = by_url(&parse_calendar(&text));
+        assert_eq!(events[&slug]["SUMMARY"].1, "Cached festival\\, renamed");
+        assert_eq!(events[&slug]["SEQUENCE"].1, "1");
+        let (_, _, html) = get(&hub, &page, &[]).await;
+        assert!(html.contains("Cached festival, renamed"));
+
+        // Cancel: cancelled at once, in the calendar and the feed.
+        hub.ok(
+            r#"mutation($id: ID!) { cancelActivity(id: $id, reason: "Rain") { status } }"#,
+            json!({ "id": id }),
+            Some(&lyon),
+        )
+        .await;
+        let (_, _, text) = get(&hub, calendar, &[]).await;
+        let events = by_url(&parse_calendar(&text));
+        assert_eq!(events[&slug]["STATUS"].1, "CANCELLED");
+        let (_, _, text) = get(&hub, feed, &[]).await;
+        let parsed = feed_rs::parser::parse(text.as_bytes()).expect("feed");
+        assert_eq!(
+            parsed.entries[0].title.as_ref().map(|t| t.content.as_str()),
+            Some("Cancelled: Cached festival, renamed")
+        );
+        let (_, _, ld) = get(&hub, &page, &[("Accept", "application/ld+json")]).await;
+        let ld: Value = serde_json::from_str(&ld).expect("json-ld");
+        assert_eq!(ld["eventStatus"], "https://schema.org/EventCancelled");
+        // A draft: the anonymous answer (kept) never shows it; Lyon's own
+        // answer, kept apart, does.
+        let draft = hub
+            .ok(
+                r#"mutation { publishActivity(input: { kind: WORKSHOP, title: "Cached draft", startDate: "2026-11-03", venueCity: "lyon" }, draft: true) { slug } }"#,
+                json!({}),
+                Some(&lyon),
+            )
+            .await["publishActivity"]["slug"]
+            .as_str()
+            .expect("slug")
+            .to_owned();
+        let bearer = format!("Bearer {lyon}");
+        for _ in 0..2 {
+            let (_, _, text) = get(&hub, calendar, &[]).await;
+            assert!(!by_url(&parse_calendar(&text)).contains_key(&draft));
+            let (_, headers, text) =
+                get(&hub, calendar, &[("Authorization", bearer.as_str())]).await;
+            assert!(by_url(&parse_calendar(&text)).contains_key(&draft));
+            assert!(
+                headers[header::CACHE_CONTROL.as_str()]
+                    .to_str()
+                    .expect("cache-control")
+                    .contains("private")
+            );
+        }
+    }
+);

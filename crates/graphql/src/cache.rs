@@ -115,10 +115,33 @@ impl std::ops::Deref for CachedDocument {
     }
 }
 
+impl Visibility {
+    /// What `actor` may see.
+    pub fn of(actor: &cityhub_domain::Actor) -> Self {
+        match actor {
+            cityhub_domain::Actor::Anonymous => Visibility::Anonymous,
+            cityhub_domain::Actor::City { id, .. } => Visibility::City(*id),
+            cityhub_domain::Actor::Secretariat => Visibility::Secretariat,
+        }
+    }
+
+    /// A short key prefix (`a`, `c{id}`, `s`).
+    pub fn key(self) -> String {
+        match self {
+            Visibility::Anonymous => "a".to_owned(),
+            Visibility::City(id) => format!("c{id}"),
+            Visibility::Secretariat => "s".to_owned(),
+        }
+    }
+}
+
 /// One cached response.
 struct Entry {
     version: DataVersion,
     body: Bytes,
+    /// The response's `ETag`, when its owner keeps one beside the body
+    /// (the city-website answers tag their bodies by content).
+    tag: Option<Arc<str>>,
     size: usize,
 }
 
@@ -213,12 +236,18 @@ impl ReadCache {
 
     /// The cached response of `key` if it was computed at `version`.
     pub fn get(&self, key: &str, version: DataVersion) -> Option<Bytes> {
+        self.get_tagged(key, version).map(|(body, _)| body)
+    }
+
+    /// The cached response of `key` and the tag kept with it, if it was
+    /// computed at `version`.
+    pub fn get_tagged(&self, key: &str, version: DataVersion) -> Option<(Bytes, Option<Arc<str>>)> {
         if !self.settings.enabled {
             return None;
         }
         let mut responses = lock(&self.responses);
         let found = match responses.map.get(key) {
-            Some(e) if e.version == version => Some(e.body.clone()),
+            Some(e) if e.version == version => Some((e.body.clone(), e.tag.clone())),
             _ => None,
         };
         drop(responses);
@@ -232,7 +261,19 @@ impl ReadCache {
     /// Keeps `body` as the response of `key` at `version`, evicting the
     /// least recently used entries past `max_bytes`.
     pub fn put(&self, key: String, version: DataVersion, body: Bytes) {
-        let size = key.len() + body.len() + 64;
+        self.put_tagged(key, version, body, None);
+    }
+
+    /// Keeps `body` and its `tag` as the response of `key` at `version`
+    /// (see [`Self::put`]).
+    pub fn put_tagged(
+        &self,
+        key: String,
+        version: DataVersion,
+        body: Bytes,
+        tag: Option<Arc<str>>,
+    ) {
+        let size = key.len() + body.len() + tag.as_deref().map_or(0, str::len) + 64;
         if !self.settings.enabled
             || body.len() > self.settings.max_entry_bytes
             || size > self.settings.max_bytes
@@ -245,6 +286,7 @@ impl ReadCache {
             Entry {
                 version,
                 body,
+                tag,
                 size,
             },
         ) {
@@ -301,11 +343,7 @@ pub fn response_key(
     visibility: Visibility,
 ) -> String {
     let vars = serde_json::to_string(variables).unwrap_or_default();
-    let vis = match visibility {
-        Visibility::Anonymous => "a".to_owned(),
-        Visibility::City(id) => format!("c{id}"),
-        Visibility::Secretariat => "s".to_owned(),
-    };
+    let vis = visibility.key();
     let mut key = String::with_capacity(query.len() + vars.len() + 32);
     key.push_str(&vis);
     key.push('\u{0}');

@@ -267,11 +267,7 @@ fn is_request_error(err: &ServerError) -> bool {
 }
 
 fn visibility_of(principal: Option<&Principal>) -> Visibility {
-    match principal.map(|p| &p.actor) {
-        None | Some(cityhub_domain::Actor::Anonymous) => Visibility::Anonymous,
-        Some(cityhub_domain::Actor::City { id, .. }) => Visibility::City(*id),
-        Some(cityhub_domain::Actor::Secretariat) => Visibility::Secretariat,
-    }
+    principal.map_or(Visibility::Anonymous, |p| Visibility::of(&p.actor))
 }
 
 fn method_not_allowed() -> Response {

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use chrono::{Datelike, Days, Months, NaiveDate};
 use cityhub_domain::jsonld::activity_url;
@@ -26,70 +26,79 @@ use cityhub_domain::{
 use icalendar::{Calendar, Component, Event, EventLike, EventStatus};
 
 use crate::WebState;
-use crate::http::{base_url, cached};
+use crate::http::{CacheKey, Representation, answer, base_url, reader};
 use crate::listing::{self, ListingRequest};
 
 /// `GET /calendar.ics`: the network's calendar.
 pub async fn network_calendar(
     State(state): State<WebState>,
+    uri: Uri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    calendar(&state, &headers, None, query.as_deref()).await
+    calendar(&state, &uri, &headers, None, query.as_deref()).await
 }
 
 /// `GET /cities/{slug}/calendar.ics`: one city's calendar.
 pub async fn city_calendar(
     State(state): State<WebState>,
     Path(slug): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    calendar(&state, &headers, Some(&slug), query.as_deref()).await
+    calendar(&state, &uri, &headers, Some(&slug), query.as_deref()).await
 }
+
+const ICS: Representation = Representation {
+    content_type: "text/calendar; charset=utf-8",
+    extra: &[],
+};
 
 async fn calendar(
     state: &WebState,
+    uri: &Uri,
     headers: &HeaderMap,
     city_slug: Option<&str>,
     query: Option<&str>,
 ) -> Response {
-    let listing = match listing::load(
-        state,
-        headers,
-        ListingRequest {
-            city_slug,
-            query,
-            order: ActivityOrder::StartDateDesc,
-            limit: state.settings.calendar_max_events,
-            dated_only: true,
-        },
-    )
-    .await
-    {
-        Ok(l) => l,
+    let reader = match reader(state, headers).await {
+        Ok(r) => r,
         Err(response) => return response,
     };
     let base = base_url(state, headers);
-    let name = match &listing.city {
-        Some(city) => format!("{} · UNESCO Creative Cities Network", city.name),
-        None => "UNESCO Creative Cities Network".to_owned(),
+    let key = CacheKey::new(&reader, &base, "ics", uri);
+    let rendering = async {
+        let listing = match listing::load(
+            state,
+            reader.clone(),
+            ListingRequest {
+                city_slug,
+                query,
+                order: ActivityOrder::StartDateDesc,
+                limit: state.settings.calendar_max_events,
+                dated_only: true,
+            },
+        )
+        .await
+        {
+            Ok(listing) => listing,
+            Err(response) => return Err(response),
+        };
+        let name = match &listing.city {
+            Some(city) => format!("{} · UNESCO Creative Cities Network", city.name),
+            None => "UNESCO Creative Cities Network".to_owned(),
+        };
+        Ok(render(
+            &name,
+            &base,
+            &listing.activities,
+            &listing.cities,
+            listing.query.include_approximate,
+        )
+        .into_bytes())
     };
-    let body = render(
-        &name,
-        &base,
-        &listing.activities,
-        &listing.cities,
-        listing.query.include_approximate,
-    );
-    cached(
-        state,
-        listing.reader.has_token(),
-        headers,
-        "text/calendar; charset=utf-8",
-        body.into_bytes(),
-        &[],
-    )
+    answer(state, &reader, headers, key, ICS, rendering).await
 }
 
 /// The (all-day) span of an activity in a calendar, `DTEND` exclusive;

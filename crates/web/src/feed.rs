@@ -7,92 +7,98 @@ use std::collections::HashMap;
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use cityhub_domain::jsonld::{activity_url, date_at_precision};
 use cityhub_domain::{Activity, ActivityOrder, ActivityStatus, City, CityId, DatePrecision};
 
 use crate::WebState;
-use crate::http::{base_url, cached, internal_failure};
+use crate::http::{CacheKey, Representation, answer, base_url, internal_failure, reader};
 use crate::listing::{self, ListingRequest};
 use crate::markdown::{escape, to_safe_html};
 
 /// `GET /feeds/activities.atom`: the network's feed.
 pub async fn network_feed(
     State(state): State<WebState>,
+    uri: Uri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    feed(&state, &headers, None, query.as_deref()).await
+    feed(&state, &uri, &headers, None, query.as_deref()).await
 }
 
 /// `GET /cities/{slug}/feed.atom`: one city's feed.
 pub async fn city_feed(
     State(state): State<WebState>,
     Path(slug): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    feed(&state, &headers, Some(&slug), query.as_deref()).await
+    feed(&state, &uri, &headers, Some(&slug), query.as_deref()).await
 }
+
+const ATOM: Representation = Representation {
+    content_type: "application/atom+xml; charset=utf-8",
+    extra: &[],
+};
 
 async fn feed(
     state: &WebState,
+    uri: &Uri,
     headers: &HeaderMap,
     city_slug: Option<&str>,
     query: Option<&str>,
 ) -> Response {
-    let listing = match listing::load(
-        state,
-        headers,
-        ListingRequest {
-            city_slug,
-            query,
-            order: ActivityOrder::UpdatedAtDesc,
-            limit: state.settings.feed_max_entries,
-            dated_only: false,
-        },
-    )
-    .await
-    {
-        Ok(l) => l,
+    let reader = match reader(state, headers).await {
+        Ok(r) => r,
         Err(response) => return response,
     };
     let base = base_url(state, headers);
-    let (title, self_path) = match &listing.city {
-        Some(city) => (
-            format!("{} · UNESCO Creative Cities Network activities", city.name),
-            format!("/cities/{}/feed.atom", city.slug),
-        ),
-        None => (
-            "UNESCO Creative Cities Network activities".to_owned(),
-            "/feeds/activities.atom".to_owned(),
-        ),
-    };
-    let self_url = match query.filter(|q| !q.is_empty()) {
-        Some(q) => format!("{base}{self_path}?{q}"),
-        None => format!("{base}{self_path}"),
-    };
-    let body = render(&FeedInfo {
-        title: &title,
-        id: &format!("urn:cityhub:feed:{}", self_path.trim_start_matches('/')),
-        self_url: &self_url,
-        base: &base,
-        activities: &listing.activities,
-        cities: &listing.cities,
-    });
-    match body {
-        Ok(body) => cached(
+    let key = CacheKey::new(&reader, &base, "atom", uri);
+    let rendering = async {
+        let listing = match listing::load(
             state,
-            listing.reader.has_token(),
-            headers,
-            "application/atom+xml; charset=utf-8",
-            body,
-            &[],
-        ),
-        Err(e) => internal_failure("cannot write an Atom feed", &e),
-    }
+            reader.clone(),
+            ListingRequest {
+                city_slug,
+                query,
+                order: ActivityOrder::UpdatedAtDesc,
+                limit: state.settings.feed_max_entries,
+                dated_only: false,
+            },
+        )
+        .await
+        {
+            Ok(listing) => listing,
+            Err(response) => return Err(response),
+        };
+        let (title, self_path) = match &listing.city {
+            Some(city) => (
+                format!("{} · UNESCO Creative Cities Network activities", city.name),
+                format!("/cities/{}/feed.atom", city.slug),
+            ),
+            None => (
+                "UNESCO Creative Cities Network activities".to_owned(),
+                "/feeds/activities.atom".to_owned(),
+            ),
+        };
+        let self_url = match query.filter(|q| !q.is_empty()) {
+            Some(q) => format!("{base}{self_path}?{q}"),
+            None => format!("{base}{self_path}"),
+        };
+        render(&FeedInfo {
+            title: &title,
+            id: &format!("urn:cityhub:feed:{}", self_path.trim_start_matches('/')),
+            self_url: &self_url,
+            base: &base,
+            activities: &listing.activities,
+            cities: &listing.cities,
+        })
+        .map_err(|e| internal_failure("cannot write an Atom feed", &e))
+    };
+    answer(state, &reader, headers, key, ATOM, rendering).await
 }
 
 /// What a feed is made of.

@@ -1,11 +1,17 @@
 //! What every city-website handler shares: who is asking (the same token
 //! check and read policy as GraphQL), the public base URL, error answers
-//! with the contract's codes, and `ETag`/`If-None-Match` handling.
+//! with the contract's codes, `ETag`/`If-None-Match` handling and the
+//! response cache.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cityhub_domain::{Action, Actor, Denied, Policy};
+use cityhub_graphql::cache::Visibility;
 use cityhub_graphql::error::Code;
 use cityhub_graphql::http::{error_response, principal_of};
 use cityhub_storage::{ReadScope, StorageError};
@@ -154,32 +160,128 @@ pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
+/// Where a city-website answer is kept in the hub's response cache: who
+/// may see it (visibility), the base URL its links use, the representation
+/// (`variant`) and the request's raw path and query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    /// The key of the answer to `uri` for `reader`, linking to `base`.
+    pub fn new(reader: &Reader, base: &str, variant: &str, uri: &Uri) -> Self {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let vis = Visibility::of(&reader.actor).key();
+        let mut key =
+            String::with_capacity(16 + vis.len() + base.len() + variant.len() + path.len());
+        key.push_str("web\u{0}");
+        key.push_str(&vis);
+        key.push('\u{0}');
+        key.push_str(base);
+        key.push('\u{0}');
+        key.push_str(variant);
+        key.push('\u{0}');
+        key.push_str(path);
+        Self(key)
+    }
+}
+
+/// How an answer is sent: its content type and extra headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Representation {
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Headers beside the caching ones (e.g. the page's CSP), names in
+    /// lower case.
+    pub extra: &'static [(&'static str, &'static str)],
+}
+
+/// Answers from the hub's response cache when it holds this key's body at
+/// the current data version, else renders it (and keeps it). The version is
+/// read after the request arrived (the GraphQL response cache's own
+/// [`cityhub_graphql::cache::ReadCache::version`]), so a change committed
+/// before the request is always seen; `If-None-Match` is answered 304 from
+/// the kept `ETag` without rendering. `cache.enabled = false` renders every
+/// time. Errors (`Err` from `render`) are never kept.
+pub async fn answer<F>(
+    state: &WebState,
+    reader: &Reader,
+    request: &HeaderMap,
+    key: CacheKey,
+    representation: Representation,
+    render: F,
+) -> Response
+where
+    F: Future<Output = Result<Vec<u8>, Response>>,
+{
+    let cache = state.service.cache();
+    let version = if cache.settings().enabled {
+        cache.version(state.service.db()).await
+    } else {
+        None
+    };
+    if let Some(v) = version
+        && let Some((body, Some(tag))) = cache.get_tagged(&key.0, v)
+    {
+        return respond(
+            state,
+            reader.has_token(),
+            request,
+            representation,
+            body,
+            &tag,
+        );
+    }
+    let body = match render.await {
+        Ok(body) => Bytes::from(body),
+        Err(response) => return response,
+    };
+    let tag: Arc<str> = Arc::from(etag_of(&body));
+    if let Some(v) = version {
+        cache.put_tagged(key.0, v, body.clone(), Some(tag.clone()));
+    }
+    respond(
+        state,
+        reader.has_token(),
+        request,
+        representation,
+        body,
+        &tag,
+    )
+}
+
 /// A cacheable answer: `ETag`, `Cache-Control`, `Vary`, and 304 when the
 /// client already has this body.
-pub fn cached(
+fn respond(
     state: &WebState,
     reader_has_token: bool,
     request: &HeaderMap,
-    content_type: &'static str,
-    body: Vec<u8>,
-    extra: &[(header::HeaderName, &'static str)],
+    representation: Representation,
+    body: Bytes,
+    etag: &str,
 ) -> Response {
-    let etag = etag_of(&body);
     let cache_control = if reader_has_token {
         &state.settings.private_cache_control
     } else {
         &state.settings.cache_control
     };
-    let mut response = if not_modified(request, &etag) {
+    let mut response = if not_modified(request, etag) {
+        state
+            .service
+            .cache()
+            .stats
+            .not_modified
+            .fetch_add(1, Ordering::Relaxed);
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut r = (StatusCode::OK, body).into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(representation.content_type),
+        );
         r
     };
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, v);
     }
     if let Ok(v) = HeaderValue::from_str(cache_control) {
@@ -189,8 +291,11 @@ pub fn cached(
         header::VARY,
         HeaderValue::from_static("Authorization, Accept"),
     );
-    for (name, value) in extra {
-        headers.insert(name.clone(), HeaderValue::from_static(value));
+    for (name, value) in representation.extra {
+        headers.insert(
+            header::HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     response
 }

@@ -5,13 +5,12 @@
 
 use std::collections::HashMap;
 
-use axum::http::HeaderMap;
 use axum::response::Response;
 use cityhub_domain::{Activity, ActivityOrder, City, CityId};
 use cityhub_storage::{ActivityRepo, CityRepo};
 
 use crate::WebState;
-use crate::http::{Reader, bad_input, not_found, reader, storage_failure};
+use crate::http::{Reader, bad_input, not_found, storage_failure};
 use crate::params::{self, WebQuery};
 
 /// A loaded listing.
@@ -42,13 +41,12 @@ pub struct ListingRequest<'a> {
     pub dated_only: bool,
 }
 
-/// Loads a listing, or the error answer.
+/// Loads a listing for `reader`, or the error answer.
 pub async fn load(
     state: &WebState,
-    headers: &HeaderMap,
+    reader: Reader,
     request: ListingRequest<'_>,
 ) -> Result<Listing, Response> {
-    let reader = reader(state, headers).await?;
     let mut query = params::parse(
         request.query,
         &state.limits,

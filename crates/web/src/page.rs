@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use chrono::{Datelike, NaiveDate};
 use cityhub_domain::jsonld::{JsonLdContext, activity_url, event_json_ld};
@@ -20,7 +20,7 @@ use cityhub_domain::{
 use cityhub_storage::{ActivityRepo, CityRepo};
 
 use crate::WebState;
-use crate::http::{base_url, cached, not_found, reader, storage_failure};
+use crate::http::{CacheKey, Representation, answer, base_url, not_found, reader, storage_failure};
 use crate::markdown::{escape, safe_url, to_safe_html};
 
 /// The page's Content-Security-Policy: nothing but its own inline styles.
@@ -47,55 +47,61 @@ fn wants_json_ld(headers: &HeaderMap) -> bool {
         .any(|a| a.contains("application/ld+json"))
 }
 
+const JSON_LD: Representation = Representation {
+    content_type: "application/ld+json; charset=utf-8",
+    extra: &[],
+};
+
+const HTML: Representation = Representation {
+    content_type: "text/html; charset=utf-8",
+    extra: &[("content-security-policy", PAGE_CSP)],
+};
+
 /// `GET /activities/{slug}`.
 pub async fn activity_page(
     State(state): State<WebState>,
     Path(slug): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let reader = match reader(&state, &headers).await {
         Ok(r) => r,
         Err(response) => return response,
     };
-    let db = state.service.db().conn();
-    let activity = match ActivityRepo::find_by_slug(db, reader.scope, &slug).await {
-        Ok(Some(a)) => a,
-        Ok(None) => return not_found(&format!("no activity `{slug}`")),
-        Err(e) => return storage_failure(&e),
-    };
-    let data = match load(db, activity).await {
-        Ok(d) => d,
-        Err(e) => return storage_failure(&e),
-    };
     let base = base_url(&state, &headers);
-    let json_ld = event_json_ld(
-        &data.activity,
-        JsonLdContext {
-            base_url: &base,
-            cities: &data.cities,
-            documents: &data.documents,
-        },
-    );
-    if wants_json_ld(&headers) {
-        let body = serde_json::to_vec_pretty(&json_ld).unwrap_or_default();
-        return cached(
-            &state,
-            reader.has_token(),
-            &headers,
-            "application/ld+json; charset=utf-8",
-            body,
-            &[],
+    let json = wants_json_ld(&headers);
+    let (variant, representation) = if json {
+        ("jsonld", JSON_LD)
+    } else {
+        ("html", HTML)
+    };
+    let key = CacheKey::new(&reader, &base, variant, &uri);
+    let rendering = async {
+        let db = state.service.db().conn();
+        let activity = match ActivityRepo::find_by_slug(db, reader.scope, &slug).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(not_found(&format!("no activity `{slug}`"))),
+            Err(e) => return Err(storage_failure(&e)),
+        };
+        let data = match load(db, activity).await {
+            Ok(d) => d,
+            Err(e) => return Err(storage_failure(&e)),
+        };
+        let json_ld = event_json_ld(
+            &data.activity,
+            JsonLdContext {
+                base_url: &base,
+                cities: &data.cities,
+                documents: &data.documents,
+            },
         );
-    }
-    let html = render(&data, &base, &json_ld);
-    cached(
-        &state,
-        reader.has_token(),
-        &headers,
-        "text/html; charset=utf-8",
-        html.into_bytes(),
-        &[(header::CONTENT_SECURITY_POLICY, PAGE_CSP)],
-    )
+        Ok(if json {
+            serde_json::to_vec_pretty(&json_ld).unwrap_or_default()
+        } else {
+            render(&data, &base, &json_ld).into_bytes()
+        })
+    };
+    answer(&state, &reader, &headers, key, representation, rendering).await
 }
 
 /// Loads an activity's relations: participants, documents and every city

@@ -303,6 +303,20 @@ static ACTIVITY_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(
         .join(", ")
 });
 
+/// `, (…) AS host_ids`: an activity's hosts in order ("1,2,3"), per backend.
+fn host_ids_column(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => {
+            ", (SELECT string_agg(h.city_id::text, ',' ORDER BY h.position) FROM activity_cities h \
+             WHERE h.activity_id = activities.id AND h.role = 'HOST') AS host_ids"
+        }
+        _ => {
+            ", (SELECT group_concat(city_id) FROM (SELECT h.city_id FROM activity_cities h \
+             WHERE h.activity_id = activities.id AND h.role = 'HOST' ORDER BY h.position)) AS host_ids"
+        }
+    }
+}
+
 /// SQL over `city_activities ca`, with its values bound in order.
 struct CitySql {
     backend: DatabaseBackend,
@@ -504,6 +518,17 @@ impl ActivityRepo {
             if let Some(descending) = descending {
                 return Self::city_page(db, scope, filter, city, descending, first, after).await;
             }
+            if order == ActivityOrder::UpdatedAtDesc {
+                let statement = Self::city_updated_statement(
+                    db.get_database_backend(),
+                    scope,
+                    filter,
+                    city,
+                    first,
+                    after,
+                );
+                return Self::city_rows(db, statement, first).await;
+            }
         }
         let mut query = activity::Entity::find()
             .filter(scope.condition())
@@ -573,6 +598,16 @@ impl ActivityRepo {
             first,
             after,
         );
+        Self::city_rows(db, statement, first).await
+    }
+
+    /// The page of a city statement's rows (the activity's columns and its
+    /// `host_ids`).
+    async fn city_rows(
+        db: &impl ConnectionTrait,
+        statement: Statement,
+        first: u64,
+    ) -> Result<Page<Activity>, StorageError> {
         let rows = db.query_all_raw(statement).await?;
         let has_next = rows.len() as u64 > first;
         let mut items = Vec::with_capacity(rows.len().min(first as usize));
@@ -612,16 +647,7 @@ impl ActivityRepo {
         let dir = if descending { "DESC" } else { "ASC" };
         sql.text.push_str("SELECT ");
         sql.text.push_str(&ACTIVITY_COLUMNS);
-        sql.text.push_str(match backend {
-            DatabaseBackend::Postgres => {
-                ", (SELECT string_agg(h.city_id::text, ',' ORDER BY h.position) FROM activity_cities h \
-                 WHERE h.activity_id = activities.id AND h.role = 'HOST') AS host_ids"
-            }
-            _ => {
-                ", (SELECT group_concat(city_id) FROM (SELECT h.city_id FROM activity_cities h \
-                 WHERE h.activity_id = activities.id AND h.role = 'HOST' ORDER BY h.position)) AS host_ids"
-            }
-        });
+        sql.text.push_str(host_ids_column(backend));
         sql.text
             .push_str(" FROM (SELECT ca.activity_id, ca.start_key FROM city_activities ca WHERE ");
         sql.city_conditions(scope, filter, city);
@@ -643,6 +669,48 @@ impl ActivityRepo {
             " ORDER BY ca.start_key {dir}, ca.activity_id {dir} LIMIT {limit}) ca \
              JOIN activities ON activities.id = ca.activity_id \
              ORDER BY ca.start_key {dir}, ca.activity_id {dir}"
+        ));
+        Statement::from_sql_and_values(sql.backend, sql.text, sql.values)
+    }
+
+    /// One city's activities, latest change first: the city's entries of
+    /// `city_activities` (one index range, a few hundred rows at most)
+    /// select the rows by primary key, which are then sorted. Without it the
+    /// database walks the whole network's `updated_at` order testing each
+    /// activity for the city.
+    fn city_updated_statement(
+        backend: DatabaseBackend,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        city: &str,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Statement {
+        let mut sql = CitySql::new(backend);
+        sql.text.push_str("SELECT ");
+        sql.text.push_str(&ACTIVITY_COLUMNS);
+        sql.text.push_str(host_ids_column(backend));
+        sql.text
+            .push_str(" FROM (SELECT ca.activity_id FROM city_activities ca WHERE ");
+        sql.city_conditions(scope, filter, city);
+        sql.text
+            .push_str(") ca JOIN activities ON activities.id = ca.activity_id");
+        if let Some(cursor) = after {
+            let key = match cursor.key {
+                CursorKey::Int(k) => k,
+                CursorKey::Text(_) => 0,
+            };
+            let k = sql.bind(key);
+            let id = sql.bind(cursor.id);
+            sql.text.push_str(&format!(
+                " WHERE (activities.updated_at < {k} OR (activities.updated_at = {k} AND activities.id < {id}))"
+            ));
+        }
+        let limit = sql.bind(i64::try_from(first + 1).unwrap_or(i64::MAX));
+        // `+` keeps SQLite from walking `activities_by_updated` in order
+        // (the whole network) instead of the city's few rows.
+        sql.text.push_str(&format!(
+            " ORDER BY +activities.updated_at DESC, activities.id DESC LIMIT {limit}"
         ));
         Statement::from_sql_and_values(sql.backend, sql.text, sql.values)
     }
