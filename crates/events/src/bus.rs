@@ -73,7 +73,11 @@ pub struct EventBus {
     db: Db,
     settings: EventSettings,
     sender: broadcast::Sender<Arc<LiveEvent>>,
+    /// Wakes the pump.
     wake: Arc<Notify>,
+    /// Local commits (PostgreSQL: announced to the other instances by a
+    /// task, outside the writers' transactions; elsewhere: `wake` itself).
+    committed: Arc<Notify>,
     delivered: AtomicI64,
     subscribers: AtomicUsize,
     connections: std::sync::Mutex<HashMap<String, usize>>,
@@ -94,11 +98,18 @@ impl EventBus {
     /// A bus over `db`; call [`EventBus::start`] to run its tasks.
     pub fn new(db: Db, settings: EventSettings) -> Arc<Self> {
         let (sender, _) = broadcast::channel(settings.buffer.max(16));
+        let wake = Arc::new(Notify::new());
+        let committed = if db.backend() == sea_orm::DatabaseBackend::Postgres {
+            Arc::new(Notify::new())
+        } else {
+            wake.clone()
+        };
         Arc::new(Self {
             db,
             settings,
             sender,
-            wake: Arc::new(Notify::new()),
+            wake,
+            committed,
             delivered: AtomicI64::new(0),
             subscribers: AtomicUsize::new(0),
             connections: std::sync::Mutex::new(HashMap::new()),
@@ -107,9 +118,10 @@ impl EventBus {
         })
     }
 
-    /// The notifier that wakes the pump (hand it to the write service).
+    /// The notifier the write service wakes after each commit: it wakes
+    /// the pump (and, on PostgreSQL, the other instances).
     pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+        self.committed.clone()
     }
 
     /// The settings.
@@ -193,27 +205,57 @@ impl EventBus {
             let stop = shutdown.clone();
             tokio::spawn(async move { listener.listen(url, stop).await });
         }
+        if !Arc::ptr_eq(&self.committed, &self.wake) {
+            let announcer = self.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move { announcer.announce(stop).await });
+        }
         let pruner = self.clone();
         tokio::spawn(async move { pruner.prune_loop(shutdown).await });
         Ok(())
     }
 
-    async fn pump(self: Arc<Self>, shutdown: Arc<Notify>) {
-        let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+    /// Wakes the pump on each local commit and tells the other instances
+    /// (one `NOTIFY` per burst of commits: wake-ups coalesce meanwhile).
+    async fn announce(self: Arc<Self>, shutdown: Arc<Notify>) {
         loop {
             tokio::select! {
                 () = shutdown.notified() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(poll) => {}
+                () = self.committed.notified() => {}
             }
+            self.wake.notify_one();
+            if let Err(e) = EventLog::announce(self.db.conn()).await {
+                // Other instances still poll the log.
+                tracing::warn!(error = %e, "could not announce committed events");
+            }
+        }
+    }
+
+    async fn pump(self: Arc<Self>, shutdown: Arc<Notify>) {
+        let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        // While committed events wait above the read horizon (PostgreSQL:
+        // an older transaction is still open), the log is read again soon,
+        // backing off from 1 ms to 64 ms.
+        let mut retry: Option<Duration> = None;
+        let mut last = self.delivered.load(Ordering::SeqCst);
+        loop {
+            let wait = retry.map_or(poll, |r| r.min(poll));
+            tokio::select! {
+                () = shutdown.notified() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+            let mut pending = false;
             loop {
-                let last = self.delivered.load(Ordering::SeqCst);
                 // Batches stay well under the broadcast buffer, and the pump
                 // yields between them, so a catch-up burst never overruns
                 // subscribers that keep up.
                 let chunk = (self.settings.buffer as u64 / 4).clamp(1, 500);
-                let batch = match EventLog::after(self.db.conn(), last, chunk).await {
-                    Ok(b) => b,
+                let batch = match EventLog::read(self.db.conn(), last, chunk).await {
+                    Ok((b, waiting)) => {
+                        pending = waiting;
+                        b
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "event pump could not read the log; retrying");
                         break;
@@ -227,8 +269,9 @@ impl EventBus {
                     // Nobody is watching: new subscribers start from the
                     // head and resumers replay from the log, so there is
                     // nothing to load or send.
-                    if let Some(last) = batch.last() {
-                        self.delivered.store(last.seq, Ordering::SeqCst);
+                    if let Some(r) = batch.last() {
+                        last = r.seq;
+                        self.delivered.store(last, Ordering::SeqCst);
                     }
                     if !full {
                         break;
@@ -243,7 +286,8 @@ impl EventBus {
                     }
                 };
                 for event in events {
-                    self.delivered.store(event.record.seq, Ordering::SeqCst);
+                    last = event.record.seq;
+                    self.delivered.store(last, Ordering::SeqCst);
                     // No receivers is fine: nobody is watching right now.
                     let _ = self.sender.send(event);
                 }
@@ -252,6 +296,11 @@ impl EventBus {
                 }
                 tokio::task::yield_now().await;
             }
+            retry = pending.then(|| {
+                retry.map_or(Duration::from_millis(1), |r| {
+                    (r * 2).min(Duration::from_millis(64))
+                })
+            });
         }
     }
 

@@ -14,9 +14,6 @@ use crate::time::{from_micros, now_micros};
 /// The PostgreSQL channel on which instances announce new events.
 pub const NOTIFY_CHANNEL: &str = "cityhub_events";
 
-/// Advisory lock key that orders event appends by commit on PostgreSQL.
-const APPEND_LOCK: i64 = 0x0063_6974_7968_7562;
-
 /// One event of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
@@ -52,10 +49,12 @@ fn to_record(m: activity_event::Model) -> EventRecord {
 }
 
 impl EventLog {
-    /// Appends an event inside the change's transaction. On PostgreSQL it
-    /// first takes a transaction-scoped advisory lock, so sequence order is
-    /// commit order and a reader never sees seq N+1 before N; the commit
-    /// then announces the event with `NOTIFY` (payload: the sequence only).
+    /// Appends an event inside the change's transaction. On PostgreSQL the
+    /// row's `seq` is set by the trigger of migration
+    /// `m20261201_000003_event_order` from the transaction id, so readers
+    /// that stay below [`EventLog`]'s read horizon never see sequence N+1
+    /// before N, and concurrent writers are not serialized; the commit is
+    /// announced to other instances after it, by [`EventLog::announce`].
     pub async fn append(
         db: &impl ConnectionTrait,
         activity_id: ActivityId,
@@ -64,15 +63,6 @@ impl EventLog {
         status: ActivityStatus,
         published_by: Option<CityId>,
     ) -> Result<i64, StorageError> {
-        let postgres = db.get_database_backend() == DatabaseBackend::Postgres;
-        if postgres {
-            db.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1)",
-                [APPEND_LOCK.into()],
-            ))
-            .await?;
-        }
         let seq = activity_event::ActiveModel {
             activity_id: Set(activity_id),
             event_type: Set(event_type.as_str().to_owned()),
@@ -85,36 +75,99 @@ impl EventLog {
         .insert(db)
         .await?
         .seq;
-        if postgres {
-            db.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [NOTIFY_CHANNEL.into(), seq.to_string().into()],
-            ))
-            .await?;
-        }
         Ok(seq)
     }
 
-    /// Up to `limit` events after `seq`, in order.
+    /// Tells every instance listening on PostgreSQL that events were
+    /// committed (`NOTIFY`, empty payload; a no-op elsewhere). Sent outside
+    /// the writers' transactions: a `NOTIFY` inside one would take
+    /// PostgreSQL's notification queue lock and hold it through the commit,
+    /// serializing every writer again.
+    pub async fn announce(db: &impl ConnectionTrait) -> Result<(), StorageError> {
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            db.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, '')",
+                [NOTIFY_CHANNEL.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` events after `seq`, in order, all final: on
+    /// PostgreSQL only those below the read horizon (every transaction that
+    /// could still add an event before them has ended).
     pub async fn after(
         db: &impl ConnectionTrait,
         seq: i64,
         limit: u64,
     ) -> Result<Vec<EventRecord>, StorageError> {
-        Ok(activity_event::Entity::find()
-            .filter(activity_event::Column::Seq.gt(seq))
-            .order_by_asc(activity_event::Column::Seq)
-            .limit(limit)
-            .all(db)
-            .await?
-            .into_iter()
-            .map(to_record)
-            .collect())
+        Ok(Self::read(db, seq, limit).await?.0)
     }
 
-    /// The newest sequence number (0 when the log is empty).
+    /// Like [`EventLog::after`], and whether committed events wait above
+    /// the read horizon (PostgreSQL: a transaction that began before them
+    /// is still running); the caller reads again shortly.
+    pub async fn read(
+        db: &impl ConnectionTrait,
+        seq: i64,
+        limit: u64,
+    ) -> Result<(Vec<EventRecord>, bool), StorageError> {
+        if db.get_database_backend() != DatabaseBackend::Postgres {
+            let rows = activity_event::Entity::find()
+                .filter(activity_event::Column::Seq.gt(seq))
+                .order_by_asc(activity_event::Column::Seq)
+                .limit(limit)
+                .all(db)
+                .await?;
+            return Ok((rows.into_iter().map(to_record).collect(), false));
+        }
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT seq, activity_id, event_type, occurred_at, actor_city_id, status, \
+                 published_by, seq < cityhub_event_horizon() AS final \
+                 FROM activity_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                [seq.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut pending = false;
+        for row in rows {
+            if !row.try_get::<bool>("", "final")? {
+                pending = true;
+                break;
+            }
+            out.push(to_record(activity_event::Model {
+                seq: row.try_get("", "seq")?,
+                activity_id: row.try_get("", "activity_id")?,
+                event_type: row.try_get("", "event_type")?,
+                occurred_at: row.try_get("", "occurred_at")?,
+                actor_city_id: row.try_get("", "actor_city_id")?,
+                status: row.try_get("", "status")?,
+                published_by: row.try_get("", "published_by")?,
+            }));
+        }
+        Ok((out, pending))
+    }
+
+    /// The newest final sequence number (0 when the log is empty): on
+    /// PostgreSQL the newest below the read horizon.
     pub async fn head(db: &impl ConnectionTrait) -> Result<i64, StorageError> {
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    DatabaseBackend::Postgres,
+                    "SELECT COALESCE(MAX(seq), 0) AS head FROM activity_events \
+                     WHERE seq < cityhub_event_horizon()",
+                ))
+                .await?;
+            return Ok(match row {
+                Some(r) => r.try_get::<i64>("", "head")?,
+                None => 0,
+            });
+        }
         let last = activity_event::Entity::find()
             .order_by_desc(activity_event::Column::Seq)
             .limit(1)
