@@ -1115,8 +1115,31 @@ async fn postgres_an_open_writer_holds_back_later_events_without_blocking_them()
             .is_none(),
         "nothing past the open transaction's event is delivered before it commits"
     );
+    // The data version (ETags, response cache) still moves with each
+    // commit, although the open transaction commits below the later one.
+    let etag = || async {
+        let response = hub
+            .client
+            .get(hub.url())
+            .query(&[("query", "{ network { activityCount } }")])
+            .send()
+            .await
+            .expect("GET /graphql");
+        response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .expect("an ETag")
+    };
+    let before_commit = etag().await;
 
     open.commit().await.expect("commit");
+    assert_ne!(
+        etag().await,
+        before_commit,
+        "a commit below the log's head changes the data version"
+    );
     let events = client.events("s", 2).await;
     assert_eq!(slugs(&events), [first_slug.as_str(), later.as_str()]);
     assert_eq!(kinds(&events), ["UPDATED", "PUBLISHED"]);
