@@ -1799,8 +1799,11 @@ both_backends!(
             }
         }
         let shared = db_queries(&hub).await - before;
+        // Slack for the pump's extra log reads on PostgreSQL while other
+        // databases' transactions hold the read horizon back (parallel
+        // tests); a query per subscriber would add 41.
         assert!(
-            shared <= alone + 6.0,
+            shared <= alone + 20.0,
             "41 identical subscribers ran {shared} statements for one event, one ran {alone}"
         );
         // The filtered subscriber saw nothing of the workshops; it gets a festival.

@@ -195,7 +195,7 @@ impl EventBus {
         database_url: Option<String>,
         shutdown: Arc<Notify>,
     ) -> Result<(), StorageError> {
-        let head = EventLog::head(self.db.conn()).await?;
+        let head = EventLog::final_head(self.db.conn()).await?;
         self.delivered.store(head, Ordering::SeqCst);
         let pump = self.clone();
         let stop = shutdown.clone();

@@ -152,28 +152,37 @@ impl EventLog {
         Ok((out, pending))
     }
 
-    /// The newest final sequence number (0 when the log is empty): on
-    /// PostgreSQL the newest below the read horizon.
+    /// The newest visible sequence number (0 when the log is empty): where
+    /// a new subscriber starts. On PostgreSQL an event still being
+    /// committed below it (its transaction began earlier) lies before that
+    /// start in the log's order, so it is not new for that subscriber.
     pub async fn head(db: &impl ConnectionTrait) -> Result<i64, StorageError> {
-        if db.get_database_backend() == DatabaseBackend::Postgres {
-            let row = db
-                .query_one_raw(Statement::from_string(
-                    DatabaseBackend::Postgres,
-                    "SELECT COALESCE(MAX(seq), 0) AS head FROM activity_events \
-                     WHERE seq < cityhub_event_horizon()",
-                ))
-                .await?;
-            return Ok(match row {
-                Some(r) => r.try_get::<i64>("", "head")?,
-                None => 0,
-            });
-        }
         let last = activity_event::Entity::find()
             .order_by_desc(activity_event::Column::Seq)
             .limit(1)
             .one(db)
             .await?;
         Ok(last.map_or(0, |m| m.seq))
+    }
+
+    /// The newest final sequence number: where a reader of every event
+    /// (the pump) may start without skipping one. On PostgreSQL the newest
+    /// below the read horizon; elsewhere [`EventLog::head`].
+    pub async fn final_head(db: &impl ConnectionTrait) -> Result<i64, StorageError> {
+        if db.get_database_backend() != DatabaseBackend::Postgres {
+            return Self::head(db).await;
+        }
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT COALESCE(MAX(seq), 0) AS head FROM activity_events \
+                 WHERE seq < cityhub_event_horizon()",
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64>("", "head")?,
+            None => 0,
+        })
     }
 
     /// Deletes events older than `cutoff_micros`, keeping the newest one so
