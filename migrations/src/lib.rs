@@ -8,7 +8,8 @@ mod m20261127_000001_initial;
 mod m20261201_000001_city_listing;
 mod m20261201_000002_persisted_queries;
 mod m20261201_000002_stats;
-mod m20261201_000003_stats_lock_order;
+mod m20261201_000003_event_order;
+mod m20261201_000004_stats_lock_order;
 
 /// Runs cityhub's migrations in order.
 pub struct Migrator;
@@ -21,7 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_city_listing::Migration),
             Box::new(m20261201_000002_persisted_queries::Migration),
             Box::new(m20261201_000002_stats::Migration),
-            Box::new(m20261201_000003_stats_lock_order::Migration),
+            Box::new(m20261201_000003_event_order::Migration),
+            Box::new(m20261201_000004_stats_lock_order::Migration),
         ]
     }
 }

@@ -471,13 +471,14 @@ both_backends!(
         let url = test_db.url.clone();
         hub.stop().await;
 
-        // The lock-order migration first, then the kept counts themselves.
-        let out = run(&url, &["migrate", "down", "--steps", "2"]).await;
-        assert!(out.contains("rolled back 2"), "{out}");
+        // The lock-order migration first, the event order, then the kept
+        // counts themselves.
+        let out = run(&url, &["migrate", "down", "--steps", "3"]).await;
+        assert!(out.contains("rolled back 3"), "{out}");
         let out = run(&url, &["migrate", "status"]).await;
         assert!(out.contains("pending m20261201_000002_stats"), "{out}");
         assert!(
-            out.contains("pending m20261201_000003_stats_lock_order"),
+            out.contains("pending m20261201_000004_stats_lock_order"),
             "{out}"
         );
         // Gone for good: writes without the triggers still work.

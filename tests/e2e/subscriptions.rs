@@ -1070,6 +1070,95 @@ async fn postgres_instances_share_events_and_survive_a_lost_listener() {
     let _ = admin.close().await;
 }
 
+/// PostgreSQL writers commit concurrently (no lock held through commit), so
+/// a transaction that appended an event and is still open may commit below
+/// later events. It holds them back: a subscriber gets nothing past it
+/// until it commits, then every event once, in cursor order. The later
+/// publish itself is acknowledged without waiting for the open
+/// transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_open_writer_holds_back_later_events_without_blocking_them() {
+    if !crate::support::pg_available().await {
+        return;
+    }
+    let hub = TestHub::start(Backend::Postgres).await;
+    let secretariat = hub.token(None).await;
+    let (first_id, first_slug) = publish(&hub, &secretariat, workshop("Held open")).await;
+    let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
+    client.subscribe("s", json!(null), None).await;
+    wait_subscribers(&hub, 1).await;
+
+    // An event appended in a transaction that stays open.
+    let open = hub.db.conn().begin().await.expect("begin");
+    cityhub_storage::repo::events::EventLog::append(
+        &open,
+        first_id.parse().expect("numeric id"),
+        cityhub_domain::ActivityEventType::Updated,
+        None,
+        cityhub_domain::ActivityStatus::Published,
+        None,
+    )
+    .await
+    .expect("append in the open transaction");
+
+    // A later publish commits and is acknowledged meanwhile.
+    let (_, later) = tokio::time::timeout(
+        WAIT,
+        publish(&hub, &secretariat, workshop("Committed first")),
+    )
+    .await
+    .expect("a publish does not wait for another open writer");
+    assert!(
+        client
+            .recv_for("s", Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing past the open transaction's event is delivered before it commits"
+    );
+    // The data version (ETags, response cache) still moves with each
+    // commit, although the open transaction commits below the later one.
+    let etag = || async {
+        let response = hub
+            .client
+            .get(hub.url())
+            .query(&[("query", "{ network { activityCount } }")])
+            .send()
+            .await
+            .expect("GET /graphql");
+        response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .expect("an ETag")
+    };
+    let before_commit = etag().await;
+
+    open.commit().await.expect("commit");
+    assert_ne!(
+        etag().await,
+        before_commit,
+        "a commit below the log's head changes the data version"
+    );
+    let events = client.events("s", 2).await;
+    assert_eq!(slugs(&events), [first_slug.as_str(), later.as_str()]);
+    assert_eq!(kinds(&events), ["UPDATED", "PUBLISHED"]);
+
+    // A replay from before them yields the same two, in the same order.
+    use base64::Engine;
+    let seq = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&events[0].cursor)
+            .expect("cursor"),
+    )
+    .expect("cursor text");
+    let seq: i64 = seq.strip_prefix("ev:").expect("ev:").parse().expect("seq");
+    let before = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("ev:{}", seq - 1));
+    client.subscribe("r", json!(null), Some(&before)).await;
+    let replayed = client.events("r", 2).await;
+    assert_eq!(replayed, events);
+}
+
 /// SQLite only: another instance's commits do not wake this one (no
 /// NOTIFY) and its poll is off, so they reach its pump as one burst, larger
 /// than its buffer, on its next own commit. Subscribers that already have
@@ -1710,8 +1799,11 @@ both_backends!(
             }
         }
         let shared = db_queries(&hub).await - before;
+        // Slack for the pump's extra log reads on PostgreSQL while other
+        // databases' transactions hold the read horizon back (parallel
+        // tests); a query per subscriber would add 41.
         assert!(
-            shared <= alone + 6.0,
+            shared <= alone + 20.0,
             "41 identical subscribers ran {shared} statements for one event, one ran {alone}"
         );
         // The filtered subscriber saw nothing of the workshops; it gets a festival.

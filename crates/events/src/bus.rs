@@ -75,7 +75,11 @@ pub struct EventBus {
     db: Db,
     settings: EventSettings,
     sender: broadcast::Sender<Arc<LiveEvent>>,
+    /// Wakes the pump.
     wake: Arc<Notify>,
+    /// Local commits (PostgreSQL: announced to the other instances by a
+    /// task, outside the writers' transactions; elsewhere: `wake` itself).
+    committed: Arc<Notify>,
     delivered: AtomicI64,
     subscribers: AtomicUsize,
     connections: std::sync::Mutex<HashMap<String, usize>>,
@@ -96,11 +100,18 @@ impl EventBus {
     /// A bus over `db`; call [`EventBus::start`] to run its tasks.
     pub fn new(db: Db, settings: EventSettings) -> Arc<Self> {
         let (sender, _) = broadcast::channel(settings.buffer.max(16));
+        let wake = Arc::new(Notify::new());
+        let committed = if db.backend() == sea_orm::DatabaseBackend::Postgres {
+            Arc::new(Notify::new())
+        } else {
+            wake.clone()
+        };
         Arc::new(Self {
             db,
             settings,
             sender,
-            wake: Arc::new(Notify::new()),
+            wake,
+            committed,
             delivered: AtomicI64::new(0),
             subscribers: AtomicUsize::new(0),
             connections: std::sync::Mutex::new(HashMap::new()),
@@ -109,9 +120,10 @@ impl EventBus {
         })
     }
 
-    /// The notifier that wakes the pump (hand it to the write service).
+    /// The notifier the write service wakes after each commit: it wakes
+    /// the pump (and, on PostgreSQL, the other instances).
     pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+        self.committed.clone()
     }
 
     /// The settings.
@@ -178,16 +190,17 @@ impl EventBus {
         self.sender.subscribe()
     }
 
-    /// Starts the pump, the PostgreSQL listener and the pruner on `tasks`;
-    /// each returns as soon as `shutdown` is cancelled (a cancellation is
-    /// never missed, unlike a `Notify` wake-up sent while a task is busy).
+    /// Starts the pump, the PostgreSQL listener, the announcer and the
+    /// pruner on `tasks`; each returns as soon as `shutdown` is cancelled (a
+    /// cancellation is never missed, unlike a `Notify` wake-up sent while a
+    /// task is busy).
     pub async fn start(
         self: &Arc<Self>,
         database_url: Option<String>,
         shutdown: CancellationToken,
         tasks: &TaskTracker,
     ) -> Result<(), StorageError> {
-        let head = EventLog::head(self.db.conn()).await?;
+        let head = EventLog::final_head(self.db.conn()).await?;
         self.delivered.store(head, Ordering::SeqCst);
         let pump = self.clone();
         let stop = shutdown.clone();
@@ -197,73 +210,102 @@ impl EventBus {
             let stop = shutdown.clone();
             tasks.spawn(async move { listener.listen(url, stop).await });
         }
+        if !Arc::ptr_eq(&self.committed, &self.wake) {
+            let announcer = self.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move { announcer.announce(stop).await });
+        }
         let pruner = self.clone();
         tasks.spawn(async move { pruner.prune_loop(shutdown).await });
         Ok(())
     }
 
-    async fn pump(self: Arc<Self>, shutdown: CancellationToken) {
-        let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+    /// Wakes the pump on each local commit and tells the other instances
+    /// (one `NOTIFY` per burst of commits: wake-ups coalesce meanwhile).
+    async fn announce(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(poll) => {}
+                () = self.committed.notified() => {}
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = self.deliver() => {}
+            self.wake.notify_one();
+            if let Err(e) = EventLog::announce(self.db.conn()).await {
+                // Other instances still poll the log.
+                tracing::warn!(error = %e, "could not announce committed events");
             }
         }
     }
 
-    /// Reads the log past the last delivered event and broadcasts it.
-    async fn deliver(&self) {
+    async fn pump(self: Arc<Self>, shutdown: CancellationToken) {
+        let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        // While committed events wait above the read horizon (PostgreSQL:
+        // an older transaction is still open), the log is read again soon,
+        // backing off from 1 ms to 64 ms.
+        let mut retry: Option<Duration> = None;
+        let mut last = self.delivered.load(Ordering::SeqCst);
         loop {
-            let last = self.delivered.load(Ordering::SeqCst);
-            // Batches stay well under the broadcast buffer, and the pump
-            // yields between them, so a catch-up burst never overruns
-            // subscribers that keep up.
-            let chunk = (self.settings.buffer as u64 / 4).clamp(1, 500);
-            let batch = match EventLog::after(self.db.conn(), last, chunk).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event pump could not read the log; retrying");
+            let wait = retry.map_or(poll, |r| r.min(poll));
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+            let mut pending = false;
+            loop {
+                // Batches stay well under the broadcast buffer, and the pump
+                // yields between them, so a catch-up burst never overruns
+                // subscribers that keep up.
+                let chunk = (self.settings.buffer as u64 / 4).clamp(1, 500);
+                let batch = match EventLog::read(self.db.conn(), last, chunk).await {
+                    Ok((b, waiting)) => {
+                        pending = waiting;
+                        b
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event pump could not read the log; retrying");
+                        break;
+                    }
+                };
+                if batch.is_empty() {
                     break;
                 }
-            };
-            if batch.is_empty() {
-                break;
-            }
-            let full = batch.len() as u64 == chunk;
-            if self.sender.receiver_count() == 0 {
-                // Nobody is watching: new subscribers start from the
-                // head and resumers replay from the log, so there is
-                // nothing to load or send.
-                if let Some(last) = batch.last() {
-                    self.delivered.store(last.seq, Ordering::SeqCst);
+                let full = batch.len() as u64 == chunk;
+                if self.sender.receiver_count() == 0 {
+                    // Nobody is watching: new subscribers start from the
+                    // head and resumers replay from the log, so there is
+                    // nothing to load or send.
+                    if let Some(r) = batch.last() {
+                        last = r.seq;
+                        self.delivered.store(last, Ordering::SeqCst);
+                    }
+                    if !full {
+                        break;
+                    }
+                    continue;
+                }
+                let events = match load_live(&self.db, batch).await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event pump could not load activities; retrying");
+                        break;
+                    }
+                };
+                for event in events {
+                    last = event.record.seq;
+                    self.delivered.store(last, Ordering::SeqCst);
+                    // No receivers is fine: nobody is watching right now.
+                    let _ = self.sender.send(event);
                 }
                 if !full {
                     break;
                 }
-                continue;
+                tokio::task::yield_now().await;
             }
-            let events = match load_live(&self.db, batch).await {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event pump could not load activities; retrying");
-                    break;
-                }
-            };
-            for event in events {
-                self.delivered.store(event.record.seq, Ordering::SeqCst);
-                // No receivers is fine: nobody is watching right now.
-                let _ = self.sender.send(event);
-            }
-            if !full {
-                break;
-            }
-            tokio::task::yield_now().await;
+            retry = pending.then(|| {
+                retry.map_or(Duration::from_millis(1), |r| {
+                    (r * 2).min(Duration::from_millis(64))
+                })
+            });
         }
     }
 

@@ -126,6 +126,11 @@ impl Db {
                     // (BENCHMARKS.md).
                     .pragma("mmap_size", "268435456")
                     .pragma("cache_size", "-32000")
+                    // Statement journals (a statement inside a write
+                    // transaction that may have to undo itself) stay in
+                    // memory instead of a temporary file: a publish wrote
+                    // its changed pages there first (BENCHMARKS.md, live).
+                    .pragma("temp_store", "memory")
             });
         } else {
             let timeout_ms = config.statement_timeout_secs * 1000;

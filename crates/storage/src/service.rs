@@ -107,9 +107,10 @@ const GROUP_MAX: usize = 64;
 
 /// Group commit of publishes on SQLite (one writer at a time): whoever
 /// holds the write lock takes every publish queued meanwhile and runs them
-/// in one transaction, each in its own savepoint (a failing one changes
-/// nothing and does not affect the others), with one commit and so one
-/// fsync for all. Each is acknowledged only after that commit returned,
+/// in one transaction (a publish refused before it writes changes nothing
+/// and does not affect the others; one failing while it writes sends the
+/// whole batch back to run one by one), with one commit and so one fsync
+/// for all. Each is acknowledged only after that commit returned,
 /// i.e. once the batch is durable (`synchronous = FULL`).
 #[derive(Debug, Default)]
 struct GroupCommit {
@@ -299,41 +300,43 @@ impl HubService {
     }
 
     /// Runs a batch in one transaction; answers the publishes it committed
-    /// or refused, and returns those to run again on their own.
+    /// or refused, and returns those to run again on their own. No
+    /// savepoint per publish: on SQLite everything a publish does before
+    /// its insert only reads, so one refused there changed nothing; one
+    /// that fails after it started writing aborts the batch, and every
+    /// publish of it runs again alone (none was answered yet).
     async fn run_group(&self, jobs: Vec<PublishJob>) -> Vec<PublishJob> {
         let Ok(txn) = self.begin().await else {
             return jobs;
         };
         let mut done = Vec::with_capacity(jobs.len());
         let mut again = Vec::new();
-        for job in jobs {
-            let Ok(savepoint) = txn.begin().await else {
-                again.push(job);
-                continue;
-            };
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
+            let mut wrote = false;
             match self
                 .publish_in(
-                    &savepoint,
+                    &txn,
                     &job.actor,
                     &job.input,
                     job.draft,
                     job.key.as_deref(),
                     job.hash.as_deref(),
+                    &mut wrote,
                 )
                 .await
             {
-                Ok(published) => match savepoint.commit().await {
-                    Ok(()) => done.push((job, Ok(published))),
-                    Err(_) => again.push(job),
-                },
-                Err(e) if e.retryable() => {
-                    let _ = savepoint.rollback().await;
+                Ok(published) => done.push((job, Ok(published))),
+                Err(e) if wrote => {
+                    tracing::debug!(error = %e, "a grouped publish failed while writing; running the batch one by one");
+                    let _ = txn.rollback().await;
+                    again.extend(done.into_iter().map(|(job, _)| job));
                     again.push(job);
+                    again.extend(jobs);
+                    return again;
                 }
-                Err(e) => {
-                    let _ = savepoint.rollback().await;
-                    done.push((job, Err(e)));
-                }
+                Err(e) if e.retryable() => again.push(job),
+                Err(e) => done.push((job, Err(e))),
             }
         }
         if let Err(e) = self.commit(txn).await {
@@ -358,13 +361,18 @@ impl HubService {
         let _guard = self.db.write_guard().await;
         let txn = self.begin().await?;
         let published = self
-            .publish_in(&txn, actor, input, draft, key, hash)
+            .publish_in(&txn, actor, input, draft, key, hash, &mut false)
             .await?;
         self.commit(txn).await?;
         Ok(published)
     }
 
-    /// A publish's statements, in `txn`.
+    /// A publish's statements, in `txn`; `wrote` is set once the first
+    /// statement that changes anything ran (everything before only reads).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one publish's inputs, passed through from the queue"
+    )]
     async fn publish_in(
         &self,
         txn: &DatabaseTransaction,
@@ -373,6 +381,7 @@ impl HubService {
         draft: bool,
         key: Option<&str>,
         hash: Option<&str>,
+        wrote: &mut bool,
     ) -> Result<Published, ServiceError> {
         let label = actor_label(actor);
         if let (Some(key), Some(_)) = (key, hash) {
@@ -399,6 +408,7 @@ impl HubService {
         } else {
             ActivityStatus::Published
         };
+        *wrote = true;
         let activity = ActivityRepo::insert_returning(txn, &write, status, publisher).await?;
         let id = activity.id;
         if let (Some(key), Some(hash)) = (key, hash) {

@@ -15,9 +15,6 @@ use crate::time::now_micros;
 /// The PostgreSQL channel on which instances announce new events.
 pub const NOTIFY_CHANNEL: &str = "cityhub_events";
 
-/// Advisory lock key that orders event appends by commit on PostgreSQL.
-const APPEND_LOCK: i64 = 0x0063_6974_7968_7562;
-
 /// One event of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
@@ -54,10 +51,12 @@ fn to_record(m: activity_event::Model) -> Result<EventRecord, StorageError> {
 }
 
 impl EventLog {
-    /// Appends an event inside the change's transaction. On PostgreSQL it
-    /// first takes a transaction-scoped advisory lock, so sequence order is
-    /// commit order and a reader never sees seq N+1 before N; the commit
-    /// then announces the event with `NOTIFY` (payload: the sequence only).
+    /// Appends an event inside the change's transaction. On PostgreSQL the
+    /// row's `seq` is set by the trigger of migration
+    /// `m20261201_000003_event_order` from the transaction id, so readers
+    /// that stay below [`EventLog`]'s read horizon never see sequence N+1
+    /// before N, and concurrent writers are not serialized; the commit is
+    /// announced to other instances after it, by [`EventLog::announce`].
     pub async fn append(
         db: &impl ConnectionTrait,
         activity_id: ActivityId,
@@ -66,15 +65,6 @@ impl EventLog {
         status: ActivityStatus,
         published_by: Option<CityId>,
     ) -> Result<i64, StorageError> {
-        let postgres = db.get_database_backend() == DatabaseBackend::Postgres;
-        if postgres {
-            db.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1)",
-                [APPEND_LOCK.into()],
-            ))
-            .await?;
-        }
         let seq = activity_event::ActiveModel {
             activity_id: Set(activity_id),
             event_type: Set(event_type.as_str().to_owned()),
@@ -87,35 +77,91 @@ impl EventLog {
         .insert(db)
         .await?
         .seq;
-        if postgres {
-            db.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [NOTIFY_CHANNEL.into(), seq.to_string().into()],
-            ))
-            .await?;
-        }
         Ok(seq)
     }
 
-    /// Up to `limit` events after `seq`, in order.
+    /// Tells every instance listening on PostgreSQL that events were
+    /// committed (`NOTIFY`, empty payload; a no-op elsewhere). Sent outside
+    /// the writers' transactions: a `NOTIFY` inside one would take
+    /// PostgreSQL's notification queue lock and hold it through the commit,
+    /// serializing every writer again.
+    pub async fn announce(db: &impl ConnectionTrait) -> Result<(), StorageError> {
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            db.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, '')",
+                [NOTIFY_CHANNEL.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` events after `seq`, in order, all final: on
+    /// PostgreSQL only those below the read horizon (every transaction that
+    /// could still add an event before them has ended).
     pub async fn after(
         db: &impl ConnectionTrait,
         seq: i64,
         limit: u64,
     ) -> Result<Vec<EventRecord>, StorageError> {
-        activity_event::Entity::find()
-            .filter(activity_event::Column::Seq.gt(seq))
-            .order_by_asc(activity_event::Column::Seq)
-            .limit(limit)
-            .all(db)
-            .await?
-            .into_iter()
-            .map(to_record)
-            .collect()
+        Ok(Self::read(db, seq, limit).await?.0)
     }
 
-    /// The newest sequence number (0 when the log is empty).
+    /// Like [`EventLog::after`], and whether committed events wait above
+    /// the read horizon (PostgreSQL: a transaction that began before them
+    /// is still running); the caller reads again shortly.
+    pub async fn read(
+        db: &impl ConnectionTrait,
+        seq: i64,
+        limit: u64,
+    ) -> Result<(Vec<EventRecord>, bool), StorageError> {
+        if db.get_database_backend() != DatabaseBackend::Postgres {
+            let rows = activity_event::Entity::find()
+                .filter(activity_event::Column::Seq.gt(seq))
+                .order_by_asc(activity_event::Column::Seq)
+                .limit(limit)
+                .all(db)
+                .await?;
+            let records = rows
+                .into_iter()
+                .map(to_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok((records, false));
+        }
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT seq, activity_id, event_type, occurred_at, actor_city_id, status, \
+                 published_by, seq < cityhub_event_horizon() AS final \
+                 FROM activity_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                [seq.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut pending = false;
+        for row in rows {
+            if !row.try_get::<bool>("", "final")? {
+                pending = true;
+                break;
+            }
+            out.push(to_record(activity_event::Model {
+                seq: row.try_get("", "seq")?,
+                activity_id: row.try_get("", "activity_id")?,
+                event_type: row.try_get("", "event_type")?,
+                occurred_at: row.try_get("", "occurred_at")?,
+                actor_city_id: row.try_get("", "actor_city_id")?,
+                status: row.try_get("", "status")?,
+                published_by: row.try_get("", "published_by")?,
+            })?);
+        }
+        Ok((out, pending))
+    }
+
+    /// The newest visible sequence number (0 when the log is empty): where
+    /// a new subscriber starts. On PostgreSQL an event still being
+    /// committed below it (its transaction began earlier) lies before that
+    /// start in the log's order, so it is not new for that subscriber.
     pub async fn head(db: &impl ConnectionTrait) -> Result<i64, StorageError> {
         let last = activity_event::Entity::find()
             .order_by_desc(activity_event::Column::Seq)
@@ -123,6 +169,26 @@ impl EventLog {
             .one(db)
             .await?;
         Ok(last.map_or(0, |m| m.seq))
+    }
+
+    /// The newest final sequence number: where a reader of every event
+    /// (the pump) may start without skipping one. On PostgreSQL the newest
+    /// below the read horizon; elsewhere [`EventLog::head`].
+    pub async fn final_head(db: &impl ConnectionTrait) -> Result<i64, StorageError> {
+        if db.get_database_backend() != DatabaseBackend::Postgres {
+            return Self::head(db).await;
+        }
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT COALESCE(MAX(seq), 0) AS head FROM activity_events \
+                 WHERE seq < cityhub_event_horizon()",
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64>("", "head")?,
+            None => 0,
+        })
     }
 
     /// Deletes events older than `cutoff_micros`, keeping the newest one so

@@ -1,9 +1,18 @@
 //! The data version: what the response cache and `ETag`s are keyed by. It
-//! changes in the same transaction as any change a read can see — the event
-//! log's head moves with every activity write (in commit order on
-//! PostgreSQL), and `hub_meta.cities_version` with every city write (by a
-//! trigger) — so a version read after a write committed is never the
+//! changes with any change a read can see — every activity write appends to
+//! the event log, and `hub_meta.cities_version` moves with every city write
+//! (by a trigger) — so a version read after a write committed is never the
 //! version of an earlier state.
+//!
+//! On PostgreSQL writers commit out of sequence order (see migration
+//! `m20261201_000003_event_order`), so the log's plain maximum would miss
+//! an event committed below it. The events part is the newest final
+//! sequence (below the read horizon) plus the number of visible events
+//! above it. It grows with every commit that appends an event: a commit
+//! whose event is still above the horizon adds one to the count; one whose
+//! event became final raises the final head by at least 65,536 (the final
+//! head only moves from one transaction's numbers to a later one's), more
+//! than the count can fall.
 
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -22,14 +31,21 @@ pub struct DataVersion {
 pub struct VersionRepo;
 
 impl VersionRepo {
-    /// The current data version (one statement, two index probes).
+    /// The current data version (one statement, a few index probes).
     pub async fn current(db: &impl ConnectionTrait) -> Result<DataVersion, StorageError> {
+        let backend = db.get_database_backend();
+        let sql = if backend == sea_orm::DatabaseBackend::Postgres {
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM activity_events \
+                     WHERE seq < cityhub_event_horizon()) \
+                  + (SELECT COUNT(*) FROM activity_events \
+                     WHERE seq >= cityhub_event_horizon()) AS events, \
+             (SELECT COALESCE(MAX(value), 0) FROM hub_meta WHERE key = 'cities_version') AS cities"
+        } else {
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM activity_events) AS events, \
+             (SELECT COALESCE(MAX(value), 0) FROM hub_meta WHERE key = 'cities_version') AS cities"
+        };
         let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT (SELECT COALESCE(MAX(seq), 0) FROM activity_events) AS events, \
-                 (SELECT COALESCE(MAX(value), 0) FROM hub_meta WHERE key = 'cities_version') AS cities",
-            ))
+            .query_one_raw(Statement::from_string(backend, sql))
             .await?;
         Ok(match row {
             Some(r) => DataVersion {
