@@ -125,7 +125,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     };
     let service = GraphqlService::new(schema, auth, db, Arc::new(Metrics::new()), events, settings)
         .with_cache(config.cache.clone())
-        .with_fast_path(fast_schema, guard);
+        .with_fast_path(fast_schema, guard)
+        .with_lifetime(stop.clone(), tasks.clone());
     let router = router(service.clone(), config)?;
     Ok(Hub {
         router,

@@ -88,6 +88,12 @@ pub struct GraphqlService {
     /// The extension-free schema and the guard it needs run beforehand, for
     /// queries whose document passed full validation once.
     pub(crate) fast: Option<(HubSchema, RequestGuard)>,
+    /// The hub's shutdown token and task tracker: WebSocket tasks end when
+    /// the hub stops (see `ws`).
+    pub(crate) lifetime: Option<(
+        tokio_util::sync::CancellationToken,
+        tokio_util::task::TaskTracker,
+    )>,
 }
 
 impl GraphqlService {
@@ -111,7 +117,20 @@ impl GraphqlService {
             public_read,
             cache: Arc::new(ReadCache::new(CacheSettings::default())),
             fast: None,
+            lifetime: None,
         }
+    }
+
+    /// Ends every WebSocket connection's task when `stop` is cancelled, and
+    /// tracks them on `tasks` (so the hub's shutdown waits for them).
+    #[must_use]
+    pub fn with_lifetime(
+        mut self,
+        stop: tokio_util::sync::CancellationToken,
+        tasks: tokio_util::task::TaskTracker,
+    ) -> Self {
+        self.lifetime = Some((stop, tasks));
+        self
     }
 
     /// Runs queries whose document already passed full validation on

@@ -165,10 +165,26 @@ pub async fn upgrade(svc: GraphqlService, parts: &mut Parts) -> HttpResponse {
             &parts.headers,
         ))
     });
-    ws.on_upgrade(move |socket| async move {
-        let mut connection = Connection::new(svc, protocol);
-        connection.client = client;
-        connection.serve(socket).await;
+    ws.on_upgrade(move |socket| {
+        // The socket's task is the hub's: it ends (dropping the socket, so
+        // clients see the connection go and resume with their cursor) as
+        // soon as the hub stops, and `serve` waits for it.
+        let lifetime = svc.lifetime.clone();
+        let served = async move {
+            let mut connection = Connection::new(svc, protocol);
+            connection.client = client;
+            connection.serve(socket).await;
+        };
+        async move {
+            match lifetime {
+                Some((stop, tasks)) => {
+                    tasks
+                        .track_future(stop.run_until_cancelled_owned(served))
+                        .await;
+                }
+                None => served.await,
+            }
+        }
     })
 }
 
