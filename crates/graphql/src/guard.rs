@@ -259,7 +259,12 @@ impl Extension for RequestGuard {
         let principal = ctx
             .data_opt::<RequestCtx>()
             .and_then(|r| r.principal.as_ref());
-        self.admit(&document, variables, principal, ctx.data_opt::<ClientAddr>())?;
+        self.admit(
+            &document,
+            variables,
+            principal,
+            ctx.data_opt::<ClientAddr>(),
+        )?;
         Ok(document)
     }
 }

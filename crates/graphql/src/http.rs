@@ -417,7 +417,8 @@ async fn execute(
     };
     let mut response = None;
     if let Some(((schema, guard), doc)) = fast {
-        if let Err(refused) = guard.admit(doc, &request.variables, principal.as_ref(), client.as_ref())
+        if let Err(refused) =
+            guard.admit(doc, &request.variables, principal.as_ref(), client.as_ref())
         {
             response = Some(async_graphql::Response::from_errors(vec![refused]));
         } else {

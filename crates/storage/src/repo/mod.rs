@@ -46,12 +46,12 @@ pub(crate) fn in_list<V: Into<Value>>(
 /// BENCHMARKS.md) and which evicts other statements from sqlx's cache.
 /// SQLite reads the set with `json_each`, PostgreSQL as a `bigint[]`;
 /// both use the column's index for each id.
-pub(crate) fn id_in(backend: DatabaseBackend, column: &str, ids: &[i64]) -> sea_orm::sea_query::Expr {
-    let list = ids
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+pub(crate) fn id_in(
+    backend: DatabaseBackend,
+    column: &str,
+    ids: &[i64],
+) -> sea_orm::sea_query::Expr {
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     match backend {
         DatabaseBackend::Postgres => sea_orm::sea_query::Expr::cust_with_values(
             format!("{column} = ANY(string_to_array($1, ',')::bigint[])"),
