@@ -1,7 +1,8 @@
 //! `GET /dashboard` from a real hub: the page and its assets under a strict
 //! policy, nothing loaded from elsewhere, a first load far under 100 KB, and
 //! the statistics query the page sends answered with the seeded counts; in
-//! headless Chromium, live updates and resuming after leaving the page.
+//! headless Chromium, live updates, resuming after leaving the page, and
+//! resuming after the hub restarts under the open page.
 
 use serde_json::json;
 
@@ -169,6 +170,100 @@ both_backends!(
         let hosts = browser.requested_hosts().await;
         let hub_host = hub.base.trim_start_matches("http://").to_owned();
         assert!(hosts.iter().all(|h| *h == hub_host), "{hosts:?}");
+        browser.close().await;
+    }
+);
+
+both_backends!(
+    dashboard_in_chromium_resumes_after_the_hub_restarts,
+    |backend: Backend| async move {
+        let Some(browser) = crate::browser::Browser::start().await else {
+            return;
+        };
+        let hub = TestHub::start(backend).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let total = |data: serde_json::Value| data["stats"]["total"].as_i64().expect("total");
+        let seeded = total(hub.ok("{ stats { total } }", json!({}), None).await);
+        let shows_total = |n: i64| {
+            format!(
+                "return document.getElementById('total').textContent.replace(/\\D/g, '') === '{n}';"
+            )
+        };
+        let live = "return document.getElementById('connection').dataset.state === 'live';";
+        browser.goto(&format!("{}/dashboard", hub.base)).await;
+        browser.wait_until(&shows_total(seeded)).await;
+        browser.wait_until(live).await;
+        let publish = r#"mutation($t: String!) { publishActivity(input: { kind: FESTIVAL, title: $t, startDate: "2026-09-01", fields: [MUSIC] }) { slug } }"#;
+        let slug_of = |data: serde_json::Value| {
+            data["publishActivity"]["slug"]
+                .as_str()
+                .expect("slug")
+                .to_owned()
+        };
+        let before = slug_of(
+            hub.ok(publish, json!({ "t": "Before the restart" }), Some(&lyon))
+                .await,
+        );
+        browser
+            .wait_until(&format!("return {} === 1;", count_in_feed(&before)))
+            .await;
+
+        // Stop the hub under the open page; it notices.
+        let listen = hub.base.trim_start_matches("http://").to_owned();
+        let test_db = hub.test_db.clone();
+        hub.stop().await;
+        browser
+            .wait_until("return document.getElementById('connection').dataset.state !== 'live';")
+            .await;
+        // Meanwhile another instance on the same database (its own port)
+        // publishes twice; the page cannot have seen these.
+        let other = TestHub::start_on(backend, test_db.clone(), |_| {}).await;
+        let other_lyon = other.token(Some("lyon")).await;
+        let mut missed = Vec::new();
+        for title in ["Published while down one", "Published while down two"] {
+            missed.push(slug_of(
+                other
+                    .ok(publish, json!({ "t": title }), Some(&other_lyon))
+                    .await,
+            ));
+        }
+        other.stop().await;
+
+        // The hub again, on its port and database: the page reconnects,
+        // resumes from the cursor it kept and shows each missed event once.
+        let again = TestHub::start_on(backend, test_db, |c| c.listen = listen).await;
+        browser.wait_until(live).await;
+        for slug in &missed {
+            browser
+                .wait_until(&format!("return {} === 1;", count_in_feed(slug)))
+                .await;
+        }
+        browser.wait_until(&shows_total(seeded + 3)).await;
+        // Nothing was replayed twice: the event seen before the restart is
+        // shown once, and each missed one still once.
+        for slug in missed.iter().chain([&before]) {
+            assert_eq!(
+                browser
+                    .eval(&format!("return {};", count_in_feed(slug)))
+                    .await,
+                json!(1),
+                "{slug} shown once"
+            );
+        }
+        // And it is live on the restarted hub: a new publication arrives.
+        let again_lyon = again.token(Some("lyon")).await;
+        let after = slug_of(
+            again
+                .ok(
+                    publish,
+                    json!({ "t": "After the restart" }),
+                    Some(&again_lyon),
+                )
+                .await,
+        );
+        browser
+            .wait_until(&format!("return {} === 1;", count_in_feed(&after)))
+            .await;
         browser.close().await;
     }
 );
