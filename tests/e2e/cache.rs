@@ -225,25 +225,6 @@ both_backends!(city_index_follows_every_write, |backend| async move {
     hub.stop().await;
 });
 
-/// One counter of `cityhub_read_cache_total` from `/metrics`.
-async fn cache_counter(hub: &TestHub, outcome: &str) -> u64 {
-    let text = hub
-        .client
-        .get(format!("{}/metrics", hub.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let prefix = format!("cityhub_read_cache_total{{outcome=\"{outcome}\"}}");
-    text.lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
-}
-
 // A query whose document passed full validation once runs afterwards on
 // the extension-free schema with async-graphql's fast validation
 // (`http::execute`). Every refusal must read exactly as it did before the
@@ -264,7 +245,7 @@ both_backends!(
         for vars in &refused {
             before.push(hub.post(Q, vars.clone(), None).await);
         }
-        assert_eq!(cache_counter(&hub, "fast_path").await, 0);
+        assert_eq!(hub.read_cache_count("fast_path").await, 0);
         let good = json!({ "cities": ["santa-fe"], "n": 3 });
         let first = hub.post(Q, good.clone(), None).await;
         assert_eq!(first.0, 200);
@@ -277,41 +258,24 @@ both_backends!(
         );
         let second = hub.post(Q, good, None).await;
         assert_eq!(second, first, "the fast path answers as the full one");
-        assert_eq!(cache_counter(&hub, "fast_path").await, 1);
+        assert_eq!(hub.read_cache_count("fast_path").await, 1);
         for (vars, was) in refused.iter().zip(&before) {
             let code = &was.1["errors"][0]["extensions"]["code"];
             assert!(code.is_string(), "{vars}: {}", was.1);
             let now = hub.post(Q, vars.clone(), None).await;
             assert_eq!(&now, was, "{vars}");
         }
-        assert!(cache_counter(&hub, "fast_path").await > 1);
+        assert!(hub.read_cache_count("fast_path").await > 1);
         hub.stop().await;
     }
 );
 
 /// The read-cache counters of `/metrics`: (hits, misses).
 async fn cache_counts(hub: &TestHub) -> (u64, u64) {
-    let text = hub
-        .client
-        .get(format!("{}/metrics", hub.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let find = |outcome: &str| {
-        text.lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "cityhub_read_cache_total{{outcome=\"{outcome}\"}}"
-                ))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
-    };
-    (find("hit"), find("miss"))
+    (
+        hub.read_cache_count("hit").await,
+        hub.read_cache_count("miss").await,
+    )
 }
 
 const LYON_LISTING: &str = r#"{ city(slug: "lyon") { activities(first: 50, filter: { statuses: [PUBLISHED, CANCELLED, DRAFT] }) { totalCount nodes { id title status participants { slug } } } } }"#;

@@ -770,15 +770,7 @@ both_backends!(
             .expect("preflight");
         assert!(preflight.status().is_success());
         assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
-        let metrics = hub
-            .client
-            .get(format!("{}/metrics", hub.base))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = hub.metrics().await;
         assert!(
             metrics
                 .contains("cityhub_graphql_requests_total{operation=\"anonymous\",outcome=\"ok\"}"),

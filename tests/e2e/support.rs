@@ -240,6 +240,31 @@ impl TestHub {
         (status, body)
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// One counter of `cityhub_read_cache_total` from `/metrics` (0 when
+    /// the outcome was never counted).
+    pub async fn read_cache_count(&self, outcome: &str) -> u64 {
+        let prefix = format!("cityhub_read_cache_total{{outcome=\"{outcome}\"}}");
+        self.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    }
+
     /// A GraphQL request expected to succeed: returns `data`.
     pub async fn ok(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
         let (status, body) = self.post(query, variables, token).await;

@@ -860,27 +860,10 @@ fn web_settings_are_validated() {
 
 /// The read cache's hit and 304 counters from `/metrics`.
 async fn cache_hits(hub: &TestHub) -> (u64, u64) {
-    let text = hub
-        .client
-        .get(format!("{}/metrics", hub.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let find = |outcome: &str| {
-        text.lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "cityhub_read_cache_total{{outcome=\"{outcome}\"}}"
-                ))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0) as u64
-    };
-    (find("hit"), find("not_modified"))
+    (
+        hub.read_cache_count("hit").await,
+        hub.read_cache_count("not_modified").await,
+    )
 }
 
 both_backends!(
