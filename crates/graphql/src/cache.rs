@@ -358,7 +358,10 @@ pub fn response_key(
 /// The strong `ETag` of a response: the data version and the request key.
 pub fn etag(version: DataVersion, key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
-    let mut tag = format!("\"v{}.{}-", version.events, version.cities);
+    let mut tag = format!(
+        "\"v{}.{}.{}-",
+        version.events, version.events_count, version.cities
+    );
     for b in &digest[..8] {
         tag.push_str(&format!("{b:02x}"));
     }
@@ -523,6 +526,7 @@ mod tests {
     fn etags_match_exactly() {
         let v = DataVersion {
             events: 7,
+            events_count: 0,
             cities: 2,
         };
         let tag = etag(v, "k");
@@ -543,10 +547,12 @@ mod tests {
         });
         let v1 = DataVersion {
             events: 1,
+            events_count: 0,
             cities: 0,
         };
         let v2 = DataVersion {
             events: 2,
+            events_count: 0,
             cities: 0,
         };
         cache.put("a".into(), v1, Bytes::from(vec![b'x'; 400]));

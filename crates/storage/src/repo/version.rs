@@ -6,13 +6,14 @@
 //!
 //! On PostgreSQL writers commit out of sequence order (see migration
 //! `m20261201_000003_event_order`), so the log's plain maximum would miss
-//! an event committed below it. The events part is the newest final
-//! sequence (below the read horizon) plus the number of visible events
-//! above it. It grows with every commit that appends an event: a commit
-//! whose event is still above the horizon adds one to the count; one whose
-//! event became final raises the final head by at least 65,536 (the final
-//! head only moves from one transaction's numbers to a later one's), more
-//! than the count can fall.
+//! an event committed below it. There the version is the maximum AND the
+//! number of events in the log: a commit adds at least one event, so the
+//! count grows even when its sequence lands below the maximum. Both depend
+//! only on what is committed, never on the read horizon (which moves with
+//! other databases' transactions on the same server), so an unchanged
+//! database keeps its version and its `ETag`s. The count is an index-only
+//! scan of the log, run once per database round trip for all waiting
+//! requests (`graphql::cache::VersionGate`).
 
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -23,6 +24,9 @@ use crate::error::StorageError;
 pub struct DataVersion {
     /// The event log's newest sequence number.
     pub events: i64,
+    /// How many events the log holds (PostgreSQL; 0 on SQLite, whose
+    /// sequence is commit-ordered).
+    pub events_count: i64,
     /// How many city writes there were.
     pub cities: i64,
 }
@@ -35,13 +39,12 @@ impl VersionRepo {
     pub async fn current(db: &impl ConnectionTrait) -> Result<DataVersion, StorageError> {
         let backend = db.get_database_backend();
         let sql = if backend == sea_orm::DatabaseBackend::Postgres {
-            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM activity_events \
-                     WHERE seq < cityhub_event_horizon()) \
-                  + (SELECT COUNT(*) FROM activity_events \
-                     WHERE seq >= cityhub_event_horizon()) AS events, \
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM activity_events) AS events, \
+             (SELECT COUNT(*) FROM activity_events) AS events_count, \
              (SELECT COALESCE(MAX(value), 0) FROM hub_meta WHERE key = 'cities_version') AS cities"
         } else {
             "SELECT (SELECT COALESCE(MAX(seq), 0) FROM activity_events) AS events, \
+             0 AS events_count, \
              (SELECT COALESCE(MAX(value), 0) FROM hub_meta WHERE key = 'cities_version') AS cities"
         };
         let row = db
@@ -50,10 +53,12 @@ impl VersionRepo {
         Ok(match row {
             Some(r) => DataVersion {
                 events: r.try_get::<i64>("", "events")?,
+                events_count: r.try_get::<i64>("", "events_count")?,
                 cities: r.try_get::<i64>("", "cities")?,
             },
             None => DataVersion {
                 events: 0,
+                events_count: 0,
                 cities: 0,
             },
         })
