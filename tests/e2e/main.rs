@@ -23,6 +23,7 @@ mod publishing;
 mod read_api;
 mod resilience;
 mod shutdown;
+mod sqlite_reads;
 mod stats;
 mod subscriptions;
 mod tokens;

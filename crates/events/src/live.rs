@@ -58,7 +58,7 @@ pub async fn load_live(
     db: &Db,
     records: Vec<EventRecord>,
 ) -> Result<Vec<Arc<LiveEvent>>, StorageError> {
-    let conn = db.conn();
+    let conn = db;
     let mut ids: Vec<i64> = records.iter().map(|r| r.activity_id).collect();
     ids.sort_unstable();
     ids.dedup();

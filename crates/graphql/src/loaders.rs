@@ -18,9 +18,7 @@ impl Loader<CityId> for CityLoader {
     type Error = Arc<StorageError>;
 
     async fn load(&self, keys: &[CityId]) -> Result<HashMap<CityId, City>, Self::Error> {
-        CityRepo::find_by_ids(self.0.conn(), keys)
-            .await
-            .map_err(Arc::new)
+        CityRepo::find_by_ids(&self.0, keys).await.map_err(Arc::new)
     }
 }
 
@@ -35,7 +33,7 @@ impl Loader<ActivityId> for ParticipantsLoader {
         &self,
         keys: &[ActivityId],
     ) -> Result<HashMap<ActivityId, Vec<CityId>>, Self::Error> {
-        ActivityRepo::participants_of(self.0.conn(), keys)
+        ActivityRepo::participants_of(&self.0, keys)
             .await
             .map_err(Arc::new)
     }
@@ -52,7 +50,7 @@ impl Loader<ActivityId> for DocumentsLoader {
         &self,
         keys: &[ActivityId],
     ) -> Result<HashMap<ActivityId, Vec<Document>>, Self::Error> {
-        ActivityRepo::documents_of(self.0.conn(), keys)
+        ActivityRepo::documents_of(&self.0, keys)
             .await
             .map_err(Arc::new)
     }

@@ -75,7 +75,7 @@ pub async fn list_activities(
         None => None,
     };
     let page = ActivityRepo::page(
-        h.service.db().conn(),
+        h.service.db(),
         scope,
         &filter,
         order,
@@ -114,7 +114,7 @@ async fn prefetch(
         return Ok(());
     }
     let wants = |name: &str| nodes.iter().any(|n| n.field(name).exists());
-    let db = hub(ctx).service.db().conn();
+    let db = hub(ctx).service.db();
     let l = loaders(ctx);
     let ids: Vec<i64> = items.iter().map(|a| a.id).collect();
     let mut city_ids: Vec<i64> = Vec::new();
@@ -206,7 +206,7 @@ impl Query {
         id: Option<ID>,
     ) -> Result<Option<CityObject>> {
         may_read(ctx)?;
-        let db = hub(ctx).service.db().conn();
+        let db = hub(ctx).service.db();
         let city = match (slug, id) {
             (Some(slug), None) => {
                 check_slug_arg(ctx, "slug", &slug)?;
@@ -249,7 +249,7 @@ impl Query {
         slug: Option<String>,
     ) -> Result<Option<ActivityObject>> {
         let scope = may_read(ctx)?;
-        let db = hub(ctx).service.db().conn();
+        let db = hub(ctx).service.db();
         let found = match (id, slug) {
             (Some(id), None) => ActivityRepo::find_by_id(db, scope, parse_id(&id, "id")?)
                 .await
@@ -298,7 +298,7 @@ impl Query {
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
         };
-        Ok(CityRepo::find_by_id(hub(ctx).service.db().conn(), id)
+        Ok(CityRepo::find_by_id(hub(ctx).service.db(), id)
             .await
             .api()?
             .map(CityObject))
@@ -315,11 +315,9 @@ impl Query {
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
         };
-        Ok(
-            ActivityRepo::find_by_id(hub(ctx).service.db().conn(), scope, id)
-                .await
-                .api()?
-                .map(ActivityObject::new),
-        )
+        Ok(ActivityRepo::find_by_id(hub(ctx).service.db(), scope, id)
+            .await
+            .api()?
+            .map(ActivityObject::new))
     }
 }

@@ -8,13 +8,14 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    TransactionTrait,
+    ExecResult, QueryResult, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::StorageError;
+use crate::sqlite_read::SqliteReader;
 
 /// Database settings (`[database]` in `cityhub.toml`).
 #[derive(Clone, Serialize, Deserialize)]
@@ -34,6 +35,11 @@ pub struct DbConfig {
     pub statement_timeout_secs: u64,
     /// Apply pending migrations at start-up.
     pub migrate_on_start: bool,
+    /// SQLite only: read-only connections that step the hot reads (listings,
+    /// activities, their relations) on the calling thread instead of
+    /// sqlx's connection threads; 0 turns them off (every read then goes
+    /// through the pool). Defaults to the number of CPUs.
+    pub sqlite_readers: usize,
 }
 
 impl Default for DbConfig {
@@ -46,6 +52,7 @@ impl Default for DbConfig {
             acquire_timeout_secs: 3,
             statement_timeout_secs: 10,
             migrate_on_start: true,
+            sqlite_readers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
         }
     }
 }
@@ -56,6 +63,7 @@ impl std::fmt::Debug for DbConfig {
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .field("sqlite_readers", &self.sqlite_readers)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +91,61 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The file of a SQLite URL; `None` for PostgreSQL and in-memory databases
+/// (which other connections could not open).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") || url.contains("mode=memory") {
+        return None;
+    }
+    let options = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    (path.as_os_str() != ":memory:" && path.exists()).then(|| path.to_path_buf())
+}
+
+/// A connection reads run on: the pool ([`Db`], which on SQLite may step
+/// the hot reads on its read connections) or a transaction (whose reads
+/// must see its own writes, so always through it).
+pub trait ReadConnection: ConnectionTrait {
+    /// SQLite's read connections, when reads may use them.
+    fn sqlite_reader(&self) -> Option<&SqliteReader> {
+        None
+    }
+}
+
+impl ReadConnection for DatabaseConnection {}
+impl ReadConnection for sea_orm::DatabaseTransaction {}
+
+impl ReadConnection for Db {
+    fn sqlite_reader(&self) -> Option<&SqliteReader> {
+        self.reader.as_deref()
+    }
+}
+
+/// The pool, as a connection: every statement goes through sea-orm.
+#[async_trait::async_trait]
+impl ConnectionTrait for Db {
+    fn get_database_backend(&self) -> DatabaseBackend {
+        self.conn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.conn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.conn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.conn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.conn.query_all_raw(stmt).await
+    }
+}
+
 /// A connected database: the pool, its backend, and what the hub counts.
 #[derive(Clone)]
 pub struct Db {
@@ -91,6 +154,8 @@ pub struct Db {
     /// SQLite allows one writer at a time; writers queue here instead of
     /// failing with `SQLITE_BUSY` when a read transaction tries to upgrade.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite's read connections for the hot reads (`sqlite_read.rs`).
+    reader: Option<Arc<SqliteReader>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -146,10 +211,20 @@ impl Db {
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::trace!(target: "cityhub::sql", elapsed_us = info.elapsed.as_micros() as u64, failed = info.failed, sql = %info.statement.sql);
         });
+        let reader = match sqlite_file(&config.url) {
+            Some(path) if config.sqlite_readers > 0 => Some(Arc::new(SqliteReader::open(
+                &path,
+                config.sqlite_readers,
+                Duration::from_secs(config.statement_timeout_secs.max(1)),
+                queries.clone(),
+            )?)),
+            _ => None,
+        };
         Ok(Self {
             conn,
             queries,
             write_lock: sqlite.then(|| Arc::new(Mutex::new(()))),
+            reader,
         })
     }
 

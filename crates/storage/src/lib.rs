@@ -17,11 +17,12 @@ pub mod keys;
 pub mod repo;
 pub mod seed;
 pub mod service;
+pub mod sqlite_read;
 pub mod time;
 
 pub use credentials::{AuditActor, CredentialService};
 pub use cursor::{Cursor, CursorError};
-pub use db::{Db, DbConfig};
+pub use db::{Db, DbConfig, ReadConnection};
 pub use error::StorageError;
 pub use keys::{FirstKey, KeyError, KeyListing, KeyStore};
 pub use repo::Page;

@@ -13,9 +13,7 @@ use cityhub_domain::{
     Actor, City, CityId, CityInput, CityPatch, Denied, DocumentInput, FieldError, Limits, Policy,
     text,
 };
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, Set, TransactionTrait};
 
 use crate::db::Db;
 use crate::entities::idempotency_key;
@@ -634,7 +632,7 @@ impl HubService {
     /// Rebuilds the input an activity would be published with.
     async fn to_input(
         &self,
-        db: &impl ConnectionTrait,
+        db: &impl crate::db::ReadConnection,
         a: &Activity,
     ) -> Result<ActivityInput, ServiceError> {
         let mut ids: Vec<CityId> = a.hosts.clone();

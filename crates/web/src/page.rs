@@ -77,7 +77,7 @@ pub async fn activity_page(
     };
     let key = CacheKey::new(&reader, &base, variant, &uri);
     let rendering = async {
-        let db = state.service.db().conn();
+        let db = state.service.db();
         let activity = match ActivityRepo::find_by_slug(db, reader.scope, &slug).await {
             Ok(Some(a)) => a,
             Ok(None) => return Err(not_found(&format!("no activity `{slug}`"))),
@@ -107,7 +107,7 @@ pub async fn activity_page(
 /// Loads an activity's relations: participants, documents and every city
 /// it names (three queries).
 pub async fn load(
-    db: &impl sea_orm::ConnectionTrait,
+    db: &impl cityhub_storage::ReadConnection,
     activity: Activity,
 ) -> Result<PageData, cityhub_storage::StorageError> {
     let participants = ActivityRepo::participants_of(db, &[activity.id])

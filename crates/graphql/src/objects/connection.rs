@@ -106,7 +106,7 @@ impl ActivityConnection {
 
     /// How many activities match the filter in all (one extra query, made only when asked for).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        let n = ActivityRepo::count(hub(ctx).service.db().conn(), self.scope, &self.filter)
+        let n = ActivityRepo::count(hub(ctx).service.db(), self.scope, &self.filter)
             .await
             .api()?;
         Ok(i64::try_from(n).unwrap_or(i64::MAX))

@@ -30,9 +30,7 @@ impl Network {
         self.counts
             .get_or_try_init(|| async {
                 // Kept counts: constant time whatever the number of activities.
-                StatsRepo::network_counts(hub(ctx).service.db().conn())
-                    .await
-                    .api()
+                StatsRepo::network_counts(hub(ctx).service.db()).await.api()
             })
             .await
     }

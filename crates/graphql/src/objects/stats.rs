@@ -139,7 +139,7 @@ pub async fn activity_stats(
     let filter = filter
         .unwrap_or_default()
         .into_filter("filter", h.service.limits())?;
-    let (counts, source) = StatsRepo::counts(h.service.db().conn(), scope, &filter)
+    let (counts, source) = StatsRepo::counts(h.service.db(), scope, &filter)
         .await
         .api()?;
     tracing::debug!(?source, "stats answered");

@@ -14,11 +14,13 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement,
 };
 
-use super::{Page, in_list, to_json};
+use super::{Page, find_all, find_one, in_list, to_json};
 use crate::cursor::{Cursor, CursorKey};
+use crate::db::ReadConnection;
 use crate::decode::Row;
 use crate::entities::{activity, activity_city, activity_field, activity_theme, document};
 use crate::error::StorageError;
+use crate::sqlite_read::FromSqliteRow;
 use crate::time::{date_key, now_micros};
 
 /// The first key of the advisory locks that serialize slug choices.
@@ -415,7 +417,7 @@ fn ordered(query: Select<activity::Entity>, order: ActivityOrder) -> Select<acti
 
 impl ActivityRepo {
     async fn with_hosts(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         models: Vec<activity::Model>,
     ) -> Result<Vec<Activity>, StorageError> {
         let ids: Vec<ActivityId> = models.iter().map(|m| m.id).collect();
@@ -431,14 +433,15 @@ impl ActivityRepo {
 
     /// The activity with this id, if the scope may see it.
     pub async fn find_by_id(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         scope: ReadScope,
         id: ActivityId,
     ) -> Result<Option<Activity>, StorageError> {
-        let model = activity::Entity::find_by_id(id)
-            .filter(scope.condition())
-            .one(db)
-            .await?;
+        let model = find_one(
+            db,
+            activity::Entity::find_by_id(id).filter(scope.condition()),
+        )
+        .await?;
         Ok(Self::with_hosts(db, model.into_iter().collect())
             .await?
             .pop())
@@ -446,15 +449,17 @@ impl ActivityRepo {
 
     /// The activity with this slug, if the scope may see it.
     pub async fn find_by_slug(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         scope: ReadScope,
         slug: &str,
     ) -> Result<Option<Activity>, StorageError> {
-        let model = activity::Entity::find()
-            .filter(activity::Column::Slug.eq(slug))
-            .filter(scope.condition())
-            .one(db)
-            .await?;
+        let model = find_one(
+            db,
+            activity::Entity::find()
+                .filter(activity::Column::Slug.eq(slug))
+                .filter(scope.condition()),
+        )
+        .await?;
         Ok(Self::with_hosts(db, model.into_iter().collect())
             .await?
             .pop())
@@ -463,7 +468,7 @@ impl ActivityRepo {
     /// The activity with this id, including deleted ones and every draft,
     /// locked for update on PostgreSQL (for the services' permission checks).
     pub async fn find_for_update(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         id: ActivityId,
     ) -> Result<Option<(Activity, bool)>, StorageError> {
         let mut query = activity::Entity::find_by_id(id);
@@ -482,16 +487,21 @@ impl ActivityRepo {
 
     /// Activities by id regardless of scope (the caller filters visibility).
     pub async fn find_by_ids_unscoped(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         ids: &[ActivityId],
     ) -> Result<HashMap<ActivityId, Activity>, StorageError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let models = activity::Entity::find()
-            .filter(activity::Column::Id.is_in(ids.iter().copied()))
-            .all(db)
-            .await?;
+        let models = find_all(
+            db,
+            activity::Entity::find().filter(super::id_in(
+                db.get_database_backend(),
+                "activities.id",
+                ids,
+            )),
+        )
+        .await?;
         Ok(Self::with_hosts(db, models)
             .await?
             .into_iter()
@@ -502,7 +512,7 @@ impl ActivityRepo {
     /// One page of matching activities in `order`, strictly after `after`.
     /// Two queries, whatever the page size: the rows and their hosts.
     pub async fn page(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         scope: ReadScope,
         filter: &ActivityFilter,
         order: ActivityOrder,
@@ -536,7 +546,7 @@ impl ActivityRepo {
         if let Some(cursor) = after {
             query = query.filter(keyset(order, cursor));
         }
-        let mut models = ordered(query, order).limit(first + 1).all(db).await?;
+        let mut models = find_all(db, ordered(query, order).limit(first + 1)).await?;
         let has_next = models.len() as u64 > first;
         models.truncate(first as usize);
         Ok(Page {
@@ -547,7 +557,7 @@ impl ActivityRepo {
 
     /// How many activities match (for `totalCount`).
     pub async fn count(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         scope: ReadScope,
         filter: &ActivityFilter,
     ) -> Result<u64, StorageError> {
@@ -556,18 +566,23 @@ impl ActivityRepo {
             sql.text
                 .push_str("SELECT COUNT(*) AS n FROM city_activities ca WHERE ");
             sql.city_conditions(scope, filter, city);
-            let row = db
-                .query_one_raw(Statement::from_sql_and_values(
-                    sql.backend,
-                    sql.text,
-                    sql.values,
-                ))
-                .await?;
-            let n = match row {
-                Some(r) => r.try_get::<i64>("", "n")?,
-                None => 0,
+            let statement = Statement::from_sql_and_values(sql.backend, sql.text, sql.values);
+            let n = if let Some(reader) = db.sqlite_reader() {
+                let counts = reader.query(&statement, |row| {
+                    row.get::<_, i64>(0)
+                        .map_err(|e| StorageError::Other(sea_orm::DbErr::Custom(e.to_string())))
+                })?;
+                counts.first().copied().unwrap_or(0)
+            } else {
+                match db.query_one_raw(statement).await? {
+                    Some(r) => r.try_get::<i64>("", "n")?,
+                    None => 0,
+                }
             };
             return Ok(u64::try_from(n).unwrap_or(0));
+        }
+        if let Some(total) = super::stats::StatsRepo::kept_total(db, scope, filter).await? {
+            return Ok(u64::try_from(total).unwrap_or(0));
         }
         Ok(activity::Entity::find()
             .filter(scope.condition())
@@ -581,7 +596,7 @@ impl ActivityRepo {
     /// the rows by primary key, in one statement. The inner query is limited
     /// before the join, so the plan cannot depend on table statistics.
     async fn city_page(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         scope: ReadScope,
         filter: &ActivityFilter,
         city: &str,
@@ -604,19 +619,12 @@ impl ActivityRepo {
     /// The page of a city statement's rows (the activity's columns and its
     /// `host_ids`).
     async fn city_rows(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         statement: Statement,
         first: u64,
     ) -> Result<Page<Activity>, StorageError> {
-        let rows = db.query_all_raw(statement).await?;
-        let has_next = rows.len() as u64 > first;
-        let mut items = Vec::with_capacity(rows.len().min(first as usize));
-        for row in rows.iter().take(first as usize) {
-            let model = <activity::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
-            let hosts: Option<String> = row.try_get("", "host_ids")?;
-            let hosts = hosts
-                .as_deref()
-                .unwrap_or_default()
+        let host_ids = |model: &activity::Model, text: Option<&str>| {
+            text.unwrap_or_default()
                 .split(',')
                 .filter(|id| !id.is_empty())
                 .map(|id| {
@@ -625,9 +633,32 @@ impl ActivityRepo {
                             .corrupt("city_id", format!("not an id: {id:?}"))
                     })
                 })
-                .collect::<Result<_, _>>()?;
-            items.push(to_activity(model, hosts)?);
-        }
+                .collect::<Result<Vec<CityId>, _>>()
+        };
+        let mut items = if let Some(reader) = db.sqlite_reader() {
+            let host_column = activity::Model::columns().len();
+            reader.query_models_with(&statement, |model: activity::Model, row| {
+                let text = row
+                    .get_ref(host_column)
+                    .ok()
+                    .and_then(|v| v.as_str_or_null().ok().flatten());
+                let hosts = host_ids(&model, text)?;
+                to_activity(model, hosts)
+            })?
+        } else {
+            let rows = db.query_all_raw(statement).await?;
+            let mut items = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let model =
+                    <activity::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
+                let hosts: Option<String> = row.try_get("", "host_ids")?;
+                let hosts = host_ids(&model, hosts.as_deref())?;
+                items.push(to_activity(model, hosts)?);
+            }
+            items
+        };
+        let has_next = items.len() as u64 > first;
+        items.truncate(first as usize);
         Ok(Page { items, has_next })
     }
 
@@ -716,7 +747,7 @@ impl ActivityRepo {
     }
 
     async fn cities_of(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         ids: &[ActivityId],
         role: &str,
     ) -> Result<HashMap<ActivityId, Vec<CityId>>, StorageError> {
@@ -724,17 +755,19 @@ impl ActivityRepo {
         if ids.is_empty() {
             return Ok(out);
         }
-        let rows = activity_city::Entity::find()
-            .filter(super::id_in(
-                db.get_database_backend(),
-                "activity_cities.activity_id",
-                ids,
-            ))
-            .filter(activity_city::Column::Role.eq(role))
-            .order_by_asc(activity_city::Column::ActivityId)
-            .order_by_asc(activity_city::Column::Position)
-            .all(db)
-            .await?;
+        let rows = find_all(
+            db,
+            activity_city::Entity::find()
+                .filter(super::id_in(
+                    db.get_database_backend(),
+                    "activity_cities.activity_id",
+                    ids,
+                ))
+                .filter(activity_city::Column::Role.eq(role))
+                .order_by_asc(activity_city::Column::ActivityId)
+                .order_by_asc(activity_city::Column::Position),
+        )
+        .await?;
         for row in rows {
             out.entry(row.activity_id).or_default().push(row.city_id);
         }
@@ -743,7 +776,7 @@ impl ActivityRepo {
 
     /// Participant city ids of these activities (one query).
     pub async fn participants_of(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         ids: &[ActivityId],
     ) -> Result<HashMap<ActivityId, Vec<CityId>>, StorageError> {
         Self::cities_of(db, ids, PARTICIPANT).await
@@ -751,23 +784,25 @@ impl ActivityRepo {
 
     /// Documents of these activities, in order (one query).
     pub async fn documents_of(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         ids: &[ActivityId],
     ) -> Result<HashMap<ActivityId, Vec<Document>>, StorageError> {
         let mut out: HashMap<ActivityId, Vec<Document>> = HashMap::new();
         if ids.is_empty() {
             return Ok(out);
         }
-        let rows = document::Entity::find()
-            .filter(super::id_in(
-                db.get_database_backend(),
-                "documents.activity_id",
-                ids,
-            ))
-            .order_by_asc(document::Column::ActivityId)
-            .order_by_asc(document::Column::Position)
-            .all(db)
-            .await?;
+        let rows = find_all(
+            db,
+            document::Entity::find()
+                .filter(super::id_in(
+                    db.get_database_backend(),
+                    "documents.activity_id",
+                    ids,
+                ))
+                .order_by_asc(document::Column::ActivityId)
+                .order_by_asc(document::Column::Position),
+        )
+        .await?;
         for m in rows {
             let row = Row::new("documents", &m.id);
             let document = Document {

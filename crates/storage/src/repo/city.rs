@@ -9,8 +9,9 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 
-use super::{Page, in_list, mark, to_json};
+use super::{Page, find_all, find_one, in_list, mark, to_json};
 use crate::cursor::{Cursor, CursorKey};
+use crate::db::ReadConnection;
 use crate::decode::Row;
 use crate::entities::{city, city_field};
 use crate::error::StorageError;
@@ -74,12 +75,10 @@ fn to_city(m: city::Model) -> Result<City, StorageError> {
 impl CityRepo {
     /// The city with this slug.
     pub async fn find_by_slug(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         slug: &str,
     ) -> Result<Option<City>, StorageError> {
-        city::Entity::find()
-            .filter(city::Column::Slug.eq(slug))
-            .one(db)
+        find_one(db, city::Entity::find().filter(city::Column::Slug.eq(slug)))
             .await?
             .map(to_city)
             .transpose()
@@ -87,11 +86,10 @@ impl CityRepo {
 
     /// The city with this id.
     pub async fn find_by_id(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         id: CityId,
     ) -> Result<Option<City>, StorageError> {
-        city::Entity::find_by_id(id)
-            .one(db)
+        find_one(db, city::Entity::find_by_id(id))
             .await?
             .map(to_city)
             .transpose()
@@ -99,19 +97,20 @@ impl CityRepo {
 
     /// The cities with these ids, by id (one query).
     pub async fn find_by_ids(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         ids: &[CityId],
     ) -> Result<HashMap<CityId, City>, StorageError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        city::Entity::find()
-            .filter(super::id_in(db.get_database_backend(), "cities.id", ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|m| Ok((m.id, to_city(m)?)))
-            .collect()
+        find_all(
+            db,
+            city::Entity::find().filter(super::id_in(db.get_database_backend(), "cities.id", ids)),
+        )
+        .await?
+        .into_iter()
+        .map(|m| Ok((m.id, to_city(m)?)))
+        .collect()
     }
 
     /// Ids of the cities with these slugs; slugs not found are absent.

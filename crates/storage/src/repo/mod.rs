@@ -11,7 +11,40 @@ pub mod stats;
 pub mod tokens;
 pub mod version;
 
-use sea_orm::{DatabaseBackend, Value};
+use sea_orm::{DatabaseBackend, EntityTrait, QuerySelect, QueryTrait, Select, Value};
+
+use crate::db::ReadConnection;
+use crate::error::StorageError;
+use crate::sqlite_read::FromSqliteRow;
+
+/// The models `select` finds: stepped on SQLite's read connections when
+/// `db` has them (`sqlite_read.rs`), else through sea-orm. Same statement,
+/// same rows.
+pub(crate) async fn find_all<E>(
+    db: &impl ReadConnection,
+    select: Select<E>,
+) -> Result<Vec<E::Model>, StorageError>
+where
+    E: EntityTrait,
+    E::Model: FromSqliteRow,
+{
+    if let Some(reader) = db.sqlite_reader() {
+        return reader.models(&select.build(DatabaseBackend::Sqlite));
+    }
+    Ok(select.all(db).await?)
+}
+
+/// The first model `select` finds (see [`find_all`]).
+pub(crate) async fn find_one<E>(
+    db: &impl ReadConnection,
+    select: Select<E>,
+) -> Result<Option<E::Model>, StorageError>
+where
+    E: EntityTrait,
+    E::Model: FromSqliteRow,
+{
+    Ok(find_all(db, select.limit(1)).await?.pop())
+}
 
 /// One page of a keyset-paginated listing.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,13 +16,12 @@
 use std::collections::HashMap;
 
 use cityhub_domain::{ActivityFormat, ActivityKind, ActivityStatus, CreativeField};
-use sea_orm::{
-    ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, Value,
-};
+use sea_orm::{DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, Value};
 
 use super::activity::{ActivityFilter, ReadScope, filter_condition};
-use super::city::{FieldCount, NetworkCounts};
+use super::city::{CityRepo, FieldCount, NetworkCounts};
 use super::{in_list, mark};
+use crate::db::ReadConnection;
 use crate::entities::activity;
 use crate::error::StorageError;
 
@@ -202,8 +201,25 @@ fn assemble(rows: Vec<(String, String, i64)>) -> Result<ActivityCounts, StorageE
     Ok(counts)
 }
 
-fn decode(rows: Vec<sea_orm::QueryResult>) -> Result<Vec<(String, String, i64)>, StorageError> {
-    rows.iter()
+/// The `(dim, val, n)` rows of a counting statement, on SQLite's read
+/// connections when `db` has them.
+async fn rows(
+    db: &impl ReadConnection,
+    statement: Statement,
+) -> Result<Vec<(String, String, i64)>, StorageError> {
+    if let Some(reader) = db.sqlite_reader() {
+        return reader.query(&statement, |row| {
+            let get = |e: rusqlite::Error| other(format!("stats row: {e}"));
+            Ok((
+                row.get::<_, String>(0).map_err(get)?,
+                row.get::<_, String>(1).map_err(get)?,
+                row.get::<_, i64>(2).map_err(get)?,
+            ))
+        });
+    }
+    db.query_all_raw(statement)
+        .await?
+        .iter()
         .map(|r| {
             Ok((
                 r.try_get::<String>("", "dim")?,
@@ -218,7 +234,7 @@ impl StatsRepo {
     /// Counts the activities `filter` selects as `scope` sees them, and
     /// says which path answered.
     pub async fn counts(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         scope: ReadScope,
         filter: &ActivityFilter,
     ) -> Result<(ActivityCounts, StatsSource), StorageError> {
@@ -238,36 +254,94 @@ impl StatsRepo {
         }
     }
 
+    /// How many activities `filter` selects as `scope` sees them, from the
+    /// kept counts, when the filter is one they answer (`None` otherwise):
+    /// `totalCount` of a network-wide listing then costs a few index rows
+    /// instead of a scan of every activity.
+    pub async fn kept_total(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+    ) -> Result<Option<i64>, StorageError> {
+        let Some(dimension) = kept_dimension(filter) else {
+            return Ok(None);
+        };
+        if matches!(dimension, KeptDimension::City(_)) {
+            return Ok(None);
+        }
+        let statuses = filter
+            .statuses
+            .clone()
+            .unwrap_or_else(|| vec![ActivityStatus::Published]);
+        Ok(Some(Self::kept_sum(db, scope, &statuses, dimension).await?))
+    }
+
     /// Sums kept pair counts: one indexed range per status and scope.
     async fn kept(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         scope: ReadScope,
         statuses: &[ActivityStatus],
         dimension: KeptDimension,
     ) -> Result<ActivityCounts, StorageError> {
+        let Some((condition, values)) =
+            Self::kept_condition(db, scope, statuses, dimension).await?
+        else {
+            return assemble(Vec::new());
+        };
+        // The cities are counted in the database: one row instead of one
+        // per city (a few hundred of the result's rows otherwise).
+        let sql = format!(
+            "WITH g AS (SELECT odim, oval, CAST(SUM(n) AS BIGINT) AS n FROM stats_pairs \
+             WHERE {condition} GROUP BY odim, oval HAVING SUM(n) > 0) \
+             SELECT odim AS dim, oval AS val, n FROM g WHERE odim <> 'city' \
+             UNION ALL SELECT 'cities' AS dim, '' AS val, COUNT(*) AS n FROM g WHERE odim = 'city'"
+        );
+        let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+        assemble(rows(db, statement).await?)
+    }
+
+    /// The total alone of [`Self::kept`]: the `all` rows of the range.
+    async fn kept_sum(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        statuses: &[ActivityStatus],
+        dimension: KeptDimension,
+    ) -> Result<i64, StorageError> {
+        let Some((condition, values)) =
+            Self::kept_condition(db, scope, statuses, dimension).await?
+        else {
+            return Ok(0);
+        };
+        let sql = format!(
+            "SELECT 'all' AS dim, '' AS val, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n \
+             FROM stats_pairs WHERE {condition} AND odim = 'all'"
+        );
+        let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+        Ok(rows(db, statement).await?.iter().map(|(_, _, n)| n).sum())
+    }
+
+    /// The `stats_pairs` condition of a kept-count query and its values;
+    /// `None` when it can match nothing (no status, an unknown city).
+    async fn kept_condition(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        statuses: &[ActivityStatus],
+        dimension: KeptDimension,
+    ) -> Result<Option<(String, Vec<Value>)>, StorageError> {
         let backend = db.get_database_backend();
         let (fdim, fvals): (&str, Vec<String>) = match dimension {
             KeptDimension::All => ("all", vec![String::new()]),
             KeptDimension::Single(dim, values) => (dim, values),
             KeptDimension::Multi(dim, value) => (dim, vec![value]),
-            KeptDimension::City(slug) => {
-                let row = db
-                    .query_one_raw(Statement::from_sql_and_values(
-                        backend,
-                        format!("SELECT id FROM cities WHERE slug = {}", mark(backend, 1)),
-                        [slug.into()],
-                    ))
-                    .await?;
-                match row {
-                    Some(row) => ("city", vec![row.try_get::<i64>("", "id")?.to_string()]),
-                    // An unknown city is involved in nothing.
-                    None => return assemble(Vec::new()),
-                }
-            }
+            KeptDimension::City(slug) => match CityRepo::find_by_slug(db, &slug).await? {
+                Some(city) => ("city", vec![city.id.to_string()]),
+                // An unknown city is involved in nothing.
+                None => return Ok(None),
+            },
         };
         let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         if statuses.is_empty() {
-            return assemble(Vec::new());
+            return Ok(None);
         }
         let mut values: Vec<Value> = vec![fdim.into()];
         let (fval_marks, v) = in_list(backend, values.len() + 1, fvals);
@@ -283,25 +357,18 @@ impl StatsRepo {
             }
             ReadScope::All => String::new(),
         };
-        // The cities are counted in the database: one row instead of one
-        // per city (a few hundred of the result's rows otherwise).
-        let sql = format!(
-            "WITH g AS (SELECT odim, oval, CAST(SUM(n) AS BIGINT) AS n FROM stats_pairs \
-             WHERE fdim = {} AND fval IN {fval_marks} AND status IN {status_marks}{scope_condition} \
-             GROUP BY odim, oval HAVING SUM(n) > 0) \
-             SELECT odim AS dim, oval AS val, n FROM g WHERE odim <> 'city' \
-             UNION ALL SELECT 'cities' AS dim, '' AS val, COUNT(*) AS n FROM g WHERE odim = 'city'",
-            mark(backend, 1)
-        );
-        let rows = db
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        assemble(decode(rows)?)
+        Ok(Some((
+            format!(
+                "fdim = {} AND fval IN {fval_marks} AND status IN {status_marks}{scope_condition}",
+                mark(backend, 1)
+            ),
+            values,
+        )))
     }
 
     /// Counts the facts of the activities the listing's filter selects.
     async fn scanned(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         scope: ReadScope,
         filter: &ActivityFilter,
     ) -> Result<ActivityCounts, StorageError> {
@@ -320,40 +387,35 @@ impl StatsRepo {
              UNION ALL SELECT 'cities' AS dim, '' AS val, COUNT(*) AS n FROM g WHERE dim = 'city'",
             ids.sql
         );
-        let rows = db
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        assemble(decode(rows)?)
+        assemble(rows(db, Statement::from_sql_and_values(backend, sql, values)).await?)
     }
 
     /// What `network` answers: member cities and countries (from the
     /// cities, a few hundred rows), and published activities in all and per
     /// field from the kept counts.
-    pub async fn network_counts(db: &impl ConnectionTrait) -> Result<NetworkCounts, StorageError> {
-        let backend = db.get_database_backend();
-        let totals = db
-            .query_one_raw(Statement::from_string(
-                backend,
-                "SELECT (SELECT COUNT(*) FROM cities) AS cities, \
-                        (SELECT COUNT(DISTINCT country) FROM cities) AS countries",
-            ))
-            .await?;
-        let (cities, countries) = match totals {
-            Some(row) => (
-                row.try_get::<i64>("", "cities")?,
-                row.try_get::<i64>("", "countries")?,
+    pub async fn network_counts(db: &impl ReadConnection) -> Result<NetworkCounts, StorageError> {
+        // One statement: the member cities, their countries, and the
+        // member cities per field.
+        let members = rows(
+            db,
+            Statement::from_string(
+                db.get_database_backend(),
+                "SELECT 'cities' AS dim, '' AS val, COUNT(*) AS n FROM cities \
+                 UNION ALL SELECT 'countries' AS dim, '' AS val, COUNT(DISTINCT country) AS n FROM cities \
+                 UNION ALL SELECT 'field' AS dim, field AS val, COUNT(*) AS n FROM city_fields GROUP BY field",
             ),
-            None => (0, 0),
-        };
+        )
+        .await?;
+        let (mut cities, mut countries) = (0, 0);
         let mut city_fields: HashMap<String, i64> = HashMap::new();
-        for row in db
-            .query_all_raw(Statement::from_string(
-                backend,
-                "SELECT field, COUNT(*) AS n FROM city_fields GROUP BY field",
-            ))
-            .await?
-        {
-            city_fields.insert(row.try_get("", "field")?, row.try_get("", "n")?);
+        for (dim, val, n) in members {
+            match dim.as_str() {
+                "cities" => cities = n,
+                "countries" => countries = n,
+                _ => {
+                    city_fields.insert(val, n);
+                }
+            }
         }
         let published = Self::kept(
             db,
