@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, Object, Result, Subscription};
-use cityhub_domain::Action;
+use cityhub_domain::{Action, ActivityStatus};
 use cityhub_events::{EventFilter, LiveEvent, decode_cursor, encode_cursor, load_live, visible};
 use cityhub_storage::repo::events::EventLog;
 use futures::Stream;
@@ -90,7 +90,8 @@ impl EventSubscription {
         let statuses_given = input.statuses.is_some();
         let mut filter = input.into_filter("filter", h.service.limits())?;
         if !statuses_given {
-            filter.statuses = None;
+            // Events of every status, unlike listings (published only).
+            filter.statuses = Some(ActivityStatus::ALL.to_vec());
         }
         let filter = EventFilter::new(filter);
         let tap = ctx.data_opt::<Arc<StreamTap>>().cloned();

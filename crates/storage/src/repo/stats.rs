@@ -20,7 +20,7 @@ use sea_orm::{
     ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, Value,
 };
 
-use super::activity::{ActivityFilter, ReadScope, filter_condition};
+use super::activity::{ActivityFilter, ReadScope, ScopeCondition, filter_condition};
 use super::city::{FieldCount, NetworkCounts};
 use super::{in_list, mark};
 use crate::entities::activity;
