@@ -1021,6 +1021,8 @@ async fn listeners(admin: &sea_orm::DatabaseConnection) -> i64 {
     row.try_get::<i64>("", "n").expect("count")
 }
 
+/// Waits until the test database has `n` `LISTEN` connections. Polled:
+/// PostgreSQL announces no new session.
 async fn wait_listeners(admin: &sea_orm::DatabaseConnection, n: i64) {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -1518,6 +1520,8 @@ both_backends!(
                 Incoming::Closed {
                     code: Some(4429), ..
                 } if Instant::now() < deadline => {
+                    // The slot frees when the hub has torn the closed
+                    // socket down, which it announces to no one: retried.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 other => panic!("the freed slot was not reusable: {other:?}"),
