@@ -155,6 +155,8 @@ impl Browser {
                     self.client.source().await.unwrap_or_default()
                 );
             }
+            // WebDriver announces no change of a script's value: polled,
+            // under `DEADLINE`.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -205,6 +207,8 @@ async fn driver_ready(url: &str, driver: &mut tokio::process::Child) -> bool {
         {
             return true;
         }
+        // An external process announces nothing: its readiness is polled,
+        // under `DEADLINE`.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false

@@ -312,6 +312,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
             if slow.write_all(&[*b]).await.is_err() {
                 return;
             }
+            // The pause is the point: a client this slow must be cut off.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     };

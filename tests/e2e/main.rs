@@ -16,6 +16,7 @@ mod browser;
 mod cache;
 mod cli;
 mod dashboard;
+mod filter_agreement;
 mod hardening;
 mod integrity;
 mod live_hardening;

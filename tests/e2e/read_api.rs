@@ -784,8 +784,9 @@ both_backends!(
     a_page_costs_a_constant_number_of_queries,
     |backend: Backend| async move {
         // The event pump also queries the database: keep it from polling, and
-        // let it drain the writes below before counting.
+        // let it deliver the writes below before counting.
         let hub = TestHub::start_with(backend, |c| c.events.poll_interval_ms = 3_600_000).await;
+        let mut live = hub.events.subscribe();
         let token = hub.token(None).await;
         let cities = ["lyon", "seoul", "kobe", "braga", "dakar"];
         for i in 0..100 {
@@ -821,25 +822,48 @@ both_backends!(
             )
             .await;
         }
-        let query = "query($n: Int) { activities(first: $n, filter: { kinds: [WORKSHOP] }) { totalCount nodes { title venueCity { name } hosts { name } participants { name } documents { title } publishedBy { name } } } }";
-        let mut last = hub.db.query_count();
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            let now = hub.db.query_count();
-            if now == last {
-                break;
+        // Wait until the pump has broadcast the newest event: from then on
+        // it runs at most a few more statements (a read woken by the last
+        // commits; on PostgreSQL the last NOTIFY and the read its echo
+        // wakes), each of which can inflate at most one measurement below.
+        let head = cityhub_storage::repo::events::EventLog::head(hub.db.conn())
+            .await
+            .expect("the log's head");
+        tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            loop {
+                match live.recv().await {
+                    Ok(event) if event.record.seq >= head => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        panic!("the event bus closed")
+                    }
+                }
             }
-            last = now;
-        }
+        })
+        .await
+        .expect("the pump delivers the writes");
+        drop(live);
         let mut costs = Vec::new();
         for n in [10, 100] {
-            let before = hub.db.query_count();
-            let data = hub.ok(query, json!({ "n": n }), None).await;
-            costs.push(hub.db.query_count() - before);
-            assert_eq!(
-                data["activities"]["nodes"].as_array().map(Vec::len),
-                Some(n)
-            );
+            // The cheapest of several runs: stray statements of the pump only
+            // add to a run, and cannot reach every one. Each run's document
+            // differs (an alias), so none is answered from the cache.
+            let mut cheapest = u64::MAX;
+            for run in 0..4 {
+                let query = format!(
+                    "query($n: Int) {{ activities(first: $n, filter: {{ kinds: [WORKSHOP] }}) {{ \
+                     run{run}: totalCount nodes {{ title venueCity {{ name }} hosts {{ name }} \
+                     participants {{ name }} documents {{ title }} publishedBy {{ name }} }} }} }}"
+                );
+                let before = hub.db.query_count();
+                let data = hub.ok(&query, json!({ "n": n }), None).await;
+                cheapest = cheapest.min(hub.db.query_count() - before);
+                assert_eq!(
+                    data["activities"]["nodes"].as_array().map(Vec::len),
+                    Some(n)
+                );
+            }
+            costs.push(cheapest);
         }
         assert_eq!(
             costs[0], costs[1],

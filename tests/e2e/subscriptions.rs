@@ -135,6 +135,8 @@ struct Client {
     keepalives: usize,
     /// Server pongs seen (answers to our pings).
     pongs: usize,
+    /// Round trips made by [`Client::synced`].
+    syncs: usize,
 }
 
 impl Client {
@@ -164,6 +166,7 @@ impl Client {
             pending: VecDeque::new(),
             keepalives: 0,
             pongs: 0,
+            syncs: 0,
         }
     }
 
@@ -212,6 +215,26 @@ impl Client {
             "payload": { "query": query, "variables": variables },
         }))
         .await;
+    }
+
+    /// A round trip through the hub's task for this socket: it handles a
+    /// socket's messages one after the other, so once it has answered this
+    /// query every operation sent before is registered (a subscription
+    /// counts as a subscriber and has read where it starts, so events
+    /// committed from now on reach it) or refused, and every `stop` sent
+    /// before has ended its operation. Other operations' messages read
+    /// meanwhile are kept for later.
+    async fn synced(&mut self) {
+        self.syncs += 1;
+        let id = format!("sync-{}", self.syncs);
+        self.subscribe_query(&id, "{ __typename }", json!({})).await;
+        loop {
+            match self.recv_for(&id, WAIT).await {
+                Some(Incoming::Next { .. }) => {}
+                Some(Incoming::Complete { .. }) => return,
+                other => panic!("no answer to the round trip {id}: {other:?}"),
+            }
+        }
     }
 
     /// Stops operation `id`.
@@ -411,26 +434,34 @@ fn expect_refused(answer: Incoming, context: &str) {
     }
 }
 
-/// Waits until the hub counts `n` active subscriptions (the `cityhub_subscribers`
-/// gauge), so events published next reach them.
-async fn wait_subscribers(hub: &TestHub, n: usize) {
+/// The hub's count of active subscriptions (the `cityhub_subscribers` gauge).
+async fn subscribers(hub: &TestHub) -> Option<f64> {
+    hub.metrics()
+        .await
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .find(|(name, _)| *name == "cityhub_subscribers")
+        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+}
+
+/// Asserts the hub counts `n` active subscriptions; call it once the
+/// sockets that changed the count are [`Client::synced`].
+async fn assert_subscribers(hub: &TestHub, n: usize) {
+    assert_eq!(
+        subscribers(hub).await,
+        Some(n as f64),
+        "active subscriptions"
+    );
+}
+
+/// Waits until the hub counts `n` active subscriptions after a socket
+/// closed. Polled: a socket's teardown, after the client closed it, is
+/// announced to no one.
+async fn wait_subscribers_after_close(hub: &TestHub, n: usize) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let text = hub
-            .client
-            .get(format!("{}/metrics", hub.base))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        let count = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once(' '))
-            .find(|(name, _)| *name == "cityhub_subscribers")
-            .and_then(|(_, v)| v.trim().parse::<f64>().ok());
+        let count = subscribers(hub).await;
         if count == Some(n as f64) {
             return;
         }
@@ -525,7 +556,7 @@ both_backends!(
         let secretariat = hub.token(None).await;
         let mut anonymous = Client::connect(&hub, Protocol::TransportWs, None).await;
         anonymous.subscribe("events", json!(null), None).await;
-        wait_subscribers(&hub, 1).await;
+        anonymous.synced().await;
 
         let (id, slug) = publish(
             &hub,
@@ -610,7 +641,8 @@ both_backends!(
         for (i, filter) in filters.iter().enumerate() {
             client.subscribe(&i.to_string(), filter.clone(), None).await;
         }
-        wait_subscribers(&hub, filters.len()).await;
+        client.synced().await;
+        assert_subscribers(&hub, filters.len()).await;
 
         let inputs = [
             json!({ "kind": "WORKSHOP", "title": "Ceramics workshop in Kobe", "venueCity": "kobe",
@@ -710,9 +742,9 @@ both_backends!(
             let mut c =
                 Client::connect(&hub, Protocol::TransportWs, token.map(String::as_str)).await;
             c.subscribe("s", json!(null), None).await;
+            c.synced().await;
             watchers.push(c);
         }
-        wait_subscribers(&hub, 4).await;
         let (_, opening) = publish(&hub, &secretariat, workshop("Opening workshop")).await;
 
         let (draft_id, draft) =
@@ -802,7 +834,8 @@ both_backends!(
                 Some(&opening_cursor),
             )
             .await;
-        wait_subscribers(&hub, 6).await;
+        asking.synced().await;
+        owner.synced().await;
         let (_, another) = publish_as(&hub, &lyon, workshop("Another draft"), true).await;
         let (after_id, after) = publish(&hub, &secretariat, workshop("After workshop")).await;
         cancel(&hub, &secretariat, &after_id).await;
@@ -838,7 +871,7 @@ both_backends!(
         let secretariat = hub.token(None).await;
         let mut first = Client::connect(&hub, Protocol::TransportWs, None).await;
         first.subscribe("s", json!(null), None).await;
-        wait_subscribers(&hub, 1).await;
+        first.synced().await;
         let mut published = Vec::new();
         for i in 0..5 {
             let (_, slug) = publish(&hub, &secretariat, workshop(&format!("Before {i}"))).await;
@@ -848,7 +881,7 @@ both_backends!(
         assert_eq!(slugs(&seen), published);
         let resume_from = seen[4].cursor.clone();
         first.close().await;
-        wait_subscribers(&hub, 0).await;
+        wait_subscribers_after_close(&hub, 0).await;
 
         // Thirty more, in the background: some while nobody listens, the
         // rest while the replay runs and after it has gone live.
@@ -925,7 +958,7 @@ both_backends!(
         let secretariat = hub.token(None).await;
         let mut watcher = Client::connect(&hub, Protocol::TransportWs, None).await;
         watcher.subscribe("s", json!(null), None).await;
-        wait_subscribers(&hub, 1).await;
+        watcher.synced().await;
         let mut published = Vec::new();
         for i in 0..3 {
             published.push(
@@ -988,6 +1021,8 @@ async fn listeners(admin: &sea_orm::DatabaseConnection) -> i64 {
     row.try_get::<i64>("", "n").expect("count")
 }
 
+/// Waits until the test database has `n` `LISTEN` connections. Polled:
+/// PostgreSQL announces no new session.
 async fn wait_listeners(admin: &sea_orm::DatabaseConnection, n: i64) {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -1003,19 +1038,17 @@ async fn wait_listeners(admin: &sea_orm::DatabaseConnection, n: i64) {
     }
 }
 
-/// Publishes through `hub` and expects `client` to see it within `limit`.
+/// Publishes through `hub` and expects `client` to see it (within
+/// [`WAIT`], a deadline, not a latency bound).
 async fn publish_and_expect(
     hub: &TestHub,
     token: &str,
     client: &mut Client,
     title: &str,
-    limit: Duration,
 ) -> String {
     let (_, slug) = publish(hub, token, workshop(title)).await;
-    let started = Instant::now();
-    let event = client.event_within("s", limit).await;
+    let event = client.event_within("s", WAIT).await;
     assert_eq!(event.slug, slug, "events in order");
-    assert!(started.elapsed() <= limit);
     slug
 }
 
@@ -1024,8 +1057,9 @@ async fn postgres_instances_share_events_and_survive_a_lost_listener() {
     if !crate::support::pg_available().await {
         return;
     }
-    // Polling once a minute: what arrives here arrived by NOTIFY.
-    let quiet = |c: &mut cityhub::config::Config| c.events.poll_interval_ms = 60_000;
+    // Polling once an hour: what arrives here (within `WAIT`) arrived by
+    // NOTIFY, however slow the machine.
+    let quiet = |c: &mut cityhub::config::Config| c.events.poll_interval_ms = 3_600_000;
     let a = TestHub::start_with(Backend::Postgres, quiet).await;
     let b = TestHub::start_on(Backend::Postgres, a.test_db.clone(), quiet).await;
     let admin = sea_orm::Database::connect(&a.test_db.url)
@@ -1035,11 +1069,10 @@ async fn postgres_instances_share_events_and_survive_a_lost_listener() {
     let secretariat = a.token(None).await;
     let mut client = Client::connect(&b, Protocol::TransportWs, None).await;
     client.subscribe("s", json!(null), None).await;
-    wait_subscribers(&b, 1).await;
+    client.synced().await;
 
-    let second = Duration::from_secs(1);
     for i in 0..10 {
-        publish_and_expect(&a, &secretariat, &mut client, &format!("Via A {i}"), second).await;
+        publish_and_expect(&a, &secretariat, &mut client, &format!("Via A {i}")).await;
     }
 
     // Kill both instances' listener connections, and keep publishing.
@@ -1054,18 +1087,18 @@ async fn postgres_instances_share_events_and_survive_a_lost_listener() {
         .expect("terminate listeners");
     assert_eq!(killed.len(), 2, "both instances listen");
     for i in 0..10 {
-        publish_and_expect(&a, &secretariat, &mut client, &format!("Lost {i}"), WAIT).await;
+        publish_and_expect(&a, &secretariat, &mut client, &format!("Lost {i}")).await;
     }
     // Reconnected: notifications flow again.
     wait_listeners(&admin, 2).await;
     for i in 0..10 {
-        publish_and_expect(&a, &secretariat, &mut client, &format!("Again {i}"), second).await;
+        publish_and_expect(&a, &secretariat, &mut client, &format!("Again {i}")).await;
     }
     // And B's own writes reach subscribers of A.
     let mut on_a = Client::connect(&a, Protocol::TransportWs, None).await;
     on_a.subscribe("s", json!(null), None).await;
-    wait_subscribers(&a, 1).await;
-    let via_b = publish_and_expect(&b, &secretariat, &mut on_a, "Via B", second).await;
+    on_a.synced().await;
+    let via_b = publish_and_expect(&b, &secretariat, &mut on_a, "Via B").await;
     assert_eq!(client.event("s").await.slug, via_b);
     let _ = admin.close().await;
 }
@@ -1086,7 +1119,7 @@ async fn postgres_an_open_writer_holds_back_later_events_without_blocking_them()
     let (first_id, first_slug) = publish(&hub, &secretariat, workshop("Held open")).await;
     let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
     client.subscribe("s", json!(null), None).await;
-    wait_subscribers(&hub, 1).await;
+    client.synced().await;
 
     // An event appended in a transaction that stays open.
     let open = hub.db.conn().begin().await.expect("begin");
@@ -1176,7 +1209,7 @@ async fn a_burst_of_events_a_subscriber_already_has_does_not_close_it() {
     let secretariat = a.token(None).await;
     let mut first = Client::connect(&a, Protocol::TransportWs, None).await;
     first.subscribe("s", json!(null), None).await;
-    wait_subscribers(&a, 1).await;
+    first.synced().await;
     let (_, before) = publish(&a, &secretariat, workshop("Before the burst")).await;
     let seen = first.event("s").await;
     assert_eq!(seen.slug, before, "the seeded backlog is not new to it");
@@ -1196,7 +1229,8 @@ async fn a_burst_of_events_a_subscriber_already_has_does_not_close_it() {
     resumed
         .subscribe("s", json!(null), Some(&seen.cursor))
         .await;
-    wait_subscribers(&a, 2).await;
+    fresh.synced().await;
+    resumed.synced().await;
     let (_, after) = publish(&a, &secretariat, workshop("After the burst")).await;
     assert_eq!(fresh.event("s").await.slug, after);
     let replayed = resumed.events_until("s", "PUBLISHED", &after).await;
@@ -1224,7 +1258,8 @@ both_backends!(
         slow.subscribe_query("slow", heavy, json!({})).await;
         let mut normal = Client::connect(&hub, Protocol::TransportWs, None).await;
         normal.subscribe("n", json!(null), None).await;
-        wait_subscribers(&hub, 2).await;
+        slow.synced().await;
+        normal.synced().await;
         let description = "Printmaking, letterpress and paper. ".repeat(400);
         let mut published = Vec::new();
         for i in 0..200 {
@@ -1318,7 +1353,7 @@ both_backends!(
         let lyon = private.token(Some("lyon")).await;
         let mut city = Client::connect(&private, Protocol::TransportWs, Some(&lyon)).await;
         city.subscribe("s", json!(null), None).await;
-        wait_subscribers(&private, 1).await;
+        city.synced().await;
         let (_, slug) = publish(&private, &lyon, workshop("Members only")).await;
         assert_eq!(city.event("s").await.slug, slug);
     }
@@ -1339,7 +1374,7 @@ both_backends!(
         client
             .subscribe("t", json!({ "kinds": ["WORKSHOP"] }), None)
             .await;
-        wait_subscribers(&hub, 2).await;
+        client.synced().await;
         let (_, slug) = publish(&hub, &lyon, workshop("Before revocation")).await;
         let before = client.event("s").await;
         assert_eq!(before.slug, slug);
@@ -1356,9 +1391,9 @@ both_backends!(
             )
             .await;
         assert_eq!(revoked["revokeToken"], true);
-        // The socket itself closes with 4403 and a reason, within the
-        // check interval plus the revocation cache.
-        let started = Instant::now();
+        // The socket itself closes with 4403 and a reason (due within the
+        // check interval plus the revocation cache; `WAIT` is a deadline,
+        // not a latency bound).
         let closed = loop {
             match client.recv_within(WAIT).await {
                 Some(Incoming::Closed { code, reason }) => break (code, reason),
@@ -1368,15 +1403,7 @@ both_backends!(
         };
         assert_eq!(closed.0, Some(4403), "{closed:?}");
         assert!(!closed.1.is_empty(), "a reason is given");
-        let limit = Duration::from_secs(
-            hub.config.events.token_check_secs + hub.config.auth.revocation_cache_secs,
-        );
-        assert!(
-            started.elapsed() <= limit + Duration::from_secs(2),
-            "closed after {:?}",
-            started.elapsed()
-        );
-        wait_subscribers(&hub, 0).await;
+        wait_subscribers_after_close(&hub, 0).await;
         let mut again = Client::open(&hub, Protocol::TransportWs).await;
         expect_refused(again.init(Some(&lyon)).await, "a revoked token");
     }
@@ -1391,7 +1418,8 @@ both_backends!(
         modern.subscribe("m", json!(null), None).await;
         let mut legacy = Client::connect(&hub, Protocol::LegacyWs, Some(&lyon)).await;
         legacy.subscribe("l", json!(null), None).await;
-        wait_subscribers(&hub, 2).await;
+        modern.synced().await;
+        legacy.synced().await;
         let (_, first) = publish(&hub, &lyon, workshop("Both protocols")).await;
         let m = modern.event("m").await;
         let l = legacy.event("l").await;
@@ -1418,7 +1446,8 @@ both_backends!(
             Some(Incoming::Complete { .. })
         ));
         modern.stop("m").await;
-        wait_subscribers(&hub, 0).await;
+        modern.synced().await;
+        assert_subscribers(&hub, 0).await;
     }
 );
 
@@ -1434,23 +1463,27 @@ both_backends!(
         let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
         client.subscribe("a", json!(null), None).await;
         client.subscribe("b", json!(null), None).await;
-        wait_subscribers(&hub, 2).await;
+        client.synced().await;
+        assert_subscribers(&hub, 2).await;
         client.subscribe("c", json!(null), None).await;
         let error = client.error("c", "RATE_LIMITED").await;
         assert!(
             error["message"].as_str().is_some_and(|m| m.contains('2')),
             "{error}"
         );
-        wait_subscribers(&hub, 2).await;
+        assert_subscribers(&hub, 2).await;
         // The allowance is per connection.
         let mut other = Client::connect(&hub, Protocol::TransportWs, None).await;
         other.subscribe("x", json!(null), None).await;
-        wait_subscribers(&hub, 3).await;
+        other.synced().await;
+        assert_subscribers(&hub, 3).await;
         // Stopping one frees its slot.
         client.stop("a").await;
-        wait_subscribers(&hub, 2).await;
+        client.synced().await;
+        assert_subscribers(&hub, 2).await;
         client.subscribe("d", json!(null), None).await;
-        wait_subscribers(&hub, 3).await;
+        client.synced().await;
+        assert_subscribers(&hub, 3).await;
         let (_, slug) = publish(&hub, &secretariat, workshop("Within limits")).await;
         assert_eq!(client.event("b").await.slug, slug);
         assert_eq!(client.event("d").await.slug, slug);
@@ -1487,6 +1520,8 @@ both_backends!(
                 Incoming::Closed {
                     code: Some(4429), ..
                 } if Instant::now() < deadline => {
+                    // The slot frees when the hub has torn the closed
+                    // socket down, which it announces to no one: retried.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 other => panic!("the freed slot was not reusable: {other:?}"),
@@ -1671,7 +1706,7 @@ both_backends!(
                       cursor type activity { id slug title summary description venue themes } } }";
         let mut live = Client::connect(&hub, Protocol::TransportWs, None).await;
         live.subscribe_query("s", detail, json!({})).await;
-        wait_subscribers(&hub, 1).await;
+        live.synced().await;
         let (_, marker) = publish(&hub, &lyon, workshop("Marker")).await;
         let first = match live.recv_for("s", WAIT).await {
             Some(Incoming::Next { payload, .. }) => payload["data"]["activityEvents"].clone(),
@@ -1760,7 +1795,7 @@ both_backends!(
                     activity { slug title } actor { slug activities(first: 1) { totalCount } } } }";
         let mut one = Client::connect(&hub, Protocol::TransportWs, None).await;
         one.subscribe_query("d", deep, json!({})).await;
-        wait_subscribers(&hub, 1).await;
+        one.synced().await;
         let before = db_queries(&hub).await;
         let (_, a) = publish(&hub, &lyon, workshop("Executed once")).await;
         let got = one.recv_for("d", WAIT).await;
@@ -1778,13 +1813,15 @@ both_backends!(
         for _ in 0..40 {
             let mut c = Client::connect(&hub, Protocol::TransportWs, None).await;
             c.subscribe_query("d", deep, json!({})).await;
+            c.synced().await;
             many.push(c);
         }
         let mut other = Client::connect(&hub, Protocol::TransportWs, None).await;
         other
             .subscribe("f", json!({ "kinds": ["FESTIVAL"] }), None)
             .await;
-        wait_subscribers(&hub, 42).await;
+        other.synced().await;
+        assert_subscribers(&hub, 42).await;
         let before = db_queries(&hub).await;
         let (_, b) = publish(&hub, &lyon, workshop("Shared by all")).await;
         for c in many.iter_mut().chain(std::iter::once(&mut one)) {
@@ -1817,7 +1854,8 @@ both_backends!(
         // A subscriber joining the running group gets only what comes next.
         let mut late = Client::connect(&hub, Protocol::TransportWs, None).await;
         late.subscribe_query("d", deep, json!({})).await;
-        wait_subscribers(&hub, 43).await;
+        late.synced().await;
+        assert_subscribers(&hub, 43).await;
         let (_, c) = publish(&hub, &lyon, workshop("After the late joiner")).await;
         match late.recv_for("d", WAIT).await {
             Some(Incoming::Next { payload, .. }) => {

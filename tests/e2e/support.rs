@@ -155,6 +155,9 @@ pub struct TestHub {
     pub client: reqwest::Client,
     pub db: Db,
     pub config: Config,
+    /// The hub's event bus: tests wait on its broadcast for the pump to
+    /// have delivered an event.
+    pub events: Arc<cityhub_graphql::EventBus>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     /// The hub's background and connection tasks.
@@ -198,6 +201,7 @@ impl TestHub {
             .expect("a socket address to listen on");
         let running = app::spawn_at(&config, addr).await.expect("start hub");
         let db = running.service.db().clone();
+        let events = running.service.events().clone();
         let base = format!("http://{}", running.addr);
         Self {
             backend,
@@ -208,6 +212,7 @@ impl TestHub {
                 .expect("client"),
             db,
             config,
+            events,
             shutdown: Some(running.stop),
             server: Some(running.task),
             tasks: running.tasks,

@@ -365,11 +365,11 @@ impl ActivityInput {
     /// The text that full-text search indexes: title, summary, description
     /// and themes, folded.
     pub fn search_document(&self) -> String {
-        crate::text::search_document(
-            std::iter::once(self.title.as_str())
-                .chain(self.summary.as_deref())
-                .chain(self.description.as_deref())
-                .chain(self.themes.iter().map(String::as_str)),
+        crate::text::activity_document(
+            &self.title,
+            self.summary.as_deref(),
+            self.description.as_deref(),
+            &self.themes,
         )
     }
 }

@@ -7,12 +7,14 @@ pub mod chars;
 pub mod city;
 pub mod enums;
 pub mod error;
+pub mod filter;
 pub mod jsonld;
 pub mod limits;
 pub mod policy;
 pub mod records;
 pub mod slug;
 pub mod text;
+pub mod visibility;
 
 pub use activity::{ActivityInput, ActivityPatch, DocumentInput};
 pub use city::{CityInput, CityPatch};
@@ -21,10 +23,12 @@ pub use enums::{
     DatePrecision, DocumentKind, Role,
 };
 pub use error::{DomainError, FieldError};
+pub use filter::{ActivityFilter, PreparedFilter, Surroundings};
 pub use limits::Limits;
 pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
 pub use records::{Activity, City, Document};
 pub use slug::Slug;
+pub use visibility::ReadScope;
 
 /// Database identifier of a member city.
 pub type CityId = i64;

@@ -4,6 +4,7 @@
 
 use crate::CityId;
 use crate::enums::ActivityStatus;
+use crate::visibility::ReadScope;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +114,9 @@ impl Policy {
                 return match action {
                     ReadNetwork if self.public_read => Ok(()),
                     ReadActivity if self.public_read => match activity {
-                        Some(a) if a.status == ActivityStatus::Draft => Err(Denied::Hidden),
+                        Some(a) if !ReadScope::Public.sees(a.status, a.published_by) => {
+                            Err(Denied::Hidden)
+                        }
                         _ => Ok(()),
                     },
                     _ => Err(Denied::Unauthenticated),
@@ -123,8 +126,7 @@ impl Policy {
         };
         // A draft of another city is invisible to this city for every action.
         if let Some(a) = activity
-            && a.status == ActivityStatus::Draft
-            && a.published_by != Some(city)
+            && !ReadScope::City(city).sees(a.status, a.published_by)
         {
             return Err(Denied::Hidden);
         }

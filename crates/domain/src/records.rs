@@ -106,6 +106,17 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// The text full-text search indexes, as it was stored when the
+    /// activity was written.
+    pub fn search_document(&self) -> String {
+        crate::text::activity_document(
+            &self.title,
+            self.summary.as_deref(),
+            self.description.as_deref(),
+            &self.themes,
+        )
+    }
+
     /// The facts the permission policy needs.
     pub fn facts(&self) -> ActivityFacts {
         ActivityFacts {

@@ -49,6 +49,23 @@ pub fn search_document<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     out
 }
 
+/// The document full-text search indexes for an activity: title, summary,
+/// description and themes, folded (what is stored when it is written, and
+/// what in-memory matching searches).
+pub fn activity_document(
+    title: &str,
+    summary: Option<&str>,
+    description: Option<&str>,
+    themes: &[String],
+) -> String {
+    search_document(
+        std::iter::once(title)
+            .chain(summary)
+            .chain(description)
+            .chain(themes.iter().map(String::as_str)),
+    )
+}
+
 /// Turns free text into a slug candidate: folded, ASCII alphanumerics joined
 /// by single hyphens, at most `max_chars` long. May be empty.
 pub fn slugify(text: &str, max_chars: usize) -> String {

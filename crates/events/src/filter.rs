@@ -1,138 +1,55 @@
 //! Who may see an event, and whether it matches a subscription's filter;
-//! both in memory, without queries. A filter is prepared once per
-//! subscription (themes and countries folded, search terms built), so the
-//! per-event check does no allocation for the common filters.
+//! both in memory, without queries, and both the domain's rules
+//! ([`ReadScope::sees`], [`PreparedFilter`]) applied to an event. A filter
+//! is prepared once per subscription, so the per-event check does no
+//! allocation for the common filters.
 
-use cityhub_domain::{ActivityStatus, Actor, CityId, text};
-use cityhub_storage::ActivityFilter;
+use cityhub_domain::{ActivityFilter, Actor, PreparedFilter, ReadScope, Surroundings};
 use cityhub_storage::repo::events::EventRecord;
 
 use crate::LiveEvent;
 
 /// Whether `actor` may see event `record`: drafts' events reach only their
-/// own city and the secretariat.
+/// own city and the secretariat (the domain's visibility rule, applied to
+/// the activity's status after the event).
 pub fn visible(actor: &Actor, record: &EventRecord) -> bool {
-    match actor {
-        Actor::Secretariat => true,
-        _ if record.status != ActivityStatus::Draft => true,
-        Actor::City { id, .. } => record.published_by == Some(*id),
-        Actor::Anonymous => false,
-    }
+    ReadScope::for_actor(actor).sees(record.status, record.published_by)
 }
 
 /// A subscription's filter, prepared for matching events in memory.
 #[derive(Debug, Clone)]
 pub struct EventFilter {
-    filter: ActivityFilter,
-    themes: Vec<String>,
-    countries: Vec<String>,
-    terms: Option<Vec<String>>,
+    prepared: PreparedFilter,
 }
 
 impl EventFilter {
-    /// Prepares `filter` (`statuses: None` means every status).
+    /// Prepares `filter`.
     pub fn new(filter: ActivityFilter) -> Self {
-        let themes = filter.themes.iter().map(|t| text::fold(t.trim())).collect();
-        let countries = filter
-            .countries
-            .iter()
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        let terms = filter.text.as_deref().map(|q| text::search_terms(q, 16));
         Self {
-            filter,
-            themes,
-            countries,
-            terms,
+            prepared: PreparedFilter::new(filter),
         }
     }
 
-    /// Whether the event's activity matches.
+    /// Whether the event's activity matches: its status after the event
+    /// (the log record's), and its content as loaded. A tombstone (a
+    /// deleted activity) matches nothing.
     pub fn matches(&self, event: &LiveEvent) -> bool {
-        let filter = &self.filter;
-        let Some(a) = &event.activity else {
+        let Some(activity) = &event.activity else {
             return false;
         };
-        if let Some(statuses) = &filter.statuses
-            && !statuses.contains(&event.record.status)
-        {
-            return false;
-        }
-        if !filter.kinds.is_empty() && !filter.kinds.contains(&a.kind) {
-            return false;
-        }
-        if !filter.formats.is_empty() && !filter.formats.contains(&a.format) {
-            return false;
-        }
-        if !filter.fields.is_empty() && !a.fields.iter().any(|f| filter.fields.contains(f)) {
-            return false;
-        }
-        if !self.themes.is_empty()
-            && !a
-                .themes
-                .iter()
-                .any(|t| self.themes.contains(&text::fold(t.trim())))
-        {
-            return false;
-        }
-        let cities = &event.related.cities;
-        let slug = |id: &CityId| cities.get(id).map(|c| c.slug.as_str());
-        if !filter.cities.is_empty() {
-            let mut involved = a
-                .hosts
-                .iter()
-                .chain(a.venue_city_id.iter())
-                .chain(event.related.participants.iter());
-            if !involved.any(|id| slug(id).is_some_and(|s| filter.cities.iter().any(|f| f == s))) {
-                return false;
-            }
-        }
-        if !self.countries.is_empty() {
-            let mut located = a
-                .hosts
-                .iter()
-                .chain(a.venue_city_id.iter())
-                .filter_map(|id| cities.get(id));
-            if !located.any(|c| self.countries.contains(&c.country)) {
-                return false;
-            }
-        }
-        let start = a.start_date;
-        let end = a.end_date.or(start);
-        if let Some(from) = filter.from
-            && end.is_none_or(|e| e < from)
-        {
-            return false;
-        }
-        if let Some(to) = filter.to
-            && start.is_none_or(|s| s > to)
-        {
-            return false;
-        }
-        if let Some(terms) = &self.terms {
-            let doc = text::search_document(
-                std::iter::once(a.title.as_str())
-                    .chain(a.summary.as_deref())
-                    .chain(a.description.as_deref())
-                    .chain(a.themes.iter().map(String::as_str)),
-            );
-            let words: Vec<&str> = doc.split(' ').collect();
-            if terms.is_empty()
-                || !terms
-                    .iter()
-                    .all(|t| words.iter().any(|w| w.starts_with(t.as_str())))
-            {
-                return false;
-            }
-        }
-        true
+        let around = Surroundings {
+            participants: &event.related.participants,
+            cities: &event.related.cities,
+        };
+        self.prepared.filter().admits_status(event.record.status)
+            && self.prepared.matches_besides_status(activity, &around)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cityhub_domain::ActivityEventType;
+    use cityhub_domain::{ActivityEventType, ActivityStatus};
 
     #[test]
     fn drafts_reach_only_their_city_and_the_secretariat() {

@@ -32,6 +32,13 @@ pub struct Principal {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The request's own data, set by the transport before execution.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCtx {
+    /// The verified token's principal; `None` when anonymous.
+    pub principal: Option<Principal>,
+}
+
 impl Principal {
     /// Whether a token's claims speak for this principal (same subject,
     /// role and expiry as the token it was built from).

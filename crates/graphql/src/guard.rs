@@ -23,8 +23,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::RequestCtx;
 use crate::error::Code;
-use crate::state::RequestCtx;
 
 /// Rate limits (`[rate_limit]` in `cityhub.toml`), per instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

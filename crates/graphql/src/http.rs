@@ -4,8 +4,6 @@
 //! `UNAUTHENTICATED`, never served as anonymous.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
@@ -14,204 +12,18 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cityhub_storage::Db;
-use serde_json::json;
 
-use crate::auth::{AuthFailure, Authenticator, Principal};
-use crate::cache::{CacheSettings, ReadCache, Visibility};
+pub use crate::response::{error_response, unavailable_response};
+pub use crate::service::{GraphqlService, HttpSettings, client_addr, peer_of};
+
+use crate::auth::{AuthFailure, Authenticator, Principal, RequestCtx};
+use crate::cache::Visibility;
 use crate::error::Code;
-use crate::guard::{ClientAddr, RequestGuard};
+use crate::guard::ClientAddr;
 use crate::loaders::Loaders;
-use crate::metrics::Metrics;
-use crate::schema::HubSchema;
-use crate::state::RequestCtx;
-use crate::subscription::EventBus;
-
-/// HTTP settings the GraphQL handlers need.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// Largest request body, in bytes.
-    pub body_limit: usize,
-    /// Serve GraphiQL to browsers.
-    pub graphiql: bool,
-    /// Origins allowed to open WebSockets (`None`: any).
-    pub ws_allowed_origins: Option<Vec<String>>,
-    /// Seconds between server keep-alive messages on WebSockets.
-    pub ws_keepalive_secs: u64,
-    /// Seconds a WebSocket write may block before the client is dropped as too slow.
-    pub ws_send_timeout_secs: u64,
-    /// Bytes a WebSocket may buffer for a client before it is dropped as too slow.
-    pub ws_max_write_buffer: usize,
-    /// Proxies whose `X-Forwarded-For` is believed (for the client address
-    /// that anonymous rate limits key on).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-/// The client's address: the peer, or, when the peer is a trusted proxy,
-/// the right-most `X-Forwarded-For` hop that is not itself trusted.
-pub fn client_addr(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
-}
-
-/// The peer address of the connection a request came on, if known.
-pub fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
-}
-
-/// What the GraphQL handlers share.
-#[derive(Clone)]
-pub struct GraphqlService {
-    pub(crate) schema: HubSchema,
-    pub(crate) auth: Arc<Authenticator>,
-    pub(crate) db: Db,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) events: Arc<EventBus>,
-    pub(crate) settings: HttpSettings,
-    pub(crate) public_read: bool,
-    pub(crate) cache: Arc<ReadCache>,
-    /// The extension-free schema and the guard it needs run beforehand, for
-    /// queries whose document passed full validation once.
-    pub(crate) fast: Option<(HubSchema, RequestGuard)>,
-    /// The hub's shutdown token and task tracker: WebSocket tasks end when
-    /// the hub stops (see `ws`).
-    pub(crate) lifetime: Option<(
-        tokio_util::sync::CancellationToken,
-        tokio_util::task::TaskTracker,
-    )>,
-}
-
-impl GraphqlService {
-    /// Bundles the schema and what serving it needs.
-    pub fn new(
-        schema: HubSchema,
-        auth: Arc<Authenticator>,
-        db: Db,
-        metrics: Arc<Metrics>,
-        events: Arc<EventBus>,
-        settings: HttpSettings,
-    ) -> Self {
-        let public_read = auth.config().public_read;
-        Self {
-            schema,
-            auth,
-            db,
-            metrics,
-            events,
-            settings,
-            public_read,
-            cache: Arc::new(ReadCache::new(CacheSettings::default())),
-            fast: None,
-            lifetime: None,
-        }
-    }
-
-    /// Ends every WebSocket connection's task when `stop` is cancelled, and
-    /// tracks them on `tasks` (so the hub's shutdown waits for them).
-    #[must_use]
-    pub fn with_lifetime(
-        mut self,
-        stop: tokio_util::sync::CancellationToken,
-        tasks: tokio_util::task::TaskTracker,
-    ) -> Self {
-        self.lifetime = Some((stop, tasks));
-        self
-    }
-
-    /// Runs queries whose document already passed full validation on
-    /// `schema` (built by [`crate::build_fast_schema`] from the same state),
-    /// with `guard` applied first.
-    #[must_use]
-    pub fn with_fast_path(mut self, schema: HubSchema, guard: RequestGuard) -> Self {
-        self.fast = Some((schema, guard));
-        self
-    }
-
-    /// Replaces the read caches with empty ones under `settings`.
-    #[must_use]
-    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
-        self.cache = Arc::new(ReadCache::new(settings));
-        self
-    }
-
-    /// The read caches (documents, responses, persisted queries).
-    pub fn cache(&self) -> &ReadCache {
-        &self.cache
-    }
-
-    /// The schema.
-    pub fn schema(&self) -> &HubSchema {
-        &self.schema
-    }
-
-    /// The database.
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
-    /// The metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// The event bus.
-    pub fn events(&self) -> &Arc<EventBus> {
-        &self.events
-    }
-
-    /// The authenticator.
-    pub fn auth(&self) -> &Arc<Authenticator> {
-        &self.auth
-    }
-}
+use crate::response::UNAVAILABLE_RETRY_AFTER;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
-
-/// A response carrying one error with a code, in the GraphQL shape.
-pub fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
-    let body =
-        json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
-    let mut response = (status, axum::Json(body)).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
-/// Seconds a client is told to wait before retrying while the database is
-/// unreachable.
-const UNAVAILABLE_RETRY_AFTER: &str = "2";
-
-/// `503 SERVICE_UNAVAILABLE` with `extensions.retryable` and `Retry-After`.
-pub fn unavailable_response() -> Response {
-    let body = json!({ "errors": [{
-        "message": "the database is unavailable; retry shortly",
-        "extensions": { "code": Code::ServiceUnavailable.as_str(), "retryable": true },
-    }] });
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER)],
-        axum::Json(body),
-    )
-        .into_response()
-}
 
 fn wants_graphql_response(headers: &HeaderMap) -> bool {
     headers

@@ -2,6 +2,7 @@
 //! subscriptions), the HTTP and WebSocket handlers that serve it, token
 //! authentication, per-request DataLoaders and metrics.
 
+pub mod access;
 pub mod auth;
 pub mod cache;
 pub mod enums;
@@ -9,23 +10,27 @@ pub mod error;
 pub mod guard;
 pub mod http;
 pub mod inputs;
+pub mod live;
 pub mod loaders;
 pub mod metrics;
-pub mod mutation;
 pub mod objects;
 pub mod persisted;
-pub mod query;
+pub mod response;
+pub mod roots;
 pub mod scalars;
 pub mod schema;
+pub mod service;
 pub mod state;
-pub mod subscription;
 pub mod ws;
 
 pub use auth::{Authenticator, Principal};
 pub use cache::CacheSettings;
+pub use cityhub_events::{EventBus, EventSettings};
 pub use guard::{ClientAddr, Limiters, RateLimitSettings};
-pub use http::{GraphqlService, HttpSettings};
 pub use metrics::Metrics;
 pub use schema::{HubSchema, build_fast_schema, build_schema, request_guard, sdl};
+pub use service::{GraphqlService, HttpSettings};
 pub use state::{ApiSettings, HubState};
-pub use subscription::{EventBus, EventSettings};
+
+#[cfg(test)]
+mod module_graph;

@@ -12,7 +12,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::Code;
-use crate::http::{GraphqlService, error_response};
+use crate::response::error_response;
+use crate::service::GraphqlService;
 
 /// The SHA-256 of a document, in lowercase hex.
 pub fn sha256_hex(query: &str) -> String {

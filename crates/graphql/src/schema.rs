@@ -13,13 +13,11 @@ use async_graphql::{
 
 use crate::error::Code;
 use crate::guard::{DocumentLimits, Limiters, RateLimitSettings, RequestGuard};
-use crate::mutation::Mutation;
-use crate::query::Query;
+use crate::roots::{Mutation, Query, Subscription};
 use crate::state::{ApiSettings, HubState};
-use crate::subscription::SubscriptionRoot;
 
 /// The hub's schema type.
-pub type HubSchema = Schema<Query, Mutation, SubscriptionRoot>;
+pub type HubSchema = Schema<Query, Mutation, Subscription>;
 
 /// Gives parse, depth and complexity errors the contract's codes.
 struct ErrorCodes;
@@ -88,9 +86,9 @@ impl Extension for ErrorCodes {
 pub fn schema_builder(
     settings: &ApiSettings,
     limiters: Arc<Limiters>,
-) -> async_graphql::SchemaBuilder<Query, Mutation, SubscriptionRoot> {
+) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     let limits = document_limits(settings);
-    Schema::build(Query, Mutation, SubscriptionRoot)
+    roots()
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)
         .limit_recursive_depth(settings.max_depth.max(32))
@@ -98,6 +96,16 @@ pub fn schema_builder(
         .enable_subscription_in_federation()
         .extension(ErrorCodes)
         .extension(RequestGuard::new(limits, limiters))
+}
+
+/// A fresh builder from the roots: the serving schema and the fast-path
+/// schema are built from the same ones.
+fn roots() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
 }
 
 /// The serving schema, with the hub's state.
@@ -115,7 +123,7 @@ pub fn build_schema(state: HubState) -> HubSchema {
 /// instead (`RequestGuard::admit`). See `http::execute`.
 pub fn build_fast_schema(state: HubState) -> HubSchema {
     let settings = &state.settings;
-    Schema::build(Query, Mutation, SubscriptionRoot)
+    roots()
         .limit_depth(settings.max_depth)
         .limit_complexity(settings.max_complexity)
         .limit_recursive_depth(settings.max_depth.max(32))

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use async_graphql::Context;
 use cityhub_domain::Actor;
+use cityhub_events::EventBus;
 use cityhub_storage::service::HubService;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Authenticator, Principal};
+use crate::auth::{Authenticator, Principal, RequestCtx};
 use crate::guard::Limiters;
 use crate::loaders::Loaders;
-use crate::subscription::EventBus;
 
 /// API settings (`[api]` in `cityhub.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,13 +70,6 @@ pub struct HubState {
     pub events: Arc<EventBus>,
     /// The instance's rate limiters.
     pub limiters: Arc<Limiters>,
-}
-
-/// The request's own data.
-#[derive(Debug, Clone, Default)]
-pub struct RequestCtx {
-    /// The verified token's principal; `None` when anonymous.
-    pub principal: Option<Principal>,
 }
 
 static ANONYMOUS: Actor = Actor::Anonymous;

@@ -38,14 +38,13 @@ use cityhub_events::ConnectionGuard;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::auth::{AuthFailure, Principal};
+use crate::auth::{AuthFailure, Principal, RequestCtx};
 use crate::error::Code;
 use crate::guard::ClientAddr;
-use crate::http::GraphqlService;
+use crate::live::{FELL_BEHIND, StartAt, StreamTap};
 use crate::loaders::Loaders;
 use crate::schema::HubSchema;
-use crate::state::RequestCtx;
-use crate::subscription::{FELL_BEHIND, StartAt, StreamTap};
+use crate::service::{GraphqlService, client_addr, peer_of};
 
 /// Close reason for refused credentials.
 const FORBIDDEN: &str = "Forbidden";
@@ -158,8 +157,8 @@ pub async fn upgrade(svc: GraphqlService, parts: &mut Parts) -> HttpResponse {
     };
     // The client's address, for the anonymous rate limit on operations
     // sent over the socket (as over HTTP).
-    let client = crate::http::peer_of(&parts.extensions).map(|peer| {
-        ClientAddr(crate::http::client_addr(
+    let client = peer_of(&parts.extensions).map(|peer| {
+        ClientAddr(client_addr(
             &svc.settings.trusted_proxies,
             peer,
             &parts.headers,

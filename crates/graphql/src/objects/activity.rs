@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, Object, Result};
 use cityhub_domain as d;
+use cityhub_events::Related;
 
 use crate::enums::{
     ActivityFormat, ActivityKind, ActivityStatus, CreativeField, DatePrecision, DocumentKind,
@@ -12,7 +13,6 @@ use crate::error::ResultExt;
 use crate::objects::city::CityObject;
 use crate::scalars::{Date, DateTime};
 use crate::state::loaders;
-use crate::subscription::Related;
 
 /// An activity of the network: a meeting, a conference, a collaboration, or
 /// a city's workshop, festival or residency.

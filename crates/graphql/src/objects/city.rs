@@ -6,7 +6,6 @@ use cityhub_domain as d;
 use crate::enums::{ActivityOrder, CreativeField};
 use crate::inputs::ActivityFilterInput;
 use crate::objects::connection::ActivityConnection;
-use crate::query::list_activities;
 
 /// A member city of the network.
 pub struct CityObject(pub d::City);
@@ -69,7 +68,7 @@ impl CityObject {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ActivityConnection> {
-        list_activities(
+        ActivityConnection::list(
             ctx,
             filter,
             order_by.unwrap_or(ActivityOrder::StartDateDesc),

@@ -1,17 +1,21 @@
 //! Relay connections of activities and cities, with keyset cursors and a
-//! `totalCount` computed only when asked for.
+//! `totalCount` computed only when asked for; the activity listing that
+//! `Query.activities` and `City.activities` share.
 
 use async_graphql::{Context, Object, Result, SimpleObject};
 use cityhub_domain::ActivityOrder;
+use cityhub_storage::cursor::KeyKind;
 use cityhub_storage::repo::activity::cursor_of;
 use cityhub_storage::{
     ActivityFilter, ActivityRepo, CityFilter, CityRepo, Cursor, Page, ReadScope,
 };
 
-use crate::error::ResultExt;
+use crate::access::{may_read, page_size};
+use crate::error::{ResultExt, cursor};
+use crate::inputs::ActivityFilterInput;
 use crate::objects::activity::ActivityObject;
 use crate::objects::city::CityObject;
-use crate::state::hub;
+use crate::state::{hub, loaders};
 
 /// Where a page stands in its listing.
 #[derive(SimpleObject, Clone, Debug)]
@@ -55,6 +59,64 @@ pub struct ActivityConnection {
 }
 
 impl ActivityConnection {
+    /// Lists activities for a reader; `city` narrows to one city's (for
+    /// `City.activities`). The relations the query selects on the page's
+    /// activities are loaded up front, one query per kind.
+    pub async fn list(
+        ctx: &Context<'_>,
+        filter: Option<ActivityFilterInput>,
+        order: crate::enums::ActivityOrder,
+        first: i32,
+        after: Option<String>,
+        city: Option<&str>,
+    ) -> Result<Self> {
+        let scope = may_read(ctx)?;
+        let h = hub(ctx);
+        let first = page_size(ctx, first)?;
+        let mut filter = filter
+            .unwrap_or_default()
+            .into_filter("filter", h.service.limits())?;
+        if let Some(slug) = city {
+            filter.cities = vec![slug.to_owned()];
+        }
+        let order: ActivityOrder = order.into();
+        let after_cursor = match &after {
+            Some(text) => {
+                let kind = match order {
+                    ActivityOrder::TitleAsc => KeyKind::Text,
+                    _ => KeyKind::Int,
+                };
+                Some(Cursor::decode(text, order.as_str(), kind).map_err(cursor)?)
+            }
+            None => None,
+        };
+        let page = ActivityRepo::page(
+            h.service.db(),
+            scope,
+            &filter,
+            order,
+            first,
+            after_cursor.as_ref(),
+        )
+        .await
+        .api()?;
+        let look = ctx.look_ahead();
+        let nodes = [look.field("nodes"), look.field("edges").field("node")];
+        loaders(ctx)
+            .prefetch(h.service.db(), &page.items, |name| {
+                nodes.iter().any(|n| n.field(name).exists())
+            })
+            .await
+            .api()?;
+        Ok(Self::new(
+            page,
+            order,
+            after_cursor.is_some(),
+            scope,
+            filter,
+        ))
+    }
+
     /// Builds the connection of a fetched page.
     pub fn new(
         page: Page<cityhub_domain::Activity>,

@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
-    ActivityStatus, Actor, CityId, CreativeField, DatePrecision, Document, DocumentKind, text,
+    ActivityStatus, CityId, DatePrecision, Document, DocumentKind, text,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -31,29 +30,18 @@ const HOST: &str = "HOST";
 /// Role of a city in `activity_cities`.
 const PARTICIPANT: &str = "PARTICIPANT";
 
-/// Whose drafts a read may see. Built from the actor, so no call site can
-/// forget it: soft-deleted rows and other cities' drafts never come back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadScope {
-    /// Published and cancelled activities only.
-    Public,
-    /// Those plus this city's own drafts.
-    City(CityId),
-    /// Everything not deleted.
-    All,
+pub use cityhub_domain::{ActivityFilter, ReadScope};
+
+/// The SQL translation of [`ReadScope`] (the rule itself is
+/// `ReadScope::sees`, in the domain): soft-deleted rows and the drafts the
+/// scope may not see are left out.
+pub(crate) trait ScopeCondition {
+    /// The scope as a condition on `activities`.
+    fn condition(self) -> Condition;
 }
 
-impl ReadScope {
-    /// The scope an actor reads with.
-    pub fn for_actor(actor: &Actor) -> Self {
-        match actor {
-            Actor::Anonymous => ReadScope::Public,
-            Actor::City { id, .. } => ReadScope::City(*id),
-            Actor::Secretariat => ReadScope::All,
-        }
-    }
-
-    pub(crate) fn condition(self) -> Condition {
+impl ScopeCondition for ReadScope {
+    fn condition(self) -> Condition {
         let base = Condition::all().add(activity::Column::DeletedAt.is_null());
         match self {
             ReadScope::All => base,
@@ -67,32 +55,6 @@ impl ReadScope {
             ),
         }
     }
-}
-
-/// Which activities a listing returns. Lists match any of their values;
-/// the filter's parts all apply.
-#[derive(Debug, Clone, Default)]
-pub struct ActivityFilter {
-    /// Any of these kinds.
-    pub kinds: Vec<ActivityKind>,
-    /// Concerning any of these fields.
-    pub fields: Vec<CreativeField>,
-    /// Hosted by, held in, or joined by any of these city slugs.
-    pub cities: Vec<String>,
-    /// Held in or hosted from any of these countries.
-    pub countries: Vec<String>,
-    /// Ending on or after this day.
-    pub from: Option<NaiveDate>,
-    /// Starting on or before this day.
-    pub to: Option<NaiveDate>,
-    /// Any of these formats.
-    pub formats: Vec<ActivityFormat>,
-    /// Any of these statuses; `None` means published only.
-    pub statuses: Option<Vec<ActivityStatus>>,
-    /// Having any of these themes (case and accents folded).
-    pub themes: Vec<String>,
-    /// Full-text query over title, summary, description and themes.
-    pub text: Option<String>,
 }
 
 /// Repository of activities.
@@ -352,12 +314,13 @@ impl CitySql {
             .clone()
             .unwrap_or_else(|| vec![ActivityStatus::Published]);
         let marks: Vec<String> = statuses.iter().map(|s| self.bind(s.as_str())).collect();
-        if marks.len() == 1 {
-            self.text
-                .push_str(&format!(" AND ca.status = {}", marks[0]));
-        } else {
-            self.text
-                .push_str(&format!(" AND ca.status IN ({})", marks.join(", ")));
+        match marks.as_slice() {
+            // No status selects nothing (PostgreSQL refuses `IN ()`).
+            [] => self.text.push_str(" AND 1 = 0"),
+            [mark] => self.text.push_str(&format!(" AND ca.status = {mark}")),
+            _ => self
+                .text
+                .push_str(&format!(" AND ca.status IN ({})", marks.join(", "))),
         }
         match scope {
             ReadScope::All => {}

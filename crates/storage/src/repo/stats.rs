@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use cityhub_domain::{ActivityFormat, ActivityKind, ActivityStatus, CreativeField};
 use sea_orm::{DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, Value};
 
-use super::activity::{ActivityFilter, ReadScope, filter_condition};
+use super::activity::{ActivityFilter, ReadScope, ScopeCondition, filter_condition};
 use super::city::{CityRepo, FieldCount, NetworkCounts};
 use super::{in_list, mark};
 use crate::db::ReadConnection;

@@ -1,77 +1,29 @@
-//! The `activityEvents` subscription: the GraphQL face of the event bus
-//! (crate `cityhub-events`). A stream with `after` first replays the log
-//! page by page, then switches to the broadcast, dropping what it already
-//! delivered: no gap, no duplicate. The WebSocket transport (`ws`) runs one
-//! such stream per group of identical subscriptions and shares its
-//! serialized results; [`StartAt`] and [`StreamTap`] are how it tells a
-//! stream where to start and learns which event each result belongs to.
+//! Events: the `activityEvents` subscription, the GraphQL face of the
+//! event bus (crate `cityhub-events`). A stream with `after` first replays
+//! the log page by page, then switches to the broadcast, dropping what it
+//! already delivered: no gap, no duplicate. The WebSocket transport (`ws`)
+//! runs one such stream per group of identical subscriptions and shares its
+//! serialized results; [`StartAt`] and [`StreamTap`] (module `live`) are
+//! how it tells a stream where to start and learns which event each result
+//! belongs to.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_graphql::{Context, Object, Result, Subscription};
-use cityhub_domain::Action;
-use cityhub_events::EventFilter;
+use cityhub_domain::{Action, ActivityStatus};
+use cityhub_events::{EventFilter, LiveEvent, decode_cursor, encode_cursor, load_live, visible};
 use cityhub_storage::repo::events::EventLog;
 use futures::Stream;
 use tokio::sync::broadcast;
 
-pub use cityhub_events::{
-    EventBus, EventSettings, LiveEvent, Related, decode_cursor, encode_cursor, load_live, visible,
-};
-
 use crate::enums::ActivityEventType;
 use crate::error::{Code, ResultExt, bad_input, coded, denied};
 use crate::inputs::ActivityFilterInput;
+use crate::live::{FELL_BEHIND, StartAt, StreamTap};
 use crate::objects::activity::ActivityObject;
 use crate::objects::city::CityObject;
 use crate::scalars::DateTime;
 use crate::state::{actor, hub};
-
-/// Where a stream without `after` starts: the log head read when the
-/// client subscribed (request data set by the transport). Without it, the
-/// head is read when the stream starts.
-#[derive(Debug, Clone, Copy)]
-pub struct StartAt(pub i64);
-
-/// What a stream has consumed and yielded (request data set by the
-/// transport): `consumed` is the highest sequence read (delivered or
-/// not), `yielded` the sequence of the last result handed out
-/// (`i64::MAX` for an error that ends the stream, and until the first
-/// event: a result before any event is an error).
-#[derive(Debug)]
-pub struct StreamTap {
-    /// Highest sequence the stream has read.
-    pub consumed: AtomicI64,
-    /// Sequence of the last result yielded.
-    pub yielded: AtomicI64,
-}
-
-impl Default for StreamTap {
-    fn default() -> Self {
-        Self {
-            consumed: AtomicI64::new(0),
-            yielded: AtomicI64::new(i64::MAX),
-        }
-    }
-}
-
-impl StreamTap {
-    fn consume(tap: &Option<Arc<StreamTap>>, seq: i64) {
-        if let Some(t) = tap {
-            t.consumed.fetch_max(seq, Ordering::SeqCst);
-        }
-    }
-
-    fn yielding(tap: &Option<Arc<StreamTap>>, seq: i64) {
-        if let Some(t) = tap {
-            t.yielded.store(seq, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Why a subscriber that fell behind the instance's buffer was closed.
-pub const FELL_BEHIND: &str = "this subscriber fell too far behind and was closed; resubscribe with `after` set to the last cursor received";
 
 /// Something that happened to an activity.
 pub struct ActivityEvent(Arc<LiveEvent>);
@@ -113,13 +65,13 @@ impl ActivityEvent {
     }
 }
 
-/// The root of live updates.
+/// Live activity events.
 #[derive(Default)]
-pub struct SubscriptionRoot;
+pub struct EventSubscription;
 
-/// The root of live updates, over WebSocket.
-#[Subscription(name = "Subscription")]
-impl SubscriptionRoot {
+/// Live activity events.
+#[Subscription]
+impl EventSubscription {
     /// Activity events matching the filter, as they are committed. Durable: with `after` (an event's `cursor`), every matching event after it is replayed in order, then the stream goes on live, with no gap and no duplicate; an `after` older than the log keeps is `CURSOR_EXPIRED`. Without `after`: new events only. `filter.statuses` applies to the activity's status after the event and defaults to every status; drafts' events reach only their own city and the secretariat. Events of an activity deleted since are tombstones: `activity` keeps its id, slug, kind and status, and nothing of its content.
     async fn activity_events(
         &self,
@@ -138,7 +90,8 @@ impl SubscriptionRoot {
         let statuses_given = input.statuses.is_some();
         let mut filter = input.into_filter("filter", h.service.limits())?;
         if !statuses_given {
-            filter.statuses = None;
+            // Events of every status, unlike listings (published only).
+            filter.statuses = Some(ActivityStatus::ALL.to_vec());
         }
         let filter = EventFilter::new(filter);
         let tap = ctx.data_opt::<Arc<StreamTap>>().cloned();

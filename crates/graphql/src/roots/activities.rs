@@ -1,0 +1,108 @@
+//! Reading activities: `activities`, `activity`, `stats` and the `Activity`
+//! entity resolver.
+
+use async_graphql::{Context, ID, Object, Result};
+use cityhub_storage::ActivityRepo;
+
+use crate::access::{check_slug_arg, may_read};
+use crate::enums::ActivityOrder;
+use crate::error::{ResultExt, bad_input};
+use crate::inputs::ActivityFilterInput;
+use crate::objects::activity::ActivityObject;
+use crate::objects::connection::ActivityConnection;
+use crate::objects::parse_id;
+use crate::objects::stats::{ActivityStats, activity_stats};
+use crate::state::{hub, loaders};
+
+/// Reads of activities.
+#[derive(Default)]
+pub struct ActivityQuery;
+
+/// Reads of activities.
+#[Object]
+impl ActivityQuery {
+    /// Activities matching the filter (published ones by default), a page at a time.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 1000) as usize * child_complexity + 2")]
+    async fn activities(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ActivityFilterInput>,
+        #[graphql(default_with = "Some(ActivityOrder::StartDateDesc)")] order_by: Option<
+            ActivityOrder,
+        >,
+        #[graphql(default_with = "Some(20)")] first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<ActivityConnection> {
+        ActivityConnection::list(
+            ctx,
+            filter,
+            order_by.unwrap_or(ActivityOrder::StartDateDesc),
+            first.unwrap_or(20),
+            after,
+            None,
+        )
+        .await
+    }
+
+    /// One activity, by id or by slug (exactly one of them); null if it does not exist or is not visible.
+    async fn activity(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        slug: Option<String>,
+    ) -> Result<Option<ActivityObject>> {
+        let scope = may_read(ctx)?;
+        let db = hub(ctx).service.db();
+        let found = match (id, slug) {
+            (Some(id), None) => ActivityRepo::find_by_id(db, scope, parse_id(&id, "id")?)
+                .await
+                .api()?,
+            (None, Some(slug)) => {
+                check_slug_arg(ctx, "slug", &slug)?;
+                ActivityRepo::find_by_slug(db, scope, &slug).await.api()?
+            }
+            _ => return Err(bad_input("id", "give exactly one of `id` and `slug`")),
+        };
+        if let Some(activity) = &found {
+            let look = ctx.look_ahead();
+            loaders(ctx)
+                .prefetch(db, std::slice::from_ref(activity), |name| {
+                    look.field(name).exists()
+                })
+                .await
+                .api()?;
+        }
+        Ok(found.map(ActivityObject::new))
+    }
+
+    /// Counts of the activities the filter selects (published ones by
+    /// default), by field, kind, country, year and format, for dashboards.
+    /// Honours visibility like `activities`. Constant-time in the number of
+    /// activities when the filter names at most one of kinds, formats, one
+    /// field, one country or one city; other filters count the selected rows.
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ActivityFilterInput>,
+    ) -> Result<ActivityStats> {
+        let scope = may_read(ctx)?;
+        activity_stats(ctx, scope, filter).await
+    }
+
+    /// Federation: resolves an `Activity` entity by id.
+    #[graphql(entity)]
+    async fn find_activity_by_id(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<ActivityObject>> {
+        let scope = may_read(ctx)?;
+        let Ok(id) = id.parse::<i64>() else {
+            return Ok(None);
+        };
+        Ok(ActivityRepo::find_by_id(hub(ctx).service.db(), scope, id)
+            .await
+            .api()?
+            .map(ActivityObject::new))
+    }
+}

@@ -1,0 +1,137 @@
+//! Publishing: `publishActivity`, `updateActivity`, `publishDraft`,
+//! `cancelActivity`, `deleteActivity`, `joinActivity` and `leaveActivity`.
+//! Each is one service call, which is one transaction with its audit
+//! record and its event.
+
+use async_graphql::{Context, ID, Object, Result};
+
+use crate::error::ResultExt;
+use crate::inputs::{ActivityInput, ActivityPatch};
+use crate::objects::activity::ActivityObject;
+use crate::objects::parse_id;
+use crate::state::{actor, hub};
+
+/// The writes of activities.
+#[derive(Default)]
+pub struct PublishingMutation;
+
+/// The writes of activities.
+#[Object]
+impl PublishingMutation {
+    /// Publishes an activity with the token's city as publisher and first host (the secretariat publishes network activities with no city publisher). `draft: true` keeps it visible only to its city and the secretariat. With an `idempotencyKey`, retrying the same request returns the first result and creates nothing; the same key with another input is a `CONFLICT`.
+    async fn publish_activity(
+        &self,
+        ctx: &Context<'_>,
+        input: ActivityInput,
+        #[graphql(default_with = "Some(false)")] draft: Option<bool>,
+        idempotency_key: Option<String>,
+    ) -> Result<ActivityObject> {
+        if let Some(key) = &idempotency_key {
+            cityhub_domain::chars::check_text(
+                "idempotencyKey",
+                key,
+                cityhub_domain::chars::TextKind::Line,
+            )
+            .map_err(crate::error::domain)?;
+        }
+        let activity = hub(ctx)
+            .service
+            .publish(
+                actor(ctx),
+                input.into(),
+                draft.unwrap_or(false),
+                idempotency_key.as_deref(),
+            )
+            .await
+            .api()?;
+        Ok(ActivityObject::new(activity))
+    }
+
+    /// Changes an activity the token's city hosts. With `expectedVersion`, a concurrent change makes this a `CONFLICT` instead of overwriting it.
+    async fn update_activity(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        patch: ActivityPatch,
+        expected_version: Option<i32>,
+    ) -> Result<ActivityObject> {
+        let id = parse_id(&id, "id")?;
+        let activity = hub(ctx)
+            .service
+            .update(actor(ctx), id, patch.into(), expected_version)
+            .await
+            .api()?;
+        Ok(ActivityObject::new(activity))
+    }
+
+    /// Makes a draft public (a `PUBLISHED` event for everyone).
+    async fn publish_draft(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: Option<i32>,
+    ) -> Result<ActivityObject> {
+        let id = parse_id(&id, "id")?;
+        let activity = hub(ctx)
+            .service
+            .publish_draft(actor(ctx), id, expected_version)
+            .await
+            .api()?;
+        Ok(ActivityObject::new(activity))
+    }
+
+    /// Cancels a published activity the token's city hosts; it stays visible as cancelled.
+    async fn cancel_activity(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> Result<ActivityObject> {
+        if let Some(reason) = &reason {
+            cityhub_domain::chars::check_text(
+                "reason",
+                reason,
+                cityhub_domain::chars::TextKind::Prose,
+            )
+            .map_err(crate::error::domain)?;
+        }
+        let id = parse_id(&id, "id")?;
+        let activity = hub(ctx)
+            .service
+            .cancel(actor(ctx), id, reason)
+            .await
+            .api()?;
+        Ok(ActivityObject::new(activity))
+    }
+
+    /// Deletes an activity the token's city published; it disappears from every read. Returns its id.
+    async fn delete_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let id = parse_id(&id, "id")?;
+        let deleted = hub(ctx).service.delete(actor(ctx), id).await.api()?;
+        Ok(ID(deleted.to_string()))
+    }
+
+    /// The token's city joins a published activity as a participant.
+    async fn join_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ActivityObject> {
+        let id = parse_id(&id, "id")?;
+        Ok(ActivityObject::new(
+            hub(ctx)
+                .service
+                .participate(actor(ctx), id, true)
+                .await
+                .api()?,
+        ))
+    }
+
+    /// The token's city stops participating in an activity.
+    async fn leave_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ActivityObject> {
+        let id = parse_id(&id, "id")?;
+        Ok(ActivityObject::new(
+            hub(ctx)
+                .service
+                .participate(actor(ctx), id, false)
+                .await
+                .api()?,
+        ))
+    }
+}
