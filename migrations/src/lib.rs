@@ -10,6 +10,7 @@ mod m20261201_000002_persisted_queries;
 mod m20261201_000002_stats;
 mod m20261201_000003_event_order;
 mod m20261201_000004_stats_lock_order;
+mod m20261201_000005_stats_refresh_any;
 
 /// Runs cityhub's migrations in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_stats::Migration),
             Box::new(m20261201_000003_event_order::Migration),
             Box::new(m20261201_000004_stats_lock_order::Migration),
+            Box::new(m20261201_000005_stats_refresh_any::Migration),
         ]
     }
 }

@@ -471,14 +471,18 @@ both_backends!(
         let url = test_db.url.clone();
         hub.stop().await;
 
-        // The lock-order migration first, the event order, then the kept
-        // counts themselves.
-        let out = run(&url, &["migrate", "down", "--steps", "3"]).await;
-        assert!(out.contains("rolled back 3"), "{out}");
+        // The refresh's `= ANY` form, the lock-order migration, the event
+        // order, then the kept counts themselves.
+        let out = run(&url, &["migrate", "down", "--steps", "4"]).await;
+        assert!(out.contains("rolled back 4"), "{out}");
         let out = run(&url, &["migrate", "status"]).await;
         assert!(out.contains("pending m20261201_000002_stats"), "{out}");
         assert!(
             out.contains("pending m20261201_000004_stats_lock_order"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pending m20261201_000005_stats_refresh_any"),
             "{out}"
         );
         // Gone for good: writes without the triggers still work.
