@@ -258,11 +258,17 @@ fn city_index_slug(filter: &ActivityFilter) -> Option<&str> {
 }
 
 /// `activities.id, activities.slug, …`: the model's columns (never `*`,
-/// which on PostgreSQL would also fetch the `tsvector`).
+/// which on PostgreSQL would also fetch the `tsvector`), except the folded
+/// search text, which no read returns and which is as long as the
+/// description: `'' AS search_text` keeps the model's shape without
+/// reading it (a city's calendar of 300 rows moved about 300 KB less).
 static ACTIVITY_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     use sea_orm::{IdenStatic, Iterable};
     activity::Column::iter()
-        .map(|c| format!("activities.{}", c.as_str()))
+        .map(|c| match c {
+            activity::Column::SearchText => "'' AS search_text".to_owned(),
+            c => format!("activities.{}", c.as_str()),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 });
