@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use cityhub_domain::filter::{MAX_SEARCH_TERMS, theme_key};
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
     ActivityStatus, CityId, DatePrecision, Document, DocumentKind, text,
@@ -145,11 +146,7 @@ pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend
         ));
     }
     if !filter.themes.is_empty() {
-        let (marks, values) = in_list(
-            backend,
-            1,
-            filter.themes.iter().map(|t| text::fold(t.trim())),
-        );
+        let (marks, values) = in_list(backend, 1, filter.themes.iter().map(|t| theme_key(t)));
         cond = cond.add(Expr::cust_with_values(
             format!("activities.id IN (SELECT activity_id FROM activity_themes WHERE theme_key IN {marks})"),
             values,
@@ -203,7 +200,7 @@ pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend
             .add(activity::Column::StartKey.gt(0));
     }
     if let Some(query) = &filter.text {
-        let terms = text::search_terms(query, 16);
+        let terms = text::search_terms(query, MAX_SEARCH_TERMS);
         if terms.is_empty() {
             // Nothing searchable (only punctuation): matches nothing, as a
             // search for nothing should.
@@ -1099,12 +1096,7 @@ impl ActivityRepo {
                 .exec_without_returning(db)
                 .await?;
         }
-        let mut theme_keys: Vec<String> = write
-            .input
-            .themes
-            .iter()
-            .map(|t| text::fold(t.trim()))
-            .collect();
+        let mut theme_keys: Vec<String> = write.input.themes.iter().map(|t| theme_key(t)).collect();
         dedup_in_order(&mut theme_keys);
         if !theme_keys.is_empty() {
             let rows = theme_keys.into_iter().map(|k| activity_theme::ActiveModel {
