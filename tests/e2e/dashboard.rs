@@ -87,6 +87,18 @@ both_backends!(
 );
 
 /// The number of feed items whose slug is `slug`, as a JavaScript expression.
+/// The script that is true once the page's connection is live.
+const LIVE: &str = "return document.getElementById('connection').dataset.state === 'live';";
+
+/// Publishes `publish` (a mutation taking the title as `$t`) as `token`;
+/// returns the new activity's slug.
+async fn publish_titled(hub: &TestHub, publish: &str, title: &str, token: &str) -> String {
+    hub.ok(publish, json!({ "t": title }), Some(token)).await["publishActivity"]["slug"]
+        .as_str()
+        .expect("slug")
+        .to_owned()
+}
+
 fn count_in_feed(slug: &str) -> String {
     format!(r#"document.querySelectorAll('#feed li[data-slug="{slug}"]').length"#)
 }
@@ -108,20 +120,9 @@ both_backends!(
                 "return document.getElementById('total').textContent.replace(/\\D/g, '') === '{seeded}';"
             ))
             .await;
-        browser
-            .wait_until("return document.getElementById('connection').dataset.state === 'live';")
-            .await;
+        browser.wait_until(LIVE).await;
         let publish = r#"mutation($t: String!) { publishActivity(input: { kind: WORKSHOP, title: $t, startDate: "2026-06-01", fields: [GASTRONOMY] }) { slug } }"#;
-        let slug_of = |data: serde_json::Value| {
-            data["publishActivity"]["slug"]
-                .as_str()
-                .expect("slug")
-                .to_owned()
-        };
-        let first = slug_of(
-            hub.ok(publish, json!({ "t": "Dashboard live one" }), Some(&lyon))
-                .await,
-        );
+        let first = publish_titled(&hub, publish, "Dashboard live one", &lyon).await;
         // It reaches the feed once and the total follows.
         browser
             .wait_until(&format!("return {} === 1;", count_in_feed(&first)))
@@ -135,18 +136,8 @@ both_backends!(
         // Leave the page; publish twice; come back: the page resumes from
         // the cursor it kept and shows exactly the events it missed, once.
         browser.goto("about:blank").await;
-        let second = slug_of(
-            hub.ok(publish, json!({ "t": "Dashboard missed two" }), Some(&lyon))
-                .await,
-        );
-        let third = slug_of(
-            hub.ok(
-                publish,
-                json!({ "t": "Dashboard missed three" }),
-                Some(&lyon),
-            )
-            .await,
-        );
+        let second = publish_titled(&hub, publish, "Dashboard missed two", &lyon).await;
+        let third = publish_titled(&hub, publish, "Dashboard missed three", &lyon).await;
         browser.goto(&format!("{}/dashboard", hub.base)).await;
         for slug in [&second, &third] {
             browser
@@ -189,21 +180,11 @@ both_backends!(
                 "return document.getElementById('total').textContent.replace(/\\D/g, '') === '{n}';"
             )
         };
-        let live = "return document.getElementById('connection').dataset.state === 'live';";
         browser.goto(&format!("{}/dashboard", hub.base)).await;
         browser.wait_until(&shows_total(seeded)).await;
-        browser.wait_until(live).await;
+        browser.wait_until(LIVE).await;
         let publish = r#"mutation($t: String!) { publishActivity(input: { kind: FESTIVAL, title: $t, startDate: "2026-09-01", fields: [MUSIC] }) { slug } }"#;
-        let slug_of = |data: serde_json::Value| {
-            data["publishActivity"]["slug"]
-                .as_str()
-                .expect("slug")
-                .to_owned()
-        };
-        let before = slug_of(
-            hub.ok(publish, json!({ "t": "Before the restart" }), Some(&lyon))
-                .await,
-        );
+        let before = publish_titled(&hub, publish, "Before the restart", &lyon).await;
         browser
             .wait_until(&format!("return {} === 1;", count_in_feed(&before)))
             .await;
@@ -221,18 +202,14 @@ both_backends!(
         let other_lyon = other.token(Some("lyon")).await;
         let mut missed = Vec::new();
         for title in ["Published while down one", "Published while down two"] {
-            missed.push(slug_of(
-                other
-                    .ok(publish, json!({ "t": title }), Some(&other_lyon))
-                    .await,
-            ));
+            missed.push(publish_titled(&other, publish, title, &other_lyon).await);
         }
         other.stop().await;
 
         // The hub again, on its port and database: the page reconnects,
         // resumes from the cursor it kept and shows each missed event once.
         let again = TestHub::start_on(backend, test_db, |c| c.listen = listen).await;
-        browser.wait_until(live).await;
+        browser.wait_until(LIVE).await;
         for slug in &missed {
             browser
                 .wait_until(&format!("return {} === 1;", count_in_feed(slug)))
@@ -252,15 +229,7 @@ both_backends!(
         }
         // And it is live on the restarted hub: a new publication arrives.
         let again_lyon = again.token(Some("lyon")).await;
-        let after = slug_of(
-            again
-                .ok(
-                    publish,
-                    json!({ "t": "After the restart" }),
-                    Some(&again_lyon),
-                )
-                .await,
-        );
+        let after = publish_titled(&again, publish, "After the restart", &again_lyon).await;
         browser
             .wait_until(&format!("return {} === 1;", count_in_feed(&after)))
             .await;

@@ -58,7 +58,9 @@ impl std::fmt::Debug for SqliteReader {
 /// SQLite virtual-machine steps between two deadline checks.
 const PROGRESS_STEPS: std::os::raw::c_int = 4_000;
 
-fn reader_error(err: rusqlite::Error) -> StorageError {
+/// A rusqlite error as a storage error: interrupted (past the statement
+/// timeout), busy or I/O failures are `Unavailable`, the rest `Other`.
+pub(crate) fn reader_error(err: rusqlite::Error) -> StorageError {
     match err {
         rusqlite::Error::SqliteFailure(e, _)
             if matches!(

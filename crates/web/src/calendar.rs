@@ -69,7 +69,7 @@ async fn calendar(
     let base = base_url(state, headers);
     let key = CacheKey::new(&reader, &base, "ics", uri);
     let rendering = async {
-        let listing = match listing::load(
+        let listing = listing::load(
             state,
             reader.clone(),
             ListingRequest {
@@ -80,11 +80,7 @@ async fn calendar(
                 dated_only: true,
             },
         )
-        .await
-        {
-            Ok(listing) => listing,
-            Err(response) => return Err(response),
-        };
+        .await?;
         let name = match &listing.city {
             Some(city) => format!("{} · UNESCO Creative Cities Network", city.name),
             None => "UNESCO Creative Cities Network".to_owned(),

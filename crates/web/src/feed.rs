@@ -58,7 +58,7 @@ async fn feed(
     let base = base_url(state, headers);
     let key = CacheKey::new(&reader, &base, "atom", uri);
     let rendering = async {
-        let listing = match listing::load(
+        let listing = listing::load(
             state,
             reader.clone(),
             ListingRequest {
@@ -69,11 +69,7 @@ async fn feed(
                 dated_only: false,
             },
         )
-        .await
-        {
-            Ok(listing) => listing,
-            Err(response) => return Err(response),
-        };
+        .await?;
         let (title, self_path) = match &listing.city {
             Some(city) => (
                 format!("{} · UNESCO Creative Cities Network activities", city.name),

@@ -20,7 +20,7 @@ use crate::db::ReadConnection;
 use crate::decode::Row;
 use crate::entities::{activity, activity_city, activity_field, activity_theme, document};
 use crate::error::StorageError;
-use crate::sqlite_read::FromSqliteRow;
+use crate::sqlite_read::{Columns, FromSqliteRow, reader_error};
 use crate::time::{date_key, now_micros};
 
 /// The first key of the advisory locks that serialize slug choices.
@@ -306,6 +306,47 @@ impl CitySql {
         super::mark(self.backend, self.values.len())
     }
 
+    /// `SELECT <activity columns>, <host_ids> FROM (SELECT ca.activity_id
+    /// <inner> FROM city_activities ca WHERE <the city's conditions>`: the
+    /// start of both city statements, which close the subquery themselves.
+    fn city_rows(
+        backend: DatabaseBackend,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        city: &str,
+        inner: &str,
+    ) -> Self {
+        let mut sql = Self::new(backend);
+        sql.text.push_str("SELECT ");
+        sql.text.push_str(&ACTIVITY_COLUMNS);
+        sql.text.push_str(host_ids_column(backend));
+        sql.text.push_str(" FROM (SELECT ca.activity_id");
+        sql.text.push_str(inner);
+        sql.text.push_str(" FROM city_activities ca WHERE ");
+        sql.city_conditions(scope, filter, city);
+        sql
+    }
+
+    /// Binds a cursor's integer key and id; returns their placeholders (a
+    /// start-date or update cursor always holds an integer key).
+    fn bind_cursor(&mut self, cursor: &Cursor) -> (String, String) {
+        let key = match cursor.key {
+            CursorKey::Int(k) => k,
+            CursorKey::Text(_) => 0,
+        };
+        (self.bind(key), self.bind(cursor.id))
+    }
+
+    /// Binds the `first + 1` rows a page reads; returns the placeholder.
+    fn bind_limit(&mut self, first: u64) -> String {
+        self.bind(i64::try_from(first + 1).unwrap_or(i64::MAX))
+    }
+
+    /// The statement built so far.
+    fn statement(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+
     /// The city, statuses, scope and date range, as `ca` conditions.
     fn city_conditions(&mut self, scope: ReadScope, filter: &ActivityFilter, city: &str) {
         let slug = self.bind(city.to_owned());
@@ -534,10 +575,8 @@ impl ActivityRepo {
             sql.city_conditions(scope, filter, city);
             let statement = Statement::from_sql_and_values(sql.backend, sql.text, sql.values);
             let n = if let Some(reader) = db.sqlite_reader() {
-                let counts = reader.query(&statement, |row| {
-                    row.get::<_, i64>(0)
-                        .map_err(|e| StorageError::Other(sea_orm::DbErr::Custom(e.to_string())))
-                })?;
+                let counts =
+                    reader.query(&statement, |row| row.get::<_, i64>(0).map_err(reader_error))?;
                 counts.first().copied().unwrap_or(0)
             } else {
                 match db.query_one_raw(statement).await? {
@@ -604,10 +643,7 @@ impl ActivityRepo {
         let mut items = if let Some(reader) = db.sqlite_reader() {
             let host_column = activity::Model::columns().len();
             reader.query_models_with(&statement, |model: activity::Model, row| {
-                let text = row
-                    .get_ref(host_column)
-                    .ok()
-                    .and_then(|v| v.as_str_or_null().ok().flatten());
+                let text = Columns::new("activities", row)?.str_opt(host_column, "host_ids")?;
                 let hosts = host_ids(&model, text)?;
                 to_activity(model, hosts)
             })?
@@ -640,34 +676,22 @@ impl ActivityRepo {
         first: u64,
         after: Option<&Cursor>,
     ) -> Statement {
-        let mut sql = CitySql::new(backend);
+        let mut sql = CitySql::city_rows(backend, scope, filter, city, ", ca.start_key");
         let dir = if descending { "DESC" } else { "ASC" };
-        sql.text.push_str("SELECT ");
-        sql.text.push_str(&ACTIVITY_COLUMNS);
-        sql.text.push_str(host_ids_column(backend));
-        sql.text
-            .push_str(" FROM (SELECT ca.activity_id, ca.start_key FROM city_activities ca WHERE ");
-        sql.city_conditions(scope, filter, city);
         if let Some(cursor) = after {
-            let key = match cursor.key {
-                CursorKey::Int(k) => k,
-                // A start-date cursor always holds an integer key.
-                CursorKey::Text(_) => 0,
-            };
             let op = if descending { "<" } else { ">" };
-            let k = sql.bind(key);
-            let id = sql.bind(cursor.id);
+            let (k, id) = sql.bind_cursor(cursor);
             sql.text.push_str(&format!(
                 " AND (ca.start_key, ca.activity_id) {op} ({k}, {id})"
             ));
         }
-        let limit = sql.bind(i64::try_from(first + 1).unwrap_or(i64::MAX));
+        let limit = sql.bind_limit(first);
         sql.text.push_str(&format!(
             " ORDER BY ca.start_key {dir}, ca.activity_id {dir} LIMIT {limit}) ca \
              JOIN activities ON activities.id = ca.activity_id \
              ORDER BY ca.start_key {dir}, ca.activity_id {dir}"
         ));
-        Statement::from_sql_and_values(sql.backend, sql.text, sql.values)
+        sql.statement()
     }
 
     /// One city's activities, latest change first: the city's entries of
@@ -683,33 +707,22 @@ impl ActivityRepo {
         first: u64,
         after: Option<&Cursor>,
     ) -> Statement {
-        let mut sql = CitySql::new(backend);
-        sql.text.push_str("SELECT ");
-        sql.text.push_str(&ACTIVITY_COLUMNS);
-        sql.text.push_str(host_ids_column(backend));
-        sql.text
-            .push_str(" FROM (SELECT ca.activity_id FROM city_activities ca WHERE ");
-        sql.city_conditions(scope, filter, city);
+        let mut sql = CitySql::city_rows(backend, scope, filter, city, "");
         sql.text
             .push_str(") ca JOIN activities ON activities.id = ca.activity_id");
         if let Some(cursor) = after {
-            let key = match cursor.key {
-                CursorKey::Int(k) => k,
-                CursorKey::Text(_) => 0,
-            };
-            let k = sql.bind(key);
-            let id = sql.bind(cursor.id);
+            let (k, id) = sql.bind_cursor(cursor);
             sql.text.push_str(&format!(
                 " WHERE (activities.updated_at < {k} OR (activities.updated_at = {k} AND activities.id < {id}))"
             ));
         }
-        let limit = sql.bind(i64::try_from(first + 1).unwrap_or(i64::MAX));
+        let limit = sql.bind_limit(first);
         // `+` keeps SQLite from walking `activities_by_updated` in order
         // (the whole network) instead of the city's few rows.
         sql.text.push_str(&format!(
             " ORDER BY +activities.updated_at DESC, activities.id DESC LIMIT {limit}"
         ));
-        Statement::from_sql_and_values(sql.backend, sql.text, sql.values)
+        sql.statement()
     }
 
     async fn cities_of(

@@ -24,6 +24,7 @@ use super::{in_list, mark};
 use crate::db::ReadConnection;
 use crate::entities::activity;
 use crate::error::StorageError;
+use crate::sqlite_read::reader_error;
 
 /// Counts of the activities a filter selects, as a viewer may see them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -209,11 +210,10 @@ async fn rows(
 ) -> Result<Vec<(String, String, i64)>, StorageError> {
     if let Some(reader) = db.sqlite_reader() {
         return reader.query(&statement, |row| {
-            let get = |e: rusqlite::Error| other(format!("stats row: {e}"));
             Ok((
-                row.get::<_, String>(0).map_err(get)?,
-                row.get::<_, String>(1).map_err(get)?,
-                row.get::<_, i64>(2).map_err(get)?,
+                row.get::<_, String>(0).map_err(reader_error)?,
+                row.get::<_, String>(1).map_err(reader_error)?,
+                row.get::<_, i64>(2).map_err(reader_error)?,
             ))
         });
     }
