@@ -211,8 +211,13 @@ impl Config {
         if self.api.max_page_size == 0 {
             bail!("api.max_page_size must be at least 1");
         }
-        if self.cache.max_documents == 0 || self.cache.max_persisted_in_memory == 0 {
-            bail!("cache.max_documents and cache.max_persisted_in_memory must be positive");
+        if self.cache.max_documents == 0
+            || self.cache.max_persisted_in_memory == 0
+            || self.cache.max_persisted_stored == 0
+        {
+            bail!(
+                "cache.max_documents, cache.max_persisted_in_memory and cache.max_persisted_stored must be positive"
+            );
         }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             bail!("log.format must be `pretty` or `json`");

@@ -169,8 +169,8 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(&config);
     match cli.command {
         Command::Schema => Ok(()),
-        Command::Demo { .. } => serve(config, true).await,
-        Command::Serve => serve(config, false).await,
+        Command::Demo { .. } => serve(config, Mode::Demo).await,
+        Command::Serve => serve(config, Mode::Serve).await,
         Command::Migrate { action } => migrate(config, action.unwrap_or(MigrateAction::Up)).await,
         Command::Seed => {
             let db = app::connect(&config).await?;
@@ -190,16 +190,25 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// How `serve` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `cityhub serve`: serve the database as it is.
+    Serve,
+    /// `cityhub demo`: seed the network first and print ready tokens.
+    Demo,
+}
+
 /// Serves until Ctrl-C or SIGTERM; the demo first seeds the network and
 /// prints its URL with ready tokens.
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+async fn serve(config: Config, mode: Mode) -> anyhow::Result<()> {
     raise_open_files_limit();
     let addr = config.listen_addr()?;
     let hub = app::build(&config).await?;
     let listener = app::bind(addr, config.http.listen_backlog)
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    if demo {
+    if mode == Mode::Demo {
         print_demo(
             &config,
             hub.service.db(),

@@ -10,8 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use cityhub_domain::{
-    ActivityFilter, ActivityFormat, ActivityInput, ActivityKind, ActivityOrder, ActivityStatus,
-    Actor, City, CityId, CreativeField, DatePrecision, ReadScope, Surroundings,
+    ActivityFilter, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
+    ActivityStatus, Actor, City, CityId, CreativeField, DatePrecision, Participation, PublishAs,
+    ReadScope, Surroundings,
 };
 use cityhub_storage::{ActivityRepo, CityFilter, CityRepo};
 use proptest::prelude::*;
@@ -304,7 +305,7 @@ async fn generate(hub: &TestHub, runner: &mut TestRunner, cities: &[City]) -> us
         let publisher = actor(spec.publisher);
         let draft = matches!(spec.fate, Fate::Draft | Fate::DraftThenPublished);
         let activity = service
-            .publish(&publisher, input, draft, None)
+            .publish(&publisher, input, PublishAs::from_draft_flag(draft), None)
             .await
             .unwrap_or_else(|e| panic!("publish {spec:?}: {e}"));
         written += 1;
@@ -318,7 +319,9 @@ async fn generate(hub: &TestHub, runner: &mut TestRunner, cities: &[City]) -> us
             for i in spec.participants.iter().collect::<BTreeSet<_>>() {
                 if *i != spec.publisher && !spec.co_hosts.contains(i) {
                     // Joining twice, or as a host, is refused: no matter.
-                    let _ = service.participate(&actor(*i), activity.id, true).await;
+                    let _ = service
+                        .participate(&actor(*i), activity.id, Participation::Join)
+                        .await;
                 }
             }
         }
@@ -344,7 +347,7 @@ async fn generate(hub: &TestHub, runner: &mut TestRunner, cities: &[City]) -> us
 /// Every activity with its surroundings, and whether it is deleted.
 struct Dataset {
     activities: Vec<(cityhub_domain::Activity, bool)>,
-    participants: HashMap<i64, Vec<CityId>>,
+    participants: HashMap<ActivityId, Vec<CityId>>,
     cities: HashMap<CityId, City>,
 }
 
@@ -362,9 +365,9 @@ async fn dataset(hub: &TestHub, cities: &[City]) -> Dataset {
     for row in rows {
         let id: i64 = row.try_get("", "id").expect("id");
         let gone: i32 = row.try_get("", "deleted").expect("deleted");
-        deleted.insert(id, gone == 1);
+        deleted.insert(ActivityId(id), gone == 1);
     }
-    let ids: Vec<i64> = deleted.keys().copied().collect();
+    let ids: Vec<ActivityId> = deleted.keys().copied().collect();
     let found = ActivityRepo::find_by_ids_unscoped(conn, &ids)
         .await
         .expect("activities");
@@ -387,7 +390,7 @@ async fn dataset(hub: &TestHub, cities: &[City]) -> Dataset {
 
 impl Dataset {
     /// What the in-memory rule selects.
-    fn select(&self, scope: ReadScope, filter: &ActivityFilter) -> BTreeSet<i64> {
+    fn select(&self, scope: ReadScope, filter: &ActivityFilter) -> BTreeSet<ActivityId> {
         let none = Vec::new();
         self.activities
             .iter()
@@ -438,7 +441,7 @@ both_backends!(sql_and_memory_select_alike, |backend: Backend| async move {
             .await
             .unwrap_or_else(|e| panic!("page for {filter:?}: {e}"));
         assert!(!page.has_next);
-        let listed: BTreeSet<i64> = page.items.iter().map(|a| a.id).collect();
+        let listed: BTreeSet<ActivityId> = page.items.iter().map(|a| a.id).collect();
         assert_eq!(
             listed, expected,
             "case {case}: SQL (left) and memory (right) disagree for {scope:?}, {order:?}, {filter:#?}"

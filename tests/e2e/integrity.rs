@@ -3,6 +3,7 @@
 //! client sees an error id, never SQL or the value), and the storage error
 //! names the table, column and row.
 
+use cityhub_domain::ActivityId;
 use cityhub_storage::{ActivityRepo, ReadScope, StorageError};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
@@ -69,7 +70,7 @@ both_backends!(
                 .await;
             assert!(before["activity"]["id"].is_string(), "{before}");
             corrupt(&hub, id, assignment).await;
-            match ActivityRepo::find_by_id(hub.db.conn(), ReadScope::All, id).await {
+            match ActivityRepo::find_by_id(hub.db.conn(), ReadScope::All, ActivityId(id)).await {
                 Err(StorageError::Corrupt {
                     table,
                     column: c,

@@ -4,7 +4,9 @@
 //! them turned off, over the seeded network plus activities with
 //! documents, co-hosts, participants, drafts and a cancellation.
 
-use cityhub_domain::{ActivityKind, ActivityOrder, ActivityStatus, CreativeField};
+use cityhub_domain::{
+    ActivityId, ActivityKind, ActivityOrder, ActivityStatus, CityId, CreativeField,
+};
 use cityhub_storage::{
     ActivityFilter, ActivityRepo, CityRepo, Cursor, Db, DbConfig, ReadConnection, ReadScope,
     repo::activity::cursor_of,
@@ -193,7 +195,7 @@ async fn sqlite_read_connections_return_what_sea_orm_returns() {
         ActivityOrder::StartDateAsc,
     )
     .await;
-    let ids: Vec<i64> = everything.iter().map(|a| a.id).collect();
+    let ids: Vec<ActivityId> = everything.iter().map(|a| a.id).collect();
     assert!(ids.len() > 4);
     for a in &everything {
         for scope in scopes {
@@ -232,7 +234,7 @@ async fn sqlite_read_connections_return_what_sea_orm_returns() {
             .await
             .expect("participants")
     );
-    let city_ids: Vec<i64> = everything.iter().flat_map(|a| a.hosts.clone()).collect();
+    let city_ids: Vec<CityId> = everything.iter().flat_map(|a| a.hosts.clone()).collect();
     let fast = CityRepo::find_by_ids(&hub.db, &city_ids)
         .await
         .expect("cities");

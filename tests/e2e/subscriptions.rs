@@ -1125,11 +1125,13 @@ async fn postgres_an_open_writer_holds_back_later_events_without_blocking_them()
     let open = hub.db.conn().begin().await.expect("begin");
     cityhub_storage::repo::events::EventLog::append(
         &open,
-        first_id.parse().expect("numeric id"),
-        cityhub_domain::ActivityEventType::Updated,
-        None,
-        cityhub_domain::ActivityStatus::Published,
-        None,
+        cityhub_storage::repo::events::NewEvent {
+            activity: cityhub_domain::ActivityId(first_id.parse().expect("numeric id")),
+            event_type: cityhub_domain::ActivityEventType::Updated,
+            actor: None,
+            status: cityhub_domain::ActivityStatus::Published,
+            published_by: None,
+        },
     )
     .await
     .expect("append in the open transaction");

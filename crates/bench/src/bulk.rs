@@ -35,9 +35,9 @@ impl BulkRepo {
                     .iter()
                     .enumerate()
                     .map(move |(i, city)| activity_city::ActiveModel {
-                        activity_id: Set(*activity),
+                        activity_id: Set(activity.get()),
                         role: Set(PARTICIPANT.to_owned()),
-                        city_id: Set(*city),
+                        city_id: Set(city.get()),
                         position: Set(i32::try_from(i).unwrap_or(i32::MAX)),
                     })
             })

@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use chrono::{Datelike, Duration, NaiveDate};
 use cityhub_domain::{
-    ActivityFormat, ActivityInput, ActivityKind, ActivityStatus, CityId, CityInput, CreativeField,
-    DatePrecision, DocumentInput, DocumentKind, Limits, text,
+    ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityStatus, CityId, CityInput,
+    CreativeField, DatePrecision, DocumentInput, DocumentKind, Limits, text,
 };
 use cityhub_storage::repo::activity::ActivityWrite;
 use cityhub_storage::{ActivityRepo, CityRepo, Db, DbConfig};
@@ -241,7 +241,7 @@ async fn insert_activities(
         .map(|i| activity(cities, seed, i, &limits))
         .collect::<anyhow::Result<_>>()?;
     let txn = db.conn().begin().await?;
-    let mut participants: Vec<(i64, Vec<CityId>)> = Vec::new();
+    let mut participants: Vec<(ActivityId, Vec<CityId>)> = Vec::new();
     for g in &generated {
         let id = ActivityRepo::insert(&txn, &g.write, g.status, g.published_by).await?;
         if !g.participants.is_empty() {

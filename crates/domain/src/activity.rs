@@ -9,6 +9,62 @@ use crate::error::DomainError;
 use crate::limits::Limits;
 use crate::slug::Slug;
 
+/// How a new activity is published: visible to the network, or as a
+/// draft only its publisher (and the secretariat) sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishAs {
+    /// Published: everyone sees it.
+    Published,
+    /// A draft, published later with `publishDraft`.
+    Draft,
+}
+
+impl PublishAs {
+    /// `Draft` when `draft` is true (the API's `draft: Boolean` argument).
+    #[must_use]
+    pub fn from_draft_flag(draft: bool) -> Self {
+        if draft { Self::Draft } else { Self::Published }
+    }
+
+    /// The status the activity is stored with.
+    #[must_use]
+    pub fn status(self) -> crate::ActivityStatus {
+        match self {
+            Self::Published => crate::ActivityStatus::Published,
+            Self::Draft => crate::ActivityStatus::Draft,
+        }
+    }
+}
+
+/// A city joining an activity as a participant, or leaving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Participation {
+    /// `joinActivity`.
+    Join,
+    /// `leaveActivity`.
+    Leave,
+}
+
+impl Participation {
+    /// The policy action it needs.
+    #[must_use]
+    pub fn action(self) -> crate::Action {
+        match self {
+            Self::Join => crate::Action::Join,
+            Self::Leave => crate::Action::Leave,
+        }
+    }
+
+    /// The mutation's name, as audited.
+    #[must_use]
+    pub fn mutation(self) -> &'static str {
+        match self {
+            Self::Join => "joinActivity",
+            Self::Leave => "leaveActivity",
+        }
+    }
+}
+
 /// A document attached to an activity (communiqué, publication, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentInput {

@@ -173,6 +173,7 @@ pub fn event_json_ld(activity: &Activity, ctx: JsonLdContext<'_>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ActivityId;
     use crate::enums::{ActivityKind, CreativeField};
     use chrono::Utc;
 
@@ -192,7 +193,7 @@ mod tests {
 
     fn activity(precision: DatePrecision, format: ActivityFormat) -> Activity {
         Activity {
-            id: 7,
+            id: ActivityId(7),
             slug: "annual-meeting-2011-seoul".into(),
             kind: ActivityKind::AnnualMeeting,
             format,
@@ -204,13 +205,13 @@ mod tests {
             end_date: NaiveDate::from_ymd_opt(2011, 1, 3),
             date_precision: precision,
             venue: None,
-            venue_city_id: Some(1),
+            venue_city_id: Some(CityId(1)),
             organizations: vec!["UNESCO".into()],
             fields: vec![],
             themes: vec!["music".into(), "cities".into()],
             objectives: vec![],
-            published_by: Some(1),
-            hosts: vec![1],
+            published_by: Some(CityId(1)),
+            hosts: vec![CityId(1)],
             published_at: None,
             updated_at: Utc::now(),
             version: 1,
@@ -219,7 +220,7 @@ mod tests {
     }
 
     fn build(a: &Activity) -> Value {
-        let cities = HashMap::from([(1, city(1, "seoul", "Seoul", "KR"))]);
+        let cities = HashMap::from([(CityId(1), city(CityId(1), "seoul", "Seoul", "KR"))]);
         event_json_ld(
             a,
             JsonLdContext {

@@ -16,7 +16,7 @@ pub mod slug;
 pub mod text;
 pub mod visibility;
 
-pub use activity::{ActivityInput, ActivityPatch, DocumentInput};
+pub use activity::{ActivityInput, ActivityPatch, DocumentInput, Participation, PublishAs};
 pub use city::{CityInput, CityPatch};
 pub use enums::{
     ActivityEventType, ActivityFormat, ActivityKind, ActivityOrder, ActivityStatus, CreativeField,
@@ -30,7 +30,6 @@ pub use records::{Activity, City, Document};
 pub use slug::Slug;
 pub use visibility::ReadScope;
 
-/// Database identifier of a member city.
-pub type CityId = i64;
-/// Database identifier of an activity.
-pub type ActivityId = i64;
+pub mod ids;
+
+pub use ids::{ActivityId, CityId};

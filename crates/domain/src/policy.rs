@@ -159,9 +159,9 @@ mod tests {
     use super::*;
     use ActivityStatus::*;
 
-    const A: CityId = 1;
-    const B: CityId = 2;
-    const C: CityId = 3;
+    const A: CityId = CityId(1);
+    const B: CityId = CityId(2);
+    const C: CityId = CityId(3);
 
     fn city(id: CityId) -> Actor {
         Actor::City {

@@ -50,12 +50,15 @@ mod tests {
         use ActivityStatus::*;
         for status in ActivityStatus::ALL {
             let public = *status != Draft;
-            assert!(ReadScope::All.sees(*status, Some(7)));
+            assert!(ReadScope::All.sees(*status, Some(CityId(7))));
             assert!(ReadScope::All.sees(*status, None));
-            assert!(ReadScope::City(7).sees(*status, Some(7)));
-            assert_eq!(ReadScope::City(8).sees(*status, Some(7)), public);
-            assert_eq!(ReadScope::City(8).sees(*status, None), public);
-            assert_eq!(ReadScope::Public.sees(*status, Some(7)), public);
+            assert!(ReadScope::City(CityId(7)).sees(*status, Some(CityId(7))));
+            assert_eq!(
+                ReadScope::City(CityId(8)).sees(*status, Some(CityId(7))),
+                public
+            );
+            assert_eq!(ReadScope::City(CityId(8)).sees(*status, None), public);
+            assert_eq!(ReadScope::Public.sees(*status, Some(CityId(7))), public);
         }
     }
 
@@ -64,9 +67,9 @@ mod tests {
         assert_eq!(ReadScope::for_actor(&Actor::Anonymous), ReadScope::Public);
         assert_eq!(ReadScope::for_actor(&Actor::Secretariat), ReadScope::All);
         let city = Actor::City {
-            id: 3,
+            id: CityId(3),
             slug: "c".into(),
         };
-        assert_eq!(ReadScope::for_actor(&city), ReadScope::City(3));
+        assert_eq!(ReadScope::for_actor(&city), ReadScope::City(CityId(3)));
     }
 }

@@ -49,30 +49,30 @@ impl EventFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cityhub_domain::{ActivityEventType, ActivityStatus};
+    use cityhub_domain::{ActivityEventType, ActivityId, ActivityStatus, CityId};
 
     #[test]
     fn drafts_reach_only_their_city_and_the_secretariat() {
         let record = EventRecord {
             seq: 1,
-            activity_id: 1,
+            activity_id: ActivityId(1),
             event_type: ActivityEventType::Published,
             occurred_at: chrono::Utc::now(),
-            actor_city_id: Some(7),
+            actor_city_id: Some(CityId(7)),
             status: ActivityStatus::Draft,
-            published_by: Some(7),
+            published_by: Some(CityId(7)),
         };
         assert!(visible(&Actor::Secretariat, &record));
         assert!(visible(
             &Actor::City {
-                id: 7,
+                id: CityId(7),
                 slug: "a".into()
             },
             &record
         ));
         assert!(!visible(
             &Actor::City {
-                id: 8,
+                id: CityId(8),
                 slug: "b".into()
             },
             &record

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cityhub_domain::{Activity, City, CityId, Document};
+use cityhub_domain::{Activity, ActivityId, City, CityId, Document};
 use cityhub_storage::repo::events::{EventLog, EventRecord};
 use cityhub_storage::{ActivityRepo, CityRepo, Db, StorageError};
 
@@ -59,7 +59,7 @@ pub async fn load_live(
     records: Vec<EventRecord>,
 ) -> Result<Vec<Arc<LiveEvent>>, StorageError> {
     let conn = db;
-    let mut ids: Vec<i64> = records.iter().map(|r| r.activity_id).collect();
+    let mut ids: Vec<ActivityId> = records.iter().map(|r| r.activity_id).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut activities = ActivityRepo::find_by_ids_unscoped(conn, &ids).await?;
@@ -69,7 +69,7 @@ pub async fn load_live(
             *a = tombstone(a);
         }
     }
-    let live: Vec<i64> = ids
+    let live: Vec<ActivityId> = ids
         .iter()
         .copied()
         .filter(|id| !deleted.contains(id))
@@ -89,7 +89,7 @@ pub async fn load_live(
     city_ids.sort_unstable();
     city_ids.dedup();
     let cities = CityRepo::find_by_ids(conn, &city_ids).await?;
-    let mut related: HashMap<i64, Arc<Related>> = HashMap::new();
+    let mut related: HashMap<ActivityId, Arc<Related>> = HashMap::new();
     for id in &ids {
         let p = participants.remove(id).unwrap_or_default();
         let d = documents.remove(id).unwrap_or_default();

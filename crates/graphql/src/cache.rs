@@ -45,6 +45,9 @@ pub struct CacheSettings {
     pub persisted_queries: bool,
     /// Most persisted documents kept in memory (all are in the database).
     pub max_persisted_in_memory: usize,
+    /// Most persisted documents kept in the database; registering one more
+    /// drops the oldest (its clients register it again).
+    pub max_persisted_stored: u64,
 }
 
 impl Default for CacheSettings {
@@ -58,6 +61,7 @@ impl Default for CacheSettings {
             cache_control_private: "private, no-cache".into(),
             persisted_queries: true,
             max_persisted_in_memory: 10_000,
+            max_persisted_stored: 10_000,
         }
     }
 }
@@ -80,7 +84,7 @@ pub enum Visibility {
     /// No token.
     Anonymous,
     /// A city's token.
-    City(i64),
+    City(cityhub_domain::CityId),
     /// The secretariat's token.
     Secretariat,
 }

@@ -4,7 +4,7 @@
 //! `UNAUTHENTICATED`, never served as anonymous.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Value};
@@ -21,6 +21,7 @@ use crate::cache::Visibility;
 use crate::error::Code;
 use crate::guard::ClientAddr;
 use crate::loaders::Loaders;
+use crate::metrics::Outcome;
 use crate::response::UNAVAILABLE_RETRY_AFTER;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -134,8 +135,13 @@ async fn execute(
     svc: &GraphqlService,
     parts: &axum::http::request::Parts,
     mut request: async_graphql::Request,
-    get: bool,
 ) -> Response {
+    // GET (and HEAD, which axum routes to the GET handler) may only read,
+    // and only its answers carry an ETag.
+    let get = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
     let headers = &parts.headers;
     let principal = match principal_of(&svc.auth, headers).await {
         Ok(p) => p,
@@ -206,7 +212,8 @@ async fn execute(
     if let (Some(v), Some(k)) = (version, &key)
         && let Some(body) = svc.cache.get(k, v)
     {
-        svc.metrics.observe(operation.as_deref(), true, 0.0);
+        svc.metrics
+            .observe(operation.as_deref(), Outcome::Ok, Duration::ZERO);
         let mut response =
             (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
         if let Some(tag) = &tag {
@@ -292,8 +299,8 @@ async fn execute(
     let executed = crate::error::assign_missing_codes(&mut response);
     svc.metrics.observe(
         operation.as_deref(),
-        response.errors.is_empty(),
-        started.elapsed().as_secs_f64(),
+        Outcome::of(&response),
+        started.elapsed(),
     );
     let request_error = !executed && response.errors.iter().any(is_request_error);
     let rate_limited = response
@@ -447,7 +454,7 @@ pub async fn graphql_get(State(svc): State<GraphqlService>, request: Request) ->
             }
         }
     }
-    execute(&svc, &parts, request, true).await
+    execute(&svc, &parts, request).await
 }
 
 /// `POST /graphql`: a JSON GraphQL request.
@@ -494,7 +501,7 @@ pub async fn graphql_post(State(svc): State<GraphqlService>, request: Request) -
             );
         }
     };
-    execute(&svc, &parts, request, false).await
+    execute(&svc, &parts, request).await
 }
 
 /// The Content-Security-Policy GraphiQL is served under.

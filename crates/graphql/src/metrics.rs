@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,6 +12,26 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// How a GraphQL request ended, as counted in `cityhub_graphql_requests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered without errors.
+    Ok,
+    /// Answered with at least one error.
+    Error,
+}
+
+impl Outcome {
+    /// The outcome of an executed response.
+    pub fn of(response: &async_graphql::Response) -> Self {
+        if response.errors.is_empty() {
+            Self::Ok
+        } else {
+            Self::Error
+        }
+    }
+}
 
 /// Labels of a GraphQL request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -150,8 +171,10 @@ impl Metrics {
         }
     }
 
-    /// Records one GraphQL request.
-    pub fn observe(&self, operation: Option<&str>, ok: bool, seconds: f64) {
+    /// Records one GraphQL request: its operation name, outcome and
+    /// duration.
+    pub fn observe(&self, operation: Option<&str>, outcome: Outcome, took: Duration) {
+        let seconds = took.as_secs_f64();
         let name = match operation {
             None => "anonymous".to_owned(),
             Some(op)
@@ -170,7 +193,11 @@ impl Metrics {
             }
             Some(_) => "other".to_owned(),
         };
-        let outcome = if ok { "ok" } else { "error" }.to_owned();
+        let outcome = match outcome {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+        }
+        .to_owned();
         self.requests
             .get_or_create(&RequestLabels {
                 operation: name,

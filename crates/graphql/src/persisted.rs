@@ -12,7 +12,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::Code;
-use crate::response::error_response;
+use crate::response::{error_response, unavailable_response};
 use crate::service::GraphqlService;
 
 /// The SHA-256 of a document, in lowercase hex.
@@ -83,11 +83,7 @@ pub async fn resolve(
             Ok(None) => Err(not_found()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read a persisted query");
-                Err(error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Code::InternalServerError,
-                    "the database is unavailable; retry shortly",
-                ))
+                Err(unavailable_response())
             }
         };
     }
@@ -103,7 +99,9 @@ pub async fn resolve(
         if svc.cache.document(&request.query).is_none() {
             return Ok(());
         }
-        if let Err(e) = PersistedQueryRepo::insert(svc.db.conn(), &hash, &request.query).await {
+        let keep = svc.cache.settings().max_persisted_stored;
+        if let Err(e) = PersistedQueryRepo::insert(svc.db.conn(), &hash, &request.query, keep).await
+        {
             tracing::warn!(error = %e, "cannot store a persisted query");
             return Ok(());
         }

@@ -192,7 +192,7 @@ pub async fn upgrade(svc: GraphqlService, parts: &mut Parts) -> HttpResponse {
 enum Visibility {
     Anonymous,
     Secretariat,
-    City(i64),
+    City(cityhub_domain::CityId),
 }
 
 impl Visibility {
@@ -463,10 +463,19 @@ impl Drop for Running {
     }
 }
 
+/// Whether an operation streams events or answers once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    /// A subscription: counted against `max_subscriptions_per_connection`.
+    Subscription,
+    /// A query or mutation: counted against `max_operations_in_flight`.
+    Single,
+}
+
 /// An operation running on the socket.
 struct Op {
     serial: u64,
-    subscription: bool,
+    kind: OpKind,
     _running: Option<Running>,
     _counted: Option<cityhub_events::SubscriberGuard>,
 }
@@ -807,23 +816,31 @@ impl Connection {
         let shape = Shape::of(query, operation.as_deref(), &variables);
         let settings = self.svc.events.settings().clone();
         if shape.subscription {
-            let active = self.ops.values().filter(|o| o.subscription).count();
+            let active = self
+                .ops
+                .values()
+                .filter(|o| o.kind == OpKind::Subscription)
+                .count();
             if active >= settings.max_subscriptions_per_connection {
                 let message = format!(
                     "at most {} subscriptions per connection",
                     settings.max_subscriptions_per_connection
                 );
-                self.refuse_op(&tag, true, Code::RateLimited, &message);
+                self.refuse_op(&tag, OpKind::Subscription, Code::RateLimited, &message);
                 return Step::Continue;
             }
         } else {
-            let running = self.ops.values().filter(|o| !o.subscription).count();
+            let running = self
+                .ops
+                .values()
+                .filter(|o| o.kind == OpKind::Single)
+                .count();
             if running >= settings.max_operations_in_flight {
                 let message = format!(
                     "at most {} operations may run at once on one connection",
                     settings.max_operations_in_flight
                 );
-                self.refuse_op(&tag, false, Code::RateLimited, &message);
+                self.refuse_op(&tag, OpKind::Single, Code::RateLimited, &message);
                 return Step::Continue;
             }
         }
@@ -847,7 +864,7 @@ impl Connection {
                     let payload = response_payload(&Response::from_errors(vec![
                         err.into_server_error(async_graphql::Pos::default()),
                     ]));
-                    self.refuse_payload(&tag, true, payload);
+                    self.refuse_payload(&tag, OpKind::Subscription, payload);
                     return Step::Continue;
                 }
             };
@@ -867,7 +884,7 @@ impl Connection {
                 id.to_owned(),
                 Op {
                     serial: tag.serial,
-                    subscription: true,
+                    kind: OpKind::Subscription,
                     _running: Some(running),
                     _counted: Some(counted),
                 },
@@ -885,7 +902,7 @@ impl Connection {
                 id.to_owned(),
                 Op {
                     serial: tag.serial,
-                    subscription: false,
+                    kind: OpKind::Single,
                     _running: Some(Running::Task(handle.abort_handle())),
                     _counted: None,
                 },
@@ -896,16 +913,16 @@ impl Connection {
     }
 
     /// Answers an operation with one error and completes it.
-    fn refuse_op(&mut self, tag: &Arc<OpTag>, subscription: bool, code: Code, message: &str) {
-        self.refuse_payload(tag, subscription, error_payload(code, message));
+    fn refuse_op(&mut self, tag: &Arc<OpTag>, kind: OpKind, code: Code, message: &str) {
+        self.refuse_payload(tag, kind, error_payload(code, message));
     }
 
-    fn refuse_payload(&mut self, tag: &Arc<OpTag>, subscription: bool, payload: Arc<str>) {
+    fn refuse_payload(&mut self, tag: &Arc<OpTag>, kind: OpKind, payload: Arc<str>) {
         self.ops.insert(
             tag.id.clone(),
             Op {
                 serial: tag.serial,
-                subscription,
+                kind,
                 _running: None,
                 _counted: None,
             },

@@ -7,7 +7,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 use crate::db::Db;
 use crate::error::StorageError;
-use crate::repo::audit::AuditRepo;
+use crate::repo::audit::{AuditRepo, AuditTarget};
 use crate::repo::tokens::{KeyRecord, TokenRecord, TokenRepo};
 
 /// Who made a credential change, as the audit log names it
@@ -45,7 +45,7 @@ impl CredentialService {
         TokenRepo::insert(&txn, record).await?;
         AuditRepo::record(
             &txn,
-            &AuditRepo::entry(actor.0, "issueToken", "token", &record.id, None, None),
+            &AuditRepo::entry(actor.0, "issueToken", AuditTarget::Token(&record.id)),
         )
         .await?;
         txn.commit().await?;
@@ -67,7 +67,7 @@ impl CredentialService {
             TokenRepo::revoke(&txn, id).await?;
             AuditRepo::record(
                 &txn,
-                &AuditRepo::entry(actor.0, "revokeToken", "token", id, None, None),
+                &AuditRepo::entry(actor.0, "revokeToken", AuditTarget::Token(id)),
             )
             .await?;
         }
@@ -85,7 +85,7 @@ impl CredentialService {
         TokenRepo::insert_key(&txn, key).await?;
         AuditRepo::record(
             &txn,
-            &AuditRepo::entry(actor.0, "addSigningKey", "signingKey", &key.kid, None, None),
+            &AuditRepo::entry(actor.0, "addSigningKey", AuditTarget::SigningKey(&key.kid)),
         )
         .await?;
         txn.commit().await?;
@@ -99,7 +99,7 @@ impl CredentialService {
         if retired {
             AuditRepo::record(
                 &txn,
-                &AuditRepo::entry(actor.0, "retireSigningKey", "signingKey", kid, None, None),
+                &AuditRepo::entry(actor.0, "retireSigningKey", AuditTarget::SigningKey(kid)),
             )
             .await?;
         }
@@ -118,7 +118,7 @@ impl CredentialService {
         let (txn, _guard) = self.begin().await?;
         AuditRepo::record(
             &txn,
-            &AuditRepo::entry(actor.0, action, "signingKey", kid, None, None),
+            &AuditRepo::entry(actor.0, action, AuditTarget::SigningKey(kid)),
         )
         .await?;
         txn.commit().await?;

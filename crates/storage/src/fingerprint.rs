@@ -14,7 +14,7 @@
 //! still recognised (not a wrong `CONFLICT`). New records are always v2.
 //! Drop [`legacy_v1`] once no idempotency record predates v2.
 
-use cityhub_domain::{ActivityInput, DocumentInput};
+use cityhub_domain::{ActivityInput, DocumentInput, PublishAs};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -56,7 +56,7 @@ struct CanonicalDocument<'a> {
     editors: &'a [String],
 }
 
-fn canonical(input: &ActivityInput, draft: bool) -> CanonicalPublish<'_> {
+fn canonical(input: &ActivityInput, mode: PublishAs) -> CanonicalPublish<'_> {
     // Destructured without `..`: a new input field must be placed here.
     let ActivityInput {
         kind,
@@ -78,7 +78,7 @@ fn canonical(input: &ActivityInput, draft: bool) -> CanonicalPublish<'_> {
         slug,
     } = input;
     CanonicalPublish {
-        draft,
+        draft: mode == PublishAs::Draft,
         kind: kind.as_str(),
         title,
         summary: summary.as_deref(),
@@ -119,24 +119,25 @@ fn canonical_document(document: &DocumentInput) -> CanonicalDocument<'_> {
 }
 
 /// The fingerprint stored with a new idempotency record (current version).
-pub fn fingerprint(input: &ActivityInput, draft: bool) -> String {
+pub fn fingerprint(input: &ActivityInput, mode: PublishAs) -> String {
     // Serializing borrowed strings, bools and vectors cannot fail.
-    let json = serde_json::to_vec(&canonical(input, draft)).unwrap_or_default();
+    let json = serde_json::to_vec(&canonical(input, mode)).unwrap_or_default();
     format!("{V2}{}", hex::encode(Sha256::digest(&json)))
 }
 
 /// The version-1 fingerprint (`Debug` output), kept only to recognise
 /// records written before version 2.
-fn legacy_v1(input: &ActivityInput, draft: bool) -> String {
+fn legacy_v1(input: &ActivityInput, mode: PublishAs) -> String {
+    let draft = mode == PublishAs::Draft;
     hex::encode(Sha256::digest(format!("{input:?}|{draft}").as_bytes()))
 }
 
 /// Whether a stored fingerprint (of any version) was made from this input.
-pub fn matches(stored: &str, input: &ActivityInput, draft: bool) -> bool {
+pub fn matches(stored: &str, input: &ActivityInput, mode: PublishAs) -> bool {
     if stored.starts_with(V2) {
-        stored == fingerprint(input, draft)
+        stored == fingerprint(input, mode)
     } else {
-        stored == legacy_v1(input, draft)
+        stored == legacy_v1(input, mode)
     }
 }
 
@@ -186,7 +187,7 @@ mod tests {
         // Computed independently: SHA-256 of the compact JSON (Python's
         // `json.dumps(separators=(",", ":"), ensure_ascii=False)`).
         assert_eq!(
-            fingerprint(&input(), false),
+            fingerprint(&input(), PublishAs::Published),
             "v2:dc4a66222839d16cd4bafad2602444533b903ccd496062476c0bb54cba64b781"
         );
     }
@@ -196,18 +197,32 @@ mod tests {
         let a = input();
         let mut b = input();
         b.title.push('!');
-        assert_ne!(fingerprint(&a, false), fingerprint(&b, false));
-        assert_ne!(fingerprint(&a, false), fingerprint(&a, true));
-        assert!(matches(&fingerprint(&a, false), &a, false));
-        assert!(!matches(&fingerprint(&a, false), &b, false));
+        assert_ne!(
+            fingerprint(&a, PublishAs::Published),
+            fingerprint(&b, PublishAs::Published)
+        );
+        assert_ne!(
+            fingerprint(&a, PublishAs::Published),
+            fingerprint(&a, PublishAs::Draft)
+        );
+        assert!(matches(
+            &fingerprint(&a, PublishAs::Published),
+            &a,
+            PublishAs::Published
+        ));
+        assert!(!matches(
+            &fingerprint(&a, PublishAs::Published),
+            &b,
+            PublishAs::Published
+        ));
     }
 
     #[test]
     fn recognises_version_1_records() {
         let a = input();
-        let old = legacy_v1(&a, true);
+        let old = legacy_v1(&a, PublishAs::Draft);
         assert_eq!(old.len(), 64);
-        assert!(matches(&old, &a, true));
-        assert!(!matches(&old, &a, false));
+        assert!(matches(&old, &a, PublishAs::Draft));
+        assert!(!matches(&old, &a, PublishAs::Published));
     }
 }

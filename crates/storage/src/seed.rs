@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 use cityhub_domain::{
     ActivityFormat, ActivityInput, ActivityKind, Actor, CityInput, CreativeField, DatePrecision,
-    DocumentInput, DocumentKind,
+    DocumentInput, DocumentKind, PublishAs,
 };
 use serde::Deserialize;
 
@@ -228,7 +228,7 @@ pub async fn load(service: &HubService, dataset: &Dataset) -> Result<SeedReport,
             continue;
         }
         service
-            .publish(&actor, activity.to_input(), false, None)
+            .publish(&actor, activity.to_input(), PublishAs::Published, None)
             .await
             .map_err(fail(&activity.slug))?;
         report.activities_created += 1;

@@ -10,8 +10,8 @@ use tokio::sync::Notify;
 
 use cityhub_domain::{
     Action, Activity, ActivityEventType, ActivityId, ActivityInput, ActivityPatch, ActivityStatus,
-    Actor, City, CityId, CityInput, CityPatch, Denied, DocumentInput, FieldError, Limits, Policy,
-    text,
+    Actor, City, CityId, CityInput, CityPatch, Denied, DocumentInput, FieldError, Limits,
+    Participation, Policy, PublishAs, text,
 };
 use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, Set, TransactionTrait};
 
@@ -19,9 +19,9 @@ use crate::db::Db;
 use crate::entities::idempotency_key;
 use crate::error::StorageError;
 use crate::repo::activity::{ActivityRepo, ActivityWrite, ReadScope};
-use crate::repo::audit::AuditRepo;
+use crate::repo::audit::{AuditRepo, AuditTarget};
 use crate::repo::city::CityRepo;
-use crate::repo::events::EventLog;
+use crate::repo::events::{EventLog, NewEvent};
 use crate::time::now_micros;
 
 /// How many times a transaction is retried after a write race (a slug or
@@ -119,13 +119,22 @@ struct GroupCommit {
 /// the one an idempotency key already named.
 type Published = (ActivityId, Option<Activity>);
 
-/// A publish waiting for the writer.
-struct PublishJob {
+/// One publish's inputs, as they travel from the API through the
+/// group-commit queue into a transaction.
+#[derive(Clone)]
+struct PublishRequest {
     actor: Actor,
     input: ActivityInput,
-    draft: bool,
+    mode: PublishAs,
+    /// The idempotency key, if any.
     key: Option<String>,
+    /// The input's fingerprint, when there is a key.
     hash: Option<String>,
+}
+
+/// A publish waiting for the writer.
+struct PublishJob {
+    request: PublishRequest,
     reply: tokio::sync::oneshot::Sender<Result<Published, ServiceError>>,
 }
 
@@ -208,13 +217,14 @@ impl HubService {
         Ok(self.db.conn().begin().await.map_err(StorageError::from)?)
     }
 
-    /// Publishes an activity as `actor` (as a draft if `draft`). With an
-    /// idempotency key, the same key and input return the first result.
+    /// Publishes an activity as `actor`, public or as a draft (`mode`).
+    /// With an idempotency key, the same key and input return the first
+    /// result.
     pub async fn publish(
         &self,
         actor: &Actor,
         input: ActivityInput,
-        draft: bool,
+        mode: PublishAs,
         idempotency_key: Option<&str>,
     ) -> Result<Activity, ServiceError> {
         let action = if actor.city_id().is_some() || matches!(actor, Actor::Anonymous) {
@@ -229,17 +239,19 @@ impl HubService {
         {
             return Err(FieldError::new("idempotencyKey", "must be 1 to 200 characters").into());
         }
-        let hash = idempotency_key.map(|_| crate::fingerprint::fingerprint(&input, draft));
+        let request = PublishRequest {
+            hash: idempotency_key.map(|_| crate::fingerprint::fingerprint(&input, mode)),
+            actor: actor.clone(),
+            input,
+            mode,
+            key: idempotency_key.map(str::to_owned),
+        };
         let (id, inserted) = match &self.group {
             Some(group) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 if let Ok(mut queue) = group.queue.lock() {
                     queue.push(PublishJob {
-                        actor: actor.clone(),
-                        input: input.clone(),
-                        draft,
-                        key: idempotency_key.map(str::to_owned),
-                        hash: hash.clone(),
+                        request: request.clone(),
                         reply,
                     });
                 }
@@ -247,18 +259,10 @@ impl HubService {
                 match answer.await {
                     Ok(result) => result?,
                     // Not queued (poisoned lock) or dropped: run it alone.
-                    Err(_) => retrying!(self.try_publish(
-                        actor,
-                        &input,
-                        draft,
-                        idempotency_key,
-                        hash.as_deref()
-                    ))?,
+                    Err(_) => retrying!(self.try_publish(&request))?,
                 }
             }
-            None => {
-                retrying!(self.try_publish(actor, &input, draft, idempotency_key, hash.as_deref()))?
-            }
+            None => retrying!(self.try_publish(&request))?,
         };
         // A new activity is answered from the insert itself: no read-back.
         match inserted {
@@ -286,13 +290,7 @@ impl HubService {
         // Publishes that failed with a race, or a batch whose commit
         // failed: each runs on its own, as without group commit.
         for job in rest {
-            let result = retrying!(self.try_publish(
-                &job.actor,
-                &job.input,
-                job.draft,
-                job.key.as_deref(),
-                job.hash.as_deref()
-            ));
+            let result = retrying!(self.try_publish(&job.request));
             let _ = job.reply.send(result);
         }
     }
@@ -312,18 +310,7 @@ impl HubService {
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
             let mut wrote = false;
-            match self
-                .publish_in(
-                    &txn,
-                    &job.actor,
-                    &job.input,
-                    job.draft,
-                    job.key.as_deref(),
-                    job.hash.as_deref(),
-                    &mut wrote,
-                )
-                .await
-            {
+            match self.publish_in(&txn, &job.request, &mut wrote).await {
                 Ok(published) => done.push((job, Ok(published))),
                 Err(e) if wrote => {
                     tracing::debug!(error = %e, "a grouped publish failed while writing; running the batch one by one");
@@ -348,47 +335,37 @@ impl HubService {
         again
     }
 
-    async fn try_publish(
-        &self,
-        actor: &Actor,
-        input: &ActivityInput,
-        draft: bool,
-        key: Option<&str>,
-        hash: Option<&str>,
-    ) -> Result<Published, ServiceError> {
+    async fn try_publish(&self, request: &PublishRequest) -> Result<Published, ServiceError> {
         let _guard = self.db.write_guard().await;
         let txn = self.begin().await?;
-        let published = self
-            .publish_in(&txn, actor, input, draft, key, hash, &mut false)
-            .await?;
+        let published = self.publish_in(&txn, request, &mut false).await?;
         self.commit(txn).await?;
         Ok(published)
     }
 
     /// A publish's statements, in `txn`; `wrote` is set once the first
     /// statement that changes anything ran (everything before only reads).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one publish's inputs, passed through from the queue"
-    )]
     async fn publish_in(
         &self,
         txn: &DatabaseTransaction,
-        actor: &Actor,
-        input: &ActivityInput,
-        draft: bool,
-        key: Option<&str>,
-        hash: Option<&str>,
+        request: &PublishRequest,
         wrote: &mut bool,
     ) -> Result<Published, ServiceError> {
+        let PublishRequest {
+            actor,
+            input,
+            mode,
+            key,
+            hash,
+        } = request;
         let label = actor_label(actor);
         if let (Some(key), Some(_)) = (key, hash) {
             let existing = idempotency_key::Entity::find_by_id((label.clone(), key.to_owned()))
                 .one(txn)
                 .await?;
             if let Some(found) = existing {
-                return if crate::fingerprint::matches(&found.request_hash, input, draft) {
-                    Ok((found.activity_id, None))
+                return if crate::fingerprint::matches(&found.request_hash, input, *mode) {
+                    Ok((ActivityId(found.activity_id), None))
                 } else {
                     Err(ServiceError::Conflict {
                         message: "this idempotency key was used with a different input".into(),
@@ -401,11 +378,7 @@ impl HubService {
         let write = self
             .resolve(txn, input.clone(), publisher, "input", None)
             .await?;
-        let status = if draft {
-            ActivityStatus::Draft
-        } else {
-            ActivityStatus::Published
-        };
+        let status = mode.status();
         *wrote = true;
         let activity = ActivityRepo::insert_returning(txn, &write, status, publisher).await?;
         let id = activity.id;
@@ -414,7 +387,7 @@ impl HubService {
                 actor: Set(label.clone()),
                 key: Set(key.to_owned()),
                 request_hash: Set(hash.to_owned()),
-                activity_id: Set(id),
+                activity_id: Set(id.get()),
                 created_at: Set(now_micros()),
             }
             .insert(txn)
@@ -422,16 +395,19 @@ impl HubService {
         }
         EventLog::append(
             txn,
-            id,
-            ActivityEventType::Published,
-            publisher,
-            status,
-            publisher,
+            NewEvent {
+                activity: id,
+                event_type: ActivityEventType::Published,
+                actor: publisher,
+                status,
+                published_by: publisher,
+            },
         )
         .await?;
         AuditRepo::record(
             txn,
-            &AuditRepo::entry(&label, "publishActivity", "activity", id, None, Some(1)),
+            &AuditRepo::entry(&label, "publishActivity", AuditTarget::Activity(id))
+                .versions(None, 1),
         )
         .await?;
         Ok((id, Some(activity)))
@@ -606,11 +582,13 @@ impl HubService {
             .map_err(conflict_or)?;
         EventLog::append(
             &txn,
-            id,
-            ActivityEventType::Updated,
-            actor.city_id(),
-            current.status,
-            current.published_by,
+            NewEvent {
+                activity: id,
+                event_type: ActivityEventType::Updated,
+                actor: actor.city_id(),
+                status: current.status,
+                published_by: current.published_by,
+            },
         )
         .await?;
         AuditRepo::record(
@@ -618,11 +596,9 @@ impl HubService {
             &AuditRepo::entry(
                 &actor_label(actor),
                 "updateActivity",
-                "activity",
-                id,
-                Some(current.version),
-                Some(version),
-            ),
+                AuditTarget::Activity(id),
+            )
+            .versions(Some(current.version), version),
         )
         .await?;
         self.commit(txn).await?;
@@ -779,37 +755,33 @@ impl HubService {
         };
         EventLog::append(
             &txn,
-            id,
-            event,
-            actor.city_id(),
-            status,
-            current.published_by,
+            NewEvent {
+                activity: id,
+                event_type: event,
+                actor: actor.city_id(),
+                status,
+                published_by: current.published_by,
+            },
         )
         .await?;
         AuditRepo::record(
             &txn,
-            &AuditRepo::entry(
-                &actor_label(actor),
-                name,
-                "activity",
-                id,
-                Some(current.version),
-                Some(version),
-            ),
+            &AuditRepo::entry(&actor_label(actor), name, AuditTarget::Activity(id))
+                .versions(Some(current.version), version),
         )
         .await?;
         self.commit(txn).await?;
         Ok(())
     }
 
-    /// Adds (`join`) or removes the actor's city as a participant.
+    /// Adds the actor's city as a participant, or removes it.
     pub async fn participate(
         &self,
         actor: &Actor,
         id: ActivityId,
-        join: bool,
+        participation: Participation,
     ) -> Result<Activity, ServiceError> {
-        let action = if join { Action::Join } else { Action::Leave };
+        let action = participation.action();
         self.policy.authorize(actor, Action::ReadNetwork, None)?;
         let Some(city) = actor.city_id() else {
             return match actor {
@@ -821,39 +793,35 @@ impl HubService {
             let _guard = self.db.write_guard().await;
             let txn = self.begin().await?;
             let current = self.checked(&txn, actor, action, id, None).await?;
-            if join && current.status != ActivityStatus::Published {
+            if participation == Participation::Join && current.status != ActivityStatus::Published {
                 return Err(ServiceError::conflict(
                     "only a published activity can be joined",
                 ));
             }
-            let version = ActivityRepo::set_participant(&txn, id, current.version, city, join)
-                .await
-                .map_err(conflict_or)?;
+            let version =
+                ActivityRepo::set_participant(&txn, id, current.version, city, participation)
+                    .await
+                    .map_err(conflict_or)?;
             if version != current.version {
                 EventLog::append(
                     &txn,
-                    id,
-                    ActivityEventType::Updated,
-                    Some(city),
-                    current.status,
-                    current.published_by,
+                    NewEvent {
+                        activity: id,
+                        event_type: ActivityEventType::Updated,
+                        actor: Some(city),
+                        status: current.status,
+                        published_by: current.published_by,
+                    },
                 )
                 .await?;
-                let name = if join {
-                    "joinActivity"
-                } else {
-                    "leaveActivity"
-                };
                 AuditRepo::record(
                     &txn,
                     &AuditRepo::entry(
                         &actor_label(actor),
-                        name,
-                        "activity",
-                        id,
-                        Some(current.version),
-                        Some(version),
-                    ),
+                        participation.mutation(),
+                        AuditTarget::Activity(id),
+                    )
+                    .versions(Some(current.version), version),
                 )
                 .await?;
             }
@@ -881,10 +849,7 @@ impl HubService {
             &AuditRepo::entry(
                 &actor_label(actor),
                 "createCity",
-                "city",
-                &city.slug,
-                None,
-                None,
+                AuditTarget::City(&city.slug),
             ),
         )
         .await?;
@@ -919,7 +884,7 @@ impl HubService {
         let city = CityRepo::update(&txn, current.id, &next).await?;
         AuditRepo::record(
             &txn,
-            &AuditRepo::entry(&actor_label(actor), "updateCity", "city", slug, None, None),
+            &AuditRepo::entry(&actor_label(actor), "updateCity", AuditTarget::City(slug)),
         )
         .await?;
         self.commit(txn).await?;

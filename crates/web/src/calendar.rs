@@ -28,6 +28,7 @@ use icalendar::{Calendar, Component, Event, EventLike, EventStatus};
 use crate::WebState;
 use crate::http::{CacheKey, Representation, answer, base_url, reader};
 use crate::listing::{self, ListingRequest};
+use crate::params::ApproximateDates;
 
 /// `GET /calendar.ics`: the network's calendar.
 pub async fn network_calendar(
@@ -90,7 +91,7 @@ async fn calendar(
             &base,
             &listing.activities,
             &listing.cities,
-            listing.query.include_approximate,
+            listing.query.approximate,
         )
         .into_bytes())
     };
@@ -99,8 +100,9 @@ async fn calendar(
 
 /// The (all-day) span of an activity in a calendar, `DTEND` exclusive;
 /// `None` when it does not belong in one.
-pub fn span(activity: &Activity, include_approximate: bool) -> Option<(NaiveDate, NaiveDate)> {
+pub fn span(activity: &Activity, approximate: ApproximateDates) -> Option<(NaiveDate, NaiveDate)> {
     let start = activity.start_date?;
+    let include_approximate = approximate == ApproximateDates::Include;
     match activity.date_precision {
         DatePrecision::Day => {
             let last = activity.end_date.filter(|e| *e >= start).unwrap_or(start);
@@ -153,7 +155,7 @@ pub fn render(
     base: &str,
     activities: &[Activity],
     cities: &HashMap<CityId, City>,
-    include_approximate: bool,
+    approximate: ApproximateDates,
 ) -> String {
     let mut calendar = Calendar::empty();
     calendar.append_property(("VERSION", "2.0"));
@@ -169,7 +171,7 @@ pub fn render(
     // Oldest first: calendars read more naturally, and the order is stable.
     let mut dated: Vec<(&Activity, (NaiveDate, NaiveDate))> = activities
         .iter()
-        .filter_map(|a| span(a, include_approximate).map(|s| (a, s)))
+        .filter_map(|a| span(a, approximate).map(|s| (a, s)))
         .collect();
     dated.sort_by_key(|(a, (start, _))| (*start, a.id));
     for (activity, (start, end)) in dated {
@@ -241,7 +243,7 @@ mod tests {
 
     fn activity(start: Option<NaiveDate>, end: Option<NaiveDate>, p: DatePrecision) -> Activity {
         Activity {
-            id: 1,
+            id: cityhub_domain::ActivityId(1),
             slug: "a".into(),
             kind: ActivityKind::AnnualMeeting,
             format: ActivityFormat::InPerson,
@@ -278,16 +280,28 @@ mod tests {
             Some(d(2015, 5, 28)),
             DatePrecision::Day,
         );
-        assert_eq!(span(&day, false), Some((d(2015, 5, 25), d(2015, 5, 29))));
+        assert_eq!(
+            span(&day, ApproximateDates::LeaveOut),
+            Some((d(2015, 5, 25), d(2015, 5, 29)))
+        );
         let one = activity(Some(d(2015, 5, 25)), None, DatePrecision::Day);
-        assert_eq!(span(&one, false), Some((d(2015, 5, 25), d(2015, 5, 26))));
+        assert_eq!(
+            span(&one, ApproximateDates::LeaveOut),
+            Some((d(2015, 5, 25), d(2015, 5, 26)))
+        );
         let year = activity(Some(d(2010, 1, 1)), None, DatePrecision::Year);
-        assert_eq!(span(&year, false), None);
-        assert_eq!(span(&year, true), Some((d(2010, 1, 1), d(2011, 1, 1))));
+        assert_eq!(span(&year, ApproximateDates::LeaveOut), None);
+        assert_eq!(
+            span(&year, ApproximateDates::Include),
+            Some((d(2010, 1, 1), d(2011, 1, 1)))
+        );
         let month = activity(Some(d(2014, 9, 1)), None, DatePrecision::Month);
-        assert_eq!(span(&month, false), None);
-        assert_eq!(span(&month, true), Some((d(2014, 9, 1), d(2014, 10, 1))));
+        assert_eq!(span(&month, ApproximateDates::LeaveOut), None);
+        assert_eq!(
+            span(&month, ApproximateDates::Include),
+            Some((d(2014, 9, 1), d(2014, 10, 1)))
+        );
         let undated = activity(None, None, DatePrecision::Day);
-        assert_eq!(span(&undated, true), None);
+        assert_eq!(span(&undated, ApproximateDates::Include), None);
     }
 }

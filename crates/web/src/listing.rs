@@ -67,7 +67,7 @@ pub async fn load(
     };
     let mut filter = query.filter.clone();
     if !query.statuses_given {
-        filter.statuses = Some(params::default_statuses(reader.has_token()));
+        filter.statuses = Some(params::default_statuses(reader.scope));
     }
     if request.dated_only && filter.to.is_none() {
         // `to` leaves undated activities out; the last representable day

@@ -5,7 +5,9 @@
 //! GraphQL's own (`ActivityFilter` limits), so both reject the same input.
 
 use chrono::NaiveDate;
-use cityhub_domain::{ActivityFormat, ActivityKind, ActivityStatus, CreativeField, Limits};
+use cityhub_domain::{
+    ActivityFormat, ActivityKind, ActivityStatus, CreativeField, Limits, ReadScope,
+};
 use cityhub_storage::ActivityFilter;
 
 /// Parsed parameters.
@@ -13,10 +15,21 @@ use cityhub_storage::ActivityFilter;
 pub struct WebQuery {
     /// The filter, validated.
     pub filter: ActivityFilter,
-    /// `include=approximate`: month- and year-only dates appear in calendars.
-    pub include_approximate: bool,
+    /// Whether month- and year-only dates appear in calendars
+    /// (`include=approximate`).
+    pub approximate: ApproximateDates,
     /// Whether `status` was given (else the reader's default applies).
     pub statuses_given: bool,
+}
+
+/// What a calendar does with dates known only to the month or the year.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ApproximateDates {
+    /// Left out (the default): a calendar entry needs a day.
+    #[default]
+    LeaveOut,
+    /// Included as all-day entries spanning the month or the year.
+    Include,
 }
 
 /// A parameter the request got wrong: its name and why.
@@ -93,7 +106,7 @@ pub fn parse(
             "from" => out.filter.from = Some(date("from", value)?),
             "to" => out.filter.to = Some(date("to", value)?),
             "include" => match value {
-                "approximate" => out.include_approximate = true,
+                "approximate" => out.approximate = ApproximateDates::Include,
                 other => {
                     return Err(err(
                         "include",
@@ -122,11 +135,12 @@ pub fn parse(
 }
 
 /// The statuses a calendar or feed shows when `status` is not given:
-/// published and cancelled ones, plus drafts the reader may see when it
-/// sent a token (the read scope still hides other cities' drafts).
-pub fn default_statuses(has_token: bool) -> Vec<ActivityStatus> {
+/// published and cancelled ones, plus drafts the reader may see when its
+/// scope is wider than the public's (the scope still hides other cities'
+/// drafts).
+pub fn default_statuses(scope: ReadScope) -> Vec<ActivityStatus> {
     let mut statuses = vec![ActivityStatus::Published, ActivityStatus::Cancelled];
-    if has_token {
+    if scope != ReadScope::Public {
         statuses.push(ActivityStatus::Draft);
     }
     statuses
@@ -151,7 +165,7 @@ mod tests {
         assert_eq!(q.filter.kinds, vec![ActivityKind::AnnualMeeting]);
         assert_eq!(q.filter.cities, vec!["lyon"]);
         assert_eq!(q.filter.countries, vec!["FR"]);
-        assert!(q.include_approximate);
+        assert_eq!(q.approximate, ApproximateDates::Include);
         assert!(q.filter.statuses.is_none());
     }
 

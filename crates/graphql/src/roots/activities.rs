@@ -2,6 +2,7 @@
 //! entity resolver.
 
 use async_graphql::{Context, ID, Object, Result};
+use cityhub_domain::ActivityId;
 use cityhub_storage::ActivityRepo;
 
 use crate::access::{check_slug_arg, may_read};
@@ -10,7 +11,7 @@ use crate::error::{ResultExt, bad_input};
 use crate::inputs::ActivityFilterInput;
 use crate::objects::activity::ActivityObject;
 use crate::objects::connection::ActivityConnection;
-use crate::objects::parse_id;
+use crate::objects::parse_activity_id;
 use crate::objects::stats::{ActivityStats, activity_stats};
 use crate::state::{hub, loaders};
 
@@ -54,7 +55,7 @@ impl ActivityQuery {
         let scope = may_read(ctx)?;
         let db = hub(ctx).service.db();
         let found = match (id, slug) {
-            (Some(id), None) => ActivityRepo::find_by_id(db, scope, parse_id(&id, "id")?)
+            (Some(id), None) => ActivityRepo::find_by_id(db, scope, parse_activity_id(&id, "id")?)
                 .await
                 .api()?,
             (None, Some(slug)) => {
@@ -100,9 +101,11 @@ impl ActivityQuery {
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
         };
-        Ok(ActivityRepo::find_by_id(hub(ctx).service.db(), scope, id)
-            .await
-            .api()?
-            .map(ActivityObject::new))
+        Ok(
+            ActivityRepo::find_by_id(hub(ctx).service.db(), scope, ActivityId(id))
+                .await
+                .api()?
+                .map(ActivityObject::new),
+        )
     }
 }

@@ -2,6 +2,7 @@
 //! the `City` entity resolver; `createCity` and `updateCity`.
 
 use async_graphql::{Context, ID, Object, Result};
+use cityhub_domain::CityId;
 use cityhub_storage::CityRepo;
 use cityhub_storage::Cursor;
 use cityhub_storage::cursor::KeyKind;
@@ -12,7 +13,7 @@ use crate::inputs::{CityFilterInput, CityInput, CityPatch};
 use crate::objects::city::CityObject;
 use crate::objects::connection::CityConnection;
 use crate::objects::network::Network;
-use crate::objects::parse_id;
+use crate::objects::parse_city_id;
 use crate::objects::viewer::Viewer;
 use crate::state::{actor, hub, principal};
 
@@ -74,7 +75,9 @@ impl NetworkQuery {
                 check_slug_arg(ctx, "slug", &slug)?;
                 CityRepo::find_by_slug(db, &slug).await.api()?
             }
-            (None, Some(id)) => CityRepo::find_by_id(db, parse_id(&id, "id")?).await.api()?,
+            (None, Some(id)) => CityRepo::find_by_id(db, parse_city_id(&id, "id")?)
+                .await
+                .api()?,
             _ => return Err(bad_input("slug", "give exactly one of `slug` and `id`")),
         };
         Ok(city.map(CityObject))
@@ -87,7 +90,7 @@ impl NetworkQuery {
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
         };
-        Ok(CityRepo::find_by_id(hub(ctx).service.db(), id)
+        Ok(CityRepo::find_by_id(hub(ctx).service.db(), CityId(id))
             .await
             .api()?
             .map(CityObject))

@@ -4,11 +4,12 @@
 //! record and its event.
 
 use async_graphql::{Context, ID, Object, Result};
+use cityhub_domain::{Participation, PublishAs};
 
 use crate::error::ResultExt;
 use crate::inputs::{ActivityInput, ActivityPatch};
 use crate::objects::activity::ActivityObject;
-use crate::objects::parse_id;
+use crate::objects::parse_activity_id;
 use crate::state::{actor, hub};
 
 /// The writes of activities.
@@ -39,7 +40,7 @@ impl PublishingMutation {
             .publish(
                 actor(ctx),
                 input.into(),
-                draft.unwrap_or(false),
+                PublishAs::from_draft_flag(draft.unwrap_or(false)),
                 idempotency_key.as_deref(),
             )
             .await
@@ -55,7 +56,7 @@ impl PublishingMutation {
         patch: ActivityPatch,
         expected_version: Option<i32>,
     ) -> Result<ActivityObject> {
-        let id = parse_id(&id, "id")?;
+        let id = parse_activity_id(&id, "id")?;
         let activity = hub(ctx)
             .service
             .update(actor(ctx), id, patch.into(), expected_version)
@@ -71,7 +72,7 @@ impl PublishingMutation {
         id: ID,
         expected_version: Option<i32>,
     ) -> Result<ActivityObject> {
-        let id = parse_id(&id, "id")?;
+        let id = parse_activity_id(&id, "id")?;
         let activity = hub(ctx)
             .service
             .publish_draft(actor(ctx), id, expected_version)
@@ -95,7 +96,7 @@ impl PublishingMutation {
             )
             .map_err(crate::error::domain)?;
         }
-        let id = parse_id(&id, "id")?;
+        let id = parse_activity_id(&id, "id")?;
         let activity = hub(ctx)
             .service
             .cancel(actor(ctx), id, reason)
@@ -106,18 +107,18 @@ impl PublishingMutation {
 
     /// Deletes an activity the token's city published; it disappears from every read. Returns its id.
     async fn delete_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
-        let id = parse_id(&id, "id")?;
+        let id = parse_activity_id(&id, "id")?;
         let deleted = hub(ctx).service.delete(actor(ctx), id).await.api()?;
         Ok(ID(deleted.to_string()))
     }
 
     /// The token's city joins a published activity as a participant.
     async fn join_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ActivityObject> {
-        let id = parse_id(&id, "id")?;
+        let id = parse_activity_id(&id, "id")?;
         Ok(ActivityObject::new(
             hub(ctx)
                 .service
-                .participate(actor(ctx), id, true)
+                .participate(actor(ctx), id, Participation::Join)
                 .await
                 .api()?,
         ))
@@ -125,11 +126,11 @@ impl PublishingMutation {
 
     /// The token's city stops participating in an activity.
     async fn leave_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ActivityObject> {
-        let id = parse_id(&id, "id")?;
+        let id = parse_activity_id(&id, "id")?;
         Ok(ActivityObject::new(
             hub(ctx)
                 .service
-                .participate(actor(ctx), id, false)
+                .participate(actor(ctx), id, Participation::Leave)
                 .await
                 .api()?,
         ))

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use cityhub_domain::filter::{MAX_SEARCH_TERMS, theme_key};
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
-    ActivityStatus, CityId, DatePrecision, Document, DocumentKind, text,
+    ActivityStatus, CityId, DatePrecision, Document, DocumentKind, Participation, text,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -52,7 +52,7 @@ impl ScopeCondition for ReadScope {
             ReadScope::City(id) => base.add(
                 Condition::any()
                     .add(activity::Column::Status.ne(ActivityStatus::Draft.as_str()))
-                    .add(activity::Column::PublishedBy.eq(id)),
+                    .add(activity::Column::PublishedBy.eq(id.get())),
             ),
         }
     }
@@ -77,7 +77,7 @@ pub struct ActivityWrite {
 fn to_activity(m: activity::Model, hosts: Vec<CityId>) -> Result<Activity, StorageError> {
     let row = Row::new("activities", &m.id);
     Ok(Activity {
-        id: m.id,
+        id: ActivityId(m.id),
         kind: row.enumeration("kind", &m.kind, ActivityKind::parse)?,
         format: row.enumeration("format", &m.format, ActivityFormat::parse)?,
         status: row.enumeration("status", &m.status, ActivityStatus::parse)?,
@@ -99,8 +99,8 @@ fn to_activity(m: activity::Model, hosts: Vec<CityId>) -> Result<Activity, Stora
         start_date: m.start_date,
         end_date: m.end_date,
         venue: m.venue,
-        venue_city_id: m.venue_city_id,
-        published_by: m.published_by,
+        venue_city_id: m.venue_city_id.map(CityId),
+        published_by: m.published_by.map(CityId),
         hosts,
         version: m.version,
         cancel_reason: m.cancel_reason,
@@ -119,7 +119,7 @@ pub fn cursor_of(activity: &Activity, order: ActivityOrder) -> Cursor {
     Cursor {
         order: order.as_str().to_owned(),
         key,
-        id: activity.id,
+        id: activity.id.get(),
     }
 }
 
@@ -370,7 +370,7 @@ impl CitySql {
             ReadScope::All => {}
             ReadScope::Public => self.text.push_str(" AND ca.status <> 'DRAFT'"),
             ReadScope::City(id) => {
-                let id = self.bind(id);
+                let id = self.bind(id.get());
                 self.text.push_str(&format!(
                     " AND (ca.status <> 'DRAFT' OR ca.published_by = {id})"
                 ));
@@ -427,12 +427,12 @@ impl ActivityRepo {
         db: &impl ReadConnection,
         models: Vec<activity::Model>,
     ) -> Result<Vec<Activity>, StorageError> {
-        let ids: Vec<ActivityId> = models.iter().map(|m| m.id).collect();
+        let ids: Vec<ActivityId> = models.iter().map(|m| ActivityId(m.id)).collect();
         let mut hosts = Self::cities_of(db, &ids, HOST).await?;
         models
             .into_iter()
             .map(|m| {
-                let h = hosts.remove(&m.id).unwrap_or_default();
+                let h = hosts.remove(&ActivityId(m.id)).unwrap_or_default();
                 to_activity(m, h)
             })
             .collect()
@@ -446,7 +446,7 @@ impl ActivityRepo {
     ) -> Result<Option<Activity>, StorageError> {
         let model = find_one(
             db,
-            activity::Entity::find_by_id(id).filter(scope.condition()),
+            activity::Entity::find_by_id(id.get()).filter(scope.condition()),
         )
         .await?;
         Ok(Self::with_hosts(db, model.into_iter().collect())
@@ -478,7 +478,7 @@ impl ActivityRepo {
         db: &impl ReadConnection,
         id: ActivityId,
     ) -> Result<Option<(Activity, bool)>, StorageError> {
-        let mut query = activity::Entity::find_by_id(id);
+        let mut query = activity::Entity::find_by_id(id.get());
         if db.get_database_backend() == DatabaseBackend::Postgres {
             query = query.lock_exclusive();
         }
@@ -633,7 +633,7 @@ impl ActivityRepo {
                 .split(',')
                 .filter(|id| !id.is_empty())
                 .map(|id| {
-                    id.parse().map_err(|_| {
+                    id.parse().map(CityId).map_err(|_| {
                         Row::new("activity_cities", &model.id)
                             .corrupt("city_id", format!("not an id: {id:?}"))
                     })
@@ -748,7 +748,9 @@ impl ActivityRepo {
         )
         .await?;
         for row in rows {
-            out.entry(row.activity_id).or_default().push(row.city_id);
+            out.entry(ActivityId(row.activity_id))
+                .or_default()
+                .push(CityId(row.city_id));
         }
         Ok(out)
     }
@@ -786,7 +788,7 @@ impl ActivityRepo {
             let row = Row::new("documents", &m.id);
             let document = Document {
                 id: m.id,
-                activity_id: m.activity_id,
+                activity_id: ActivityId(m.activity_id),
                 kind: row.enumeration("kind", &m.kind, DocumentKind::parse)?,
                 issued_precision: row.enumeration(
                     "issued_precision",
@@ -798,7 +800,9 @@ impl ActivityRepo {
                 url: m.url,
                 issued_on: m.issued_on,
             };
-            out.entry(m.activity_id).or_default().push(document);
+            out.entry(ActivityId(m.activity_id))
+                .or_default()
+                .push(document);
         }
         Ok(out)
     }
@@ -878,7 +882,7 @@ impl ActivityRepo {
             start_key: Set(date_key(i.start_date)),
             end_key: Set(date_key(i.end_date.or(i.start_date))),
             venue: Set(i.venue.clone()),
-            venue_city_id: Set(write.venue_city_id),
+            venue_city_id: Set(write.venue_city_id.map(CityId::get)),
             organizations: Set(to_json(&i.organizations)),
             fields: Set(to_json(&i.fields)),
             themes: Set(to_json(&i.themes)),
@@ -899,13 +903,13 @@ impl ActivityRepo {
         let now = now_micros();
         let mut model = Self::columns(write);
         model.status = Set(status.as_str().to_owned());
-        model.published_by = Set(published_by);
+        model.published_by = Set(published_by.map(CityId::get));
         model.published_at = Set((status != ActivityStatus::Draft).then_some(now));
         model.created_at = Set(now);
         model.updated_at = Set(now);
         model.version = Set(1);
         let model = model.insert(db).await?;
-        Self::write_relations(db, model.id, write, false).await?;
+        Self::write_relations(db, ActivityId(model.id), write).await?;
         let mut hosts = write.hosts.clone();
         dedup_in_order(&mut hosts);
         to_activity(model, hosts)
@@ -921,13 +925,13 @@ impl ActivityRepo {
         let now = now_micros();
         let mut model = Self::columns(write);
         model.status = Set(status.as_str().to_owned());
-        model.published_by = Set(published_by);
+        model.published_by = Set(published_by.map(CityId::get));
         model.published_at = Set((status != ActivityStatus::Draft).then_some(now));
         model.created_at = Set(now);
         model.updated_at = Set(now);
         model.version = Set(1);
-        let id = model.insert(db).await?.id;
-        Self::write_relations(db, id, write, false).await?;
+        let id = ActivityId(model.insert(db).await?.id);
+        Self::write_relations(db, id, write).await?;
         Ok(id)
     }
 
@@ -944,7 +948,7 @@ impl ActivityRepo {
         model.version = Set(version + 1);
         let result = activity::Entity::update_many()
             .set(model)
-            .filter(activity::Column::Id.eq(id))
+            .filter(activity::Column::Id.eq(id.get()))
             .filter(activity::Column::Version.eq(version))
             .exec(db)
             .await?;
@@ -953,7 +957,8 @@ impl ActivityRepo {
                 "the activity changed meanwhile".into(),
             ));
         }
-        Self::write_relations(db, id, write, true).await?;
+        Self::clear_relations(db, id).await?;
+        Self::write_relations(db, id, write).await?;
         Ok(version + 1)
     }
 
@@ -1001,32 +1006,33 @@ impl ActivityRepo {
         id: ActivityId,
         version: i32,
         city: CityId,
-        join: bool,
+        participation: Participation,
     ) -> Result<i32, StorageError> {
+        let join = participation == Participation::Join;
         let existing = activity_city::Entity::find()
-            .filter(activity_city::Column::ActivityId.eq(id))
+            .filter(activity_city::Column::ActivityId.eq(id.get()))
             .filter(activity_city::Column::Role.eq(PARTICIPANT))
             .all(db)
             .await?;
-        let present = existing.iter().any(|r| r.city_id == city);
+        let present = existing.iter().any(|r| r.city_id == city.get());
         if present == join {
             return Ok(version);
         }
         if join {
             let position = existing.iter().map(|r| r.position).max().unwrap_or(-1) + 1;
             activity_city::Entity::insert(activity_city::ActiveModel {
-                activity_id: Set(id),
+                activity_id: Set(id.get()),
                 role: Set(PARTICIPANT.to_owned()),
-                city_id: Set(city),
+                city_id: Set(city.get()),
                 position: Set(position),
             })
             .exec_without_returning(db)
             .await?;
         } else {
             activity_city::Entity::delete_many()
-                .filter(activity_city::Column::ActivityId.eq(id))
+                .filter(activity_city::Column::ActivityId.eq(id.get()))
                 .filter(activity_city::Column::Role.eq(PARTICIPANT))
-                .filter(activity_city::Column::CityId.eq(city))
+                .filter(activity_city::Column::CityId.eq(city.get()))
                 .exec(db)
                 .await?;
         }
@@ -1043,7 +1049,7 @@ impl ActivityRepo {
         version: i32,
     ) -> Result<i32, StorageError> {
         let result = update
-            .filter(activity::Column::Id.eq(id))
+            .filter(activity::Column::Id.eq(id.get()))
             .filter(activity::Column::Version.eq(version))
             .exec(db)
             .await?;
@@ -1055,31 +1061,38 @@ impl ActivityRepo {
         Ok(version + 1)
     }
 
+    /// Deletes what [`Self::write_relations`] writes (hosts, fields,
+    /// themes, documents; participants stay).
+    async fn clear_relations(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+    ) -> Result<(), StorageError> {
+        activity_city::Entity::delete_many()
+            .filter(activity_city::Column::ActivityId.eq(id.get()))
+            .filter(activity_city::Column::Role.eq(HOST))
+            .exec(db)
+            .await?;
+        activity_field::Entity::delete_many()
+            .filter(activity_field::Column::ActivityId.eq(id.get()))
+            .exec(db)
+            .await?;
+        activity_theme::Entity::delete_many()
+            .filter(activity_theme::Column::ActivityId.eq(id.get()))
+            .exec(db)
+            .await?;
+        document::Entity::delete_many()
+            .filter(document::Column::ActivityId.eq(id.get()))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts an activity's hosts, fields, themes and documents.
     async fn write_relations(
         db: &impl ConnectionTrait,
         id: ActivityId,
         write: &ActivityWrite,
-        replace: bool,
     ) -> Result<(), StorageError> {
-        if replace {
-            activity_city::Entity::delete_many()
-                .filter(activity_city::Column::ActivityId.eq(id))
-                .filter(activity_city::Column::Role.eq(HOST))
-                .exec(db)
-                .await?;
-            activity_field::Entity::delete_many()
-                .filter(activity_field::Column::ActivityId.eq(id))
-                .exec(db)
-                .await?;
-            activity_theme::Entity::delete_many()
-                .filter(activity_theme::Column::ActivityId.eq(id))
-                .exec(db)
-                .await?;
-            document::Entity::delete_many()
-                .filter(document::Column::ActivityId.eq(id))
-                .exec(db)
-                .await?;
-        }
         let mut hosts = write.hosts.clone();
         dedup_in_order(&mut hosts);
         if !hosts.is_empty() {
@@ -1087,9 +1100,9 @@ impl ActivityRepo {
                 .iter()
                 .enumerate()
                 .map(|(i, city)| activity_city::ActiveModel {
-                    activity_id: Set(id),
+                    activity_id: Set(id.get()),
                     role: Set(HOST.to_owned()),
-                    city_id: Set(*city),
+                    city_id: Set(city.get()),
                     position: Set(i as i32),
                 });
             activity_city::Entity::insert_many(rows)
@@ -1102,7 +1115,7 @@ impl ActivityRepo {
                 .fields
                 .iter()
                 .map(|f| activity_field::ActiveModel {
-                    activity_id: Set(id),
+                    activity_id: Set(id.get()),
                     field: Set(f.as_str().to_owned()),
                 });
             activity_field::Entity::insert_many(rows)
@@ -1113,7 +1126,7 @@ impl ActivityRepo {
         dedup_in_order(&mut theme_keys);
         if !theme_keys.is_empty() {
             let rows = theme_keys.into_iter().map(|k| activity_theme::ActiveModel {
-                activity_id: Set(id),
+                activity_id: Set(id.get()),
                 theme_key: Set(k),
             });
             activity_theme::Entity::insert_many(rows)
@@ -1128,7 +1141,7 @@ impl ActivityRepo {
                     .iter()
                     .enumerate()
                     .map(|(i, d)| document::ActiveModel {
-                        activity_id: Set(id),
+                        activity_id: Set(id.get()),
                         position: Set(i as i32),
                         kind: Set(d.kind.as_str().to_owned()),
                         title: Set(d.title.clone()),

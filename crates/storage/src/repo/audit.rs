@@ -4,6 +4,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
+use cityhub_domain::ActivityId;
+
 use crate::decode::Row;
 use crate::entities::audit_log;
 use crate::error::StorageError;
@@ -25,6 +27,45 @@ pub struct AuditRecord {
     pub version_before: Option<i32>,
     /// Version after the change.
     pub version_after: Option<i32>,
+}
+
+impl AuditRecord {
+    /// The record with the target's version before and after the change
+    /// (`None` before a creation).
+    #[must_use]
+    pub fn versions(self, before: Option<i32>, after: i32) -> Self {
+        Self {
+            version_before: before,
+            version_after: Some(after),
+            ..self
+        }
+    }
+}
+
+/// What an audit record is about: the kind of target and its id, named
+/// together so that neither can be passed in the other's place.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditTarget<'a> {
+    /// An activity, by id.
+    Activity(ActivityId),
+    /// A member city, by slug.
+    City(&'a str),
+    /// A token, by its record id.
+    Token(&'a str),
+    /// A signing key, by `kid`.
+    SigningKey(&'a str),
+}
+
+impl AuditTarget<'_> {
+    /// The stored `target_type` and `target_id`.
+    fn parts(self) -> (&'static str, String) {
+        match self {
+            AuditTarget::Activity(id) => ("activity", id.to_string()),
+            AuditTarget::City(slug) => ("city", slug.to_owned()),
+            AuditTarget::Token(id) => ("token", id.to_owned()),
+            AuditTarget::SigningKey(kid) => ("signingKey", kid.to_owned()),
+        }
+    }
 }
 
 /// Repository of audit records.
@@ -52,23 +93,18 @@ impl AuditRepo {
         Ok(())
     }
 
-    /// Builds a record stamped now.
-    pub fn entry(
-        actor: &str,
-        action: &str,
-        target_type: &str,
-        target_id: impl ToString,
-        before: Option<i32>,
-        after: Option<i32>,
-    ) -> AuditRecord {
+    /// Builds a record stamped now, without versions (see
+    /// [`AuditRecord::versions`]).
+    pub fn entry(actor: &str, action: &str, target: AuditTarget<'_>) -> AuditRecord {
+        let (target_type, target_id) = target.parts();
         AuditRecord {
             at: chrono::Utc::now(),
             actor: actor.to_owned(),
             action: action.to_owned(),
             target_type: target_type.to_owned(),
-            target_id: target_id.to_string(),
-            version_before: before,
-            version_after: after,
+            target_id,
+            version_before: None,
+            version_after: None,
         }
     }
 

@@ -61,7 +61,7 @@ pub struct CityRepo;
 fn to_city(m: city::Model) -> Result<City, StorageError> {
     Ok(City {
         fields: Row::new("cities", &m.id).json_list("fields", &m.fields)?,
-        id: m.id,
+        id: CityId(m.id),
         slug: m.slug,
         name: m.name,
         country: m.country,
@@ -89,7 +89,7 @@ impl CityRepo {
         db: &impl ReadConnection,
         id: CityId,
     ) -> Result<Option<City>, StorageError> {
-        find_one(db, city::Entity::find_by_id(id))
+        find_one(db, city::Entity::find_by_id(id.get()))
             .await?
             .map(to_city)
             .transpose()
@@ -109,7 +109,7 @@ impl CityRepo {
         )
         .await?
         .into_iter()
-        .map(|m| Ok((m.id, to_city(m)?)))
+        .map(|m| Ok((CityId(m.id), to_city(m)?)))
         .collect()
     }
 
@@ -126,7 +126,7 @@ impl CityRepo {
             .all(db)
             .await?
             .into_iter()
-            .map(|m| (m.slug, m.id))
+            .map(|m| (m.slug, CityId(m.id)))
             .collect())
     }
 
@@ -207,7 +207,7 @@ impl CityRepo {
         Cursor {
             order: CITY_ORDER.into(),
             key: CursorKey::Text(text::fold(&city.name)),
-            id: city.id,
+            id: city.id.get(),
         }
     }
 
@@ -253,7 +253,7 @@ impl CityRepo {
                     e
                 }
             })?;
-        Self::write_fields(db, inserted.id, &input.fields).await?;
+        Self::write_fields(db, CityId(inserted.id), &input.fields).await?;
         to_city(inserted)
     }
 
@@ -264,7 +264,7 @@ impl CityRepo {
         input: &CityInput,
     ) -> Result<City, StorageError> {
         let model = city::ActiveModel {
-            id: Set(id),
+            id: Set(id.get()),
             name: Set(input.name.clone()),
             name_key: Set(text::fold(&input.name)),
             country: Set(input.country.clone()),
@@ -278,7 +278,7 @@ impl CityRepo {
         };
         let updated = model.update(db).await?;
         city_field::Entity::delete_many()
-            .filter(city_field::Column::CityId.eq(id))
+            .filter(city_field::Column::CityId.eq(id.get()))
             .exec(db)
             .await?;
         Self::write_fields(db, id, &input.fields).await?;
@@ -294,7 +294,7 @@ impl CityRepo {
             return Ok(());
         }
         let rows = fields.iter().map(|f| city_field::ActiveModel {
-            city_id: Set(id),
+            city_id: Set(id.get()),
             field: Set(f.as_str().to_owned()),
         });
         city_field::Entity::insert_many(rows)

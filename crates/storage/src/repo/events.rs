@@ -37,16 +37,33 @@ pub struct EventRecord {
 /// Repository of the event log.
 pub struct EventLog;
 
+/// An event to append, named field by field: the acting city and the
+/// publisher are both city ids and often the same one, so a positional
+/// call could swap them unnoticed.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent {
+    /// The activity concerned.
+    pub activity: ActivityId,
+    /// What happened.
+    pub event_type: ActivityEventType,
+    /// The acting city; `None` for the secretariat.
+    pub actor: Option<CityId>,
+    /// The activity's status after the change.
+    pub status: ActivityStatus,
+    /// The activity's publisher (for draft visibility).
+    pub published_by: Option<CityId>,
+}
+
 fn to_record(m: activity_event::Model) -> Result<EventRecord, StorageError> {
     let row = Row::new("activity_events", &m.seq);
     Ok(EventRecord {
         seq: m.seq,
-        activity_id: m.activity_id,
+        activity_id: ActivityId(m.activity_id),
         event_type: row.enumeration("event_type", &m.event_type, ActivityEventType::parse)?,
         occurred_at: row.micros("occurred_at", m.occurred_at)?,
-        actor_city_id: m.actor_city_id,
+        actor_city_id: m.actor_city_id.map(CityId),
         status: row.enumeration("status", &m.status, ActivityStatus::parse)?,
-        published_by: m.published_by,
+        published_by: m.published_by.map(CityId),
     })
 }
 
@@ -57,21 +74,21 @@ impl EventLog {
     /// that stay below [`EventLog`]'s read horizon never see sequence N+1
     /// before N, and concurrent writers are not serialized; the commit is
     /// announced to other instances after it, by [`EventLog::announce`].
-    pub async fn append(
-        db: &impl ConnectionTrait,
-        activity_id: ActivityId,
-        event_type: ActivityEventType,
-        actor_city_id: Option<CityId>,
-        status: ActivityStatus,
-        published_by: Option<CityId>,
-    ) -> Result<i64, StorageError> {
+    pub async fn append(db: &impl ConnectionTrait, event: NewEvent) -> Result<i64, StorageError> {
+        let NewEvent {
+            activity,
+            event_type,
+            actor,
+            status,
+            published_by,
+        } = event;
         let seq = activity_event::ActiveModel {
-            activity_id: Set(activity_id),
+            activity_id: Set(activity.get()),
             event_type: Set(event_type.as_str().to_owned()),
             occurred_at: Set(now_micros()),
-            actor_city_id: Set(actor_city_id),
+            actor_city_id: Set(actor.map(CityId::get)),
             status: Set(status.as_str().to_owned()),
-            published_by: Set(published_by),
+            published_by: Set(published_by.map(CityId::get)),
             ..Default::default()
         }
         .insert(db)
@@ -231,15 +248,15 @@ impl EventLog {
         if ids.is_empty() {
             return Ok(std::collections::HashSet::new());
         }
-        let rows: Vec<ActivityId> = crate::entities::activity::Entity::find()
+        let rows: Vec<i64> = crate::entities::activity::Entity::find()
             .select_only()
             .column(crate::entities::activity::Column::Id)
-            .filter(crate::entities::activity::Column::Id.is_in(ids.iter().copied()))
+            .filter(crate::entities::activity::Column::Id.is_in(ids.iter().map(|id| id.get())))
             .filter(crate::entities::activity::Column::DeletedAt.is_not_null())
             .into_tuple()
             .all(db)
             .await?;
-        Ok(rows.into_iter().collect())
+        Ok(rows.into_iter().map(ActivityId).collect())
     }
 
     /// The highest sequence number pruned so far (0 when none was): a

@@ -82,9 +82,13 @@ pub(crate) fn in_list<V: Into<Value>>(
 pub(crate) fn id_in(
     backend: DatabaseBackend,
     column: &str,
-    ids: &[i64],
+    ids: &[impl Copy + Into<i64>],
 ) -> sea_orm::sea_query::Expr {
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let list = ids
+        .iter()
+        .map(|&id| id.into().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     match backend {
         DatabaseBackend::Postgres => sea_orm::sea_query::Expr::cust_with_values(
             format!("{column} = ANY(string_to_array($1, ',')::bigint[])"),

@@ -1,7 +1,7 @@
 //! Persisted queries: GraphQL documents registered by their SHA-256 (hex),
 //! shared by every instance through the database.
 
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
 use crate::error::StorageError;
 use crate::time::now_micros;
@@ -33,14 +33,19 @@ impl PersistedQueryRepo {
     }
 
     /// Registers `query` under `sha256` (the caller checked the hash); a
-    /// hash already registered keeps its document.
+    /// hash already registered keeps its document. At most `keep`
+    /// documents stay: registering one more drops the oldest, whose
+    /// clients get `PERSISTED_QUERY_NOT_FOUND` and register it again (the
+    /// protocol's own recovery), so a client that floods the table cannot
+    /// stop new documents from being registered.
     pub async fn insert(
         db: &impl ConnectionTrait,
         sha256: &str,
         query: &str,
+        keep: u64,
     ) -> Result<(), StorageError> {
         let backend = db.get_database_backend();
-        db.execute_raw(Statement::from_sql_and_values(
+        let inserted = db.execute_raw(Statement::from_sql_and_values(
             backend,
             format!(
                 "INSERT INTO persisted_queries (sha256, query, created_at) VALUES ({}, {}, {}) \
@@ -52,6 +57,39 @@ impl PersistedQueryRepo {
             [sha256.into(), query.into(), now_micros().into()],
         ))
         .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(());
+        }
+        // Everything past the newest `keep` (ties broken by hash).
+        let beyond = match backend {
+            DatabaseBackend::Postgres => "OFFSET $1",
+            _ => "LIMIT -1 OFFSET ?",
+        };
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "DELETE FROM persisted_queries WHERE sha256 IN (SELECT sha256 FROM \
+                 persisted_queries ORDER BY created_at DESC, sha256 DESC {beyond})"
+            ),
+            [i64::try_from(keep).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
         Ok(())
+    }
+
+    /// How many documents are registered.
+    pub async fn count(db: &impl ConnectionTrait) -> Result<u64, StorageError> {
+        let backend = db.get_database_backend();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT COUNT(*) AS n FROM persisted_queries",
+            ))
+            .await?;
+        let n = match row {
+            Some(r) => r.try_get::<i64>("", "n")?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }

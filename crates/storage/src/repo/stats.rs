@@ -352,7 +352,7 @@ impl StatsRepo {
             ReadScope::Public => " AND scope = 0".to_owned(),
             ReadScope::City(id) => {
                 let m = mark(backend, values.len() + 1);
-                values.push(id.into());
+                values.push(id.get().into());
                 format!(" AND scope IN (0, {m})")
             }
             ReadScope::All => String::new(),

@@ -73,7 +73,7 @@ fn to_token(m: token::Model) -> Result<TokenRecord, StorageError> {
         revoked_at: row.micros_opt("revoked_at", m.revoked_at)?,
         id: m.id,
         subject: m.subject,
-        city_id: m.city_id,
+        city_id: m.city_id.map(CityId),
         label: m.label,
         kid: m.kid,
     })
@@ -89,7 +89,7 @@ impl TokenRepo {
             id: Set(record.id.clone()),
             subject: Set(record.subject.clone()),
             role: Set(record.role.as_str().to_owned()),
-            city_id: Set(record.city_id),
+            city_id: Set(record.city_id.map(CityId::get)),
             label: Set(record.label.clone()),
             kid: Set(record.kid.clone()),
             issued_at: Set(record.issued_at.timestamp_micros()),
