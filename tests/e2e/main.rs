@@ -29,3 +29,5 @@ mod stats;
 mod subscriptions;
 mod tokens;
 mod web;
+mod ws;
+mod ws_raw;

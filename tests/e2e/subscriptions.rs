@@ -2,437 +2,23 @@
 //! order, filters, draft privacy, resuming with `after`, expired cursors,
 //! several instances on one PostgreSQL database, slow consumers, auth
 //! refusals, both sub-protocols and per-connection limits.
+//!
+//! Subscriptions consumed as an ordinary client would are read through
+//! graphql-ws-client (`ws::WsClient`); the stories about close codes,
+//! keep-alives, malformed or early messages, a client that stops reading,
+//! and the legacy protocol speak raw frames (`ws_raw::RawClient`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::both_backends;
 use crate::support::{Backend, TestHub};
-
-/// The longest any single wait may take: a broken build fails, never hangs.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// The subscription every test runs, with the fields clients rely on.
-const EVENTS: &str = "subscription Events($filter: ActivityFilter, $after: String) { \
-  activityEvents(filter: $filter, after: $after) { \
-    cursor type occurredAt activity { slug title } actor { slug } } }";
-
-/// The two GraphQL-over-WebSocket sub-protocols the hub speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    /// `graphql-transport-ws` (the `graphql-ws` library's protocol).
-    TransportWs,
-    /// The legacy `graphql-ws` (Apollo's `subscriptions-transport-ws`).
-    LegacyWs,
-}
-
-impl Protocol {
-    fn header(self) -> &'static str {
-        match self {
-            Protocol::TransportWs => "graphql-transport-ws",
-            Protocol::LegacyWs => "graphql-ws",
-        }
-    }
-
-    fn subscribe(self) -> &'static str {
-        match self {
-            Protocol::TransportWs => "subscribe",
-            Protocol::LegacyWs => "start",
-        }
-    }
-
-    fn stop(self) -> &'static str {
-        match self {
-            Protocol::TransportWs => "complete",
-            Protocol::LegacyWs => "stop",
-        }
-    }
-}
-
-/// A server message, once protocol chatter (pings, keep-alives) is handled.
-#[derive(Debug, Clone)]
-enum Incoming {
-    Ack,
-    /// `next` (or legacy `data`): one execution result.
-    Next {
-        id: String,
-        payload: Value,
-    },
-    /// `error` (graphql-transport-ws): the operation failed before running.
-    Error {
-        id: String,
-        payload: Value,
-    },
-    Complete {
-        id: String,
-    },
-    /// Legacy `connection_error`.
-    ConnectionError(Value),
-    /// The socket closed (close frame, end of stream or transport error).
-    Closed {
-        code: Option<u16>,
-        reason: String,
-    },
-}
-
-impl Incoming {
-    fn id(&self) -> Option<&str> {
-        match self {
-            Incoming::Next { id, .. } | Incoming::Error { id, .. } | Incoming::Complete { id } => {
-                Some(id)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// One delivered `ActivityEvent`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Event {
-    cursor: String,
-    kind: String,
-    occurred_at: String,
-    slug: String,
-    title: String,
-    actor: Option<String>,
-}
-
-impl Event {
-    fn parse(value: &Value) -> Self {
-        let text = |v: &Value| {
-            v.as_str()
-                .unwrap_or_else(|| panic!("expected a string in {value}"))
-                .to_owned()
-        };
-        Self {
-            cursor: text(&value["cursor"]),
-            kind: text(&value["type"]),
-            occurred_at: text(&value["occurredAt"]),
-            slug: text(&value["activity"]["slug"]),
-            title: text(&value["activity"]["title"]),
-            actor: value["actor"]["slug"].as_str().map(str::to_owned),
-        }
-    }
-}
-
-/// A minimal GraphQL-over-WebSocket client speaking either protocol.
-struct Client {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    protocol: Protocol,
-    /// Messages read while waiting for another subscription's.
-    pending: VecDeque<Incoming>,
-    /// Server pings (graphql-transport-ws) or keep-alives (legacy) seen.
-    keepalives: usize,
-    /// Server pongs seen (answers to our pings).
-    pongs: usize,
-    /// Round trips made by [`Client::synced`].
-    syncs: usize,
-}
-
-impl Client {
-    /// Opens the socket (no `connection_init` yet).
-    async fn open(hub: &TestHub, protocol: Protocol) -> Self {
-        let mut request = hub.ws_url().into_client_request().expect("ws request");
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(protocol.header()),
-        );
-        let (socket, response) =
-            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-                .await
-                .expect("WebSocket handshake timed out")
-                .expect("WebSocket handshake");
-        assert_eq!(
-            response
-                .headers()
-                .get("sec-websocket-protocol")
-                .and_then(|v| v.to_str().ok()),
-            Some(protocol.header()),
-            "the hub selects the requested sub-protocol"
-        );
-        Self {
-            socket,
-            protocol,
-            pending: VecDeque::new(),
-            keepalives: 0,
-            pongs: 0,
-            syncs: 0,
-        }
-    }
-
-    /// Sends `connection_init` (with `Bearer <token>` when given) and returns
-    /// the server's answer: `Ack`, or how it refused.
-    async fn init(&mut self, token: Option<&str>) -> Incoming {
-        let payload = match token {
-            Some(t) => json!({ "authorization": format!("Bearer {t}") }),
-            None => json!({}),
-        };
-        self.send(json!({ "type": "connection_init", "payload": payload }))
-            .await;
-        self.recv().await
-    }
-
-    /// Opens, initializes and expects `connection_ack`.
-    async fn connect(hub: &TestHub, protocol: Protocol, token: Option<&str>) -> Self {
-        let mut client = Self::open(hub, protocol).await;
-        match client.init(token).await {
-            Incoming::Ack => client,
-            other => panic!("expected connection_ack, got {other:?}"),
-        }
-    }
-
-    async fn send(&mut self, message: Value) {
-        tokio::time::timeout(
-            WAIT,
-            self.socket.send(Message::Text(message.to_string().into())),
-        )
-        .await
-        .expect("WebSocket send timed out")
-        .expect("WebSocket send");
-    }
-
-    /// Starts `activityEvents` as operation `id`.
-    async fn subscribe(&mut self, id: &str, filter: Value, after: Option<&str>) {
-        self.subscribe_query(id, EVENTS, json!({ "filter": filter, "after": after }))
-            .await;
-    }
-
-    async fn subscribe_query(&mut self, id: &str, query: &str, variables: Value) {
-        let kind = self.protocol.subscribe();
-        self.send(json!({
-            "id": id,
-            "type": kind,
-            "payload": { "query": query, "variables": variables },
-        }))
-        .await;
-    }
-
-    /// A round trip through the hub's task for this socket: it handles a
-    /// socket's messages one after the other, so once it has answered this
-    /// query every operation sent before is registered (a subscription
-    /// counts as a subscriber and has read where it starts, so events
-    /// committed from now on reach it) or refused, and every `stop` sent
-    /// before has ended its operation. Other operations' messages read
-    /// meanwhile are kept for later.
-    async fn synced(&mut self) {
-        self.syncs += 1;
-        let id = format!("sync-{}", self.syncs);
-        self.subscribe_query(&id, "{ __typename }", json!({})).await;
-        loop {
-            match self.recv_for(&id, WAIT).await {
-                Some(Incoming::Next { .. }) => {}
-                Some(Incoming::Complete { .. }) => return,
-                other => panic!("no answer to the round trip {id}: {other:?}"),
-            }
-        }
-    }
-
-    /// Stops operation `id`.
-    async fn stop(&mut self, id: &str) {
-        let kind = self.protocol.stop();
-        self.send(json!({ "id": id, "type": kind })).await;
-    }
-
-    /// The next server message within `limit`, answering pings on the way.
-    async fn recv_within(&mut self, limit: Duration) -> Option<Incoming> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let frame = match tokio::time::timeout_at(deadline, self.socket.next()).await {
-                Err(_) => return None,
-                Ok(frame) => frame,
-            };
-            let text = match frame {
-                None => {
-                    return Some(Incoming::Closed {
-                        code: None,
-                        reason: "end of stream".into(),
-                    });
-                }
-                Some(Err(e)) => {
-                    return Some(Incoming::Closed {
-                        code: None,
-                        reason: e.to_string(),
-                    });
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return Some(Incoming::Closed {
-                        code: frame.as_ref().map(|f| u16::from(f.code)),
-                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-                    });
-                }
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(_)) => continue,
-            };
-            let message: Value = serde_json::from_str(text.as_str())
-                .unwrap_or_else(|e| panic!("the hub sent invalid JSON ({e}): {text}"));
-            let id = || message["id"].as_str().unwrap_or_default().to_owned();
-            let incoming = match message["type"].as_str().unwrap_or_default() {
-                "ping" => {
-                    self.keepalives += 1;
-                    self.send(json!({ "type": "pong" })).await;
-                    continue;
-                }
-                "ka" => {
-                    self.keepalives += 1;
-                    continue;
-                }
-                "pong" => {
-                    self.pongs += 1;
-                    continue;
-                }
-                "connection_ack" => Incoming::Ack,
-                "next" | "data" => Incoming::Next {
-                    id: id(),
-                    payload: message["payload"].clone(),
-                },
-                "error" => Incoming::Error {
-                    id: id(),
-                    payload: message["payload"].clone(),
-                },
-                "complete" => Incoming::Complete { id: id() },
-                "connection_error" => Incoming::ConnectionError(message["payload"].clone()),
-                other => panic!("unexpected message type {other}: {message}"),
-            };
-            return Some(incoming);
-        }
-    }
-
-    /// Closes the socket as a client going away does.
-    async fn close(mut self) {
-        let _ = tokio::time::timeout(WAIT, self.socket.close(None)).await;
-    }
-
-    /// Reads until `seen` grows, keeping other messages for later.
-    async fn read_until(&mut self, seen: fn(&Self) -> usize, what: &str) {
-        let before = seen(self);
-        let deadline = Instant::now() + WAIT;
-        while seen(self) == before {
-            assert!(Instant::now() < deadline, "no {what} within 10 s");
-            if let Some(message) = self.recv_within(Duration::from_millis(50)).await {
-                assert!(
-                    !matches!(message, Incoming::Closed { .. }),
-                    "closed while waiting for a {what}: {message:?}"
-                );
-                self.pending.push_back(message);
-            }
-        }
-    }
-
-    /// Waits for the server's next keep-alive (answering a ping with pong).
-    async fn keepalive(&mut self) {
-        self.read_until(|c| c.keepalives, "keep-alive").await;
-    }
-
-    /// Waits for the server's next pong.
-    async fn pong(&mut self) {
-        self.read_until(|c| c.pongs, "pong").await;
-    }
-
-    /// The next server message, within [`WAIT`].
-    async fn recv(&mut self) -> Incoming {
-        self.recv_within(WAIT)
-            .await
-            .expect("no message from the hub within 10 s")
-    }
-
-    /// The next message for operation `id` (or about the whole connection),
-    /// keeping other operations' messages for later.
-    async fn recv_for(&mut self, id: &str, limit: Duration) -> Option<Incoming> {
-        if let Some(i) = self.pending.iter().position(|m| m.id() == Some(id)) {
-            return self.pending.remove(i);
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let message = self.recv_within(left).await?;
-            match message.id() {
-                Some(other) if other != id => self.pending.push_back(message),
-                _ => return Some(message),
-            }
-        }
-    }
-
-    /// The next event of operation `id`, within `limit`.
-    async fn event_within(&mut self, id: &str, limit: Duration) -> Event {
-        match self.recv_for(id, limit).await {
-            Some(Incoming::Next { payload, .. }) => {
-                assert!(
-                    payload.get("errors").is_none(),
-                    "unexpected errors for {id}: {payload}"
-                );
-                Event::parse(&payload["data"]["activityEvents"])
-            }
-            Some(other) => panic!("expected an event for {id}, got {other:?}"),
-            None => panic!("no event for {id} within {limit:?}"),
-        }
-    }
-
-    /// The next event of operation `id`.
-    async fn event(&mut self, id: &str) -> Event {
-        self.event_within(id, WAIT).await
-    }
-
-    /// The next `n` events of operation `id`.
-    async fn events(&mut self, id: &str, n: usize) -> Vec<Event> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(self.event(id).await);
-        }
-        out
-    }
-
-    /// Events of `id` up to and including the one about `slug` of type `kind`.
-    async fn events_until(&mut self, id: &str, kind: &str, slug: &str) -> Vec<Event> {
-        let mut out = Vec::new();
-        loop {
-            let event = self.event(id).await;
-            let last = event.kind == kind && event.slug == slug;
-            out.push(event);
-            if last {
-                return out;
-            }
-            assert!(out.len() < 1000, "runaway stream for {id}");
-        }
-    }
-
-    /// Expects operation `id` to fail with `code`, then complete; returns
-    /// the error.
-    async fn error(&mut self, id: &str, code: &str) -> Value {
-        let error = match self.recv_for(id, WAIT).await {
-            Some(Incoming::Next { payload, .. }) => payload["errors"][0].clone(),
-            Some(Incoming::Error { payload, .. }) => payload[0].clone(),
-            other => panic!("expected an error for {id}, got {other:?}"),
-        };
-        assert_eq!(error["extensions"]["code"], code, "error for {id}: {error}");
-        match self.recv_for(id, WAIT).await {
-            Some(Incoming::Complete { .. }) => {}
-            other => panic!("expected {id} to complete after its error, got {other:?}"),
-        }
-        error
-    }
-}
-
-/// Expects a refused `connection_init` on graphql-transport-ws: close code
-/// 4403 with a reason.
-fn expect_refused(answer: Incoming, context: &str) {
-    match answer {
-        Incoming::Closed {
-            code: Some(4403),
-            reason,
-        } => assert!(!reason.is_empty(), "{context}: a reason is given"),
-        other => panic!("{context}: expected a 4403 close, got {other:?}"),
-    }
-}
+use crate::ws::{self, Event, WAIT, WsClient};
+use crate::ws_raw::{Incoming, Protocol, RawClient, expect_refused};
 
 /// The hub's count of active subscriptions (the `cityhub_subscribers` gauge).
 async fn subscribers(hub: &TestHub) -> Option<f64> {
@@ -446,7 +32,8 @@ async fn subscribers(hub: &TestHub) -> Option<f64> {
 }
 
 /// Asserts the hub counts `n` active subscriptions; call it once the
-/// sockets that changed the count are [`Client::synced`].
+/// sockets that changed the count are synced ([`WsClient::synced`],
+/// [`RawClient::synced`]).
 async fn assert_subscribers(hub: &TestHub, n: usize) {
     assert_eq!(
         subscribers(hub).await,
@@ -554,8 +141,8 @@ both_backends!(
         let hub = TestHub::start(backend).await;
         let lyon = hub.token(Some("lyon")).await;
         let secretariat = hub.token(None).await;
-        let mut anonymous = Client::connect(&hub, Protocol::TransportWs, None).await;
-        anonymous.subscribe("events", json!(null), None).await;
+        let anonymous = WsClient::connect(&hub, None).await;
+        let mut events = anonymous.events(json!(null), None).await;
         anonymous.synced().await;
 
         let (id, slug) = publish(
@@ -581,7 +168,7 @@ both_backends!(
         )
         .await;
 
-        let events = anonymous.events("events", 5).await;
+        let events = events.events(5).await;
         assert_eq!(
             kinds(&events),
             ["PUBLISHED", "UPDATED", "CANCELLED", "DELETED", "PUBLISHED"]
@@ -637,9 +224,10 @@ both_backends!(
             json!({ "kinds": ["WORKSHOP"], "countries": ["JP"], "formats": ["IN_PERSON"] }),
             json!({ "kinds": ["WORKSHOP"], "statuses": ["CANCELLED"] }),
         ];
-        let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
-        for (i, filter) in filters.iter().enumerate() {
-            client.subscribe(&i.to_string(), filter.clone(), None).await;
+        let client = WsClient::connect(&hub, None).await;
+        let mut streams = Vec::new();
+        for filter in &filters {
+            streams.push(client.events(filter.clone(), None).await);
         }
         client.synced().await;
         assert_subscribers(&hub, filters.len()).await;
@@ -682,7 +270,7 @@ both_backends!(
         log.push(("CANCELLED", last.clone(), "CANCELLED"));
         let ours: BTreeSet<&str> = log.iter().map(|(_, s, _)| s.as_str()).collect();
 
-        for (i, filter) in filters.iter().enumerate() {
+        for (filter, stream) in filters.iter().zip(&mut streams) {
             let statuses = filter.get("statuses").cloned();
             // `activities` lists PUBLISHED only by default; events carry every status.
             let mut listing = filter.clone();
@@ -713,9 +301,7 @@ both_backends!(
                 })
                 .map(|(kind, slug, _)| (*kind, slug.as_str()))
                 .collect();
-            let got = client
-                .events_until(&i.to_string(), "CANCELLED", &last)
-                .await;
+            let got = stream.events_until("CANCELLED", &last).await;
             let got: Vec<(&str, &str)> = got
                 .iter()
                 .map(|e| (e.kind.as_str(), e.slug.as_str()))
@@ -723,10 +309,10 @@ both_backends!(
             assert_eq!(got, expected, "filter {filter}");
         }
         // A filter input is checked like the `activities` one.
-        client
-            .subscribe("bad", json!({ "text": "x".repeat(5000) }), None)
+        let mut bad = client
+            .events(json!({ "text": "x".repeat(5000) }), None)
             .await;
-        client.error("bad", "BAD_USER_INPUT").await;
+        bad.error("BAD_USER_INPUT").await;
     }
 );
 
@@ -739,11 +325,10 @@ both_backends!(
         let secretariat = hub.token(None).await;
         let mut watchers = Vec::new();
         for token in [None, Some(&seoul), Some(&lyon), Some(&secretariat)] {
-            let mut c =
-                Client::connect(&hub, Protocol::TransportWs, token.map(String::as_str)).await;
-            c.subscribe("s", json!(null), None).await;
-            c.synced().await;
-            watchers.push(c);
+            let client = WsClient::connect(&hub, token.map(String::as_str)).await;
+            let stream = client.events(json!(null), None).await;
+            client.synced().await;
+            watchers.push((client, stream));
         }
         let (_, opening) = publish(&hub, &secretariat, workshop("Opening workshop")).await;
 
@@ -783,9 +368,9 @@ both_backends!(
         ];
         let who = ["anonymous", "seoul", "lyon", "secretariat"];
         let mut cursors: Vec<Vec<String>> = Vec::new();
-        for (i, watcher) in watchers.iter_mut().enumerate() {
+        for (i, (_, stream)) in watchers.iter_mut().enumerate() {
             let want = if i < 2 { &public } else { &private };
-            let got = watcher.events_until("s", "PUBLISHED", &marker).await;
+            let got = stream.events_until("PUBLISHED", &marker).await;
             cursors.push(got.iter().map(|e| e.cursor.clone()).collect());
             let got: Vec<(&str, &str)> = got
                 .iter()
@@ -803,13 +388,10 @@ both_backends!(
             .into_iter()
             .enumerate()
         {
-            let mut replay =
-                Client::connect(&hub, Protocol::TransportWs, token.map(String::as_str)).await;
-            replay
-                .subscribe("r", json!(null), Some(&opening_cursor))
-                .await;
+            let replay = WsClient::connect(&hub, token.map(String::as_str)).await;
+            let mut stream = replay.events(json!(null), Some(&opening_cursor)).await;
             let want = if i < 2 { &public } else { &private };
-            let got = replay.events_until("r", "PUBLISHED", &marker).await;
+            let got = stream.events_until("PUBLISHED", &marker).await;
             let got: Vec<(&str, &str)> = got
                 .iter()
                 .map(|e| (e.kind.as_str(), e.slug.as_str()))
@@ -818,18 +400,16 @@ both_backends!(
         }
         // Another city never sees drafts, even when asking for them: the
         // first thing its DRAFT-or-CANCELLED stream shows is a cancellation.
-        let mut asking = Client::connect(&hub, Protocol::TransportWs, Some(&seoul)).await;
-        asking
-            .subscribe(
-                "d",
+        let asking = WsClient::connect(&hub, Some(&seoul)).await;
+        let mut asking_stream = asking
+            .events(
                 json!({ "statuses": ["DRAFT", "CANCELLED"] }),
                 Some(&opening_cursor),
             )
             .await;
-        let mut owner = Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
-        owner
-            .subscribe(
-                "d",
+        let owner = WsClient::connect(&hub, Some(&lyon)).await;
+        let mut owner_stream = owner
+            .events(
                 json!({ "statuses": ["DRAFT", "CANCELLED"] }),
                 Some(&opening_cursor),
             )
@@ -839,12 +419,12 @@ both_backends!(
         let (_, another) = publish_as(&hub, &lyon, workshop("Another draft"), true).await;
         let (after_id, after) = publish(&hub, &secretariat, workshop("After workshop")).await;
         cancel(&hub, &secretariat, &after_id).await;
-        let first = asking.event("d").await;
+        let first = asking_stream.event().await;
         assert_eq!(
             (first.kind.as_str(), first.slug.as_str()),
             ("CANCELLED", after.as_str())
         );
-        let own = owner.events_until("d", "CANCELLED", &after).await;
+        let own = owner_stream.events_until("CANCELLED", &after).await;
         let own: Vec<(&str, &str)> = own
             .iter()
             .map(|e| (e.kind.as_str(), e.slug.as_str()))
@@ -869,15 +449,15 @@ both_backends!(
     |backend: Backend| async move {
         let hub = Arc::new(TestHub::start(backend).await);
         let secretariat = hub.token(None).await;
-        let mut first = Client::connect(&hub, Protocol::TransportWs, None).await;
-        first.subscribe("s", json!(null), None).await;
+        let first = WsClient::connect(&hub, None).await;
+        let mut first_stream = first.events(json!(null), None).await;
         first.synced().await;
         let mut published = Vec::new();
         for i in 0..5 {
             let (_, slug) = publish(&hub, &secretariat, workshop(&format!("Before {i}"))).await;
             published.push(slug);
         }
-        let seen = first.events("s", 5).await;
+        let seen = first_stream.events(5).await;
         assert_eq!(slugs(&seen), published);
         let resume_from = seen[4].cursor.clone();
         first.close().await;
@@ -910,10 +490,10 @@ both_backends!(
                 .await
                 .expect("background publishing stalled");
         }
-        let mut second = Client::connect(&hub, Protocol::TransportWs, None).await;
-        second.subscribe("s", json!(null), Some(&resume_from)).await;
-        second
-            .subscribe("x", json!({ "kinds": ["EXHIBITION"] }), Some(&resume_from))
+        let second = WsClient::connect(&hub, None).await;
+        let mut resumed = second.events(json!(null), Some(&resume_from)).await;
+        let mut resumed_x = second
+            .events(json!({ "kinds": ["EXHIBITION"] }), Some(&resume_from))
             .await;
         let later = tokio::time::timeout(Duration::from_secs(60), background)
             .await
@@ -921,7 +501,7 @@ both_backends!(
             .expect("background publishing");
         let later_slugs: Vec<&str> = later.iter().map(|(_, s)| s.as_str()).collect();
         let (_, last) = later.last().expect("published");
-        let got = second.events_until("s", "PUBLISHED", last).await;
+        let got = resumed.events_until("PUBLISHED", last).await;
         assert_eq!(
             slugs(&got),
             later_slugs,
@@ -932,8 +512,8 @@ both_backends!(
             .filter(|(k, _)| *k == "EXHIBITION")
             .map(|(_, s)| s.as_str())
             .collect();
-        let got_x = second
-            .events_until("x", "PUBLISHED", exhibitions.last().expect("exhibition"))
+        let got_x = resumed_x
+            .events_until("PUBLISHED", exhibitions.last().expect("exhibition"))
             .await;
         assert_eq!(slugs(&got_x), exhibitions, "the replay applies the filter");
 
@@ -947,7 +527,7 @@ both_backends!(
 
         // And the resumed stream goes on live.
         let (_, live) = publish(&hub, &secretariat, workshop("Live again")).await;
-        assert_eq!(second.event("s").await.slug, live);
+        assert_eq!(resumed.event().await.slug, live);
     }
 );
 
@@ -956,8 +536,8 @@ both_backends!(
     |backend: Backend| async move {
         let hub = TestHub::start(backend).await;
         let secretariat = hub.token(None).await;
-        let mut watcher = Client::connect(&hub, Protocol::TransportWs, None).await;
-        watcher.subscribe("s", json!(null), None).await;
+        let watcher = WsClient::connect(&hub, None).await;
+        let mut stream = watcher.events(json!(null), None).await;
         watcher.synced().await;
         let mut published = Vec::new();
         for i in 0..3 {
@@ -967,7 +547,7 @@ both_backends!(
                     .1,
             );
         }
-        let seen = watcher.events("s", 3).await;
+        let seen = stream.events(3).await;
         assert_eq!(slugs(&seen), published);
 
         // Prune everything but the newest event, as the hub's pruner does
@@ -983,11 +563,9 @@ both_backends!(
             assert!(pruned >= 2, "pruned {pruned}");
         }
 
-        let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
-        client
-            .subscribe("old", json!(null), Some(&seen[0].cursor))
-            .await;
-        let error = client.error("old", "CURSOR_EXPIRED").await;
+        let client = WsClient::connect(&hub, None).await;
+        let mut old = client.events(json!(null), Some(&seen[0].cursor)).await;
+        let error = old.error("CURSOR_EXPIRED").await;
         assert!(
             error["message"]
                 .as_str()
@@ -995,15 +573,11 @@ both_backends!(
             "{error}"
         );
         // The newest pruned event's own cursor still resumes: nothing after it is gone.
-        client
-            .subscribe("edge", json!(null), Some(&seen[1].cursor))
-            .await;
-        assert_eq!(client.event("edge").await.slug, published[2]);
+        let mut edge = client.events(json!(null), Some(&seen[1].cursor)).await;
+        assert_eq!(edge.event().await.slug, published[2]);
         // A cursor this hub never issued is bad input, not an expiry.
-        client
-            .subscribe("bad", json!(null), Some("not-a-cursor"))
-            .await;
-        client.error("bad", "BAD_USER_INPUT").await;
+        let mut bad = client.events(json!(null), Some("not-a-cursor")).await;
+        bad.error("BAD_USER_INPUT").await;
     }
 );
 
@@ -1038,16 +612,16 @@ async fn wait_listeners(admin: &sea_orm::DatabaseConnection, n: i64) {
     }
 }
 
-/// Publishes through `hub` and expects `client` to see it (within
+/// Publishes through `hub` and expects `stream` to see it (within
 /// [`WAIT`], a deadline, not a latency bound).
 async fn publish_and_expect(
     hub: &TestHub,
     token: &str,
-    client: &mut Client,
+    stream: &mut ws::Subscription,
     title: &str,
 ) -> String {
     let (_, slug) = publish(hub, token, workshop(title)).await;
-    let event = client.event_within("s", WAIT).await;
+    let event = stream.event().await;
     assert_eq!(event.slug, slug, "events in order");
     slug
 }
@@ -1067,12 +641,12 @@ async fn postgres_instances_share_events_and_survive_a_lost_listener() {
         .expect("admin connection");
     wait_listeners(&admin, 2).await;
     let secretariat = a.token(None).await;
-    let mut client = Client::connect(&b, Protocol::TransportWs, None).await;
-    client.subscribe("s", json!(null), None).await;
+    let client = WsClient::connect(&b, None).await;
+    let mut on_b = client.events(json!(null), None).await;
     client.synced().await;
 
     for i in 0..10 {
-        publish_and_expect(&a, &secretariat, &mut client, &format!("Via A {i}")).await;
+        publish_and_expect(&a, &secretariat, &mut on_b, &format!("Via A {i}")).await;
     }
 
     // Kill both instances' listener connections, and keep publishing.
@@ -1087,19 +661,19 @@ async fn postgres_instances_share_events_and_survive_a_lost_listener() {
         .expect("terminate listeners");
     assert_eq!(killed.len(), 2, "both instances listen");
     for i in 0..10 {
-        publish_and_expect(&a, &secretariat, &mut client, &format!("Lost {i}")).await;
+        publish_and_expect(&a, &secretariat, &mut on_b, &format!("Lost {i}")).await;
     }
     // Reconnected: notifications flow again.
     wait_listeners(&admin, 2).await;
     for i in 0..10 {
-        publish_and_expect(&a, &secretariat, &mut client, &format!("Again {i}")).await;
+        publish_and_expect(&a, &secretariat, &mut on_b, &format!("Again {i}")).await;
     }
     // And B's own writes reach subscribers of A.
-    let mut on_a = Client::connect(&a, Protocol::TransportWs, None).await;
-    on_a.subscribe("s", json!(null), None).await;
-    on_a.synced().await;
+    let client_a = WsClient::connect(&a, None).await;
+    let mut on_a = client_a.events(json!(null), None).await;
+    client_a.synced().await;
     let via_b = publish_and_expect(&b, &secretariat, &mut on_a, "Via B").await;
-    assert_eq!(client.event("s").await.slug, via_b);
+    assert_eq!(on_b.event().await.slug, via_b);
     let _ = admin.close().await;
 }
 
@@ -1117,8 +691,8 @@ async fn postgres_an_open_writer_holds_back_later_events_without_blocking_them()
     let hub = TestHub::start(Backend::Postgres).await;
     let secretariat = hub.token(None).await;
     let (first_id, first_slug) = publish(&hub, &secretariat, workshop("Held open")).await;
-    let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
-    client.subscribe("s", json!(null), None).await;
+    let client = WsClient::connect(&hub, None).await;
+    let mut stream = client.events(json!(null), None).await;
     client.synced().await;
 
     // An event appended in a transaction that stays open.
@@ -1144,8 +718,8 @@ async fn postgres_an_open_writer_holds_back_later_events_without_blocking_them()
     .await
     .expect("a publish does not wait for another open writer");
     assert!(
-        client
-            .recv_for("s", Duration::from_millis(500))
+        stream
+            .next_within(Duration::from_millis(500))
             .await
             .is_none(),
         "nothing past the open transaction's event is delivered before it commits"
@@ -1175,7 +749,7 @@ async fn postgres_an_open_writer_holds_back_later_events_without_blocking_them()
         before_commit,
         "a commit below the log's head changes the data version"
     );
-    let events = client.events("s", 2).await;
+    let events = stream.events(2).await;
     assert_eq!(slugs(&events), [first_slug.as_str(), later.as_str()]);
     assert_eq!(kinds(&events), ["UPDATED", "PUBLISHED"]);
 
@@ -1189,8 +763,8 @@ async fn postgres_an_open_writer_holds_back_later_events_without_blocking_them()
     .expect("cursor text");
     let seq: i64 = seq.strip_prefix("ev:").expect("ev:").parse().expect("seq");
     let before = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("ev:{}", seq - 1));
-    client.subscribe("r", json!(null), Some(&before)).await;
-    let replayed = client.events("r", 2).await;
+    let mut replay = client.events(json!(null), Some(&before)).await;
+    let replayed = replay.events(2).await;
     assert_eq!(replayed, events);
 }
 
@@ -1209,11 +783,11 @@ async fn a_burst_of_events_a_subscriber_already_has_does_not_close_it() {
     let a = TestHub::start_with(Backend::Sqlite, tweak).await;
     let b = TestHub::start_on(Backend::Sqlite, a.test_db.clone(), tweak).await;
     let secretariat = a.token(None).await;
-    let mut first = Client::connect(&a, Protocol::TransportWs, None).await;
-    first.subscribe("s", json!(null), None).await;
+    let first = WsClient::connect(&a, None).await;
+    let mut first_stream = first.events(json!(null), None).await;
     first.synced().await;
     let (_, before) = publish(&a, &secretariat, workshop("Before the burst")).await;
-    let seen = first.event("s").await;
+    let seen = first_stream.event().await;
     assert_eq!(seen.slug, before, "the seeded backlog is not new to it");
     first.close().await;
 
@@ -1225,17 +799,15 @@ async fn a_burst_of_events_a_subscriber_already_has_does_not_close_it() {
                 .1,
         );
     }
-    let mut fresh = Client::connect(&a, Protocol::TransportWs, None).await;
-    fresh.subscribe("s", json!(null), None).await;
-    let mut resumed = Client::connect(&a, Protocol::TransportWs, None).await;
-    resumed
-        .subscribe("s", json!(null), Some(&seen.cursor))
-        .await;
+    let fresh = WsClient::connect(&a, None).await;
+    let mut fresh_stream = fresh.events(json!(null), None).await;
+    let resumed = WsClient::connect(&a, None).await;
+    let mut resumed_stream = resumed.events(json!(null), Some(&seen.cursor)).await;
     fresh.synced().await;
     resumed.synced().await;
     let (_, after) = publish(&a, &secretariat, workshop("After the burst")).await;
-    assert_eq!(fresh.event("s").await.slug, after);
-    let replayed = resumed.events_until("s", "PUBLISHED", &after).await;
+    assert_eq!(fresh_stream.event().await.slug, after);
+    let replayed = resumed_stream.events_until("PUBLISHED", &after).await;
     burst.push(after);
     assert_eq!(slugs(&replayed), burst);
 }
@@ -1256,10 +828,12 @@ both_backends!(
         // Large events fill the socket buffers after a few dozen.
         let heavy = "subscription { activityEvents { cursor type activity { slug \
                      a: description b: description c: description d: description } } }";
-        let mut slow = Client::connect(&hub, Protocol::TransportWs, None).await;
+        // The consumer that stops reading speaks raw frames: a client
+        // library would read its socket ahead of it.
+        let mut slow = RawClient::connect(&hub, Protocol::TransportWs, None).await;
         slow.subscribe_query("slow", heavy, json!({})).await;
-        let mut normal = Client::connect(&hub, Protocol::TransportWs, None).await;
-        normal.subscribe("n", json!(null), None).await;
+        let normal = WsClient::connect(&hub, None).await;
+        let mut normal_stream = normal.events(json!(null), None).await;
         slow.synced().await;
         normal.synced().await;
         let description = "Printmaking, letterpress and paper. ".repeat(400);
@@ -1274,7 +848,11 @@ both_backends!(
             .await;
             // A reader that keeps up (one event behind at most) gets all:
             // reading before the next publish keeps this free of CPU luck.
-            assert_eq!(normal.event("n").await.slug, slug, "a reader that keeps up");
+            assert_eq!(
+                normal_stream.event().await.slug,
+                slug,
+                "a reader that keeps up"
+            );
             published.push(slug);
         }
 
@@ -1319,10 +897,10 @@ both_backends!(
 
         // Resuming with the last cursor received brings the rest, once each.
         let (cursor, _) = received.last().expect("received");
-        let mut again = Client::connect(&hub, Protocol::TransportWs, None).await;
-        again.subscribe("r", json!(null), Some(cursor)).await;
-        let rest = again
-            .events_until("r", "PUBLISHED", published.last().expect("published"))
+        let again = WsClient::connect(&hub, None).await;
+        let mut rest = again.events(json!(null), Some(cursor)).await;
+        let rest = rest
+            .events_until("PUBLISHED", published.last().expect("published"))
             .await;
         assert_eq!(slugs(&rest), published[got.len()..]);
     }
@@ -1333,13 +911,13 @@ both_backends!(
     |backend: Backend| async move {
         let hub = TestHub::start(backend).await;
         // graphql-transport-ws: 4403, not a protocol error.
-        let mut client = Client::open(&hub, Protocol::TransportWs).await;
+        let mut client = RawClient::open(&hub, Protocol::TransportWs).await;
         expect_refused(client.init(Some("not-a-jwt")).await, "a bad token");
-        let mut client = Client::open(&hub, Protocol::TransportWs).await;
+        let mut client = RawClient::open(&hub, Protocol::TransportWs).await;
         let forged = format!("{}x", hub.token(Some("lyon")).await);
         expect_refused(client.init(Some(&forged)).await, "a bad signature");
         // Legacy graphql-ws: connection_error, then the socket closes.
-        let mut legacy = Client::open(&hub, Protocol::LegacyWs).await;
+        let mut legacy = RawClient::open(&hub, Protocol::LegacyWs).await;
         match legacy.init(Some("not-a-jwt")).await {
             Incoming::ConnectionError(payload) => {
                 assert!(payload["message"].is_string(), "{payload}");
@@ -1350,14 +928,14 @@ both_backends!(
 
         // No anonymous reads: no token, no socket; a token still works.
         let private = TestHub::start_with(backend, |c| c.auth.public_read = false).await;
-        let mut anonymous = Client::open(&private, Protocol::TransportWs).await;
+        let mut anonymous = RawClient::open(&private, Protocol::TransportWs).await;
         expect_refused(anonymous.init(None).await, "anonymous");
         let lyon = private.token(Some("lyon")).await;
-        let mut city = Client::connect(&private, Protocol::TransportWs, Some(&lyon)).await;
-        city.subscribe("s", json!(null), None).await;
+        let city = WsClient::connect(&private, Some(&lyon)).await;
+        let mut stream = city.events(json!(null), None).await;
         city.synced().await;
         let (_, slug) = publish(&private, &lyon, workshop("Members only")).await;
-        assert_eq!(city.event("s").await.slug, slug);
+        assert_eq!(stream.event().await.slug, slug);
     }
 );
 
@@ -1371,7 +949,7 @@ both_backends!(
             .ok("{ viewer { tokenId } }", json!({}), Some(&lyon))
             .await;
         let token_id = viewer["viewer"]["tokenId"].clone();
-        let mut client = Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
+        let mut client = RawClient::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
         client.subscribe("s", json!(null), None).await;
         client
             .subscribe("t", json!({ "kinds": ["WORKSHOP"] }), None)
@@ -1406,7 +984,7 @@ both_backends!(
         assert_eq!(closed.0, Some(4403), "{closed:?}");
         assert!(!closed.1.is_empty(), "a reason is given");
         wait_subscribers_after_close(&hub, 0).await;
-        let mut again = Client::open(&hub, Protocol::TransportWs).await;
+        let mut again = RawClient::open(&hub, Protocol::TransportWs).await;
         expect_refused(again.init(Some(&lyon)).await, "a revoked token");
     }
 );
@@ -1416,9 +994,9 @@ both_backends!(
     |backend: Backend| async move {
         let hub = TestHub::start_with(backend, |c| c.http.ws_keepalive_secs = 1).await;
         let lyon = hub.token(Some("lyon")).await;
-        let mut modern = Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
+        let mut modern = RawClient::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
         modern.subscribe("m", json!(null), None).await;
-        let mut legacy = Client::connect(&hub, Protocol::LegacyWs, Some(&lyon)).await;
+        let mut legacy = RawClient::connect(&hub, Protocol::LegacyWs, Some(&lyon)).await;
         legacy.subscribe("l", json!(null), None).await;
         modern.synced().await;
         legacy.synced().await;
@@ -1462,7 +1040,7 @@ both_backends!(
         })
         .await;
         let secretariat = hub.token(None).await;
-        let mut client = Client::connect(&hub, Protocol::TransportWs, None).await;
+        let mut client = RawClient::connect(&hub, Protocol::TransportWs, None).await;
         client.subscribe("a", json!(null), None).await;
         client.subscribe("b", json!(null), None).await;
         client.synced().await;
@@ -1475,7 +1053,7 @@ both_backends!(
         );
         assert_subscribers(&hub, 2).await;
         // The allowance is per connection.
-        let mut other = Client::connect(&hub, Protocol::TransportWs, None).await;
+        let mut other = RawClient::connect(&hub, Protocol::TransportWs, None).await;
         other.subscribe("x", json!(null), None).await;
         other.synced().await;
         assert_subscribers(&hub, 3).await;
@@ -1504,9 +1082,9 @@ both_backends!(
         let lyon = hub.token(Some("lyon")).await;
         let mut held = Vec::new();
         for _ in 0..hub.config.events.max_connections_per_token {
-            held.push(Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await);
+            held.push(RawClient::connect(&hub, Protocol::TransportWs, Some(&lyon)).await);
         }
-        let mut extra = Client::open(&hub, Protocol::TransportWs).await;
+        let mut extra = RawClient::open(&hub, Protocol::TransportWs).await;
         match extra.init(Some(&lyon)).await {
             Incoming::Closed {
                 code: Some(4429), ..
@@ -1516,7 +1094,7 @@ both_backends!(
         held.pop().expect("a connection").close().await;
         let deadline = Instant::now() + WAIT;
         loop {
-            let mut retry = Client::open(&hub, Protocol::TransportWs).await;
+            let mut retry = RawClient::open(&hub, Protocol::TransportWs).await;
             match retry.init(Some(&lyon)).await {
                 Incoming::Ack => break,
                 Incoming::Closed {
@@ -1532,29 +1110,12 @@ both_backends!(
     }
 );
 
-/// Reads until the socket closes; returns the close code and reason.
-async fn closed_with(client: &mut Client) -> (Option<u16>, String) {
-    loop {
-        match client.recv_within(WAIT).await {
-            Some(Incoming::Closed { code, reason }) => return (code, reason),
-            Some(_) => {}
-            None => panic!("the socket stayed open"),
-        }
-    }
-}
-
 /// The hub still answers a fresh client normally.
 async fn still_serves(hub: &TestHub) {
-    let mut client = Client::connect(hub, Protocol::TransportWs, None).await;
-    client
-        .subscribe_query("q", "{ network { name } }", json!({}))
-        .await;
-    match client.recv_for("q", WAIT).await {
-        Some(Incoming::Next { payload, .. }) => {
-            assert!(payload["data"]["network"]["name"].is_string(), "{payload}");
-        }
-        other => panic!("expected a result, got {other:?}"),
-    }
+    let client = WsClient::connect(hub, None).await;
+    let mut query = client.subscribe("{ network { name } }", json!({})).await;
+    let payload = query.payload().await;
+    assert!(payload["data"]["network"]["name"].is_string(), "{payload}");
 }
 
 both_backends!(
@@ -1568,26 +1129,26 @@ both_backends!(
         let lyon = hub.token(Some("lyon")).await;
 
         // No connection_init in time: 4408.
-        let mut silent = Client::open(&hub, Protocol::TransportWs).await;
-        assert_eq!(closed_with(&mut silent).await.0, Some(4408));
+        let mut silent = RawClient::open(&hub, Protocol::TransportWs).await;
+        assert_eq!(silent.closed_with().await.0, Some(4408));
 
         // subscribe before connection_ack: 4401.
-        let mut early = Client::open(&hub, Protocol::TransportWs).await;
+        let mut early = RawClient::open(&hub, Protocol::TransportWs).await;
         early.subscribe("s", json!(null), None).await;
-        assert_eq!(closed_with(&mut early).await.0, Some(4401));
+        assert_eq!(early.closed_with().await.0, Some(4401));
 
         // A second connection_init: 4429.
-        let mut twice = Client::connect(&hub, Protocol::TransportWs, None).await;
+        let mut twice = RawClient::connect(&hub, Protocol::TransportWs, None).await;
         twice
             .send(json!({ "type": "connection_init", "payload": {} }))
             .await;
-        assert_eq!(closed_with(&mut twice).await.0, Some(4429));
+        assert_eq!(twice.closed_with().await.0, Some(4429));
 
         // A duplicate operation id: 4409.
-        let mut dup = Client::connect(&hub, Protocol::TransportWs, None).await;
+        let mut dup = RawClient::connect(&hub, Protocol::TransportWs, None).await;
         dup.subscribe("same", json!(null), None).await;
         dup.subscribe("same", json!(null), None).await;
-        let (code, reason) = closed_with(&mut dup).await;
+        let (code, reason) = dup.closed_with().await;
         assert_eq!(code, Some(4409));
         assert!(reason.contains("same"), "{reason}");
 
@@ -1600,7 +1161,7 @@ both_backends!(
             json!({ "authorization": { "token": bearer } }),
             json!({ "authorization": bearer, "headers": { "authorization": bearer } }),
         ] {
-            let mut client = Client::open(&hub, Protocol::TransportWs).await;
+            let mut client = RawClient::open(&hub, Protocol::TransportWs).await;
             client
                 .send(json!({ "type": "connection_init", "payload": payload }))
                 .await;
@@ -1609,7 +1170,7 @@ both_backends!(
 
         // A message over events.max_message_bytes: 4400; so is one that is
         // not a protocol message.
-        let mut big = Client::connect(&hub, Protocol::TransportWs, None).await;
+        let mut big = RawClient::connect(&hub, Protocol::TransportWs, None).await;
         let padding = " ".repeat(3000);
         big.subscribe_query(
             "b",
@@ -1617,10 +1178,10 @@ both_backends!(
             json!({}),
         )
         .await;
-        assert_eq!(closed_with(&mut big).await.0, Some(4400));
-        let mut junk = Client::connect(&hub, Protocol::TransportWs, None).await;
+        assert_eq!(big.closed_with().await.0, Some(4400));
+        let mut junk = RawClient::connect(&hub, Protocol::TransportWs, None).await;
         junk.send(json!({ "type": "nonsense" })).await;
-        assert_eq!(closed_with(&mut junk).await.0, Some(4400));
+        assert_eq!(junk.closed_with().await.0, Some(4400));
 
         // After all of it, the hub answers normally.
         still_serves(&hub).await;
@@ -1633,7 +1194,7 @@ both_backends!(
         let hub = TestHub::start(backend).await;
         let lyon = hub.token(Some("lyon")).await;
         let secretariat = hub.token(None).await;
-        let mut client = Client::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
+        let mut client = RawClient::connect(&hub, Protocol::TransportWs, Some(&lyon)).await;
         client
             .subscribe_query(
                 "m",
@@ -1685,7 +1246,7 @@ both_backends!(
                 json!({ "i": workshop("Never published") }),
             )
             .await;
-        let (code, _) = closed_with(&mut client).await;
+        let (code, _) = client.closed_with().await;
         assert_eq!(code, Some(4403));
         let listed = hub
             .ok(
@@ -1706,14 +1267,11 @@ both_backends!(
         let lyon = hub.token(Some("lyon")).await;
         let detail = "subscription($after: String) { activityEvents(after: $after) { \
                       cursor type activity { id slug title summary description venue themes } } }";
-        let mut live = Client::connect(&hub, Protocol::TransportWs, None).await;
-        live.subscribe_query("s", detail, json!({})).await;
+        let live = WsClient::connect(&hub, None).await;
+        let mut live_stream = live.subscribe(detail, json!({})).await;
         live.synced().await;
         let (_, marker) = publish(&hub, &lyon, workshop("Marker")).await;
-        let first = match live.recv_for("s", WAIT).await {
-            Some(Incoming::Next { payload, .. }) => payload["data"]["activityEvents"].clone(),
-            other => panic!("expected an event, got {other:?}"),
-        };
+        let first = live_stream.payload().await["data"]["activityEvents"].clone();
         assert_eq!(first["activity"]["slug"], marker.as_str());
         let (id, slug) = publish(
             &hub,
@@ -1727,29 +1285,19 @@ both_backends!(
         // one carries no content.
         let mut seen = Vec::new();
         while seen.len() < 2 {
-            match live.recv_for("s", WAIT).await {
-                Some(Incoming::Next { payload, .. }) => {
-                    seen.push(payload["data"]["activityEvents"].clone());
-                }
-                other => panic!("expected an event, got {other:?}"),
-            }
+            seen.push(live_stream.payload().await["data"]["activityEvents"].clone());
         }
         let deleted = &seen[1];
         assert_eq!(deleted["type"], "DELETED");
         assert_eq!(deleted["activity"]["slug"], slug.as_str());
         // Replayed: every event of the deleted activity is a tombstone.
-        let mut replay = Client::connect(&hub, Protocol::TransportWs, None).await;
-        replay
-            .subscribe_query("r", detail, json!({ "after": first["cursor"] }))
+        let replay = WsClient::connect(&hub, None).await;
+        let mut replay_stream = replay
+            .subscribe(detail, json!({ "after": first["cursor"] }))
             .await;
         let mut replayed = Vec::new();
         while replayed.len() < 2 {
-            match replay.recv_for("r", WAIT).await {
-                Some(Incoming::Next { payload, .. }) => {
-                    replayed.push(payload["data"]["activityEvents"].clone());
-                }
-                other => panic!("expected an event, got {other:?}"),
-            }
+            replayed.push(replay_stream.payload().await["data"]["activityEvents"].clone());
         }
         assert_eq!(replayed[0]["type"], "PUBLISHED");
         assert_eq!(replayed[1]["type"], "DELETED");
@@ -1795,17 +1343,17 @@ both_backends!(
         // queries the database each time it is executed.
         let deep = "subscription { activityEvents { cursor type \
                     activity { slug title } actor { slug activities(first: 1) { totalCount } } } }";
-        let mut one = Client::connect(&hub, Protocol::TransportWs, None).await;
-        one.subscribe_query("d", deep, json!({})).await;
+        let one = WsClient::connect(&hub, None).await;
+        let mut one_stream = one.subscribe(deep, json!({})).await;
         one.synced().await;
         let before = db_queries(&hub).await;
         let (_, a) = publish(&hub, &lyon, workshop("Executed once")).await;
-        let got = one.recv_for("d", WAIT).await;
+        let got = one_stream.payload().await;
         assert!(
-            matches!(&got, Some(Incoming::Next { payload, .. })
-                if payload["data"]["activityEvents"]["activity"]["slug"] == a.as_str()
-                && payload["data"]["activityEvents"]["actor"]["activities"]["totalCount"].as_i64() >= Some(1)),
-            "{got:?}"
+            got["data"]["activityEvents"]["activity"]["slug"] == a.as_str()
+                && got["data"]["activityEvents"]["actor"]["activities"]["totalCount"].as_i64()
+                    >= Some(1),
+            "{got}"
         );
         let alone = db_queries(&hub).await - before;
 
@@ -1813,29 +1361,25 @@ both_backends!(
         // a different filter: each gets every event it should.
         let mut many = Vec::new();
         for _ in 0..40 {
-            let mut c = Client::connect(&hub, Protocol::TransportWs, None).await;
-            c.subscribe_query("d", deep, json!({})).await;
-            c.synced().await;
-            many.push(c);
+            let client = WsClient::connect(&hub, None).await;
+            let stream = client.subscribe(deep, json!({})).await;
+            client.synced().await;
+            many.push((client, stream));
         }
-        let mut other = Client::connect(&hub, Protocol::TransportWs, None).await;
-        other
-            .subscribe("f", json!({ "kinds": ["FESTIVAL"] }), None)
-            .await;
+        let other = WsClient::connect(&hub, None).await;
+        let mut other_stream = other.events(json!({ "kinds": ["FESTIVAL"] }), None).await;
         other.synced().await;
         assert_subscribers(&hub, 42).await;
         let before = db_queries(&hub).await;
         let (_, b) = publish(&hub, &lyon, workshop("Shared by all")).await;
-        for c in many.iter_mut().chain(std::iter::once(&mut one)) {
-            match c.recv_for("d", WAIT).await {
-                Some(Incoming::Next { payload, .. }) => {
-                    assert_eq!(
-                        payload["data"]["activityEvents"]["activity"]["slug"],
-                        b.as_str()
-                    );
-                }
-                other => panic!("expected the event, got {other:?}"),
-            }
+        let streams = many.iter_mut().map(|(_, stream)| stream);
+        for stream in streams.chain(std::iter::once(&mut one_stream)) {
+            let payload = stream.payload().await;
+            assert_eq!(
+                payload["data"]["activityEvents"]["activity"]["slug"],
+                b.as_str(),
+                "{payload}"
+            );
         }
         let shared = db_queries(&hub).await - before;
         // Slack for the pump's extra log reads on PostgreSQL while other
@@ -1852,21 +1396,18 @@ both_backends!(
             json!({ "kind": "FESTIVAL", "title": "Only for the filter" }),
         )
         .await;
-        assert_eq!(other.event("f").await.slug, fest);
+        assert_eq!(other_stream.event().await.slug, fest);
         // A subscriber joining the running group gets only what comes next.
-        let mut late = Client::connect(&hub, Protocol::TransportWs, None).await;
-        late.subscribe_query("d", deep, json!({})).await;
+        let late = WsClient::connect(&hub, None).await;
+        let mut late_stream = late.subscribe(deep, json!({})).await;
         late.synced().await;
         assert_subscribers(&hub, 43).await;
         let (_, c) = publish(&hub, &lyon, workshop("After the late joiner")).await;
-        match late.recv_for("d", WAIT).await {
-            Some(Incoming::Next { payload, .. }) => {
-                assert_eq!(
-                    payload["data"]["activityEvents"]["activity"]["slug"],
-                    c.as_str()
-                );
-            }
-            other => panic!("expected the event, got {other:?}"),
-        }
+        let payload = late_stream.payload().await;
+        assert_eq!(
+            payload["data"]["activityEvents"]["activity"]["slug"],
+            c.as_str(),
+            "{payload}"
+        );
     }
 );
