@@ -11,6 +11,8 @@ mod m20261201_000002_stats;
 mod m20261201_000003_event_order;
 mod m20261201_000004_stats_lock_order;
 mod m20261201_000005_stats_refresh_any;
+mod m20261206_000001_search_by_listing_order;
+mod m20261206_000002_stats_refresh_once;
 
 /// Runs cityhub's migrations in order.
 pub struct Migrator;
@@ -26,6 +28,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_event_order::Migration),
             Box::new(m20261201_000004_stats_lock_order::Migration),
             Box::new(m20261201_000005_stats_refresh_any::Migration),
+            Box::new(m20261206_000001_search_by_listing_order::Migration),
+            Box::new(m20261206_000002_stats_refresh_once::Migration),
         ]
     }
 }

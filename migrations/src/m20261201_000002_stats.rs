@@ -115,13 +115,13 @@ const REFRESH: &str = r#"
 "#;
 
 /// The columns whose change changes an activity's facts.
-const COUNTED_CHANGED_SQLITE: &str = "OLD.status IS NOT NEW.status OR OLD.deleted_at IS NOT NEW.deleted_at \
+pub(crate) const COUNTED_CHANGED_SQLITE: &str = "OLD.status IS NOT NEW.status OR OLD.deleted_at IS NOT NEW.deleted_at \
      OR OLD.kind IS NOT NEW.kind OR OLD.format IS NOT NEW.format OR OLD.start_key IS NOT NEW.start_key \
      OR OLD.venue_city_id IS NOT NEW.venue_city_id OR OLD.published_by IS NOT NEW.published_by";
 
 /// SQLite: row triggers (SQLite has no statement triggers), each running
 /// the refresh for the one activity it concerns.
-fn sqlite_triggers() -> String {
+pub(crate) fn sqlite_triggers() -> String {
     let refresh = |ids: &str| REFRESH.replace("{ids}", ids);
     let mut sql = String::new();
     let mut trigger = |name: &str, event: &str, when: Option<&str>, ids: &str| {

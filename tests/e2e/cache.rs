@@ -610,66 +610,73 @@ both_backends!(persisted_queries_over_post_and_get, |backend| async move {
     a.stop().await;
 });
 
-both_backends!(stored_persisted_queries_are_capped_oldest_first, |backend| async move {
-    let cap = |c: &mut cityhub::config::Config| c.cache.max_persisted_stored = 3;
-    let a = TestHub::start_with(backend, cap).await;
-    let queries: Vec<String> = (1..=5)
-        .map(|i| format!("query Q{i} {{ cities(first: {i}) {{ nodes {{ slug }} }} }}"))
-        .collect();
-    let ext = |query: &str| {
-        json!({ "persistedQuery": {
+both_backends!(
+    stored_persisted_queries_are_capped_oldest_first,
+    |backend| async move {
+        let cap = |c: &mut cityhub::config::Config| c.cache.max_persisted_stored = 3;
+        let a = TestHub::start_with(backend, cap).await;
+        let queries: Vec<String> = (1..=5)
+            .map(|i| format!("query Q{i} {{ cities(first: {i}) {{ nodes {{ slug }} }} }}"))
+            .collect();
+        let ext = |query: &str| {
+            json!({ "persistedQuery": {
             "version": 1,
             "sha256Hash": cityhub_graphql::persisted::sha256_hex(query),
         } })
-    };
-    let post = |hub: &TestHub, body: Value| {
-        let request = hub.client.post(hub.url()).json(&body);
-        async move {
-            let r = request.send().await.expect("post");
-            r.json::<Value>().await.expect("json body")
-        }
-    };
-    for q in &queries {
-        let body = post(&a, json!({ "query": q, "extensions": ext(q) })).await;
-        assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
-    }
-    let stored = cityhub_storage::repo::persisted::PersistedQueryRepo::count(a.db.conn())
-        .await
-        .expect("count");
-    assert_eq!(stored, 3, "the table keeps the newest three");
-    // A second instance knows only what the database kept.
-    let b = TestHub::start_on(backend, a.test_db.clone(), cap).await;
-    for (i, q) in queries.iter().enumerate() {
-        let body = post(&b, json!({ "extensions": ext(q) })).await;
-        if i < 2 {
-            assert_eq!(
-                body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
-                "the oldest were dropped: {body}"
-            );
-        } else {
+        };
+        let post = |hub: &TestHub, body: Value| {
+            let request = hub.client.post(hub.url()).json(&body);
+            async move {
+                let r = request.send().await.expect("post");
+                r.json::<Value>().await.expect("json body")
+            }
+        };
+        for q in &queries {
+            let body = post(&a, json!({ "query": q, "extensions": ext(q) })).await;
             assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
         }
+        let stored = cityhub_storage::repo::persisted::PersistedQueryRepo::count(a.db.conn())
+            .await
+            .expect("count");
+        assert_eq!(stored, 3, "the table keeps the newest three");
+        // A second instance knows only what the database kept.
+        let b = TestHub::start_on(backend, a.test_db.clone(), cap).await;
+        for (i, q) in queries.iter().enumerate() {
+            let body = post(&b, json!({ "extensions": ext(q) })).await;
+            if i < 2 {
+                assert_eq!(
+                    body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+                    "the oldest were dropped: {body}"
+                );
+            } else {
+                assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
+            }
+        }
+        // The protocol's recovery: the client sends the document again.
+        let body = post(
+            &b,
+            json!({ "query": queries[0], "extensions": ext(&queries[0]) }),
+        )
+        .await;
+        assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
+        let stored = cityhub_storage::repo::persisted::PersistedQueryRepo::count(a.db.conn())
+            .await
+            .expect("count");
+        assert_eq!(stored, 3);
+        // Stored again, as the newest; the oldest left (Q3) made room.
+        let c = TestHub::start_on(backend, a.test_db.clone(), cap).await;
+        let body = post(&c, json!({ "extensions": ext(&queries[0]) })).await;
+        assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
+        let body = post(&c, json!({ "extensions": ext(&queries[2]) })).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+            "{body}"
+        );
+        c.stop().await;
+        b.stop().await;
+        a.stop().await;
     }
-    // The protocol's recovery: the client sends the document again.
-    let body = post(&b, json!({ "query": queries[0], "extensions": ext(&queries[0]) })).await;
-    assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
-    let stored = cityhub_storage::repo::persisted::PersistedQueryRepo::count(a.db.conn())
-        .await
-        .expect("count");
-    assert_eq!(stored, 3);
-    // Stored again, as the newest; the oldest left (Q3) made room.
-    let c = TestHub::start_on(backend, a.test_db.clone(), cap).await;
-    let body = post(&c, json!({ "extensions": ext(&queries[0]) })).await;
-    assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
-    let body = post(&c, json!({ "extensions": ext(&queries[2]) })).await;
-    assert_eq!(
-        body["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
-        "{body}"
-    );
-    c.stop().await;
-    b.stop().await;
-    a.stop().await;
-});
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_cache_is_bounded() {

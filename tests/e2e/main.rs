@@ -23,6 +23,7 @@ mod live_hardening;
 mod publishing;
 mod read_api;
 mod resilience;
+mod search;
 mod shutdown;
 mod sqlite_reads;
 mod stats;

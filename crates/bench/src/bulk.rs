@@ -52,4 +52,33 @@ impl BulkRepo {
         }
         Ok(written)
     }
+
+    /// Records a generated batch in the audit log, as every write of the
+    /// hub ends with its audit row: on SQLite that row is also where the
+    /// kept counts of the batch's activities are refreshed, once
+    /// (migration `m20261206_000002_stats_refresh_once`).
+    pub async fn audit_generated(
+        db: &impl ConnectionTrait,
+        from: usize,
+        to: usize,
+    ) -> Result<(), StorageError> {
+        let backend = db.get_database_backend();
+        let (at, target) = match backend {
+            sea_orm::DatabaseBackend::Postgres => ("$1", "$2"),
+            _ => ("?", "?"),
+        };
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            format!(
+                "INSERT INTO audit_log (at, actor, action, target_type, target_id) \
+                 VALUES ({at}, 'bench', 'generateActivities', 'activities', {target})"
+            ),
+            [
+                chrono::Utc::now().timestamp_micros().into(),
+                format!("{from}..{to}").into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
 }

@@ -249,6 +249,7 @@ async fn insert_activities(
         }
     }
     crate::bulk::BulkRepo::add_participants(&txn, &participants).await?;
+    crate::bulk::BulkRepo::audit_generated(&txn, from, to).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -251,7 +251,7 @@ impl CityConnection {
 
     /// How many cities match the filter in all.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        let n = CityRepo::count(hub(ctx).service.db().conn(), &self.filter)
+        let n = CityRepo::count(hub(ctx).service.db(), &self.filter)
             .await
             .api()?;
         Ok(i64::try_from(n).unwrap_or(i64::MAX))

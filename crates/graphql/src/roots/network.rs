@@ -55,7 +55,7 @@ impl NetworkQuery {
             ),
             None => None,
         };
-        let page = CityRepo::page(h.service.db().conn(), &filter, first, after_cursor.as_ref())
+        let page = CityRepo::page(h.service.db(), &filter, first, after_cursor.as_ref())
             .await
             .api()?;
         Ok(CityConnection::new(page, after_cursor.as_ref(), filter))

@@ -14,7 +14,7 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement,
 };
 
-use super::{Page, find_all, find_one, in_list, to_json};
+use super::{Page, count_all, find_all, find_one, in_list, to_json};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
 use crate::decode::Row;
@@ -221,20 +221,34 @@ pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend
                 .map(|t| format!("\"{t}\"*"))
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            // `+` keeps SQLite from driving the query by the matches' rowids
+            // Orders other than the start date (and counts): `+` keeps
+            // SQLite from driving the query by the matches' rowids
             // (fetching every matching wide row, then sorting them all): it
             // walks the ordered, covering `activities_by_*` index instead,
             // testing each entry against the match set built once, and
             // stops after the page. 71 ms → 3 ms for a word in 7,000 of
-            // 10,000 activities (BENCHMARKS.md).
+            // 10,000 activities (BENCHMARKS.md). By start date, see
+            // `ActivityRepo::search_page`.
             cond = cond.add(Expr::cust_with_values(
-                "+activities.id IN (SELECT rowid FROM activity_fts WHERE activity_fts MATCH ?)",
+                format!(
+                    "+activities.id IN (SELECT rowid & {SEARCH_ID_MASK} FROM activity_search \
+                     WHERE activity_search MATCH ?)"
+                ),
                 [fts],
             ));
         }
     }
     cond
 }
+
+/// `activity_search`'s rowid is `(start_key << 36) | id` (migration
+/// `m20261206_000001_search_by_listing_order`): its order is the listing's
+/// by start date; this mask takes the id back out.
+const SEARCH_ID_MASK: i64 = (1 << 36) - 1;
+
+/// A search term that expands to more words than this keeps FTS5's prefix
+/// form (`"t"*`): correct, but it merges every word's matches first.
+const MAX_TERM_WORDS: usize = 64;
 
 /// The city whose `city_activities` range answers this filter: exactly one
 /// city and nothing but statuses and dates besides.
@@ -547,6 +561,16 @@ impl ActivityRepo {
                 return Self::city_rows(db, statement, first).await;
             }
         }
+        if filter.text.is_some() && db.get_database_backend() == DatabaseBackend::Sqlite {
+            let descending = match order {
+                ActivityOrder::StartDateDesc => Some(true),
+                ActivityOrder::StartDateAsc => Some(false),
+                _ => None,
+            };
+            if let Some(descending) = descending {
+                return Self::search_page(db, scope, filter, descending, first, after).await;
+            }
+        }
         let mut query = activity::Entity::find()
             .filter(scope.condition())
             .filter(filter_condition(filter, db.get_database_backend()));
@@ -589,11 +613,13 @@ impl ActivityRepo {
         if let Some(total) = super::stats::StatsRepo::kept_total(db, scope, filter).await? {
             return Ok(u64::try_from(total).unwrap_or(0));
         }
-        Ok(activity::Entity::find()
-            .filter(scope.condition())
-            .filter(filter_condition(filter, db.get_database_backend()))
-            .count(db)
-            .await?)
+        count_all(
+            db,
+            activity::Entity::find()
+                .filter(scope.condition())
+                .filter(filter_condition(filter, db.get_database_backend())),
+        )
+        .await
     }
 
     /// A page of one city's activities by start date, through the
@@ -619,6 +645,148 @@ impl ActivityRepo {
             after,
         );
         Self::city_rows(db, statement, first).await
+    }
+
+    /// A search page by start date on SQLite: `activity_search` is walked in
+    /// its rowid order, which is the listing's, and each match joins its
+    /// row by primary key, where the scope and the other filters apply; the
+    /// walk stops after the page. Prefix terms are expanded to the words
+    /// they cover (`search_vocab`), which FTS5 reads lazily, in rowid order.
+    async fn search_page(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        descending: bool,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Activity>, StorageError> {
+        let terms =
+            text::search_terms(filter.text.as_deref().unwrap_or_default(), MAX_SEARCH_TERMS);
+        if terms.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                has_next: false,
+            });
+        }
+        let mut groups = Vec::with_capacity(terms.len());
+        for term in &terms {
+            groups.push(Self::expand_term(db, term).await?);
+        }
+        let statement = Self::search_page_statement(
+            scope,
+            filter,
+            &groups.join(" AND "),
+            descending,
+            first,
+            after,
+        );
+        Self::city_rows(db, statement, first).await
+    }
+
+    /// One search term as an FTS5 expression: the words that start with it
+    /// (`("design" OR "designers")`), or the prefix form when there are
+    /// none (it then matches nothing, cheaply) or too many.
+    async fn expand_term(db: &impl ReadConnection, term: &str) -> Result<String, StorageError> {
+        let statement = Statement::from_sql_and_values(
+            DatabaseBackend::Sqlite,
+            "SELECT term FROM search_vocab WHERE term >= ?1 AND term < ?1 || char(1114111) \
+             ORDER BY term LIMIT ?2",
+            [
+                term.into(),
+                i64::try_from(MAX_TERM_WORDS + 1).unwrap_or(i64::MAX).into(),
+            ],
+        );
+        let words: Vec<String> = if let Some(reader) = db.sqlite_reader() {
+            reader.query(&statement, |row| {
+                row.get::<_, String>(0).map_err(reader_error)
+            })?
+        } else {
+            db.query_all_raw(statement)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String>("", "term"))
+                .collect::<Result<_, _>>()?
+        };
+        // Terms and words are alphanumeric runs (`text::search_terms`,
+        // `text::search_document`): nothing in them needs quoting.
+        Ok(match words.as_slice() {
+            [] => format!("\"{term}\"*"),
+            many if many.len() > MAX_TERM_WORDS => format!("\"{term}\"*"),
+            [one] => format!("\"{one}\""),
+            many => format!(
+                "({})",
+                many.iter()
+                    .map(|w| format!("\"{w}\""))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ),
+        })
+    }
+
+    /// The statement of [`Self::search_page`]. Public so tests can
+    /// `EXPLAIN` exactly what runs.
+    pub fn search_page_statement(
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        fts: &str,
+        descending: bool,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Statement {
+        let backend = DatabaseBackend::Sqlite;
+        // The scope and every filter but the text, as conditions on the
+        // joined row (sea-query renders them; we keep its WHERE clause).
+        let rest = ActivityFilter {
+            text: None,
+            ..filter.clone()
+        };
+        let (conditions, rest_values) = sea_orm::sea_query::Query::select()
+            .column((activity::Entity, activity::Column::Id))
+            .from(activity::Entity)
+            .cond_where(
+                Condition::all()
+                    .add(scope.condition())
+                    .add(filter_condition(&rest, backend)),
+            )
+            .build(sea_orm::sea_query::SqliteQueryBuilder);
+        let conditions = conditions
+            .split_once(" WHERE ")
+            .map_or("1 = 1", |(_, c)| c)
+            .to_owned();
+        let mut sql = CitySql::new(backend);
+        sql.text.push_str("SELECT ");
+        sql.text.push_str(&ACTIVITY_COLUMNS);
+        sql.text.push_str(host_ids_column(backend));
+        // CROSS JOIN keeps `activity_search` the outer loop: its order is
+        // the page's, so no sort and no reading past the page.
+        sql.text.push_str(&format!(
+            " FROM activity_search CROSS JOIN activities \
+             ON activities.id = (activity_search.rowid & {SEARCH_ID_MASK}) \
+             WHERE activity_search MATCH "
+        ));
+        let m = sql.bind(fts.to_owned());
+        sql.text.push_str(&m);
+        if let Some(cursor) = after {
+            let key = match cursor.key {
+                CursorKey::Int(k) => k.clamp(0, (1 << 27) - 1),
+                CursorKey::Text(_) => 0,
+            };
+            let id = cursor.id.clamp(0, SEARCH_ID_MASK);
+            let op = if descending { "<" } else { ">" };
+            let k = sql.bind((key << 36) | id);
+            sql.text
+                .push_str(&format!(" AND activity_search.rowid {op} {k}"));
+        }
+        // sea-query's `?` placeholders are positional: its values follow
+        // ours in the same order.
+        sql.text.push_str(&format!(" AND ({conditions})"));
+        sql.values.extend(rest_values.0);
+        let limit = sql.bind_limit(first);
+        let dir = if descending { "DESC" } else { "ASC" };
+        sql.text.push_str(&format!(
+            " ORDER BY activity_search.rowid {dir} LIMIT {limit}"
+        ));
+        sql.statement()
     }
 
     /// The page of a city statement's rows (the activity's columns and its

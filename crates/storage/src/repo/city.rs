@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use cityhub_domain::{City, CityId, CityInput, CreativeField, text};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 
-use super::{Page, find_all, find_one, in_list, mark, to_json};
+use super::{Page, count_all, find_all, find_one, in_list, mark, to_json};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
 use crate::decode::Row;
@@ -165,7 +165,7 @@ impl CityRepo {
 
     /// One page of cities ordered by folded name.
     pub async fn page(
-        db: &impl ConnectionTrait,
+        db: &impl ReadConnection,
         filter: &CityFilter,
         first: u64,
         after: Option<&Cursor>,
@@ -188,12 +188,14 @@ impl CityRepo {
                     ),
             );
         }
-        let mut rows = query
-            .order_by_asc(city::Column::NameKey)
-            .order_by_asc(city::Column::Id)
-            .limit(first + 1)
-            .all(db)
-            .await?;
+        let mut rows = find_all(
+            db,
+            query
+                .order_by_asc(city::Column::NameKey)
+                .order_by_asc(city::Column::Id)
+                .limit(first + 1),
+        )
+        .await?;
         let has_next = rows.len() as u64 > first;
         rows.truncate(first as usize);
         Ok(Page {
@@ -212,14 +214,12 @@ impl CityRepo {
     }
 
     /// How many cities match.
-    pub async fn count(
-        db: &impl ConnectionTrait,
-        filter: &CityFilter,
-    ) -> Result<u64, StorageError> {
-        Ok(city::Entity::find()
-            .filter(Self::condition(filter, db.get_database_backend()))
-            .count(db)
-            .await?)
+    pub async fn count(db: &impl ReadConnection, filter: &CityFilter) -> Result<u64, StorageError> {
+        count_all(
+            db,
+            city::Entity::find().filter(Self::condition(filter, db.get_database_backend())),
+        )
+        .await
     }
 
     /// Inserts a validated city; a taken slug is a conflict.
@@ -301,64 +301,5 @@ impl CityRepo {
             .exec_without_returning(db)
             .await?;
         Ok(())
-    }
-
-    /// The network's counts: cities, countries, published activities, and
-    /// the same per field (three grouped queries).
-    pub async fn network_counts(db: &impl ConnectionTrait) -> Result<NetworkCounts, StorageError> {
-        let backend = db.get_database_backend();
-        let totals = db
-            .query_one_raw(Statement::from_string(
-                backend,
-                "SELECT (SELECT COUNT(*) FROM cities) AS cities, \
-                        (SELECT COUNT(DISTINCT country) FROM cities) AS countries, \
-                        (SELECT COUNT(*) FROM activities WHERE status = 'PUBLISHED' AND deleted_at IS NULL) AS activities",
-            ))
-            .await?;
-        let (cities, countries, activities) = match totals {
-            Some(row) => (
-                row.try_get::<i64>("", "cities")?,
-                row.try_get::<i64>("", "countries")?,
-                row.try_get::<i64>("", "activities")?,
-            ),
-            None => (0, 0, 0),
-        };
-        let mut per_field: HashMap<String, (i64, i64)> = HashMap::new();
-        for row in db
-            .query_all_raw(Statement::from_string(
-                backend,
-                "SELECT field, COUNT(*) AS n FROM city_fields GROUP BY field",
-            ))
-            .await?
-        {
-            per_field.entry(row.try_get("", "field")?).or_default().0 = row.try_get("", "n")?;
-        }
-        for row in db
-            .query_all_raw(Statement::from_string(
-                backend,
-                "SELECT f.field AS field, COUNT(*) AS n FROM activity_fields f JOIN activities a ON a.id = f.activity_id \
-                 WHERE a.status = 'PUBLISHED' AND a.deleted_at IS NULL GROUP BY f.field",
-            ))
-            .await?
-        {
-            per_field.entry(row.try_get("", "field")?).or_default().1 = row.try_get("", "n")?;
-        }
-        let fields = CreativeField::ALL
-            .iter()
-            .map(|f| {
-                let (cities, activities) = per_field.get(f.as_str()).copied().unwrap_or_default();
-                FieldCount {
-                    field: *f,
-                    cities,
-                    activities,
-                }
-            })
-            .collect();
-        Ok(NetworkCounts {
-            cities,
-            countries,
-            activities,
-            fields,
-        })
     }
 }

@@ -46,6 +46,30 @@ where
     Ok(find_all(db, select.limit(1)).await?.pop())
 }
 
+/// How many rows `select` finds (see [`find_all`]).
+pub(crate) async fn count_all<E>(
+    db: &impl ReadConnection,
+    select: Select<E>,
+) -> Result<u64, StorageError>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+{
+    if let Some(reader) = db.sqlite_reader() {
+        let inner = select.build(DatabaseBackend::Sqlite);
+        let statement = sea_orm::Statement {
+            sql: format!("SELECT COUNT(*) FROM ({}) AS counted", inner.sql),
+            ..inner
+        };
+        let n = reader.query(&statement, |row| {
+            row.get::<_, i64>(0)
+                .map_err(crate::sqlite_read::reader_error)
+        })?;
+        return Ok(u64::try_from(n.first().copied().unwrap_or(0)).unwrap_or(0));
+    }
+    Ok(sea_orm::PaginatorTrait::count(select, db).await?)
+}
+
 /// One page of a keyset-paginated listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

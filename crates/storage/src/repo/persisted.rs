@@ -45,18 +45,19 @@ impl PersistedQueryRepo {
         keep: u64,
     ) -> Result<(), StorageError> {
         let backend = db.get_database_backend();
-        let inserted = db.execute_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "INSERT INTO persisted_queries (sha256, query, created_at) VALUES ({}, {}, {}) \
+        let inserted = db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "INSERT INTO persisted_queries (sha256, query, created_at) VALUES ({}, {}, {}) \
                  ON CONFLICT (sha256) DO NOTHING",
-                super::mark(backend, 1),
-                super::mark(backend, 2),
-                super::mark(backend, 3)
-            ),
-            [sha256.into(), query.into(), now_micros().into()],
-        ))
-        .await?;
+                    super::mark(backend, 1),
+                    super::mark(backend, 2),
+                    super::mark(backend, 3)
+                ),
+                [sha256.into(), query.into(), now_micros().into()],
+            ))
+            .await?;
         if inserted.rows_affected() == 0 {
             return Ok(());
         }

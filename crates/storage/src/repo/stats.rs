@@ -417,13 +417,33 @@ impl StatsRepo {
                 }
             }
         }
-        let published = Self::kept(
+        // Only the totals `network` shows (all and per field), not every
+        // country, year, kind and city that `stats` aggregates: nine
+        // groups instead of ≈ 140, 14–38 µs instead of ≈ 630 (BENCHMARKS.md).
+        let published = match Self::kept_condition(
             db,
             ReadScope::Public,
             &[ActivityStatus::Published],
             KeptDimension::All,
         )
-        .await?;
+        .await?
+        {
+            Some((condition, values)) => {
+                let sql = format!(
+                    "SELECT odim AS dim, oval AS val, CAST(SUM(n) AS BIGINT) AS n \
+                     FROM stats_pairs WHERE {condition} AND odim IN ('all', 'field') \
+                     GROUP BY odim, oval"
+                );
+                assemble(
+                    rows(
+                        db,
+                        Statement::from_sql_and_values(db.get_database_backend(), sql, values),
+                    )
+                    .await?,
+                )?
+            }
+            None => ActivityCounts::default(),
+        };
         let fields = published
             .by_field
             .iter()
