@@ -9,23 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::support::{Backend, TestDb};
-
-fn cityhub(db_url: &str, args: &[&str]) -> (bool, String, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
-        .args(args)
-        .current_dir(dir.path())
-        .env("CITYHUB_DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run cityhub");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::{Backend, TestDb, cityhub_cli as cityhub};
 
 #[test]
 fn help_lists_every_command_and_schema_matches_the_checked_in_file() {

@@ -3,12 +3,10 @@
 //! migration `m20261206_000001_search_by_listing_order`), and that
 //! migration down and up again with writes in between.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::support::{Backend, TestHub};
+use crate::support::{Backend, TestHub, cityhub_ok as run};
 
 const SEARCH: &str =
     "query Search($text: String!, $order: ActivityOrder!, $first: Int!, $after: String) {
@@ -118,38 +116,6 @@ both_backends!(
         hub.stop().await;
     }
 );
-
-fn cityhub(db_url: &str, args: &[&str]) -> (bool, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
-        .args(args)
-        .current_dir(dir.path())
-        .env("CITYHUB_DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run cityhub");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-async fn run(url: &str, args: &[&str]) -> String {
-    let url = url.to_owned();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        cityhub(&url, &refs)
-    })
-    .await
-    .expect("join");
-    assert!(ok, "{out}");
-    out
-}
 
 /// SQLite only (PostgreSQL's search index does not change): down, a write
 /// the old index's triggers see, up; the rebuilt index and vocabulary hold

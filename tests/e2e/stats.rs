@@ -8,12 +8,11 @@
 //! many concurrent publishes, after which every kept count is exact.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::support::{Backend, TestHub};
+use crate::support::{Backend, TestHub, cityhub_ok as run};
 
 const STATS: &str = "query($filter: ActivityFilter) { stats(filter: $filter) { total cityCount \
     byField { field count } byKind { kind count } byCountry { country count } \
@@ -422,38 +421,6 @@ both_backends!(
             .await;
     }
 );
-
-fn cityhub(db_url: &str, args: &[&str]) -> (bool, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_cityhub"))
-        .args(args)
-        .current_dir(dir.path())
-        .env("CITYHUB_DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run cityhub");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-async fn run(url: &str, args: &[&str]) -> String {
-    let url = url.to_owned();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        cityhub(&url, &refs)
-    })
-    .await
-    .expect("join");
-    assert!(ok, "{out}");
-    out
-}
 
 both_backends!(
     stats_migration_goes_down_and_up_with_data_in_place,

@@ -360,3 +360,36 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Runs the real `cityhub` binary on `db_url`, in a fresh directory:
+/// whether it succeeded, its standard output and its standard error.
+pub fn cityhub_cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cityhub"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("CITYHUB_DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run cityhub");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`cityhub_cli`] off the async runtime, expected to succeed: its
+/// standard output and error together.
+pub async fn cityhub_ok(db_url: &str, args: &[&str]) -> String {
+    let url = db_url.to_owned();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        cityhub_cli(&url, &refs)
+    })
+    .await
+    .expect("join");
+    assert!(ok, "{out}{err}");
+    format!("{out}{err}")
+}

@@ -250,6 +250,15 @@ const SEARCH_ID_MASK: i64 = (1 << 36) - 1;
 /// form (`"t"*`): correct, but it merges every word's matches first.
 const MAX_TERM_WORDS: usize = 64;
 
+/// For the start-date orders, whether the latest come first.
+fn start_date_descending(order: ActivityOrder) -> Option<bool> {
+    match order {
+        ActivityOrder::StartDateDesc => Some(true),
+        ActivityOrder::StartDateAsc => Some(false),
+        ActivityOrder::UpdatedAtDesc | ActivityOrder::TitleAsc => None,
+    }
+}
+
 /// The city whose `city_activities` range answers this filter: exactly one
 /// city and nothing but statuses and dates besides.
 fn city_index_slug(filter: &ActivityFilter) -> Option<&str> {
@@ -541,12 +550,7 @@ impl ActivityRepo {
         after: Option<&Cursor>,
     ) -> Result<Page<Activity>, StorageError> {
         if let Some(city) = city_index_slug(filter) {
-            let descending = match order {
-                ActivityOrder::StartDateDesc => Some(true),
-                ActivityOrder::StartDateAsc => Some(false),
-                _ => None,
-            };
-            if let Some(descending) = descending {
+            if let Some(descending) = start_date_descending(order) {
                 return Self::city_page(db, scope, filter, city, descending, first, after).await;
             }
             if order == ActivityOrder::UpdatedAtDesc {
@@ -561,15 +565,11 @@ impl ActivityRepo {
                 return Self::city_rows(db, statement, first).await;
             }
         }
-        if filter.text.is_some() && db.get_database_backend() == DatabaseBackend::Sqlite {
-            let descending = match order {
-                ActivityOrder::StartDateDesc => Some(true),
-                ActivityOrder::StartDateAsc => Some(false),
-                _ => None,
-            };
-            if let Some(descending) = descending {
-                return Self::search_page(db, scope, filter, descending, first, after).await;
-            }
+        if filter.text.is_some()
+            && db.get_database_backend() == DatabaseBackend::Sqlite
+            && let Some(descending) = start_date_descending(order)
+        {
+            return Self::search_page(db, scope, filter, descending, first, after).await;
         }
         let mut query = activity::Entity::find()
             .filter(scope.condition())
