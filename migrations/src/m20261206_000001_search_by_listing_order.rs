@@ -16,6 +16,10 @@
 //!   the index keeps only the words, and rows are deleted by key.
 //! - `search_vocab` is kept by the same triggers (a word is never removed:
 //!   a word no row holds any more expands to a term that matches nothing).
+//!   The search text is folded words separated by single spaces
+//!   (`text::search_document`), split here as a JSON array; a quote or
+//!   backslash, which that text never holds, is escaped all the same, so
+//!   no row can make the split fail.
 //! - `start_key` is `yyyymmdd` (< 2^27) and an id is below 2^36, so the key
 //!   fits a positive 64-bit rowid.
 //!
@@ -33,14 +37,14 @@ const UP: &str = r#"
 CREATE TABLE IF NOT EXISTS search_vocab (term TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS activity_search USING fts5 (search_text, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2');
 INSERT INTO activity_search (rowid, search_text) SELECT (start_key << 36) | id, search_text FROM activities;
-INSERT OR IGNORE INTO search_vocab (term) SELECT w.value FROM activities a, json_each('["' || replace(a.search_text, ' ', '","') || '"]') w WHERE w.value <> '';
+INSERT OR IGNORE INTO search_vocab (term) SELECT w.value FROM activities a, json_each('["' || replace(replace(replace(a.search_text, '\', '\\'), '"', '\"'), ' ', '","') || '"]') w WHERE w.value <> '';
 DROP TRIGGER IF EXISTS activities_fts_insert;
 DROP TRIGGER IF EXISTS activities_fts_delete;
 DROP TRIGGER IF EXISTS activities_fts_update;
 DROP TABLE IF EXISTS activity_fts;
 CREATE TRIGGER IF NOT EXISTS activities_search_insert AFTER INSERT ON activities BEGIN
     INSERT INTO activity_search (rowid, search_text) VALUES ((new.start_key << 36) | new.id, new.search_text);
-    INSERT OR IGNORE INTO search_vocab (term) SELECT value FROM json_each('["' || replace(new.search_text, ' ', '","') || '"]') WHERE value <> '';
+    INSERT OR IGNORE INTO search_vocab (term) SELECT value FROM json_each('["' || replace(replace(replace(new.search_text, '\', '\\'), '"', '\"'), ' ', '","') || '"]') WHERE value <> '';
 END;
 CREATE TRIGGER IF NOT EXISTS activities_search_delete AFTER DELETE ON activities BEGIN
     DELETE FROM activity_search WHERE rowid = (old.start_key << 36) | old.id;
@@ -48,7 +52,7 @@ END;
 CREATE TRIGGER IF NOT EXISTS activities_search_update AFTER UPDATE OF search_text, start_key ON activities BEGIN
     DELETE FROM activity_search WHERE rowid = (old.start_key << 36) | old.id;
     INSERT INTO activity_search (rowid, search_text) VALUES ((new.start_key << 36) | new.id, new.search_text);
-    INSERT OR IGNORE INTO search_vocab (term) SELECT value FROM json_each('["' || replace(new.search_text, ' ', '","') || '"]') WHERE value <> '';
+    INSERT OR IGNORE INTO search_vocab (term) SELECT value FROM json_each('["' || replace(replace(replace(new.search_text, '\', '\\'), '"', '\"'), ' ', '","') || '"]') WHERE value <> '';
 END;
 "#;
 

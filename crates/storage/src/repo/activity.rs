@@ -708,7 +708,13 @@ impl ActivityRepo {
                 .collect::<Result<_, _>>()?
         };
         // Terms and words are alphanumeric runs (`text::search_terms`,
-        // `text::search_document`): nothing in them needs quoting.
+        // `text::search_document`): nothing in them needs quoting. A word
+        // that is not (no version writes one) is left out rather than
+        // quoted.
+        let words: Vec<String> = words
+            .into_iter()
+            .filter(|w| w.chars().all(char::is_alphanumeric))
+            .collect();
         Ok(match words.as_slice() {
             [] => format!("\"{term}\"*"),
             many if many.len() > MAX_TERM_WORDS => format!("\"{term}\"*"),
