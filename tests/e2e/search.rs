@@ -177,3 +177,89 @@ async fn search_index_migrates_down_and_up_with_writes_between() {
     );
     hub.stop().await;
 }
+
+/// SQLite: the search page's plan walks `activity_search` in its own order
+/// and reaches each row by primary key, with no sort, whatever the scope,
+/// the direction, a cursor or another filter beside the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_page_reads_the_index_in_order_without_sorting() {
+    use cityhub_domain::{ActivityKind, CityId};
+    use cityhub_storage::cursor::CursorKey;
+    use cityhub_storage::{ActivityFilter, ActivityRepo, Cursor, ReadScope};
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+
+    let hub = TestHub::start(Backend::Sqlite).await;
+    let cursor = Cursor {
+        order: "START_DATE_DESC".into(),
+        key: CursorKey::Int(20_260_510),
+        id: 3,
+    };
+    let filters = [
+        ActivityFilter {
+            text: Some("design week".into()),
+            ..ActivityFilter::default()
+        },
+        ActivityFilter {
+            text: Some("design".into()),
+            kinds: vec![ActivityKind::Workshop],
+            ..ActivityFilter::default()
+        },
+    ];
+    for filter in &filters {
+        for scope in [
+            ReadScope::Public,
+            ReadScope::City(CityId(1)),
+            ReadScope::All,
+        ] {
+            for descending in [true, false] {
+                for after in [None, Some(&cursor)] {
+                    let stmt = ActivityRepo::search_page_statement(
+                        scope,
+                        filter,
+                        "\"design\"",
+                        descending,
+                        20,
+                        after,
+                    );
+                    let explain = Statement::from_sql_and_values(
+                        DatabaseBackend::Sqlite,
+                        format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+                        stmt.values.map(|v| v.0).unwrap_or_default(),
+                    );
+                    // (parent, detail): the page's own steps have parent 0;
+                    // the hosts' subquery sorts its few rows under its own.
+                    let plan: Vec<(i64, String)> = hub
+                        .db
+                        .conn()
+                        .query_all_raw(explain)
+                        .await
+                        .expect("explain")
+                        .iter()
+                        .map(|r| {
+                            (
+                                r.try_get::<i64>("", "parent").expect("parent"),
+                                r.try_get::<String>("", "detail").expect("detail"),
+                            )
+                        })
+                        .collect();
+                    let top: Vec<&str> = plan
+                        .iter()
+                        .filter(|(parent, _)| *parent == 0)
+                        .map(|(_, detail)| detail.as_str())
+                        .collect();
+                    let text = format!("{plan:#?}");
+                    assert!(
+                        top[0].starts_with("SCAN activity_search VIRTUAL TABLE"),
+                        "{text}"
+                    );
+                    assert!(
+                        top[1].starts_with("SEARCH activities USING INTEGER PRIMARY KEY"),
+                        "{text}"
+                    );
+                    assert!(!top.iter().any(|d| d.contains("TEMP B-TREE")), "{text}");
+                }
+            }
+        }
+    }
+    hub.stop().await;
+}

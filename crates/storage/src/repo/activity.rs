@@ -218,7 +218,7 @@ pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend
         } else {
             let fts = terms
                 .iter()
-                .map(|t| format!("\"{t}\"*"))
+                .map(|t| fts_prefix(t))
                 .collect::<Vec<_>>()
                 .join(" AND ");
             // Orders other than the start date (and counts): `+` keeps
@@ -249,6 +249,12 @@ const SEARCH_ID_MASK: i64 = (1 << 36) - 1;
 /// A search term that expands to more words than this keeps FTS5's prefix
 /// form (`"t"*`): correct, but it merges every word's matches first.
 const MAX_TERM_WORDS: usize = 64;
+
+/// A search term in FTS5's prefix form, `"term"*` (terms are alphanumeric
+/// runs, `text::search_terms`: nothing in them needs quoting).
+fn fts_prefix(term: &str) -> String {
+    format!("\"{term}\"*")
+}
 
 /// For the start-date orders, whether the latest come first.
 fn start_date_descending(order: ActivityOrder) -> Option<bool> {
@@ -307,14 +313,15 @@ fn host_ids_column(backend: DatabaseBackend) -> &'static str {
     }
 }
 
-/// SQL over `city_activities ca`, with its values bound in order.
-struct CitySql {
+/// Hand-written SQL (the city statements over `city_activities ca`, the
+/// search page) with its values bound in order.
+struct BoundSql {
     backend: DatabaseBackend,
     text: String,
     values: Vec<sea_orm::Value>,
 }
 
-impl CitySql {
+impl BoundSql {
     fn new(backend: DatabaseBackend) -> Self {
         Self {
             backend,
@@ -593,22 +600,11 @@ impl ActivityRepo {
         filter: &ActivityFilter,
     ) -> Result<u64, StorageError> {
         if let Some(city) = city_index_slug(filter) {
-            let mut sql = CitySql::new(db.get_database_backend());
+            let mut sql = BoundSql::new(db.get_database_backend());
             sql.text
                 .push_str("SELECT COUNT(*) AS n FROM city_activities ca WHERE ");
             sql.city_conditions(scope, filter, city);
-            let statement = Statement::from_sql_and_values(sql.backend, sql.text, sql.values);
-            let n = if let Some(reader) = db.sqlite_reader() {
-                let counts =
-                    reader.query(&statement, |row| row.get::<_, i64>(0).map_err(reader_error))?;
-                counts.first().copied().unwrap_or(0)
-            } else {
-                match db.query_one_raw(statement).await? {
-                    Some(r) => r.try_get::<i64>("", "n")?,
-                    None => 0,
-                }
-            };
-            return Ok(u64::try_from(n).unwrap_or(0));
+            return super::count(db, sql.statement()).await;
         }
         if let Some(total) = super::stats::StatsRepo::kept_total(db, scope, filter).await? {
             return Ok(u64::try_from(total).unwrap_or(0));
@@ -716,8 +712,8 @@ impl ActivityRepo {
             .filter(|w| w.chars().all(char::is_alphanumeric))
             .collect();
         Ok(match words.as_slice() {
-            [] => format!("\"{term}\"*"),
-            many if many.len() > MAX_TERM_WORDS => format!("\"{term}\"*"),
+            [] => fts_prefix(term),
+            many if many.len() > MAX_TERM_WORDS => fts_prefix(term),
             [one] => format!("\"{one}\""),
             many => format!(
                 "({})",
@@ -759,7 +755,7 @@ impl ActivityRepo {
             .split_once(" WHERE ")
             .map_or("1 = 1", |(_, c)| c)
             .to_owned();
-        let mut sql = CitySql::new(backend);
+        let mut sql = BoundSql::new(backend);
         sql.text.push_str("SELECT ");
         sql.text.push_str(&ACTIVITY_COLUMNS);
         sql.text.push_str(host_ids_column(backend));
@@ -850,7 +846,7 @@ impl ActivityRepo {
         first: u64,
         after: Option<&Cursor>,
     ) -> Statement {
-        let mut sql = CitySql::city_rows(backend, scope, filter, city, ", ca.start_key");
+        let mut sql = BoundSql::city_rows(backend, scope, filter, city, ", ca.start_key");
         let dir = if descending { "DESC" } else { "ASC" };
         if let Some(cursor) = after {
             let op = if descending { "<" } else { ">" };
@@ -881,7 +877,7 @@ impl ActivityRepo {
         first: u64,
         after: Option<&Cursor>,
     ) -> Statement {
-        let mut sql = CitySql::city_rows(backend, scope, filter, city, "");
+        let mut sql = BoundSql::city_rows(backend, scope, filter, city, "");
         sql.text
             .push_str(") ca JOIN activities ON activities.id = ca.activity_id");
         if let Some(cursor) = after {

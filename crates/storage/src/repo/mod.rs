@@ -11,7 +11,7 @@ pub mod stats;
 pub mod tokens;
 pub mod version;
 
-use sea_orm::{DatabaseBackend, EntityTrait, QuerySelect, QueryTrait, Select, Value};
+use sea_orm::{DatabaseBackend, EntityTrait, QuerySelect, QueryTrait, Select, Statement, Value};
 
 use crate::db::ReadConnection;
 use crate::error::StorageError;
@@ -47,27 +47,43 @@ where
 }
 
 /// How many rows `select` finds (see [`find_all`]).
-pub(crate) async fn count_all<E>(
+pub(crate) async fn count_all<E: EntityTrait>(
     db: &impl ReadConnection,
     select: Select<E>,
-) -> Result<u64, StorageError>
-where
-    E: EntityTrait,
-    E::Model: Sync,
-{
-    if let Some(reader) = db.sqlite_reader() {
-        let inner = select.build(DatabaseBackend::Sqlite);
-        let statement = sea_orm::Statement {
-            sql: format!("SELECT COUNT(*) FROM ({}) AS counted", inner.sql),
+) -> Result<u64, StorageError> {
+    let inner = select.build(db.get_database_backend());
+    count(
+        db,
+        Statement {
+            sql: format!("SELECT COUNT(*) AS n FROM ({}) AS counted", inner.sql),
             ..inner
-        };
-        let n = reader.query(&statement, |row| {
-            row.get::<_, i64>(0)
-                .map_err(crate::sqlite_read::reader_error)
-        })?;
-        return Ok(u64::try_from(n.first().copied().unwrap_or(0)).unwrap_or(0));
-    }
-    Ok(sea_orm::PaginatorTrait::count(select, db).await?)
+        },
+    )
+    .await
+}
+
+/// The count a `SELECT COUNT(*) AS n …` statement answers, on SQLite's
+/// read connections when `db` has them.
+pub(crate) async fn count(
+    db: &impl ReadConnection,
+    statement: Statement,
+) -> Result<u64, StorageError> {
+    let n = if let Some(reader) = db.sqlite_reader() {
+        reader
+            .query(&statement, |row| {
+                row.get::<_, i64>(0)
+                    .map_err(crate::sqlite_read::reader_error)
+            })?
+            .first()
+            .copied()
+            .unwrap_or(0)
+    } else {
+        match db.query_one_raw(statement).await? {
+            Some(row) => row.try_get::<i64>("", "n")?,
+            None => 0,
+        }
+    };
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// One page of a keyset-paginated listing.

@@ -3,6 +3,7 @@
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
+use crate::db::ReadConnection;
 use crate::error::StorageError;
 use crate::time::now_micros;
 
@@ -79,18 +80,14 @@ impl PersistedQueryRepo {
     }
 
     /// How many documents are registered.
-    pub async fn count(db: &impl ConnectionTrait) -> Result<u64, StorageError> {
-        let backend = db.get_database_backend();
-        let row = db
-            .query_one_raw(Statement::from_string(
-                backend,
+    pub async fn count(db: &impl ReadConnection) -> Result<u64, StorageError> {
+        super::count(
+            db,
+            Statement::from_string(
+                db.get_database_backend(),
                 "SELECT COUNT(*) AS n FROM persisted_queries",
-            ))
-            .await?;
-        let n = match row {
-            Some(r) => r.try_get::<i64>("", "n")?,
-            None => 0,
-        };
-        Ok(u64::try_from(n).unwrap_or(0))
+            ),
+        )
+        .await
     }
 }
