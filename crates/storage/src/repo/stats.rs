@@ -283,21 +283,19 @@ impl StatsRepo {
         statuses: &[ActivityStatus],
         dimension: KeptDimension,
     ) -> Result<ActivityCounts, StorageError> {
-        let Some((condition, values)) =
-            Self::kept_condition(db, scope, statuses, dimension).await?
-        else {
-            return assemble(Vec::new());
-        };
         // The cities are counted in the database: one row instead of one
         // per city (a few hundred of the result's rows otherwise).
-        let sql = format!(
-            "WITH g AS (SELECT odim, oval, CAST(SUM(n) AS BIGINT) AS n FROM stats_pairs \
-             WHERE {condition} GROUP BY odim, oval HAVING SUM(n) > 0) \
-             SELECT odim AS dim, oval AS val, n FROM g WHERE odim <> 'city' \
-             UNION ALL SELECT 'cities' AS dim, '' AS val, COUNT(*) AS n FROM g WHERE odim = 'city'"
-        );
-        let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
-        assemble(rows(db, statement).await?)
+        assemble(
+            Self::kept_rows(db, scope, statuses, dimension, |condition| {
+                format!(
+                    "WITH g AS (SELECT odim, oval, CAST(SUM(n) AS BIGINT) AS n FROM stats_pairs \
+                     WHERE {condition} GROUP BY odim, oval HAVING SUM(n) > 0) \
+                     SELECT odim AS dim, oval AS val, n FROM g WHERE odim <> 'city' \
+                     UNION ALL SELECT 'cities' AS dim, '' AS val, COUNT(*) AS n FROM g WHERE odim = 'city'"
+                )
+            })
+            .await?,
+        )
     }
 
     /// The total alone of [`Self::kept`]: the `all` rows of the range.
@@ -307,17 +305,34 @@ impl StatsRepo {
         statuses: &[ActivityStatus],
         dimension: KeptDimension,
     ) -> Result<i64, StorageError> {
+        let rows = Self::kept_rows(db, scope, statuses, dimension, |condition| {
+            format!(
+                "SELECT 'all' AS dim, '' AS val, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n \
+                 FROM stats_pairs WHERE {condition} AND odim = 'all'"
+            )
+        })
+        .await?;
+        Ok(rows.iter().map(|(_, _, n)| n).sum())
+    }
+
+    /// The `(dim, val, n)` rows of a kept-count statement, which `sql`
+    /// writes around the range's condition; none when the range can match
+    /// nothing.
+    async fn kept_rows(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        statuses: &[ActivityStatus],
+        dimension: KeptDimension,
+        sql: impl FnOnce(&str) -> String,
+    ) -> Result<Vec<(String, String, i64)>, StorageError> {
         let Some((condition, values)) =
             Self::kept_condition(db, scope, statuses, dimension).await?
         else {
-            return Ok(0);
+            return Ok(Vec::new());
         };
-        let sql = format!(
-            "SELECT 'all' AS dim, '' AS val, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n \
-             FROM stats_pairs WHERE {condition} AND odim = 'all'"
-        );
-        let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
-        Ok(rows(db, statement).await?.iter().map(|(_, _, n)| n).sum())
+        let statement =
+            Statement::from_sql_and_values(db.get_database_backend(), sql(&condition), values);
+        rows(db, statement).await
     }
 
     /// The `stats_pairs` condition of a kept-count query and its values;
@@ -420,30 +435,22 @@ impl StatsRepo {
         // Only the totals `network` shows (all and per field), not every
         // country, year, kind and city that `stats` aggregates: nine
         // groups instead of ≈ 140, 14–38 µs instead of ≈ 630 (BENCHMARKS.md).
-        let published = match Self::kept_condition(
-            db,
-            ReadScope::Public,
-            &[ActivityStatus::Published],
-            KeptDimension::All,
-        )
-        .await?
-        {
-            Some((condition, values)) => {
-                let sql = format!(
-                    "SELECT odim AS dim, oval AS val, CAST(SUM(n) AS BIGINT) AS n \
-                     FROM stats_pairs WHERE {condition} AND odim IN ('all', 'field') \
-                     GROUP BY odim, oval"
-                );
-                assemble(
-                    rows(
-                        db,
-                        Statement::from_sql_and_values(db.get_database_backend(), sql, values),
+        let published = assemble(
+            Self::kept_rows(
+                db,
+                ReadScope::Public,
+                &[ActivityStatus::Published],
+                KeptDimension::All,
+                |condition| {
+                    format!(
+                        "SELECT odim AS dim, oval AS val, CAST(SUM(n) AS BIGINT) AS n \
+                         FROM stats_pairs WHERE {condition} AND odim IN ('all', 'field') \
+                         GROUP BY odim, oval"
                     )
-                    .await?,
-                )?
-            }
-            None => ActivityCounts::default(),
-        };
+                },
+            )
+            .await?,
+        )?;
         let fields = published
             .by_field
             .iter()
