@@ -34,6 +34,10 @@ use crate::config::Config;
 pub struct Hub {
     /// The axum application.
     pub router: Router,
+    /// The operators' routes (`/metrics`, `/healthz`, `/readyz`) when
+    /// `http.admin_listen` puts them on a listener of their own (then the
+    /// main router has no `/metrics`).
+    pub admin: Option<Router>,
     /// The GraphQL service (schema, database, auth, events).
     pub service: GraphqlService,
     /// Cancelled when serving stops: every background task returns.
@@ -85,7 +89,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         .await
         .context("starting the event bus")?;
     let service = hub_service(db.clone(), config).with_commit_notify(events.waker());
-    let limiters = Arc::new(Limiters::new(&config.rate_limit));
+    let limiters = Arc::new(Limiters::with_registrations(
+        &config.rate_limit,
+        config.cache.persisted_registrations_per_minute,
+    ));
     // Forget rate-limit state of idle keys once a minute, until the hub
     // stops (it holds only a weak reference).
     let idle_keys = Arc::downgrade(&limiters);
@@ -123,13 +130,23 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         ws_max_write_buffer: config.http.ws_max_write_buffer_bytes,
         trusted_proxies: config.trusted_proxies()?,
     };
-    let service = GraphqlService::new(schema, auth, db, Arc::new(Metrics::new()), events, settings)
-        .with_cache(config.cache.clone())
-        .with_fast_path(fast_schema, guard)
+    let service = GraphqlService::new(
+        schema,
+        auth,
+        db,
+        Arc::new(Metrics::new()),
+        events,
+        settings,
+        guard,
+    )
+    .with_cache(config.cache.clone())
+    .with_fast_path(fast_schema)
         .with_lifetime(stop.clone(), tasks.clone());
     let router = router(service.clone(), config)?;
+    let admin = (!config.http.admin_listen.is_empty()).then(|| admin_router(service.clone()));
     Ok(Hub {
         router,
+        admin,
         service,
         stop,
         tasks,
@@ -156,16 +173,47 @@ fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
     Ok(layer.allow_origin(AllowOrigin::list(origins)))
 }
 
+/// The operators' routes, served on `http.admin_listen` when it is set.
+pub fn admin_router(service: GraphqlService) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(service)
+}
+
+/// Serves `admin` on `listener` until `stop` is cancelled, as a task of
+/// `tasks` (the hub's shutdown waits for it).
+pub fn serve_admin(
+    listener: TcpListener,
+    admin: Router,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(async move {
+        let app = admin.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "the admin listener stopped with an error");
+        }
+    });
+}
+
 /// The axum application.
 pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router> {
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphiql/{file}", get(graphiql_asset))
         .route("/schema.graphql", get(schema_sdl))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if config.http.admin_listen.is_empty() {
+        app = app.route("/metrics", get(metrics));
+    }
+    let app = app
         .merge(cityhub_dashboard::routes())
         .with_state(service.clone())
         .merge(cityhub_web::router(cityhub_web::WebState {
@@ -312,6 +360,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
         // hyper's header timer starts once it reads; a client that connects
         // and sends nothing would otherwise hold its slot forever (the
         // HTTP/1-or-2 detection waits for a first byte without a timer).
@@ -327,6 +376,10 @@ pub async fn serve(
             move |mut req: axum::http::Request<hyper::body::Incoming>| {
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
+                if let Some(local) = local {
+                    req.extensions_mut()
+                        .insert(cityhub_graphql::http::LocalAddr(local));
+                }
                 req.map(axum::body::Body::new)
             },
         );
@@ -384,6 +437,8 @@ const STRAGGLER_WAIT: Duration = Duration::from_secs(1);
 pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its operators' routes listen, when `http.admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     /// Its GraphQL service (database, auth, events).
     pub service: GraphqlService,
     /// Send (or drop) to stop it.
@@ -404,11 +459,12 @@ pub async fn spawn(config: &Config) -> anyhow::Result<Running> {
 /// [`spawn`] on `addr` (tests restart a hub on the port it had, under its
 /// open clients).
 pub async fn spawn_at(config: &Config, addr: SocketAddr) -> anyhow::Result<Running> {
-    let hub = build(config).await?;
+    let mut hub = build(config).await?;
     let service = hub.service.clone();
     let tasks = hub.tasks.clone();
     let listener = bind(addr, config.http.listen_backlog)?;
     let addr = listener.local_addr()?;
+    let admin_addr = start_admin(&mut hub, config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ServeOptions {
         grace: Duration::from_secs(1),
@@ -424,11 +480,31 @@ pub async fn spawn_at(config: &Config, addr: SocketAddr) -> anyhow::Result<Runni
     });
     Ok(Running {
         addr,
+        admin_addr,
         service,
         stop,
         task,
         tasks,
     })
+}
+
+/// Binds `http.admin_listen` and serves the hub's operators' routes there
+/// (until the hub stops), when it is set; returns the bound address.
+pub fn start_admin(hub: &mut Hub, config: &Config) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(admin) = hub.admin.take() else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = config.http.admin_listen.parse().with_context(|| {
+        format!(
+            "http.admin_listen must be an address like 127.0.0.1:9090 (got {})",
+            config.http.admin_listen
+        )
+    })?;
+    let listener = bind(addr, 128).with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    serve_admin(listener, admin, hub.stop.clone(), &hub.tasks);
+    tracing::info!(addr = %bound, "operators' routes (/metrics, /healthz, /readyz) serving");
+    Ok(Some(bound))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -39,8 +39,14 @@ pub struct HttpConfig {
     /// Most connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
     /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is
-    /// believed when keying anonymous rate limits; empty: none.
+    /// believed when keying anonymous rate limits, and whose `Host` and
+    /// `X-Forwarded-Proto` build links when `api.public_url` is empty;
+    /// empty: none.
     pub trusted_proxies: Vec<String>,
+    /// A second listener for the operators' routes (`/metrics`, `/healthz`,
+    /// `/readyz`), e.g. `127.0.0.1:9090`; then `/metrics` is not served on
+    /// the public listener. Empty: everything on `listen`.
+    pub admin_listen: String,
 }
 
 impl Default for HttpConfig {
@@ -57,6 +63,7 @@ impl Default for HttpConfig {
             header_read_timeout_secs: 10,
             max_connections: 25_000,
             trusted_proxies: Vec::new(),
+            admin_listen: String::new(),
         }
     }
 }
@@ -211,12 +218,18 @@ impl Config {
         if self.api.max_page_size == 0 {
             bail!("api.max_page_size must be at least 1");
         }
-        if self.cache.max_documents == 0
-            || self.cache.max_persisted_in_memory == 0
+        if self.cache.max_document_bytes == 0
+            || self.cache.max_persisted_memory_bytes == 0
             || self.cache.max_persisted_stored == 0
+            || self.cache.max_persisted_stored_bytes == 0
         {
             bail!(
-                "cache.max_documents, cache.max_persisted_in_memory and cache.max_persisted_stored must be positive"
+                "cache.max_document_bytes, cache.max_persisted_memory_bytes, cache.max_persisted_stored and cache.max_persisted_stored_bytes must be positive"
+            );
+        }
+        if self.api.max_document_tokens < 100 {
+            bail!(
+                "api.max_document_tokens must be at least 100 (GraphiQL's introspection query has about 300 tokens)"
             );
         }
         if !matches!(self.log.format.as_str(), "pretty" | "json") {

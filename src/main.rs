@@ -204,10 +204,11 @@ enum Mode {
 async fn serve(config: Config, mode: Mode) -> anyhow::Result<()> {
     raise_open_files_limit();
     let addr = config.listen_addr()?;
-    let hub = app::build(&config).await?;
+    let mut hub = app::build(&config).await?;
     let listener = app::bind(addr, config.http.listen_backlog)
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    app::start_admin(&mut hub, &config)?;
     if mode == Mode::Demo {
         print_demo(
             &config,

@@ -33,6 +33,9 @@ pub struct EventSettings {
     pub max_subscriptions_per_connection: usize,
     /// Most WebSocket connections open with one token.
     pub max_connections_per_token: usize,
+    /// Most WebSocket connections open without a token from one client
+    /// address (the same subscription and replay bounds apply to them).
+    pub max_anonymous_sockets_per_address: usize,
     /// Seconds between re-checks of a socket's token (expiry, revocation,
     /// key retirement, city removed); with `auth.revocation_cache_secs`,
     /// the longest a revoked token keeps a socket open.
@@ -60,6 +63,7 @@ impl Default for EventSettings {
             poll_interval_ms: 1000,
             max_subscriptions_per_connection: 20,
             max_connections_per_token: 1000,
+            max_anonymous_sockets_per_address: 100,
             token_check_secs: 3,
             init_timeout_secs: 10,
             max_message_bytes: 64 * 1024,
@@ -394,20 +398,37 @@ impl EventBus {
     /// Registers a WebSocket connection of token `jti`; `None` when the
     /// token already has the most connections allowed.
     pub fn open_connection(self: &Arc<Self>, jti: &str) -> Option<ConnectionGuard> {
+        self.open_slot(format!("t:{jti}"), self.settings.max_connections_per_token)
+    }
+
+    /// Registers a WebSocket connection without a token from `address`;
+    /// `None` when that address already has the most such connections.
+    pub fn open_anonymous_connection(
+        self: &Arc<Self>,
+        address: std::net::IpAddr,
+    ) -> Option<ConnectionGuard> {
+        self.open_slot(
+            format!("a:{address}"),
+            self.settings.max_anonymous_sockets_per_address,
+        )
+    }
+
+    fn open_slot(self: &Arc<Self>, key: String, most: usize) -> Option<ConnectionGuard> {
         let mut map = self.connections.lock().ok()?;
-        let n = map.entry(jti.to_owned()).or_default();
-        if *n >= self.settings.max_connections_per_token {
+        let n = map.entry(key.clone()).or_default();
+        if *n >= most {
             return None;
         }
         *n += 1;
         Some(ConnectionGuard {
             bus: self.clone(),
-            jti: jti.to_owned(),
+            jti: key,
         })
     }
 }
 
-/// Holds a token's connection slot until dropped.
+/// Holds a connection slot (a token's, or an anonymous address's) until
+/// dropped.
 pub struct ConnectionGuard {
     bus: Arc<EventBus>,
     jti: String,

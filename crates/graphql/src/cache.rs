@@ -11,13 +11,15 @@
 //! change committed by any instance (or a CLI) before the request arrived
 //! is always seen.
 
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use async_graphql::Positioned;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet,
 };
+use async_graphql_value::ConstValue;
 use axum::body::Bytes;
 use cityhub_storage::Db;
 use cityhub_storage::repo::version::{DataVersion, VersionRepo};
@@ -25,29 +27,41 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-/// Cache settings (`[cache]` in `cityhub.toml`).
+/// Cache settings (`[cache]` in `cityhub.toml`). Every cache is bounded
+/// in bytes (its entries weighed), never by a count of entries alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
     /// Keep whole responses of read-only operations.
     pub enabled: bool,
-    /// Most bytes the response cache holds (keys and bodies).
+    /// Most bytes the response cache holds (keys and bodies), city-website
+    /// answers (calendars, feeds, pages) included.
     pub max_bytes: usize,
     /// Largest single response kept.
     pub max_entry_bytes: usize,
-    /// Most parsed documents kept (keyed by their text).
-    pub max_documents: usize,
+    /// Most bytes of parsed documents kept (each weighed by an estimate of
+    /// its syntax tree). Only documents that parsed, validated and passed
+    /// the request guard are kept.
+    pub max_document_bytes: usize,
     /// `Cache-Control` of anonymous `GET /graphql` answers.
     pub cache_control: String,
     /// `Cache-Control` of `GET /graphql` answers to a request with a token.
     pub cache_control_private: String,
     /// Accept Apollo persisted queries.
     pub persisted_queries: bool,
-    /// Most persisted documents kept in memory (all are in the database).
-    pub max_persisted_in_memory: usize,
+    /// Most bytes of persisted documents kept in memory per instance (all
+    /// are in the database).
+    pub max_persisted_memory_bytes: usize,
     /// Most persisted documents kept in the database; registering one more
     /// drops the oldest (its clients register it again).
     pub max_persisted_stored: u64,
+    /// Most bytes of persisted documents kept in the database; registering
+    /// past it drops the oldest.
+    pub max_persisted_stored_bytes: u64,
+    /// Persisted-query registrations one token, or one client address
+    /// without a token, may make per minute (over POST and GET alike);
+    /// beyond it `RATE_LIMITED`. 0 turns the limit off.
+    pub persisted_registrations_per_minute: u32,
 }
 
 impl Default for CacheSettings {
@@ -55,13 +69,15 @@ impl Default for CacheSettings {
         Self {
             enabled: true,
             max_bytes: 64 * 1024 * 1024,
-            max_entry_bytes: 1024 * 1024,
-            max_documents: 1_000,
+            max_entry_bytes: 8 * 1024 * 1024,
+            max_document_bytes: 64 * 1024 * 1024,
             cache_control: "public, max-age=0, must-revalidate".into(),
             cache_control_private: "private, no-cache".into(),
             persisted_queries: true,
-            max_persisted_in_memory: 10_000,
+            max_persisted_memory_bytes: 16 * 1024 * 1024,
             max_persisted_stored: 10_000,
+            max_persisted_stored_bytes: 64 * 1024 * 1024,
+            persisted_registrations_per_minute: 60,
         }
     }
 }
@@ -73,9 +89,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-fn capacity(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n.max(1)).unwrap_or(NonZeroUsize::MIN)
+/// A cache key: the SHA-256 of what identifies the entry, so a key costs
+/// 32 bytes whatever the size of the document or request it names.
+pub type Digest32 = [u8; 32];
+
+/// The SHA-256 of `text`.
+pub fn digest(text: &str) -> Digest32 {
+    Sha256::digest(text.as_bytes()).into()
 }
+
+/// A weight for moka (which counts in `u32`), saturating.
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// Bytes a parsed document is reckoned to hold per lexical token of its
+/// text (measured: a selection of single-letter fields parses to about
+/// 120 bytes per token; comments and whitespace are not kept).
+const DOCUMENT_BYTES_PER_TOKEN: usize = 160;
 
 /// Who a response was computed for: what it may contain depends on this
 /// only (queries naming the token itself are never cached).
@@ -96,6 +127,10 @@ pub enum Visibility {
 pub struct CachedDocument {
     /// The parsed document.
     pub doc: ExecutableDocument,
+    /// The SHA-256 of its text (its key in the document cache).
+    pub key: Digest32,
+    /// Its lexical tokens (the basis of its weight).
+    pub tokens: usize,
     validated: AtomicBool,
 }
 
@@ -146,12 +181,6 @@ struct Entry {
     /// The response's `ETag`, when its owner keeps one beside the body
     /// (the city-website answers tag their bodies by content).
     tag: Option<Arc<str>>,
-    size: usize,
-}
-
-struct Responses {
-    map: lru::LruCache<String, Entry>,
-    bytes: usize,
 }
 
 /// Counters the metrics endpoint shows.
@@ -178,9 +207,9 @@ pub struct CacheStats {
 /// The caches of one hub instance.
 pub struct ReadCache {
     settings: CacheSettings,
-    documents: Mutex<lru::LruCache<String, Arc<CachedDocument>>>,
-    responses: Mutex<Responses>,
-    persisted: Mutex<lru::LruCache<String, Arc<str>>>,
+    documents: moka::sync::Cache<Digest32, Arc<CachedDocument>>,
+    responses: moka::sync::Cache<Digest32, Arc<Entry>>,
+    persisted: moka::sync::Cache<String, Arc<str>>,
     gate: VersionGate,
     /// Hit, miss and version-query counters.
     pub stats: CacheStats,
@@ -198,14 +227,25 @@ impl ReadCache {
     /// Empty caches with these settings.
     pub fn new(settings: CacheSettings) -> Self {
         Self {
-            documents: Mutex::new(lru::LruCache::new(capacity(settings.max_documents))),
-            responses: Mutex::new(Responses {
-                map: lru::LruCache::unbounded(),
-                bytes: 0,
-            }),
-            persisted: Mutex::new(lru::LruCache::new(capacity(
-                settings.max_persisted_in_memory,
-            ))),
+            documents: moka::sync::Cache::builder()
+                .max_capacity(settings.max_document_bytes as u64)
+                .weigher(|_, d: &Arc<CachedDocument>| {
+                    weight(
+                        64 + std::mem::size_of::<CachedDocument>()
+                            + d.tokens.saturating_mul(DOCUMENT_BYTES_PER_TOKEN),
+                    )
+                })
+                .build(),
+            responses: moka::sync::Cache::builder()
+                .max_capacity(settings.max_bytes as u64)
+                .weigher(|_, e: &Arc<Entry>| {
+                    weight(96 + e.body.len() + e.tag.as_deref().map_or(0, str::len))
+                })
+                .build(),
+            persisted: moka::sync::Cache::builder()
+                .max_capacity(settings.max_persisted_memory_bytes as u64)
+                .weigher(|k: &String, q: &Arc<str>| weight(64 + k.len() + q.len()))
+                .build(),
             gate: VersionGate::new(),
             stats: CacheStats::default(),
             settings,
@@ -217,19 +257,47 @@ impl ReadCache {
         &self.settings
     }
 
-    /// The parsed document of `query`, from the cache or parsed now
-    /// (`None` if it does not parse: execution then reports the error).
-    pub fn document(&self, query: &str) -> Option<Arc<CachedDocument>> {
-        if let Some(doc) = lock(&self.documents).get(query) {
+    /// The parsed document of `query`: the kept one, or parsed now (not
+    /// kept: [`Self::keep_document`] keeps it once it passed validation
+    /// and the guard). `Err` carries the guard's refusal of a document of
+    /// more than `max_tokens` tokens, decided before parsing; `Ok(None)` a
+    /// document that does not parse (execution then reports the error).
+    pub fn document(
+        &self,
+        query: &str,
+        max_tokens: usize,
+    ) -> Result<Option<Arc<CachedDocument>>, async_graphql::ServerError> {
+        let key = digest(query);
+        if let Some(doc) = self.documents.get(&key) {
             self.stats.document_hits.fetch_add(1, Ordering::Relaxed);
-            return Some(doc.clone());
+            return Ok(Some(doc));
         }
-        let doc = Arc::new(CachedDocument {
-            doc: async_graphql::parser::parse_query(query).ok()?,
-            validated: AtomicBool::new(false),
-        });
-        lock(&self.documents).put(query.to_owned(), doc.clone());
-        Some(doc)
+        crate::guard::check_size(query, max_tokens)?;
+        let tokens = crate::document::count_tokens(query, max_tokens).unwrap_or(max_tokens);
+        Ok(async_graphql::parser::parse_query(query)
+            .ok()
+            .map(|doc| {
+                Arc::new(CachedDocument {
+                    doc,
+                    key,
+                    tokens,
+                    validated: AtomicBool::new(false),
+                })
+            }))
+    }
+
+    /// Keeps `doc`, which a request has just run past validation and the
+    /// request guard, so later requests skip parsing (and, for queries,
+    /// full validation).
+    pub fn keep_document(&self, doc: &Arc<CachedDocument>) {
+        doc.mark_validated();
+        self.documents.insert(doc.key, doc.clone());
+    }
+
+    /// Bytes (as weighed) and entries the document cache holds.
+    pub fn document_usage(&self) -> (u64, u64) {
+        self.documents.run_pending_tasks();
+        (self.documents.weighted_size(), self.documents.entry_count())
     }
 
     /// The current data version, read after this call began (`None` if the
@@ -249,12 +317,10 @@ impl ReadCache {
         if !self.settings.enabled {
             return None;
         }
-        let mut responses = lock(&self.responses);
-        let found = match responses.map.get(key) {
+        let found = match self.responses.get(&digest(key)) {
             Some(e) if e.version == version => Some((e.body.clone(), e.tag.clone())),
             _ => None,
         };
-        drop(responses);
         match &found {
             Some(_) => self.stats.hits.fetch_add(1, Ordering::Relaxed),
             None => self.stats.misses.fetch_add(1, Ordering::Relaxed),
@@ -262,8 +328,8 @@ impl ReadCache {
         found
     }
 
-    /// Keeps `body` as the response of `key` at `version`, evicting the
-    /// least recently used entries past `max_bytes`.
+    /// Keeps `body` as the response of `key` at `version`; the cache drops
+    /// entries (least often and least recently used first) past `max_bytes`.
     pub fn put(&self, key: String, version: DataVersion, body: Bytes) {
         self.put_tagged(key, version, body, None);
     }
@@ -277,32 +343,11 @@ impl ReadCache {
         body: Bytes,
         tag: Option<Arc<str>>,
     ) {
-        let size = key.len() + body.len() + tag.as_deref().map_or(0, str::len) + 64;
-        if !self.settings.enabled
-            || body.len() > self.settings.max_entry_bytes
-            || size > self.settings.max_bytes
-        {
+        if !self.settings.enabled || body.len() > self.settings.max_entry_bytes {
             return;
         }
-        let mut r = lock(&self.responses);
-        if let Some(old) = r.map.put(
-            key,
-            Entry {
-                version,
-                body,
-                tag,
-                size,
-            },
-        ) {
-            r.bytes -= old.size;
-        }
-        r.bytes += size;
-        while r.bytes > self.settings.max_bytes {
-            match r.map.pop_lru() {
-                Some((_, e)) => r.bytes -= e.size,
-                None => break,
-            }
-        }
+        self.responses
+            .insert(digest(&key), Arc::new(Entry { version, body, tag }));
     }
 
     /// The totals for the metrics endpoint.
@@ -322,41 +367,102 @@ impl ReadCache {
         }
     }
 
-    /// Bytes and entries the response cache holds.
+    /// Bytes (as weighed) and entries the response cache holds.
     pub fn usage(&self) -> (usize, usize) {
-        let r = lock(&self.responses);
-        (r.bytes, r.map.len())
+        self.responses.run_pending_tasks();
+        (
+            usize::try_from(self.responses.weighted_size()).unwrap_or(usize::MAX),
+            usize::try_from(self.responses.entry_count()).unwrap_or(usize::MAX),
+        )
     }
 
     /// A persisted document known to this instance.
     pub fn persisted(&self, sha256: &str) -> Option<Arc<str>> {
-        lock(&self.persisted).get(sha256).cloned()
+        self.persisted.get(sha256)
     }
 
     /// Remembers a persisted document.
     pub fn remember_persisted(&self, sha256: &str, query: &str) {
-        lock(&self.persisted).put(sha256.to_owned(), Arc::from(query));
+        self.persisted
+            .insert(sha256.to_owned(), Arc::from(query));
     }
 }
 
-/// The response cache key of a request.
+/// The response cache key of a request, in canonical form: the operation
+/// that runs named as the document names it (given or not), and the
+/// variables as execution sees them — defaults filled in, object keys
+/// sorted — so variants of one request share one entry.
 pub fn response_key(
     query: &str,
+    document: &ExecutableDocument,
     operation: Option<&str>,
     variables: &async_graphql::Variables,
     visibility: Visibility,
 ) -> String {
-    let vars = serde_json::to_string(variables).unwrap_or_default();
-    let vis = visibility.key();
-    let mut key = String::with_capacity(query.len() + vars.len() + 32);
-    key.push_str(&vis);
+    let mut resolved: std::collections::BTreeMap<&str, &ConstValue> = variables
+        .iter()
+        .map(|(name, value)| (name.as_str(), value))
+        .collect();
+    let mut name = operation.unwrap_or_default();
+    if let Some((op_name, op)) = selected_operation(document, operation) {
+        name = op_name.unwrap_or_default();
+        for def in &op.node.variable_definitions {
+            if let Some(default) = &def.node.default_value {
+                resolved
+                    .entry(def.node.name.node.as_str())
+                    .or_insert(&default.node);
+            }
+        }
+    }
+    let mut key = String::with_capacity(query.len() + 64);
+    key.push_str(&visibility.key());
     key.push('\u{0}');
-    key.push_str(operation.unwrap_or_default());
+    key.push_str(name);
     key.push('\u{0}');
-    key.push_str(&vars);
+    key.push('{');
+    for (i, (name, value)) in resolved.iter().enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        canonical_json(&ConstValue::String((*name).to_owned()), &mut key);
+        key.push(':');
+        canonical_json(value, &mut key);
+    }
+    key.push('}');
     key.push('\u{0}');
     key.push_str(query);
     key
+}
+
+/// Writes `value` as JSON with every object's keys sorted.
+fn canonical_json(value: &ConstValue, out: &mut String) {
+    match value {
+        ConstValue::Object(map) => {
+            let mut fields: Vec<_> = map.iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (name, value)) in fields.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(&ConstValue::String(name.to_string()), out);
+                out.push(':');
+                canonical_json(value, out);
+            }
+            out.push('}');
+        }
+        ConstValue::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&serde_json::to_string(other).unwrap_or_default()),
+    }
 }
 
 /// The strong `ETag` of a response: the data version and the request key.
@@ -391,13 +497,26 @@ fn selected<'a>(
     doc: &'a ExecutableDocument,
     name: Option<&str>,
 ) -> Option<(OperationType, &'a SelectionSet)> {
-    let op = match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next()?,
-        _ => return None,
-    };
+    let (_, op) = selected_operation(doc, name)?;
     Some((op.node.ty, &op.node.selection_set.node))
+}
+
+/// The operation a request with `name` runs, and its name, as
+/// async-graphql picks it.
+fn selected_operation<'a>(
+    doc: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<(Option<&'a str>, &'a Positioned<OperationDefinition>)> {
+    match (&doc.operations, name) {
+        (DocumentOperations::Single(op), None) => Some((None, op)),
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get_key_value(name).map(|(n, op)| (Some(n.as_str()), op))
+        }
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.iter().next().map(|(n, op)| (Some(n.as_str()), op))
+        }
+        _ => None,
+    }
 }
 
 /// Root fields whose answer depends on the token itself, not only on its
@@ -544,9 +663,9 @@ mod tests {
     }
 
     #[test]
-    fn responses_are_bounded_and_versioned() {
+    fn responses_are_bounded_by_weight_and_versioned() {
         let cache = ReadCache::new(CacheSettings {
-            max_bytes: 1_000,
+            max_bytes: 100_000,
             ..CacheSettings::default()
         });
         let v1 = DataVersion {
@@ -562,10 +681,33 @@ mod tests {
         cache.put("a".into(), v1, Bytes::from(vec![b'x'; 400]));
         assert!(cache.get("a", v1).is_some());
         assert!(cache.get("a", v2).is_none(), "another version never hits");
-        cache.put("b".into(), v1, Bytes::from(vec![b'x'; 400]));
-        cache.put("c".into(), v1, Bytes::from(vec![b'x'; 400]));
+        for i in 0..1_000 {
+            cache.put(format!("k{i}"), v1, Bytes::from(vec![b'x'; 4_000]));
+        }
         let (bytes, entries) = cache.usage();
-        assert!(bytes <= 1_000 && entries == 2, "{bytes} {entries}");
-        assert!(cache.get("a", v1).is_none(), "the least recently used went");
+        assert!(bytes <= 100_000, "{bytes} bytes in {entries} entries");
+        assert!(entries < 1_000, "{entries}");
+    }
+
+    #[test]
+    fn documents_are_kept_only_when_told_and_bounded_by_weight() {
+        let cache = ReadCache::new(CacheSettings {
+            max_document_bytes: 200_000,
+            ..CacheSettings::default()
+        });
+        let q = "{ network { name } }";
+        let doc = cache.document(q, 100).expect("small").expect("parses");
+        assert!(!doc.validated());
+        assert_eq!(cache.document_usage().1, 0, "parsing keeps nothing");
+        cache.keep_document(&doc);
+        assert!(cache.document(q, 100).expect("small").expect("kept").validated());
+        assert!(cache.document("{ a b c d }", 3).is_err(), "too many tokens");
+        for i in 0..2_000 {
+            let q = format!("{{ network {{ name }} a{i}: network {{ name }} }}");
+            let d = cache.document(&q, 100).expect("small").expect("parses");
+            cache.keep_document(&d);
+        }
+        let (bytes, entries) = cache.document_usage();
+        assert!(bytes <= 200_000, "{bytes} bytes in {entries} entries");
     }
 }

@@ -12,18 +12,17 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, FragmentDefinition, OperationType, Selection,
-    SelectionSet,
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
 };
-use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
-use async_graphql_value::{ConstValue, Value};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{Request, ServerError, ServerResult, Variables};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::RequestCtx;
+use crate::document::{count_tokens, measure};
 use crate::error::Code;
 
 /// Rate limits (`[rate_limit]` in `cityhub.toml`), per instance.
@@ -68,13 +67,32 @@ pub struct DocumentLimits {
     pub max_entities: usize,
     /// Highest cost; `_entities` costs its selection per representation.
     pub max_complexity: usize,
+    /// Most lexical tokens a document may have, counted before it is
+    /// parsed (`api.max_document_tokens`).
+    pub max_tokens: usize,
 }
+
+/// The name of the operation a request runs, as the request gave it: the
+/// guard measures that operation only (stored in the request's data by
+/// the guard's `prepare_request` hook).
+#[derive(Debug, Clone)]
+struct OperationName(Option<String>);
 
 /// The rate limiters of one instance.
 pub struct Limiters {
     mutations: Option<DefaultKeyedRateLimiter<String>>,
     anonymous: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    registrations: Option<DefaultKeyedRateLimiter<Registrant>>,
     clock: DefaultClock,
+}
+
+/// Who registers a persisted query: a token, or an address without one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Registrant {
+    /// A token, by its id.
+    Token(String),
+    /// A client without a token, by its address.
+    Address(IpAddr),
 }
 
 impl std::fmt::Debug for Limiters {
@@ -82,6 +100,7 @@ impl std::fmt::Debug for Limiters {
         f.debug_struct("Limiters")
             .field("mutations", &self.mutations.is_some())
             .field("anonymous", &self.anonymous.is_some())
+            .field("registrations", &self.registrations.is_some())
             .finish()
     }
 }
@@ -93,14 +112,47 @@ fn quota(per_sec: u32, burst: u32) -> Option<Quota> {
 }
 
 impl Limiters {
-    /// Limiters for `settings`.
+    /// Limiters for `settings`, persisted-query registrations unlimited.
     pub fn new(settings: &RateLimitSettings) -> Self {
+        Self::with_registrations(settings, 0)
+    }
+
+    /// Limiters for `settings`, and at most `registrations_per_minute`
+    /// persisted-query registrations per token or client address (0: no
+    /// limit).
+    pub fn with_registrations(settings: &RateLimitSettings, registrations_per_minute: u32) -> Self {
         Self {
             mutations: quota(settings.mutations_per_sec, settings.mutation_burst)
                 .map(RateLimiter::keyed),
             anonymous: quota(settings.anonymous_per_sec, settings.anonymous_burst)
                 .map(RateLimiter::keyed),
+            registrations: NonZeroU32::new(registrations_per_minute)
+                .map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))),
             clock: DefaultClock::default(),
+        }
+    }
+
+    /// Whether the anonymous per-address limiter is on.
+    pub fn limits_anonymous(&self) -> bool {
+        self.anonymous.is_some()
+    }
+
+    /// Takes one anonymous request of `ip`'s budget (city websites' pages,
+    /// calendars and feeds share it with GraphQL); `Err(seconds to wait)`
+    /// when it is spent. Always `Ok` when the limiter is off.
+    pub fn take_anonymous(&self, ip: IpAddr) -> Result<(), u64> {
+        match &self.anonymous {
+            Some(limiter) => self.take(limiter, &ip, 1),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes one persisted-query registration of `who`'s budget;
+    /// `Err(seconds to wait)` when it is spent.
+    pub fn take_registration(&self, who: Registrant) -> Result<(), u64> {
+        match &self.registrations {
+            Some(limiter) => self.take(limiter, &who, 1),
+            None => Ok(()),
         }
     }
 
@@ -130,6 +182,9 @@ impl Limiters {
         if let Some(l) = &self.anonymous {
             l.retain_recent();
         }
+        if let Some(l) = &self.registrations {
+            l.retain_recent();
+        }
     }
 }
 
@@ -155,7 +210,7 @@ impl ExtensionFactory for RequestGuard {
 
 /// A request-level error with a code (and, for `RATE_LIMITED`, the
 /// seconds to wait in `extensions.retryAfter`).
-fn refuse(code: Code, message: String, retry_after: Option<u64>) -> ServerError {
+pub fn refuse(code: Code, message: String, retry_after: Option<u64>) -> ServerError {
     let mut err = ServerError::new(message, None);
     let ext = err.extensions.get_or_insert_with(Default::default);
     ext.set("code", code.as_str());
@@ -175,11 +230,19 @@ impl RequestGuard {
         &self,
         document: &ExecutableDocument,
         variables: &Variables,
+        operation: Option<&str>,
         principal: Option<&crate::auth::Principal>,
         client: Option<&ClientAddr>,
     ) -> ServerResult<()> {
-        let shape = measure(document, variables);
+        let shape = measure(document, variables, operation);
         let l = &self.limits;
+        if shape.exhausted {
+            return Err(refuse(
+                Code::QueryTooComplex,
+                "the document spreads its fragments too often to be measured".to_owned(),
+                None,
+            ));
+        }
         if shape.root_fields > l.max_root_fields {
             return Err(refuse(
                 Code::QueryTooComplex,
@@ -246,8 +309,51 @@ impl RequestGuard {
     }
 }
 
+impl RequestGuard {
+    /// Refuses a document of more than `max_tokens` lexical tokens, before
+    /// it is parsed (`QUERY_TOO_COMPLEX`).
+    pub fn check_size(&self, query: &str) -> ServerResult<()> {
+        check_size(query, self.limits.max_tokens)
+    }
+
+    /// The document limits.
+    pub fn limits(&self) -> &DocumentLimits {
+        &self.limits
+    }
+
+    /// The instance's rate limiters.
+    pub fn limiters(&self) -> &Limiters {
+        &self.limiters
+    }
+}
+
+/// Refuses `query` when it has more than `max_tokens` lexical tokens,
+/// before it is parsed (`QUERY_TOO_COMPLEX`).
+pub fn check_size(query: &str, max_tokens: usize) -> ServerResult<()> {
+    match count_tokens(query, max_tokens) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(refuse(
+            Code::QueryTooComplex,
+            format!("the document has more than {max_tokens} tokens"),
+            None,
+        )),
+    }
+}
+
 #[async_trait::async_trait]
 impl Extension for RequestGuard {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        request
+            .data
+            .insert(OperationName(request.operation_name.clone()));
+        next.run(ctx, request).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -255,13 +361,16 @@ impl Extension for RequestGuard {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        self.check_size(query)?;
         let document = next.run(ctx, query, variables).await?;
         let principal = ctx
             .data_opt::<RequestCtx>()
             .and_then(|r| r.principal.as_ref());
+        let operation = ctx.data_opt::<OperationName>().and_then(|o| o.0.as_deref());
         self.admit(
             &document,
             variables,
+            operation,
             principal,
             ctx.data_opt::<ClientAddr>(),
         )?;
@@ -269,210 +378,3 @@ impl Extension for RequestGuard {
     }
 }
 
-/// What a document asks for, the largest over its operations.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    /// Fields at the root of the largest operation.
-    pub root_fields: usize,
-    /// Mutation fields at the root of the largest mutation.
-    pub mutations: usize,
-    /// `_entities` representations in the largest operation.
-    pub entities: usize,
-    /// Representations × the cost of the selection on them, summed.
-    pub entities_cost: usize,
-}
-
-/// Fragments are expanded at most this deep (the validator refuses cycles
-/// and deep documents later; this only bounds the walk).
-const MAX_WALK_DEPTH: usize = 64;
-
-/// Selections visited at most per document: fragments spread several times
-/// each could otherwise make the walk exponential. Past it, the walk stops
-/// and the validator's own limits decide.
-const MAX_WALK_STEPS: usize = 100_000;
-
-/// Measures every operation of `document`.
-pub fn measure(document: &ExecutableDocument, variables: &Variables) -> Shape {
-    let walker = Walker {
-        fragments: &document.fragments,
-        variables,
-        steps: std::cell::Cell::new(0),
-    };
-    let operations: Vec<_> = match &document.operations {
-        DocumentOperations::Single(op) => vec![op],
-        DocumentOperations::Multiple(ops) => ops.values().collect(),
-    };
-    let mut shape = Shape::default();
-    for op in operations {
-        let mut roots = Vec::new();
-        walker.root_fields(&op.node.selection_set.node, 0, &mut roots);
-        shape.root_fields = shape.root_fields.max(roots.len());
-        if op.node.ty == OperationType::Mutation {
-            shape.mutations = shape.mutations.max(roots.len());
-        }
-        let (mut entities, mut cost) = (0usize, 0usize);
-        for field in roots.iter().filter(|f| f.name.node == "_entities") {
-            let n = field
-                .arguments
-                .iter()
-                .find(|(name, _)| name.node == "representations")
-                .map_or(0, |(_, value)| walker.list_len(&value.node));
-            entities = entities.saturating_add(n);
-            let per = 1 + walker.count_fields(&field.selection_set.node, 0);
-            cost = cost.saturating_add(n.saturating_mul(per));
-        }
-        shape.entities = shape.entities.max(entities);
-        shape.entities_cost = shape.entities_cost.max(cost);
-    }
-    shape
-}
-
-struct Walker<'a> {
-    fragments: &'a std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
-    variables: &'a Variables,
-    steps: std::cell::Cell<usize>,
-}
-
-impl<'a> Walker<'a> {
-    /// Counts a step; false once the budget is spent.
-    fn step(&self, depth: usize) -> bool {
-        let steps = self.steps.get() + 1;
-        self.steps.set(steps);
-        depth <= MAX_WALK_DEPTH && steps <= MAX_WALK_STEPS
-    }
-
-    /// Collects the fields of a root selection set, fragments expanded.
-    fn root_fields(
-        &self,
-        set: &'a SelectionSet,
-        depth: usize,
-        out: &mut Vec<&'a async_graphql::parser::types::Field>,
-    ) {
-        if !self.step(depth) {
-            return;
-        }
-        for item in &set.items {
-            match &item.node {
-                Selection::Field(f) => out.push(&f.node),
-                Selection::InlineFragment(f) => {
-                    self.root_fields(&f.node.selection_set.node, depth + 1, out);
-                }
-                Selection::FragmentSpread(s) => {
-                    if let Some(def) = self.fragments.get(&s.node.fragment_name.node) {
-                        self.root_fields(&def.node.selection_set.node, depth + 1, out);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The page size a listing field asks for: its `first` (literal or
-    /// variable, at most 1,000), or the listing's default.
-    fn page_size(&self, field: &async_graphql::parser::types::Field) -> Option<usize> {
-        let default = match field.name.node.as_str() {
-            "activities" => Some(20),
-            "cities" => Some(50),
-            _ => None,
-        };
-        let first = field
-            .arguments
-            .iter()
-            .find(|(name, _)| name.node == "first")
-            .map(|(_, v)| match &v.node {
-                Value::Number(n) => n.as_u64(),
-                Value::Variable(name) => match self.variables.get(name) {
-                    Some(ConstValue::Number(n)) => n.as_u64(),
-                    _ => None,
-                },
-                _ => None,
-            });
-        match first {
-            Some(Some(n)) => Some(usize::try_from(n.min(1000)).unwrap_or(1000)),
-            Some(None) => default.or(Some(20)),
-            None => default,
-        }
-    }
-
-    /// The cost of a selection set, as async-graphql's complexity counts
-    /// it: 1 per field, and a listing `2 + page size × its children`.
-    fn count_fields(&self, set: &SelectionSet, depth: usize) -> usize {
-        if !self.step(depth) {
-            return 0;
-        }
-        set.items.iter().fold(0usize, |n, item| {
-            n.saturating_add(match &item.node {
-                Selection::Field(f) => {
-                    let children = self.count_fields(&f.node.selection_set.node, depth + 1);
-                    match self.page_size(&f.node) {
-                        Some(size) => size.saturating_mul(children).saturating_add(2),
-                        None => 1usize.saturating_add(children),
-                    }
-                }
-                Selection::InlineFragment(f) => {
-                    self.count_fields(&f.node.selection_set.node, depth + 1)
-                }
-                Selection::FragmentSpread(s) => self
-                    .fragments
-                    .get(&s.node.fragment_name.node)
-                    .map_or(0, |def| {
-                        self.count_fields(&def.node.selection_set.node, depth + 1)
-                    }),
-            })
-        })
-    }
-
-    /// The length of a list argument, literal or from a variable.
-    fn list_len(&self, value: &Value) -> usize {
-        match value {
-            Value::List(items) => items.len(),
-            Value::Variable(name) => match self.variables.get(name) {
-                Some(ConstValue::List(items)) => items.len(),
-                Some(ConstValue::Null) | None => 0,
-                Some(_) => 1,
-            },
-            Value::Null => 0,
-            _ => 1,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn shape(query: &str, variables: serde_json::Value) -> Shape {
-        let doc = async_graphql::parser::parse_query(query).expect("parses");
-        measure(&doc, &Variables::from_json(variables))
-    }
-
-    #[test]
-    fn counts_aliases_fragments_and_mutations() {
-        let q = "query { a: network { name } b: network { name } ...F ... on Query { c: viewer { role } } } fragment F on Query { d: network { name } }";
-        let s = shape(q, serde_json::json!({}));
-        assert_eq!(s.root_fields, 4);
-        assert_eq!(s.mutations, 0);
-        let m = "mutation { a: deleteActivity(id: 1) b: deleteActivity(id: 2) }";
-        assert_eq!(shape(m, serde_json::json!({})).mutations, 2);
-    }
-
-    #[test]
-    fn counts_entities_literal_and_variable() {
-        let q = r#"query($r: [_Any!]!) { _entities(representations: $r) { ... on City { id name } } x: _entities(representations: [{__typename: "City", id: "1"}]) { __typename } }"#;
-        let reps: Vec<_> = (0..7)
-            .map(|i| serde_json::json!({"__typename": "City", "id": i.to_string()}))
-            .collect();
-        let s = shape(q, serde_json::json!({ "r": reps }));
-        assert_eq!(s.entities, 8);
-        assert_eq!(s.entities_cost, 7 * 3 + 2);
-    }
-
-    #[test]
-    fn fragment_cycles_and_fans_terminate() {
-        let q = "query { ...A } fragment A on Query { ...B } fragment B on Query { network { name } ...A }";
-        let s = shape(q, serde_json::json!({}));
-        assert!(s.root_fields >= 1);
-        let fan = "query { _entities(representations: [1]) { ...A } } fragment A on City { ...B ...B } fragment B on City { ...A ...A id }";
-        let s = shape(fan, serde_json::json!({}));
-        assert!(s.entities_cost <= MAX_WALK_STEPS + 1);
-    }
-}

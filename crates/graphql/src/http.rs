@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 pub use crate::response::{error_response, unavailable_response};
-pub use crate::service::{GraphqlService, HttpSettings, client_addr, peer_of};
+pub use crate::service::{GraphqlService, HttpSettings, LocalAddr, client_addr, peer_of};
 
 use crate::auth::{AuthFailure, Authenticator, Principal, RequestCtx};
 use crate::cache::Visibility;
@@ -147,10 +147,20 @@ async fn execute(
         Ok(p) => p,
         Err(response) => return response,
     };
-    if let Err(response) = crate::persisted::resolve(svc, &mut request).await {
+    let client = peer_of(&parts.extensions)
+        .map(|peer| ClientAddr(client_addr(&svc.settings.trusted_proxies, peer, headers)));
+    if let Err(response) =
+        crate::persisted::resolve(svc, &mut request, principal.as_ref(), client).await
+    {
         return response;
     }
-    let document = svc.cache.document(&request.query);
+    // A document past the token limit is not parsed here: the schema's
+    // guard refuses it before its parser runs.
+    let document = svc
+        .cache
+        .document(&request.query, svc.guard.limits().max_tokens)
+        .ok()
+        .flatten();
     let operation = request.operation_name.clone();
     if get
         && document.as_deref().is_some_and(|d| {
@@ -172,14 +182,16 @@ async fn execute(
     } else {
         None
     };
-    let key = version.map(|_| {
-        crate::cache::response_key(
+    let key = match (version, &document) {
+        (Some(_), Some(doc)) => Some(crate::cache::response_key(
             &request.query,
+            doc,
             operation.as_deref(),
             &request.variables,
             visibility_of(principal.as_ref()),
-        )
-    });
+        )),
+        _ => None,
+    };
     let cache_control = if principal.is_some() {
         settings.cache_control_private.as_str()
     } else {
@@ -221,8 +233,6 @@ async fn execute(
         }
         return response;
     }
-    let client = peer_of(&parts.extensions)
-        .map(|peer| ClientAddr(client_addr(&svc.settings.trusted_proxies, peer, headers)));
     let started = Instant::now();
     let fast = match (&svc.fast, &document) {
         (Some(fast), Some(doc))
@@ -235,10 +245,14 @@ async fn execute(
         _ => None,
     };
     let mut response = None;
-    if let Some(((schema, guard), doc)) = fast {
-        if let Err(refused) =
-            guard.admit(doc, &request.variables, principal.as_ref(), client.as_ref())
-        {
+    if let Some((schema, doc)) = fast {
+        if let Err(refused) = svc.guard.admit(
+            doc,
+            &request.variables,
+            operation.as_deref(),
+            principal.as_ref(),
+            client.as_ref(),
+        ) {
             response = Some(async_graphql::Response::from_errors(vec![refused]));
         } else {
             let mut quick = async_graphql::Request::new(request.query.clone())
@@ -286,10 +300,12 @@ async fn execute(
                 request = request.data(client);
             }
             let response = svc.schema.execute(request).await;
+            // Kept only once it parsed, validated and passed the guard (it
+            // ran): a refused document costs nothing afterwards.
             if let Some(doc) = &document
                 && !matches!(response.data, Value::Null)
             {
-                doc.mark_validated();
+                svc.cache.keep_document(doc);
             }
             response
         }
@@ -505,7 +521,7 @@ pub async fn graphql_post(State(svc): State<GraphqlService>, request: Request) -
 }
 
 /// The Content-Security-Policy GraphiQL is served under.
-pub const GRAPHIQL_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; font-src 'self' data:";
+pub const GRAPHIQL_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; font-src 'self' data:; frame-ancestors 'none'";
 
 fn graphiql_page() -> Response {
     (

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod cache;
+pub mod document;
 pub mod enums;
 pub mod error;
 pub mod guard;

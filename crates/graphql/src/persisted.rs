@@ -11,7 +11,9 @@ use cityhub_storage::repo::persisted::PersistedQueryRepo;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::auth::Principal;
 use crate::error::Code;
+use crate::guard::{ClientAddr, Registrant};
 use crate::response::{error_response, unavailable_response};
 use crate::service::GraphqlService;
 
@@ -30,12 +32,31 @@ fn not_found() -> Response {
     axum::response::IntoResponse::into_response(axum::Json(body))
 }
 
+/// `429 RATE_LIMITED`: too many registrations from one token or address.
+fn too_many_registrations(wait: u64) -> Response {
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        Code::RateLimited,
+        &format!("too many persisted-query registrations; retry in {wait} s"),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    response
+}
+
 /// Resolves the request's persisted query, if it names one: fills in the
-/// document from its hash, or registers the document sent with its hash.
-/// Returns the response to send instead when it cannot.
+/// document from its hash, or registers the document sent with its hash
+/// (at most `cache.persisted_registrations_per_minute` per token, or per
+/// client address without one). Returns the response to send instead when
+/// it cannot.
 pub async fn resolve(
     svc: &GraphqlService,
     request: &mut async_graphql::Request,
+    principal: Option<&Principal>,
+    client: Option<ClientAddr>,
 ) -> Result<(), Response> {
     let Some(ext) = request.extensions.get("persistedQuery") else {
         return Ok(());
@@ -95,11 +116,25 @@ pub async fn resolve(
         ));
     }
     if svc.cache.persisted(&hash).is_none() {
-        // Only documents that parse are kept.
-        if svc.cache.document(&request.query).is_none() {
+        let who = match (principal, client) {
+            (Some(p), _) => Registrant::Token(p.token_id.clone()),
+            (None, Some(ClientAddr(ip))) => Registrant::Address(ip),
+            (None, None) => Registrant::Address(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        };
+        if let Err(wait) = svc.guard.limiters().take_registration(who) {
+            return Err(too_many_registrations(wait));
+        }
+        // Only documents within the token limit that parse are kept; the
+        // request then runs (and is refused) as any other.
+        let max_tokens = svc.guard.limits().max_tokens;
+        if !matches!(svc.cache.document(&request.query, max_tokens), Ok(Some(_))) {
             return Ok(());
         }
-        let keep = svc.cache.settings().max_persisted_stored;
+        let settings = svc.cache.settings();
+        let keep = cityhub_storage::repo::persisted::Keep {
+            documents: settings.max_persisted_stored,
+            bytes: settings.max_persisted_stored_bytes,
+        };
         if let Err(e) = PersistedQueryRepo::insert(svc.db.conn(), &hash, &request.query, keep).await
         {
             tracing::warn!(error = %e, "cannot store a persisted query");

@@ -145,6 +145,7 @@ fn document_limits(settings: &ApiSettings) -> DocumentLimits {
         max_mutations: settings.max_mutations_per_request,
         max_entities: settings.max_entities,
         max_complexity: settings.max_complexity,
+        max_tokens: settings.max_document_tokens,
     }
 }
 

@@ -55,6 +55,11 @@ pub fn client_addr(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &HeaderMap) 
         .unwrap_or(peer)
 }
 
+/// The local address a request's connection was accepted on (the serve
+/// loop adds it to every request's extensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
 /// The peer address of the connection a request came on, if known.
 pub fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
@@ -73,9 +78,13 @@ pub struct GraphqlService {
     pub(crate) settings: HttpSettings,
     pub(crate) public_read: bool,
     pub(crate) cache: Arc<ReadCache>,
-    /// The extension-free schema and the guard it needs run beforehand, for
-    /// queries whose document passed full validation once.
-    pub(crate) fast: Option<(HubSchema, RequestGuard)>,
+    /// The request guard the schema installs, for what runs before the
+    /// schema: the fast path, the document cache's size check, and the
+    /// rate limits of persisted-query registrations and city-website pages.
+    pub(crate) guard: RequestGuard,
+    /// The extension-free schema, for queries whose document passed full
+    /// validation once (the guard runs before it).
+    pub(crate) fast: Option<HubSchema>,
     /// The hub's shutdown token and task tracker: WebSocket tasks end when
     /// the hub stops (see `ws`).
     pub(crate) lifetime: Option<(
@@ -93,9 +102,11 @@ impl GraphqlService {
         metrics: Arc<Metrics>,
         events: Arc<EventBus>,
         settings: HttpSettings,
+        guard: RequestGuard,
     ) -> Self {
         let public_read = auth.config().public_read;
         Self {
+            guard,
             schema,
             auth,
             db,
@@ -123,11 +134,21 @@ impl GraphqlService {
 
     /// Runs queries whose document already passed full validation on
     /// `schema` (built by [`crate::build_fast_schema`] from the same state),
-    /// with `guard` applied first.
+    /// with the request guard applied first.
     #[must_use]
-    pub fn with_fast_path(mut self, schema: HubSchema, guard: RequestGuard) -> Self {
-        self.fast = Some((schema, guard));
+    pub fn with_fast_path(mut self, schema: HubSchema) -> Self {
+        self.fast = Some(schema);
         self
+    }
+
+    /// The HTTP settings.
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    /// The request guard (document limits and the instance's rate limiters).
+    pub fn guard(&self) -> &RequestGuard {
+        &self.guard
     }
 
     /// Replaces the read caches with empty ones under `settings`.

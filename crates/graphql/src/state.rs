@@ -30,6 +30,9 @@ pub struct ApiSettings {
     pub max_mutations_per_request: usize,
     /// Most `_entities` representations one request may resolve.
     pub max_entities: usize,
+    /// Most lexical tokens (names, punctuators, values; not comments or
+    /// whitespace) a document may have, counted before it is parsed.
+    pub max_document_tokens: usize,
     /// The network's name, as `network { name }` answers.
     pub network_name: String,
     /// The network's founding year.
@@ -50,6 +53,7 @@ impl Default for ApiSettings {
             max_root_fields: 50,
             max_mutations_per_request: 10,
             max_entities: 100,
+            max_document_tokens: 20_000,
             network_name: "UNESCO Creative Cities Network".into(),
             founded_year: 2004,
             public_url: String::new(),

@@ -49,7 +49,7 @@ use crate::service::{GraphqlService, client_addr, peer_of};
 /// Close reason for refused credentials.
 const FORBIDDEN: &str = "Forbidden";
 /// Close reason when a token has too many connections.
-const TOO_MANY: &str = "Too many connections for this token";
+const TOO_MANY: &str = "Too many connections for this token or address";
 /// Close reason when the socket's token stopped being valid.
 const TOKEN_ENDED: &str = "Forbidden: the token expired or was revoked";
 /// Frames recently sent by a group, kept for subscribers that join while
@@ -755,11 +755,17 @@ impl Connection {
                 );
             }
         };
-        if let Some(p) = &principal {
-            match self.svc.events.open_connection(&p.token_id) {
-                Some(slot) => self._slot = Some(slot),
-                None => return refuse(self, batch, 4429, TOO_MANY),
-            }
+        let slot = match (&principal, self.client) {
+            (Some(p), _) => self.svc.events.open_connection(&p.token_id),
+            (None, Some(ClientAddr(ip))) => self.svc.events.open_anonymous_connection(ip),
+            (None, None) => self
+                .svc
+                .events
+                .open_anonymous_connection(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        };
+        match slot {
+            Some(slot) => self._slot = Some(slot),
+            None => return refuse(self, batch, 4429, TOO_MANY),
         }
         self.token = header
             .as_deref()
@@ -817,7 +823,12 @@ impl Connection {
             id_json: json_string(id),
             serial: self.serial,
         });
-        let shape = Shape::of(query, operation.as_deref(), &variables);
+        let shape = Shape::of(
+            query,
+            operation.as_deref(),
+            &variables,
+            self.svc.guard.limits().max_tokens,
+        );
         let settings = self.svc.events.settings().clone();
         if shape.subscription {
             let active = self
@@ -1068,11 +1079,21 @@ struct Shape {
 }
 
 impl Shape {
-    fn of(query: &str, operation: Option<&str>, variables: &serde_json::Value) -> Self {
+    /// The shape of `query`; a document past `max_tokens` is not parsed
+    /// here (the schema's guard then refuses it).
+    fn of(
+        query: &str,
+        operation: Option<&str>,
+        variables: &serde_json::Value,
+        max_tokens: usize,
+    ) -> Self {
         let none = Shape {
             subscription: false,
             shareable: false,
         };
+        if crate::document::count_tokens(query, max_tokens).is_err() {
+            return none;
+        }
         let Ok(doc) = async_graphql::parser::parse_query(query) else {
             return none;
         };
@@ -1171,18 +1192,19 @@ mod tests {
     fn only_live_subscriptions_share() {
         let q = "subscription($a: String) { activityEvents(after: $a) { cursor } }";
         assert_eq!(
-            Shape::of(q, None, &json!({})),
+            Shape::of(q, None, &json!({}), 1_000),
             Shape {
                 subscription: true,
                 shareable: true
             }
         );
-        assert!(!Shape::of(q, None, &json!({"a": "x"})).shareable);
+        assert!(!Shape::of(q, None, &json!({"a": "x"}), 1_000).shareable);
         assert!(
             !Shape::of(
                 r#"subscription { activityEvents(after: "x") { cursor } }"#,
                 None,
-                &json!({})
+                &json!({}),
+                1_000
             )
             .shareable
         );
@@ -1190,11 +1212,12 @@ mod tests {
             Shape::of(
                 "subscription { activityEvents { cursor } }",
                 None,
-                &json!({})
+                &json!({}),
+                1_000
             )
             .shareable
         );
-        assert!(!Shape::of("{ network { name } }", None, &json!({})).subscription);
-        assert!(!Shape::of("subscription {", None, &json!({})).subscription);
+        assert!(!Shape::of("{ network { name } }", None, &json!({}), 1_000).subscription);
+        assert!(!Shape::of("subscription {", None, &json!({}), 1_000).subscription);
     }
 }

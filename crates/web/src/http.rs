@@ -86,6 +86,81 @@ pub fn base_url(state: &WebState, headers: &HeaderMap) -> String {
     format!("{proto}://{host}")
 }
 
+/// Applies the per-address limit on anonymous requests (`rate_limit.
+/// anonymous_per_sec`, shared with GraphQL) to the city-website endpoints:
+/// beyond it, `429 RATE_LIMITED` with `Retry-After`. Requests with a token
+/// pass (their token is checked by the handler).
+pub async fn limit_anonymous(
+    axum::extract::State(state): axum::extract::State<WebState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limiters = state.service.guard().limiters();
+    if limiters.limits_anonymous() && !request.headers().contains_key(header::AUTHORIZATION) {
+        let peer = cityhub_graphql::http::peer_of(request.extensions());
+        let ip = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| {
+            cityhub_graphql::http::client_addr(
+                &state.service.settings().trusted_proxies,
+                peer,
+                request.headers(),
+            )
+        });
+        if let Err(wait) = limiters.take_anonymous(ip) {
+            let mut response = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                Code::RateLimited,
+                &format!("too many requests from this address; retry in {wait} s"),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Pins the origin links are built from: `api.public_url` when set (then
+/// nothing changes here); else the `Host` and `X-Forwarded-Proto` that a
+/// trusted proxy (`http.trusted_proxies`) passed on; else the address the
+/// hub was reached at. A client's own `Host` or `X-Forwarded-*` never
+/// decides the links of pages, feeds and calendars (what a shared cache
+/// in front of the hub would then serve to everyone).
+pub async fn pin_origin(
+    axum::extract::State(state): axum::extract::State<WebState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.public_url.is_empty() {
+        let trusted = cityhub_graphql::http::peer_of(request.extensions()).is_some_and(|peer| {
+            state
+                .service
+                .settings()
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&peer))
+        });
+        if !trusted {
+            let local = request
+                .extensions()
+                .get::<cityhub_graphql::http::LocalAddr>()
+                .map(|l| l.0.to_string());
+            let headers = request.headers_mut();
+            headers.remove("x-forwarded-proto");
+            headers.remove("x-forwarded-host");
+            match local.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                Some(host) => {
+                    headers.insert(header::HOST, host);
+                }
+                None => {
+                    headers.remove(header::HOST);
+                }
+            }
+        }
+    }
+    next.run(request).await
+}
+
 /// `400 BAD_USER_INPUT` naming the offending parameter.
 pub fn bad_input(field: &str, message: &str) -> Response {
     let body = json!({ "errors": [{
@@ -162,14 +237,28 @@ pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 
 /// Where a city-website answer is kept in the hub's response cache: who
 /// may see it (visibility), the base URL its links use, the representation
-/// (`variant`) and the request's raw path and query.
+/// (`variant`), the request's path and its query in canonical form
+/// ([`crate::params::WebQuery::canonical`]: parameter order, repeats and
+/// spelled-out defaults do not make another entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey(String);
 
 impl CacheKey {
     /// The key of the answer to `uri` for `reader`, linking to `base`.
     pub fn new(reader: &Reader, base: &str, variant: &str, uri: &Uri) -> Self {
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        // A query the parser refuses is never answered from the cache (its
+        // error is not kept): its raw form is key enough.
+        let canonical = match uri.query() {
+            None | Some("") => String::new(),
+            Some(q) => {
+                match crate::params::parse(Some(q), &cityhub_domain::Limits::default(), usize::MAX) {
+                    Ok(parsed) => parsed.canonical(reader.scope),
+                    Err(_) => format!("raw:{q}"),
+                }
+            }
+        };
+        let path = format!("{}?{canonical}", uri.path());
+        let path = path.as_str();
         let vis = Visibility::of(&reader.actor).key();
         let mut key =
             String::with_capacity(16 + vis.len() + base.len() + variant.len() + path.len());

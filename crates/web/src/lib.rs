@@ -73,5 +73,13 @@ pub fn router(state: WebState) -> Router {
         .route("/cities/{slug}/feed.atom", get(feed::city_feed))
         .route("/activities/{slug}", get(page::activity_page))
         .route("/embed.js", get(widget::embed_js))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::pin_origin,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::limit_anonymous,
+        ))
         .with_state(state)
 }

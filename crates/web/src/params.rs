@@ -134,6 +134,41 @@ pub fn parse(
     Ok(out)
 }
 
+impl WebQuery {
+    /// The request in one canonical form: lists sorted and without
+    /// repeats, and statuses that are the reader's default left out, so
+    /// variants of one request (parameter order, repeated parameters,
+    /// defaults spelled out or not) share one cache entry.
+    pub fn canonical(&self, scope: ReadScope) -> String {
+        fn set<T: Ord + Clone + std::fmt::Debug>(items: &[T]) -> Vec<T> {
+            let mut items = items.to_vec();
+            items.sort();
+            items.dedup();
+            items
+        }
+        let f = &self.filter;
+        let statuses = f.statuses.as_deref().map(set).filter(|given| {
+            let mut default = default_statuses(scope);
+            default.sort();
+            *given != default
+        });
+        format!(
+            "k{:?}f{:?}c{:?}n{:?}from{:?}to{:?}fm{:?}s{:?}t{:?}q{:?}a{:?}",
+            set(&f.kinds),
+            set(&f.fields),
+            set(&f.cities),
+            set(&f.countries),
+            f.from,
+            f.to,
+            set(&f.formats),
+            statuses,
+            set(&f.themes),
+            f.text,
+            self.approximate,
+        )
+    }
+}
+
 /// The statuses a calendar or feed shows when `status` is not given:
 /// published and cancelled ones, plus drafts the reader may see when its
 /// scope is wider than the public's (the scope still hides other cities'
@@ -167,6 +202,25 @@ mod tests {
         assert_eq!(q.filter.countries, vec!["FR"]);
         assert_eq!(q.approximate, ApproximateDates::Include);
         assert!(q.filter.statuses.is_none());
+    }
+
+    #[test]
+    fn variants_of_one_request_are_one_canonical_form() {
+        let scope = ReadScope::Public;
+        let a = p("field=MUSIC&city=lyon&field=DESIGN").expect("valid");
+        let b = p("city=lyon&field=DESIGN&field=MUSIC&field=MUSIC").expect("valid");
+        assert_eq!(a.canonical(scope), b.canonical(scope));
+        let spelled = p("city=lyon&field=DESIGN&field=MUSIC&status=CANCELLED&status=PUBLISHED")
+            .expect("valid");
+        assert_eq!(a.canonical(scope), spelled.canonical(scope));
+        let other = p("city=lyon&field=DESIGN&field=MUSIC&status=PUBLISHED").expect("valid");
+        assert_ne!(a.canonical(scope), other.canonical(scope));
+        assert_ne!(
+            a.canonical(scope),
+            p("field=MUSIC&city=lyon&field=DESIGN&include=approximate")
+                .expect("valid")
+                .canonical(scope)
+        );
     }
 
     #[test]

@@ -10,6 +10,15 @@ use crate::time::now_micros;
 /// Repository of persisted queries.
 pub struct PersistedQueryRepo;
 
+/// How much the table keeps: the newest documents within both bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    /// Most documents.
+    pub documents: u64,
+    /// Most bytes of document text.
+    pub bytes: u64,
+}
+
 impl PersistedQueryRepo {
     /// The document registered under `sha256`, if any.
     pub async fn find(
@@ -34,16 +43,17 @@ impl PersistedQueryRepo {
     }
 
     /// Registers `query` under `sha256` (the caller checked the hash); a
-    /// hash already registered keeps its document. At most `keep`
-    /// documents stay: registering one more drops the oldest, whose
-    /// clients get `PERSISTED_QUERY_NOT_FOUND` and register it again (the
-    /// protocol's own recovery), so a client that floods the table cannot
-    /// stop new documents from being registered.
+    /// hash already registered keeps its document. Only the newest
+    /// documents within `keep` (a count and a total of bytes) stay:
+    /// registering past either drops the oldest, whose clients get
+    /// `PERSISTED_QUERY_NOT_FOUND` and register it again (the protocol's
+    /// own recovery), so a client that floods the table cannot stop new
+    /// documents from being registered, nor grow it without bound.
     pub async fn insert(
         db: &impl ConnectionTrait,
         sha256: &str,
         query: &str,
-        keep: u64,
+        keep: Keep,
     ) -> Result<(), StorageError> {
         let backend = db.get_database_backend();
         let inserted = db
@@ -62,18 +72,28 @@ impl PersistedQueryRepo {
         if inserted.rows_affected() == 0 {
             return Ok(());
         }
-        // Everything past the newest `keep` (ties broken by hash).
-        let beyond = match backend {
-            DatabaseBackend::Postgres => "OFFSET $1",
-            _ => "LIMIT -1 OFFSET ?",
+        // Everything past the newest `keep.documents`, or past
+        // `keep.bytes` counted from the newest (ties broken by hash).
+        let bytes = match backend {
+            DatabaseBackend::Postgres => "octet_length(query)",
+            _ => "length(CAST(query AS BLOB))",
         };
         db.execute_raw(Statement::from_sql_and_values(
             backend,
             format!(
-                "DELETE FROM persisted_queries WHERE sha256 IN (SELECT sha256 FROM \
-                 persisted_queries ORDER BY created_at DESC, sha256 DESC {beyond})"
+                "DELETE FROM persisted_queries WHERE sha256 IN (SELECT sha256 FROM (\
+                 SELECT sha256, \
+                 ROW_NUMBER() OVER (ORDER BY created_at DESC, sha256 DESC) AS n, \
+                 SUM({bytes}) OVER (ORDER BY created_at DESC, sha256 DESC \
+                 ROWS UNBOUNDED PRECEDING) AS total \
+                 FROM persisted_queries) AS ranked WHERE n > {} OR total > {})",
+                super::mark(backend, 1),
+                super::mark(backend, 2),
             ),
-            [i64::try_from(keep).unwrap_or(i64::MAX).into()],
+            [
+                i64::try_from(keep.documents).unwrap_or(i64::MAX).into(),
+                i64::try_from(keep.bytes).unwrap_or(i64::MAX).into(),
+            ],
         ))
         .await?;
         Ok(())
