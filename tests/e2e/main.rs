@@ -13,6 +13,7 @@ mod support;
 )]
 mod browser;
 
+mod abuse;
 mod cache;
 mod cli;
 mod dashboard;

@@ -163,6 +163,8 @@ pub struct TestHub {
     /// The hub's background and connection tasks.
     pub tasks: tokio_util::task::TaskTracker,
     pub test_db: Arc<TestDb>,
+    /// Where the operators' routes listen, when `http.admin_listen` is set.
+    pub admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl TestHub {
@@ -204,6 +206,7 @@ impl TestHub {
         let events = running.service.events().clone();
         let base = format!("http://{}", running.addr);
         Self {
+            admin_addr: running.admin_addr,
             backend,
             base,
             client: reqwest::Client::builder()

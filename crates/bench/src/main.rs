@@ -7,6 +7,7 @@
     reason = "the benchmark prints its table and RESULT lines on stdout"
 )]
 
+mod abuse;
 mod baseline;
 mod bulk;
 mod fanout;

@@ -29,6 +29,7 @@ pub const ALL: &[&str] = &[
     "feed",
     "stats",
     "baseline",
+    "abuse-memory",
     "fanout",
     "publish",
 ];
@@ -291,6 +292,7 @@ async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport
         "feed" => scenarios::feed(&ctx.targets),
         "stats" => scenarios::stats(&ctx.targets),
         "baseline" => return baseline(ctx).await,
+        "abuse-memory" => return abuse_memory(ctx).await.map(|r| vec![r]),
         "fanout" => return fanout(ctx).await.map(|r| vec![r]),
         "publish" => return publish(ctx).await.map(|r| vec![r]),
         other => bail!("unknown scenario {other}"),
@@ -462,6 +464,112 @@ async fn count_titled(db: &Db, marker: &str) -> anyhow::Result<i64> {
         .await?
         .context("COUNT returned no row")?;
     Ok(row.try_get::<i64>("", "n")?)
+}
+
+/// Distinct large anonymous documents, then persisted-query registrations,
+/// with a listing probe: the hub's memory before and after.
+async fn abuse_memory(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+    let options = if ctx.options.smoke {
+        crate::abuse::AbuseOptions {
+            documents: 20,
+            document_bytes: 250 * 1024,
+            registrations: 200,
+            concurrency: 4,
+        }
+    } else {
+        crate::abuse::AbuseOptions {
+            documents: 1_000,
+            document_bytes: 250 * 1024,
+            registrations: 10_000,
+            concurrency: ctx.options.concurrency.unwrap_or(8),
+        }
+    };
+    let mut report = base(ctx, "abuse-memory", options.concurrency);
+    report.activities = activities(ctx).await;
+    let result = crate::abuse::run(
+        ctx.hub.addr,
+        ctx.hub.pid(),
+        scenarios::listing(&ctx.targets),
+        options,
+    )
+    .await;
+    let growth = match (result.rss_before_mib, result.rss_after_mib) {
+        (Some(b), Some(a)) => Some(a - b),
+        _ => None,
+    };
+    let round1 = |x: f64| (x * 10.0).round() / 10.0;
+    report.extra.insert("documents".into(), json!(options.documents));
+    report
+        .extra
+        .insert("document_bytes".into(), json!(options.document_bytes));
+    report
+        .extra
+        .insert("registrations".into(), json!(options.registrations));
+    report
+        .extra
+        .insert("rss_before_mib".into(), json!(result.rss_before_mib.map(round1)));
+    report
+        .extra
+        .insert("rss_after_mib".into(), json!(result.rss_after_mib.map(round1)));
+    report
+        .extra
+        .insert("peak_rss_mib".into(), json!(result.peak_mib.map(round1)));
+    report
+        .extra
+        .insert("rss_growth_mib".into(), json!(growth.map(round1)));
+    report.extra.insert(
+        "statuses".into(),
+        json!(
+            result
+                .statuses
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        ),
+    );
+    report
+        .extra
+        .insert("too_complex".into(), json!(result.too_complex));
+    report
+        .extra
+        .insert("rate_limited".into(), json!(result.rate_limited));
+    let probe_ms = |q: f64| round1(result.probe.value_at_quantile(q) as f64 / 1000.0);
+    report
+        .extra
+        .insert("probe_requests".into(), json!(result.probe.len()));
+    report
+        .extra
+        .insert("probe_p50_ms".into(), json!(probe_ms(0.5)));
+    report
+        .extra
+        .insert("probe_p99_ms".into(), json!(probe_ms(0.99)));
+    report.extra.insert("secs".into(), json!(round1(result.secs)));
+    if result.probe_errors > 0 {
+        report.failures.push(format!(
+            "{} listing probes failed during the abuse",
+            result.probe_errors
+        ));
+    }
+    if result.probe.is_empty() {
+        report.failures.push("the listing probe never answered".into());
+    }
+    if result.statuses.contains_key(&0) {
+        report
+            .failures
+            .push("the hub dropped connections during the abuse".into());
+    }
+    report.note = match growth {
+        Some(g) => format!(
+            "resident memory {:+.1} MiB; listing p99 {} ms during the run",
+            g,
+            probe_ms(0.99)
+        ),
+        None => "resident memory not readable (external hub)".into(),
+    };
+    if ctx.hub.in_process() {
+        report.note.push_str(" (in-process: memory includes the load generator)");
+    }
+    Ok(report)
 }
 
 /// Subscribers, a ramp, publishes at a rate, deliveries counted.

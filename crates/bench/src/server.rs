@@ -173,6 +173,8 @@ pub async fn spawn_child(bin: &Path, database: &str, cache: bool) -> anyhow::Res
         .env("CITYHUB_LISTEN", addr.to_string())
         .env("CITYHUB_LOG_FILTER", "warn")
         .env("CITYHUB_CACHE_ENABLED", cache.to_string())
+        // Every bench subscriber connects from 127.0.0.1 without a token.
+        .env("CITYHUB_EVENTS_MAX_ANONYMOUS_SOCKETS_PER_ADDRESS", "1000000")
         .env_remove("RUST_LOG");
     start(
         command,
@@ -233,6 +235,8 @@ pub async fn spawn_in_process(database: &str, cache: bool) -> anyhow::Result<Hub
     config.cache.enabled = cache;
     config.listen = "127.0.0.1:0".into();
     config.database.url = database.to_owned();
+    // Every bench subscriber connects from 127.0.0.1 without a token.
+    config.events.max_anonymous_sockets_per_address = 1_000_000;
     let running = cityhub::app::spawn(&config).await?;
     let addr = running.addr;
     let tx = running.stop;

@@ -353,6 +353,7 @@ impl ReadCache {
     /// The totals for the metrics endpoint.
     pub fn counts(&self) -> crate::metrics::CacheCounts {
         let (bytes, entries) = self.usage();
+        let (document_bytes, document_entries) = self.document_usage();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         crate::metrics::CacheCounts {
             hits: get(&self.stats.hits),
@@ -364,6 +365,8 @@ impl ReadCache {
             fast_path_retried: get(&self.stats.fast_path_retried),
             bytes,
             entries,
+            document_bytes,
+            document_entries,
         }
     }
 

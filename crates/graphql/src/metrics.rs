@@ -58,6 +58,8 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     cache_bytes: Gauge,
     cache_entries: Gauge,
+    document_bytes: Gauge,
+    document_entries: Gauge,
 }
 
 /// Labels of a read-cache outcome.
@@ -88,6 +90,10 @@ pub struct CacheCounts {
     pub bytes: usize,
     /// Entries the response cache holds.
     pub entries: usize,
+    /// Bytes (as weighed) the parsed-document cache holds.
+    pub document_bytes: u64,
+    /// Documents the parsed-document cache holds.
+    pub document_entries: u64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,10 +162,24 @@ impl Metrics {
             "Responses held by the response cache",
             cache_entries.clone(),
         );
+        let document_bytes = Gauge::default();
+        registry.register(
+            "document_cache_bytes",
+            "Bytes (as weighed) held by the parsed-document cache",
+            document_bytes.clone(),
+        );
+        let document_entries = Gauge::default();
+        registry.register(
+            "document_cache_entries",
+            "Documents held by the parsed-document cache (only validated ones)",
+            document_entries.clone(),
+        );
         Self {
             cache,
             cache_bytes,
             cache_entries,
+            document_bytes,
+            document_entries,
             registry,
             requests,
             latency,
@@ -230,6 +250,10 @@ impl Metrics {
             .set(i64::try_from(counts.bytes).unwrap_or(i64::MAX));
         self.cache_entries
             .set(i64::try_from(counts.entries).unwrap_or(i64::MAX));
+        self.document_bytes
+            .set(i64::try_from(counts.document_bytes).unwrap_or(i64::MAX));
+        self.document_entries
+            .set(i64::try_from(counts.document_entries).unwrap_or(i64::MAX));
     }
 
     /// Renders the text exposition, after refreshing the sampled gauges.
