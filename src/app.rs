@@ -141,7 +141,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     )
     .with_cache(config.cache.clone())
     .with_fast_path(fast_schema)
-        .with_lifetime(stop.clone(), tasks.clone());
+    .with_lifetime(stop.clone(), tasks.clone());
     let router = router(service.clone(), config)?;
     let admin = (!config.http.admin_listen.is_empty()).then(|| admin_router(service.clone()));
     Ok(Hub {

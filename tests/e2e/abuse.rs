@@ -88,7 +88,10 @@ both_backends!(
         }
         let bytes = metric(&hub, "cityhub_document_cache_bytes").await;
         let entries = metric(&hub, "cityhub_document_cache_entries").await;
-        assert!(bytes <= 256.0 * 1024.0, "{bytes} bytes in {entries} entries");
+        assert!(
+            bytes <= 256.0 * 1024.0,
+            "{bytes} bytes in {entries} entries"
+        );
         assert!(entries >= 10.0 && entries < 401.0, "{entries}");
         hub.stop().await;
     }
@@ -148,7 +151,10 @@ both_backends!(
             .collect::<Vec<_>>()
             .join(" ");
         let before = activity_count(&hub, &token).await;
-        let doc = format!("query Big {{ {reads} }} mutation Many {{ {} }}", publishes(14));
+        let doc = format!(
+            "query Big {{ {reads} }} mutation Many {{ {} }}",
+            publishes(14)
+        );
         let response = hub
             .client
             .post(hub.url())
@@ -159,9 +165,16 @@ both_backends!(
             .expect("post");
         let body: Value = response.json().await.expect("json");
         assert_eq!(code(&body), "QUERY_TOO_COMPLEX", "{body}");
-        assert_eq!(activity_count(&hub, &token).await, before, "no mutation ran");
+        assert_eq!(
+            activity_count(&hub, &token).await,
+            before,
+            "no mutation ran"
+        );
         // The same document picking a small mutation runs just that one.
-        let doc = format!("query Big {{ {reads} }} mutation Few {{ {} }}", publishes(2));
+        let doc = format!(
+            "query Big {{ {reads} }} mutation Few {{ {} }}",
+            publishes(2)
+        );
         let response = hub
             .client
             .post(hub.url())
@@ -412,7 +425,9 @@ both_backends!(
                 response.json::<Value>().await.expect("json")
             }
         };
-        let first = graphql_get(json!({ "filter": { "kinds": ["ANNUAL_MEETING"], "fields": ["MUSIC"] } })).await;
+        let first =
+            graphql_get(json!({ "filter": { "kinds": ["ANNUAL_MEETING"], "fields": ["MUSIC"] } }))
+                .await;
         let hits = hub.read_cache_count("hit").await;
         let second = graphql_get(
             json!({ "first": 3, "filter": { "fields": ["MUSIC"], "kinds": ["ANNUAL_MEETING"] } }),
@@ -486,10 +501,21 @@ both_backends!(
                 .get(format!("{}/feeds/activities.atom", hub.base))
                 .header("host", "evil.example")
                 .header("x-forwarded-proto", "https");
-            async move { request.send().await.expect("get").text().await.expect("body") }
+            async move {
+                request
+                    .send()
+                    .await
+                    .expect("get")
+                    .text()
+                    .await
+                    .expect("body")
+            }
         };
         let body = calendar(&hub).await;
-        assert!(!body.contains("evil.example"), "an untrusted Host set links");
+        assert!(
+            !body.contains("evil.example"),
+            "an untrusted Host set links"
+        );
         assert!(body.contains(&hub.base), "links use the hub's own address");
         hub.stop().await;
         // Behind a trusted proxy, its Host and scheme are believed.

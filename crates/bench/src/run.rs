@@ -498,19 +498,23 @@ async fn abuse_memory(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         _ => None,
     };
     let round1 = |x: f64| (x * 10.0).round() / 10.0;
-    report.extra.insert("documents".into(), json!(options.documents));
+    report
+        .extra
+        .insert("documents".into(), json!(options.documents));
     report
         .extra
         .insert("document_bytes".into(), json!(options.document_bytes));
     report
         .extra
         .insert("registrations".into(), json!(options.registrations));
-    report
-        .extra
-        .insert("rss_before_mib".into(), json!(result.rss_before_mib.map(round1)));
-    report
-        .extra
-        .insert("rss_after_mib".into(), json!(result.rss_after_mib.map(round1)));
+    report.extra.insert(
+        "rss_before_mib".into(),
+        json!(result.rss_before_mib.map(round1)),
+    );
+    report.extra.insert(
+        "rss_after_mib".into(),
+        json!(result.rss_after_mib.map(round1)),
+    );
     report
         .extra
         .insert("peak_rss_mib".into(), json!(result.peak_mib.map(round1)));
@@ -543,7 +547,9 @@ async fn abuse_memory(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
     report
         .extra
         .insert("probe_p99_ms".into(), json!(probe_ms(0.99)));
-    report.extra.insert("secs".into(), json!(round1(result.secs)));
+    report
+        .extra
+        .insert("secs".into(), json!(round1(result.secs)));
     if result.probe_errors > 0 {
         report.failures.push(format!(
             "{} listing probes failed during the abuse",
@@ -551,7 +557,9 @@ async fn abuse_memory(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         ));
     }
     if result.probe.is_empty() {
-        report.failures.push("the listing probe never answered".into());
+        report
+            .failures
+            .push("the listing probe never answered".into());
     }
     if result.statuses.contains_key(&0) {
         report
@@ -567,7 +575,9 @@ async fn abuse_memory(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         None => "resident memory not readable (external hub)".into(),
     };
     if ctx.hub.in_process() {
-        report.note.push_str(" (in-process: memory includes the load generator)");
+        report
+            .note
+            .push_str(" (in-process: memory includes the load generator)");
     }
     Ok(report)
 }

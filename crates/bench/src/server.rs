@@ -174,7 +174,10 @@ pub async fn spawn_child(bin: &Path, database: &str, cache: bool) -> anyhow::Res
         .env("CITYHUB_LOG_FILTER", "warn")
         .env("CITYHUB_CACHE_ENABLED", cache.to_string())
         // Every bench subscriber connects from 127.0.0.1 without a token.
-        .env("CITYHUB_EVENTS_MAX_ANONYMOUS_SOCKETS_PER_ADDRESS", "1000000")
+        .env(
+            "CITYHUB_EVENTS_MAX_ANONYMOUS_SOCKETS_PER_ADDRESS",
+            "1000000",
+        )
         .env_remove("RUST_LOG");
     start(
         command,

@@ -37,7 +37,8 @@ pub struct CacheSettings {
     /// Most bytes the response cache holds (keys and bodies), city-website
     /// answers (calendars, feeds, pages) included.
     pub max_bytes: usize,
-    /// Largest single response kept.
+    /// Largest single GraphQL response kept (calendars, feeds and pages
+    /// may take up to a quarter of `max_bytes`).
     pub max_entry_bytes: usize,
     /// Most bytes of parsed documents kept (each weighed by an estimate of
     /// its syntax tree). Only documents that parsed, validated and passed
@@ -274,16 +275,14 @@ impl ReadCache {
         }
         crate::guard::check_size(query, max_tokens)?;
         let tokens = crate::document::count_tokens(query, max_tokens).unwrap_or(max_tokens);
-        Ok(async_graphql::parser::parse_query(query)
-            .ok()
-            .map(|doc| {
-                Arc::new(CachedDocument {
-                    doc,
-                    key,
-                    tokens,
-                    validated: AtomicBool::new(false),
-                })
-            }))
+        Ok(async_graphql::parser::parse_query(query).ok().map(|doc| {
+            Arc::new(CachedDocument {
+                doc,
+                key,
+                tokens,
+                validated: AtomicBool::new(false),
+            })
+        }))
     }
 
     /// Keeps `doc`, which a request has just run past validation and the
@@ -343,7 +342,17 @@ impl ReadCache {
         body: Bytes,
         tag: Option<Arc<str>>,
     ) {
-        if !self.settings.enabled || body.len() > self.settings.max_entry_bytes {
+        // City-website answers (tagged) may be as large as a quarter of the
+        // cache: a large calendar is rendered once per data version, not
+        // on every request.
+        let largest = if tag.is_some() {
+            self.settings
+                .max_entry_bytes
+                .max(self.settings.max_bytes / 4)
+        } else {
+            self.settings.max_entry_bytes
+        };
+        if !self.settings.enabled || body.len() > largest {
             return;
         }
         self.responses
@@ -386,8 +395,7 @@ impl ReadCache {
 
     /// Remembers a persisted document.
     pub fn remember_persisted(&self, sha256: &str, query: &str) {
-        self.persisted
-            .insert(sha256.to_owned(), Arc::from(query));
+        self.persisted.insert(sha256.to_owned(), Arc::from(query));
     }
 }
 
@@ -512,9 +520,9 @@ fn selected_operation<'a>(
 ) -> Option<(Option<&'a str>, &'a Positioned<OperationDefinition>)> {
     match (&doc.operations, name) {
         (DocumentOperations::Single(op), None) => Some((None, op)),
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.get_key_value(name).map(|(n, op)| (Some(n.as_str()), op))
-        }
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get_key_value(name)
+            .map(|(n, op)| (Some(n.as_str()), op)),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
             ops.iter().next().map(|(n, op)| (Some(n.as_str()), op))
         }
@@ -703,7 +711,13 @@ mod tests {
         assert!(!doc.validated());
         assert_eq!(cache.document_usage().1, 0, "parsing keeps nothing");
         cache.keep_document(&doc);
-        assert!(cache.document(q, 100).expect("small").expect("kept").validated());
+        assert!(
+            cache
+                .document(q, 100)
+                .expect("small")
+                .expect("kept")
+                .validated()
+        );
         assert!(cache.document("{ a b c d }", 3).is_err(), "too many tokens");
         for i in 0..2_000 {
             let q = format!("{{ network {{ name }} a{i}: network {{ name }} }}");

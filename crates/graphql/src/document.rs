@@ -73,8 +73,7 @@ pub fn count_tokens(source: &str, max: usize) -> Result<usize, usize> {
             }
             c if c == b'-' || c.is_ascii_digit() => {
                 i += 1;
-                while i < b.len() && (b[i].is_ascii_digit() || matches!(b[i], b'.' | b'e' | b'E'))
-                {
+                while i < b.len() && (b[i].is_ascii_digit() || matches!(b[i], b'.' | b'e' | b'E')) {
                     let sign_follows = matches!(b[i], b'e' | b'E')
                         && b.get(i + 1).is_some_and(|s| matches!(s, b'+' | b'-'));
                     i += if sign_follows { 2 } else { 1 };
@@ -137,7 +136,11 @@ fn selected<'a>(
 /// Measures the operation of `document` that a request naming `operation`
 /// with `variables` runs (the largest of all when the request names none
 /// that would run).
-pub fn measure(document: &ExecutableDocument, variables: &Variables, operation: Option<&str>) -> Shape {
+pub fn measure(
+    document: &ExecutableDocument,
+    variables: &Variables,
+    operation: Option<&str>,
+) -> Shape {
     let mut shape = Shape::default();
     let steps = std::cell::Cell::new(0);
     for op in selected(document, operation) {
@@ -332,8 +335,14 @@ mod tests {
     fn counts_tokens_not_comments_or_whitespace() {
         assert_eq!(count_tokens("{ a }", 100), Ok(3));
         assert_eq!(count_tokens("# a b c\n{ a, b }", 100), Ok(4));
-        assert_eq!(count_tokens(r#"{ a(s: "x y \" z", n: -1.5e+3) }"#, 100), Ok(11));
-        assert_eq!(count_tokens("{ a(s: \"\"\"x \\\"\"\" y\"\"\") }", 100), Ok(8));
+        assert_eq!(
+            count_tokens(r#"{ a(s: "x y \" z", n: -1.5e+3) }"#, 100),
+            Ok(11)
+        );
+        assert_eq!(
+            count_tokens("{ a(s: \"\"\"x \\\"\"\" y\"\"\") }", 100),
+            Ok(8)
+        );
         assert_eq!(count_tokens("{ ...F }", 100), Ok(4));
         assert!(count_tokens(&"a ".repeat(1_000), 999).is_err());
         let introspection = include_str!("testdata/introspection.graphql");
@@ -511,10 +520,8 @@ mod tests {
             ),
             0..3,
         );
-        let mutation_ops = prop::collection::vec(
-            prop::collection::vec(mutation_item(fragments), 1..8),
-            0..3,
-        );
+        let mutation_ops =
+            prop::collection::vec(prop::collection::vec(mutation_item(fragments), 1..8), 0..3);
         let query_fragments =
             prop::collection::vec(prop::collection::vec(query_item(0), 1..4), fragments);
         let mutation_fragments =
@@ -541,7 +548,10 @@ mod tests {
                     ));
                 }
                 for (i, items) in ms.iter().enumerate() {
-                    ops.push((format!("M{i}"), format!("mutation M{i} {{ {} }}", items.join(" "))));
+                    ops.push((
+                        format!("M{i}"),
+                        format!("mutation M{i} {{ {} }}", items.join(" ")),
+                    ));
                 }
                 if ops.is_empty() {
                     ops.push(("Q".to_owned(), "query Q($r: [_Any!]) { a }".to_owned()));
@@ -551,13 +561,29 @@ mod tests {
                 // the document invalid, which must count no less either.
                 let mut document = ops.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>();
                 for (i, items) in qf.iter().enumerate() {
-                    let items: Vec<_> = items.iter().filter(|s| !s.starts_with("...Q")).cloned().collect();
-                    let body = if items.is_empty() { "a".to_owned() } else { items.join(" ") };
+                    let items: Vec<_> = items
+                        .iter()
+                        .filter(|s| !s.starts_with("...Q"))
+                        .cloned()
+                        .collect();
+                    let body = if items.is_empty() {
+                        "a".to_owned()
+                    } else {
+                        items.join(" ")
+                    };
                     document.push(format!("fragment QF{i} on Q {{ {body} }}"));
                 }
                 for (i, items) in mf.iter().enumerate() {
-                    let items: Vec<_> = items.iter().filter(|s| !s.starts_with("...M")).cloned().collect();
-                    let body = if items.is_empty() { "m".to_owned() } else { items.join(" ") };
+                    let items: Vec<_> = items
+                        .iter()
+                        .filter(|s| !s.starts_with("...M"))
+                        .cloned()
+                        .collect();
+                    let body = if items.is_empty() {
+                        "m".to_owned()
+                    } else {
+                        items.join(" ")
+                    };
                     document.push(format!("fragment MF{i} on M {{ {body} }}"));
                 }
                 let document = document.join("\n");

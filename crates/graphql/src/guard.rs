@@ -377,4 +377,3 @@ impl Extension for RequestGuard {
         Ok(document)
     }
 }
-

@@ -251,7 +251,8 @@ impl CacheKey {
         let canonical = match uri.query() {
             None | Some("") => String::new(),
             Some(q) => {
-                match crate::params::parse(Some(q), &cityhub_domain::Limits::default(), usize::MAX) {
+                match crate::params::parse(Some(q), &cityhub_domain::Limits::default(), usize::MAX)
+                {
                     Ok(parsed) => parsed.canonical(reader.scope),
                     Err(_) => format!("raw:{q}"),
                 }
