@@ -18,6 +18,7 @@ mod cli;
 mod dashboard;
 mod filter_agreement;
 mod hardening;
+mod horizon;
 mod integrity;
 mod live_hardening;
 mod publishing;
