@@ -12,43 +12,58 @@
 //! waited for. Every connection the hub opens sets `application_name` to
 //! `cityhub` when it connects, before it can take a transaction id, and the
 //! trigger that numbers events now refuses a connection without that name,
-//! so every transaction that can ever add an event is visible in
+//! so every transaction that can ever add an event shows in
 //! `pg_stat_activity` as a `cityhub` backend of this database, with its id
 //! in `backend_xid`, for as long as it runs. `cityhub_event_horizon()` is
-//! now a VOLATILE function that:
+//! now a STABLE plpgsql function (it runs on the snapshot `S` of the
+//! statement that calls it) that:
 //!
-//! 1. takes a snapshot `S` (`pg_current_snapshot()`);
-//! 2. then reads `pg_stat_activity` (`A`), after discarding the copy a
+//! 1. takes `S` (`pg_current_snapshot()`);
+//! 2. then reads the `backend_xid`s of the `cityhub` backends of this
+//!    database from `pg_stat_activity` (`A`), after discarding the copy a
 //!    transaction keeps of it (`pg_stat_clear_snapshot()`), so that `A` is
-//!    read after `S` even inside a transaction that read it before;
-//! 3. returns `(h + shift) * 65536` where `h` is the smallest id running
-//!    in `S` that `A` shows as the `backend_xid` of a `cityhub` backend of
-//!    this database, or `pg_snapshot_xmax(S)` when there is none (`A` holds
-//!    32-bit ids: they are compared with the low 32 bits of `S`'s).
+//!    read after `S` even in a transaction that read it before;
+//! 3. then returns `(h + shift) * 65536`, where `h` is the smallest id
+//!    running in `S` that either is in `A` (a hub writer still running) or
+//!    has ended by now (`pg_xact_status`: it may have been a hub writer that
+//!    ended before `A`), or `pg_snapshot_xmax(S)` when there is none. `A`
+//!    holds 32-bit ids: they are compared with the low 32 bits of `S`'s.
 //!
-//! Readers compute the horizon in one statement and read the events in a
-//! later one (READ COMMITTED: a later snapshot `R`), and treat as final
-//! the events below the horizon. That is sound: an event below it was
-//! appended by a transaction `W` with id `X < h <= xmax(S)`, and
+//! Every event below that horizon that will ever be committed is visible
+//! in `S` itself, so a reader may compare in the very statement that reads
+//! the events, at any isolation level. An event below it was appended by a
+//! transaction `W` with id `X < h <= xmax(S)`, and
 //!
 //! - if `X` was not running in `S`, `W` had ended before `S`: its events
-//!   are committed and visible to `R`, or never will be;
-//! - if `X` was running in `S`, it is below `h`, so `A` did not show it as
-//!   a `cityhub` backend's `backend_xid`; `W` is a `cityhub` backend of
-//!   this database (the trigger's check), whose `backend_xid` was `X` from
-//!   before `S` until `W` ended; so `W` ended between `S` and `A`. A
-//!   backend's `backend_xid` is cleared at commit in the same step that
-//!   takes it out of the running transactions, under `ProcArrayLock`, so
-//!   `R`, taken after `A`, sees `W` committed (or rolled back);
+//!   are visible in `S` (or were rolled back);
+//! - if `X` was running in `S`: `W` is a `cityhub` backend of this
+//!   database (the trigger's check), whose `backend_xid` is `X` from before
+//!   `S` until it ends. Had it ended before `A` was read, the check after
+//!   `A` would find it ended; had it not, `A` would show it. Either way
+//!   `h <= X`, a contradiction: no such event exists. The running ids
+//!   below `h` are others' transactions, still running after `A` was read
+//!   and absent from it, which write no events;
 //! - an id assigned after `S` is at least `xmax(S) >= h`: its events are
-//!   above the horizon and wait for the next read.
+//!   above the horizon and wait for a later read.
 //!
-//! So every event below the horizon that will ever exist is visible to `R`,
-//! and a reader that delivers them and stops at the first one above the
-//! horizon never skips one. A transaction of another database or of a
-//! connection that is not the hub's delays nothing; the hub's own
-//! writers still hold back the events committed after them until they
-//! end, which is what keeps the delivery in sequence order.
+//! So a reader that delivers the events below the horizon and stops at the
+//! first one above it never skips one, and delivers them in sequence
+//! order. A transaction of another database or of a connection that is not
+//! the hub's delays nothing (only a read that races with its end waits for
+//! the next read); the hub's own writers still hold back the events
+//! committed after them until they end.
+//!
+//! The hub's connections that hold an id, and so hold delivery back while
+//! they do: writers, for their transaction; a migration run (one
+//! transaction under the migration lock), which may write events and is
+//! rightly waited for; the announcer's `pg_notify`, which takes one only
+//! while it commits. Readers and the `LISTEN` connection take none.
+//!
+//! STABLE, not VOLATILE: a volatile function would take a snapshot of its
+//! own, later than the calling statement's, which could then miss events
+//! below the horizon. Readers evaluate it once per statement (a scalar
+//! subquery); an instance still running the previous release during a
+//! rolling deploy calls it per row, which stays exact, only slower.
 //!
 //! The price of the exactness: the horizon must be computed on the
 //! primary the hub writes to (a standby's `pg_stat_activity` does not show
@@ -56,10 +71,10 @@
 //! prepared transaction has no backend), and a connection that appends
 //! events must be named `cityhub` before its transaction takes an id.
 //!
-//! `shift` is read back from the old function (it returns `(xmin + shift)
-//! * 65536` for the snapshot of the statement that calls it) and kept in
-//! `hub_meta.event_seq_shift`, from which down restores both functions as
-//! `m20261201_000003_event_order` wrote them. SQLite is unchanged.
+//! The old function returns `(xmin + shift) * 65536` on the snapshot of
+//! the statement that calls it, so `shift` is read back from it and kept
+//! in `hub_meta.event_seq_shift`, from which down restores both functions
+//! as `m20261201_000003_event_order` wrote them. SQLite is unchanged.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{self, ConnectionTrait};
@@ -73,26 +88,30 @@ const PER_TRANSACTION: i64 = 65_536;
 /// The `application_name` of every connection the hub opens.
 const HUB_APPLICATION_NAME: &str = "cityhub";
 
-/// The horizon: the oldest transaction of a `cityhub` backend of this
-/// database running in the snapshot, else the snapshot's `xmax`.
+/// The horizon: the oldest transaction running in the caller's snapshot
+/// that is a `cityhub` backend's of this database or has ended since, else
+/// the snapshot's `xmax`.
 fn horizon_function(shift: i64) -> String {
     format!(
-        "CREATE OR REPLACE FUNCTION cityhub_event_horizon() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+        "CREATE OR REPLACE FUNCTION cityhub_event_horizon() RETURNS bigint LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    snap pg_snapshot;
+    -- The calling statement's snapshot (a STABLE function takes none of its own).
+    snap pg_snapshot := pg_current_snapshot();
+    hub_xids bigint[];
     oldest bigint;
 BEGIN
-    -- The snapshot first, the hub's writers after it.
-    snap := pg_current_snapshot();
-    -- pg_stat_activity is read once per transaction and then kept: read it afresh.
+    -- Then the hub's writers: pg_stat_activity is read once per
+    -- transaction and kept, so read it afresh.
     PERFORM pg_stat_clear_snapshot();
+    SELECT array_agg(backend_xid::text::bigint) INTO hub_xids FROM pg_stat_activity
+        WHERE datname = current_database()
+          AND application_name = '{HUB_APPLICATION_NAME}'
+          AND backend_xid IS NOT NULL;
+    -- Then which of the snapshot's running transactions have ended since.
     SELECT min(running::text::bigint) INTO oldest
         FROM pg_snapshot_xip(snap) AS running
-        WHERE running::text::bigint % 4294967296 IN (
-            SELECT backend_xid::text::bigint FROM pg_stat_activity
-            WHERE datname = current_database()
-              AND application_name = '{HUB_APPLICATION_NAME}'
-              AND backend_xid IS NOT NULL);
+        WHERE running::text::bigint % 4294967296 = ANY (hub_xids)
+           OR pg_xact_status(running) <> 'in progress';
     RETURN (COALESCE(oldest, pg_snapshot_xmax(snap)::text::bigint) + {shift}) * {PER_TRANSACTION};
 END
 $$"
@@ -257,10 +276,12 @@ mod tests {
         let horizon = horizon_function(7);
         assert!(horizon.contains("+ 7) * 65536"));
         assert!(horizon.contains("application_name = 'cityhub'"));
-        // The snapshot is taken before pg_stat_activity is read.
-        let snapshot = horizon.find("snap := pg_current_snapshot()");
+        assert!(horizon.contains("LANGUAGE plpgsql STABLE"));
+        // The snapshot, then the hub's writers, then what has ended.
+        let snapshot = horizon.find("snap pg_snapshot := pg_current_snapshot()");
         let activity = horizon.find("FROM pg_stat_activity");
-        assert!(snapshot.is_some() && activity.is_some() && snapshot < activity);
+        let ended = horizon.find("pg_xact_status(running)");
+        assert!(snapshot.is_some() && snapshot < activity && activity < ended);
         let seq = seq_function(7);
         assert!(seq.contains("IS DISTINCT FROM 'cityhub'"));
         assert!(seq.contains("(pg_current_xact_id()::text::bigint + 7) * 65536"));

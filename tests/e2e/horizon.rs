@@ -3,9 +3,10 @@
 //! another database of the server, or in the hub's database on a
 //! connection that is not the hub's, delays nothing; a hub connection's
 //! open writer still holds back the events committed after it, so they are
-//! delivered in sequence order, each once. Also: every connection the hub
-//! opens is named as the hub's, the log's trigger refuses others, and the
-//! migration goes down and up again.
+//! delivered in sequence order, each once, even to a reader whose snapshot
+//! predates that writer's commit. Also: every connection the hub opens is
+//! named as the hub's, the log's trigger refuses others, and the migration
+//! goes down and up again.
 //!
 //! PostgreSQL only: SQLite has one writer at a time and no horizon.
 
@@ -239,6 +240,69 @@ async fn postgres_an_open_hub_writer_holds_back_later_events_in_order() {
     let _ = instance.close().await;
 }
 
+/// The horizon is exact for the snapshot it is computed in: a reader whose
+/// snapshot was taken while a hub writer was open, and which reads after
+/// that writer committed (here a `REPEATABLE READ` transaction, the
+/// longest-lived snapshot there is), does not see the writer's event, so
+/// it must not take the later events as final either: it would skip it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_reader_does_not_skip_a_writer_that_ended_after_its_snapshot() {
+    if !crate::support::pg_available().await {
+        return;
+    }
+    let hub = TestHub::start(Backend::Postgres).await;
+    let secretariat = hub.token(None).await;
+    let (first_id, _) = publish(&hub, &secretariat, "Ends after the snapshot").await;
+    let instance = connect_as(&hub.test_db.url, HUB_APPLICATION_NAME).await;
+    let open = instance.begin().await.expect("begin");
+    let open_seq = EventLog::append(
+        &open,
+        NewEvent {
+            activity: cityhub_domain::ActivityId(first_id),
+            event_type: cityhub_domain::ActivityEventType::Updated,
+            actor: None,
+            status: cityhub_domain::ActivityStatus::Published,
+            published_by: None,
+        },
+    )
+    .await
+    .expect("append in the open transaction");
+    let (_, later) = publish(&hub, &secretariat, "Committed while open").await;
+
+    let reader = hub
+        .db
+        .conn()
+        .begin_with_config(Some(sea_orm::IsolationLevel::RepeatableRead), None)
+        .await
+        .expect("begin the reader");
+    // Its snapshot, taken by its first statement: the later event
+    // committed, the writer still open.
+    bigint(&reader, "SELECT count(*) AS value FROM activity_events").await;
+    open.commit().await.expect("commit the writer");
+
+    let (final_events, waiting) = EventLog::read(&reader, open_seq - 1, 10)
+        .await
+        .expect("read the log");
+    assert!(
+        final_events.is_empty(),
+        "the snapshot does not see the ended writer's event, so nothing after it is final: {final_events:?}"
+    );
+    assert!(
+        waiting,
+        "the later event ({later}) waits for a newer snapshot"
+    );
+    reader.rollback().await.expect("end the reader");
+
+    // A new snapshot sees both, in order.
+    let (both, waiting) = EventLog::read(hub.db.conn(), open_seq - 1, 10)
+        .await
+        .expect("read the log");
+    assert!(!waiting);
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(both[0].seq, open_seq);
+    let _ = instance.close().await;
+}
+
 /// The horizon waits only for connections named as the hub's, so the
 /// log's trigger refuses an event from any other connection (it could
 /// commit below events already delivered).
@@ -326,7 +390,7 @@ async fn postgres_every_hub_connection_is_named_as_the_hubs() {
     let _ = admin.close().await;
 }
 
-/// The source of `cityhub_event_horizon()`, its volatility, and the shift
+/// The source of `cityhub_event_horizon()`, its language, and the shift
 /// kept in `hub_meta` (if any).
 async fn horizon_function(hub: &TestHub) -> (String, String, Option<i64>) {
     let row = hub
@@ -334,7 +398,7 @@ async fn horizon_function(hub: &TestHub) -> (String, String, Option<i64>) {
         .conn()
         .query_one_raw(Statement::from_string(
             DatabaseBackend::Postgres,
-            "SELECT prosrc, provolatile::text AS volatility, \
+            "SELECT prosrc, (SELECT lanname::text FROM pg_language WHERE oid = prolang) AS language, \
              (SELECT value FROM hub_meta WHERE key = 'event_seq_shift') AS shift \
              FROM pg_proc WHERE proname = 'cityhub_event_horizon'",
         ))
@@ -343,7 +407,7 @@ async fn horizon_function(hub: &TestHub) -> (String, String, Option<i64>) {
         .expect("the function");
     (
         row.try_get("", "prosrc").expect("prosrc"),
-        row.try_get("", "volatility").expect("volatility"),
+        row.try_get("", "language").expect("language"),
         row.try_get("", "shift").expect("shift"),
     )
 }
@@ -356,14 +420,14 @@ async fn postgres_the_horizon_migration_goes_down_and_up_again() {
         return;
     }
     let hub = TestHub::start(Backend::Postgres).await;
-    let (source, volatility, shift) = horizon_function(&hub).await;
+    let (source, language, shift) = horizon_function(&hub).await;
     let shift = shift.expect("the shift is kept");
-    assert_eq!(volatility, "v");
+    assert_eq!(language, "plpgsql");
     assert!(source.contains("pg_stat_activity"), "{source}");
 
     hub.db.migrate_down(Some(1)).await.expect("down");
-    let (old, old_volatility, gone) = horizon_function(&hub).await;
-    assert_eq!(old_volatility, "s");
+    let (old, old_language, gone) = horizon_function(&hub).await;
+    assert_eq!(old_language, "sql");
     assert!(gone.is_none());
     assert!(
         old.contains(&format!(
@@ -373,8 +437,8 @@ async fn postgres_the_horizon_migration_goes_down_and_up_again() {
     );
 
     hub.db.migrate_up().await.expect("up");
-    let (again, again_volatility, again_shift) = horizon_function(&hub).await;
-    assert_eq!((again, again_volatility), (source, volatility));
+    let (again, again_language, again_shift) = horizon_function(&hub).await;
+    assert_eq!((again, again_language), (source, language));
     assert_eq!(again_shift, Some(shift));
 
     let secretariat = hub.token(None).await;

@@ -3,8 +3,8 @@
 
 use cityhub_domain::{ActivityEventType, ActivityId, ActivityStatus, CityId};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 
 use crate::decode::Row;
@@ -116,10 +116,9 @@ impl EventLog {
 
     /// Up to `limit` events after `seq`, in order, all final: on
     /// PostgreSQL only those below the read horizon (every transaction that
-    /// could still add an event before them has ended). Takes the pool, not
-    /// a transaction: see [`EventLog::read`].
+    /// could still add an event before them has ended).
     pub async fn after(
-        db: &DatabaseConnection,
+        db: &impl ConnectionTrait,
         seq: i64,
         limit: u64,
     ) -> Result<Vec<EventRecord>, StorageError> {
@@ -130,54 +129,56 @@ impl EventLog {
     /// the read horizon (PostgreSQL: a transaction of the hub that began
     /// before them is still running); the caller reads again shortly.
     ///
-    /// On PostgreSQL the horizon is computed by a statement of its own and
-    /// the events are read by a later one, whose snapshot sees every event
-    /// below that horizon that will ever be committed (the reasoning is in
-    /// migration `m20261207_000001_event_horizon_own_writers`). That needs
-    /// a fresh snapshot per statement, which the pool's autocommit
-    /// statements have and a transaction at `REPEATABLE READ` would not:
-    /// hence `&DatabaseConnection` rather than any connection.
+    /// On PostgreSQL the horizon is computed once per statement (a scalar
+    /// subquery) on the statement's own snapshot, which sees every event
+    /// below it that will ever be committed (migration
+    /// `m20261207_000001_event_horizon_own_writers` says why), so this
+    /// holds on the pool and in a transaction alike.
     pub async fn read(
-        db: &DatabaseConnection,
+        db: &impl ConnectionTrait,
         seq: i64,
         limit: u64,
     ) -> Result<(Vec<EventRecord>, bool), StorageError> {
-        let horizon = Self::horizon(db).await?;
-        let rows = activity_event::Entity::find()
-            .filter(activity_event::Column::Seq.gt(seq))
-            .order_by_asc(activity_event::Column::Seq)
-            .limit(limit)
-            .all(db)
+        if db.get_database_backend() != DatabaseBackend::Postgres {
+            let rows = activity_event::Entity::find()
+                .filter(activity_event::Column::Seq.gt(seq))
+                .order_by_asc(activity_event::Column::Seq)
+                .limit(limit)
+                .all(db)
+                .await?;
+            let records = rows
+                .into_iter()
+                .map(to_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok((records, false));
+        }
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT seq, activity_id, event_type, occurred_at, actor_city_id, status, \
+                 published_by, seq < (SELECT cityhub_event_horizon()) AS final \
+                 FROM activity_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                [seq.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            ))
             .await?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut pending = false;
         for row in rows {
-            if horizon.is_some_and(|h| row.seq >= h) {
-                return Ok((out, true));
+            if !row.try_get::<bool>("", "final")? {
+                pending = true;
+                break;
             }
-            out.push(to_record(row)?);
+            out.push(to_record(activity_event::Model {
+                seq: row.try_get("", "seq")?,
+                activity_id: row.try_get("", "activity_id")?,
+                event_type: row.try_get("", "event_type")?,
+                occurred_at: row.try_get("", "occurred_at")?,
+                actor_city_id: row.try_get("", "actor_city_id")?,
+                status: row.try_get("", "status")?,
+                published_by: row.try_get("", "published_by")?,
+            })?);
         }
-        Ok((out, false))
-    }
-
-    /// The read horizon on PostgreSQL (`cityhub_event_horizon()`): every
-    /// event below it that will ever be committed is committed already,
-    /// and visible to every statement that starts after this one has
-    /// returned. `None` elsewhere: SQLite's one writer at a time commits
-    /// its events in sequence order.
-    async fn horizon(db: &DatabaseConnection) -> Result<Option<i64>, StorageError> {
-        if db.get_database_backend() != DatabaseBackend::Postgres {
-            return Ok(None);
-        }
-        let row = db
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                "SELECT cityhub_event_horizon() AS horizon",
-            ))
-            .await?
-            .ok_or_else(|| {
-                StorageError::Other(DbErr::Custom("the event horizon returned no row".into()))
-            })?;
-        Ok(Some(row.try_get::<i64>("", "horizon")?))
+        Ok((out, pending))
     }
 
     /// The newest visible sequence number (0 when the log is empty): where
@@ -195,17 +196,16 @@ impl EventLog {
 
     /// The newest final sequence number: where a reader of every event
     /// (the pump) may start without skipping one. On PostgreSQL the newest
-    /// below the read horizon, read after it as [`EventLog::read`] does;
-    /// elsewhere [`EventLog::head`].
-    pub async fn final_head(db: &DatabaseConnection) -> Result<i64, StorageError> {
-        let Some(horizon) = Self::horizon(db).await? else {
+    /// below the read horizon; elsewhere [`EventLog::head`].
+    pub async fn final_head(db: &impl ConnectionTrait) -> Result<i64, StorageError> {
+        if db.get_database_backend() != DatabaseBackend::Postgres {
             return Self::head(db).await;
-        };
+        }
         let row = db
-            .query_one_raw(Statement::from_sql_and_values(
+            .query_one_raw(Statement::from_string(
                 DatabaseBackend::Postgres,
-                "SELECT COALESCE(MAX(seq), 0) AS head FROM activity_events WHERE seq < $1",
-                [horizon.into()],
+                "SELECT COALESCE(MAX(seq), 0) AS head FROM activity_events \
+                 WHERE seq < (SELECT cityhub_event_horizon())",
             ))
             .await?;
         Ok(match row {
