@@ -19,6 +19,7 @@ mod cli;
 mod dashboard;
 mod filter_agreement;
 mod hardening;
+mod horizon;
 mod integrity;
 mod live_hardening;
 mod publishing;

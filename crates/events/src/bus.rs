@@ -314,10 +314,9 @@ impl EventBus {
     }
 
     async fn listen(self: Arc<Self>, url: String, shutdown: CancellationToken) {
-        use sea_orm::sqlx::postgres::PgListener;
         loop {
             let connected = async {
-                let mut listener = PgListener::connect(&url).await?;
+                let mut listener = cityhub_storage::db::postgres_listener(&url).await?;
                 listener.listen(NOTIFY_CHANNEL).await?;
                 Ok::<_, sea_orm::sqlx::Error>(listener)
             };

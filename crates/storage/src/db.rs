@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
@@ -21,7 +22,9 @@ use crate::sqlite_read::SqliteReader;
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DbConfig {
-    /// `sqlite://path.db` or `postgres://user@host/db`.
+    /// `sqlite://path.db` or `postgres://user@host/db`. On PostgreSQL the
+    /// hub names its connections `cityhub` ([`HUB_APPLICATION_NAME`]),
+    /// replacing any `application_name` the URL sets.
     pub url: String,
     /// Most pooled connections.
     pub max_connections: u32,
@@ -66,6 +69,39 @@ impl std::fmt::Debug for DbConfig {
             .field("sqlite_readers", &self.sqlite_readers)
             .finish_non_exhaustive()
     }
+}
+
+/// The `application_name` of every PostgreSQL connection the hub opens,
+/// whatever the configured URL says. The live-event horizon waits only for
+/// the open transactions of connections so named in the hub's database,
+/// and the trigger that numbers events refuses any other connection
+/// (migration `m20261207_000001_event_horizon_own_writers`, which spells
+/// the same name): a transaction elsewhere on the server never holds back
+/// delivery.
+pub const HUB_APPLICATION_NAME: &str = "cityhub";
+
+/// Names a PostgreSQL connection as the hub's ([`HUB_APPLICATION_NAME`]),
+/// replacing any `application_name` of the URL or of `PGAPPNAME`.
+fn mark_as_hub(options: PgConnectOptions) -> PgConnectOptions {
+    options.application_name(HUB_APPLICATION_NAME)
+}
+
+/// Opens the connection that `LISTEN`s for other instances' commits on
+/// PostgreSQL, named as the hub's like the pool's (it never writes, so it
+/// never holds back delivery). Like [`PgListener::connect`], it reconnects
+/// by itself through a pool of one connection without timeouts.
+pub async fn postgres_listener(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let options = mark_as_hub(url.parse::<PgConnectOptions>()?);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with(options)
+        .await?;
+    let mut listener = PgListener::connect_with(&pool).await?;
+    // The pool is this listener's own: nobody closes it.
+    listener.ignore_pool_close_event(true);
+    Ok(listener)
 }
 
 /// Takes the migration lock for the rest of the transaction (the key is
@@ -200,8 +236,7 @@ impl Db {
         } else {
             let timeout_ms = config.statement_timeout_secs * 1000;
             options.map_sqlx_postgres_opts(move |o| {
-                o.options([("statement_timeout", timeout_ms.to_string())])
-                    .application_name("cityhub")
+                mark_as_hub(o.options([("statement_timeout", timeout_ms.to_string())]))
             });
         }
         let queries = Arc::new(AtomicU64::new(0));

@@ -126,8 +126,14 @@ impl EventLog {
     }
 
     /// Like [`EventLog::after`], and whether committed events wait above
-    /// the read horizon (PostgreSQL: a transaction that began before them
-    /// is still running); the caller reads again shortly.
+    /// the read horizon (PostgreSQL: a transaction of the hub that began
+    /// before them is still running); the caller reads again shortly.
+    ///
+    /// On PostgreSQL the horizon is computed once per statement (a scalar
+    /// subquery) on the statement's own snapshot, which sees every event
+    /// below it that will ever be committed (migration
+    /// `m20261207_000001_event_horizon_own_writers` says why), so this
+    /// holds on the pool and in a transaction alike.
     pub async fn read(
         db: &impl ConnectionTrait,
         seq: i64,
@@ -150,7 +156,7 @@ impl EventLog {
             .query_all_raw(Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
                 "SELECT seq, activity_id, event_type, occurred_at, actor_city_id, status, \
-                 published_by, seq < cityhub_event_horizon() AS final \
+                 published_by, seq < (SELECT cityhub_event_horizon()) AS final \
                  FROM activity_events WHERE seq > $1 ORDER BY seq LIMIT $2",
                 [seq.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
             ))
@@ -199,7 +205,7 @@ impl EventLog {
             .query_one_raw(Statement::from_string(
                 DatabaseBackend::Postgres,
                 "SELECT COALESCE(MAX(seq), 0) AS head FROM activity_events \
-                 WHERE seq < cityhub_event_horizon()",
+                 WHERE seq < (SELECT cityhub_event_horizon())",
             ))
             .await?;
         Ok(match row {
