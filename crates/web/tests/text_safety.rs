@@ -242,8 +242,30 @@ fn framed(text: &str) -> String {
     format!("[{text}]")
 }
 
-/// A calendar's events as the `ical` crate reads them: name → unescaped value.
-fn read_calendar(text: &str) -> (BTreeMap<String, String>, Vec<BTreeMap<String, String>>) {
+/// Whether a raw TEXT value is escaped as RFC 5545 §3.3.11 says: a
+/// backslash only before `\`, `;`, `,`, `n` or `N`, and no bare `;` or `,`
+/// (the `ical` crate reads those leniently, so it is checked here).
+fn escaped_as_text(raw: &str) -> bool {
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if !matches!(chars.next(), Some('\\' | ';' | ',' | 'n' | 'N')) {
+                    return false;
+                }
+            }
+            ';' | ',' => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// A calendar's properties and events as the `ical` crate reads them:
+/// name → raw (still escaped) value.
+type Properties = BTreeMap<String, String>;
+
+fn read_calendar(text: &str) -> (Properties, Vec<Properties>) {
     let mut parser = ical::IcalParser::new(BufReader::new(text.as_bytes()));
     let calendar = parser
         .next()
@@ -253,8 +275,8 @@ fn read_calendar(text: &str) -> (BTreeMap<String, String>, Vec<BTreeMap<String, 
     let props = |properties: Vec<ical::property::Property>| {
         properties
             .into_iter()
-            .map(|p| (p.name, unescape(&p.value.unwrap_or_default())))
-            .collect::<BTreeMap<_, _>>()
+            .map(|p| (p.name, p.value.unwrap_or_default()))
+            .collect::<Properties>()
     };
     let events = calendar
         .events
@@ -262,6 +284,13 @@ fn read_calendar(text: &str) -> (BTreeMap<String, String>, Vec<BTreeMap<String, 
         .map(|e| props(e.properties))
         .collect();
     (props(calendar.properties), events)
+}
+
+/// A TEXT property's value: escaped as RFC 5545 says, and unescaped.
+fn text_value(props: &Properties, name: &str) -> String {
+    let raw = &props[name];
+    assert!(escaped_as_text(raw), "{name} is not escaped: {raw:?}");
+    unescape(raw)
 }
 
 proptest! {
@@ -298,21 +327,21 @@ proptest! {
         prop_assert_eq!(begins, activities.len());
 
         let (calendar_props, events) = read_calendar(&text);
-        prop_assert_eq!(&calendar_props["X-WR-CALNAME"], &for_output(&framed(&name)).into_owned());
-        prop_assert_eq!(&calendar_props["NAME"], &for_output(&framed(&name)).into_owned());
+        prop_assert_eq!(text_value(&calendar_props, "X-WR-CALNAME"), for_output(&framed(&name)).into_owned());
+        prop_assert_eq!(text_value(&calendar_props, "NAME"), for_output(&framed(&name)).into_owned());
         prop_assert_eq!(events.len(), activities.len());
         for (event, a) in events.iter().zip(&activities) {
             let url = format!("{BASE}/activities/{}", a.slug);
-            prop_assert_eq!(&event["UID"], &format!("activity-{}@cityhub", a.id));
+            prop_assert_eq!(text_value(event, "UID"), format!("activity-{}@cityhub", a.id));
             prop_assert_eq!(&event["URL"], &url);
-            prop_assert_eq!(&event["SUMMARY"], &for_output(&a.title).into_owned());
-            prop_assert_eq!(&event["LOCATION"], &for_output(a.venue.as_deref().unwrap_or_default()).into_owned());
+            prop_assert_eq!(text_value(event, "SUMMARY"), for_output(&a.title).into_owned());
+            prop_assert_eq!(text_value(event, "LOCATION"), for_output(a.venue.as_deref().unwrap_or_default()).into_owned());
             let mut description = format!("{}\n\n", a.summary.as_deref().unwrap_or_default());
             if a.status == ActivityStatus::Cancelled {
                 description.push_str(&format!("Cancelled: {}\n\n", a.cancel_reason.as_deref().unwrap_or_default()));
             }
             description.push_str(&url);
-            prop_assert_eq!(&event["DESCRIPTION"], &for_output(&description).into_owned());
+            prop_assert_eq!(text_value(event, "DESCRIPTION"), for_output(&description).into_owned());
         }
     }
 }
