@@ -176,10 +176,11 @@ impl ActivityPatch {
     /// normalised to LF, as they are stored.
     #[must_use]
     pub fn normalized(mut self) -> Self {
-        for text in [&mut self.summary, &mut self.description] {
-            if let Some(value) = text {
-                normalize_prose(value);
-            }
+        for value in [&mut self.summary, &mut self.description]
+            .into_iter()
+            .flatten()
+        {
+            normalize_prose(value);
         }
         self
     }

@@ -248,14 +248,9 @@ fn framed(text: &str) -> String {
 fn escaped_as_text(raw: &str) -> bool {
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if !matches!(chars.next(), Some('\\' | ';' | ',' | 'n' | 'N')) {
-                    return false;
-                }
-            }
-            ';' | ',' => return false,
-            _ => {}
+        let escaped = c == '\\' && matches!(chars.next(), Some('\\' | ';' | ',' | 'n' | 'N'));
+        if matches!(c, '\\' | ';' | ',') && !escaped {
+            return false;
         }
     }
     true
