@@ -30,6 +30,7 @@ mod shutdown;
 mod sqlite_reads;
 mod stats;
 mod subscriptions;
+mod text_safety;
 mod tokens;
 mod web;
 mod ws;

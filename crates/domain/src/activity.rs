@@ -3,7 +3,7 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::chars::{TextKind, check_text};
+use crate::chars::{TextKind, check_text, normalize_newlines};
 use crate::enums::{ActivityFormat, ActivityKind, CreativeField, DatePrecision, DocumentKind};
 use crate::error::DomainError;
 use crate::limits::Limits;
@@ -162,7 +162,29 @@ pub struct ActivityPatch {
     pub slug: Option<String>,
 }
 
+/// Makes a prose value's line endings LF (CRLF and a lone CR included).
+fn normalize_prose(text: &mut Option<String>) {
+    if let Some(value) = text
+        && let std::borrow::Cow::Owned(normalized) = normalize_newlines(value)
+    {
+        *value = normalized;
+    }
+}
+
 impl ActivityPatch {
+    /// The patch with the line endings of its prose (summary, description)
+    /// normalised to LF, as they are stored.
+    #[must_use]
+    pub fn normalized(mut self) -> Self {
+        for value in [&mut self.summary, &mut self.description]
+            .into_iter()
+            .flatten()
+        {
+            normalize_prose(value);
+        }
+        self
+    }
+
     /// True when the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
@@ -309,6 +331,15 @@ impl DocumentInput {
 }
 
 impl ActivityInput {
+    /// The input with the line endings of its prose (summary, description)
+    /// normalised to LF, as they are stored.
+    #[must_use]
+    pub fn normalized(mut self) -> Self {
+        normalize_prose(&mut self.summary);
+        normalize_prose(&mut self.description);
+        self
+    }
+
     /// Validates every rule; `path` is the input's argument name (`input`
     /// or `patch`), so errors name e.g. `input.endDate`.
     pub fn validate(&self, path: &str, limits: &Limits) -> Result<(), DomainError> {
@@ -521,6 +552,60 @@ mod tests {
         let mut a = sample();
         a.slug = Some("Nope!".into());
         assert_eq!(field_of(&a), "input.slug");
+    }
+
+    #[test]
+    fn text_no_output_format_can_carry_names_its_field() {
+        for bad in ["a\u{FFFE}", "a\u{FFFF}", "a\u{1}"] {
+            let mut a = sample();
+            a.title = format!("Title {bad}");
+            assert_eq!(field_of(&a), "input.title");
+            let mut a = sample();
+            a.summary = Some(format!("Summary {bad}"));
+            assert_eq!(field_of(&a), "input.summary");
+            let mut a = sample();
+            a.description = Some(format!("Description {bad}"));
+            assert_eq!(field_of(&a), "input.description");
+            let mut a = sample();
+            a.venue = Some(format!("Venue {bad}"));
+            assert_eq!(field_of(&a), "input.venue");
+            let mut a = sample();
+            a.organizations = vec!["UNESCO".into(), format!("Org {bad}")];
+            assert_eq!(field_of(&a), "input.organizations[1]");
+            let mut a = sample();
+            a.themes = vec![format!("theme {bad}")];
+            assert_eq!(field_of(&a), "input.themes[0]");
+            let mut a = sample();
+            a.documents = vec![DocumentInput {
+                kind: DocumentKind::Report,
+                title: format!("Report {bad}"),
+                url: None,
+                issued_on: None,
+                issued_precision: DatePrecision::Day,
+                editors: vec![],
+            }];
+            assert_eq!(field_of(&a), "input.documents[0].title");
+        }
+    }
+
+    #[test]
+    fn prose_line_endings_are_normalised() {
+        let mut a = sample();
+        a.summary = Some("one\r\ntwo\rthree\n".into());
+        a.description = Some("# A\r\rB".into());
+        a.title = "Title".into();
+        let a = a.normalized();
+        assert_eq!(a.summary.as_deref(), Some("one\ntwo\nthree\n"));
+        assert_eq!(a.description.as_deref(), Some("# A\n\nB"));
+        assert_eq!(field_of(&a), "ok");
+        let patch = ActivityPatch {
+            summary: Some(Some("a\rb".into())),
+            description: Some(None),
+            ..ActivityPatch::default()
+        }
+        .normalized();
+        assert_eq!(patch.summary, Some(Some("a\nb".into())));
+        assert_eq!(patch.description, Some(None));
     }
 
     #[test]

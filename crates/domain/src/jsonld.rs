@@ -6,12 +6,14 @@
 //! `2014-09`, a YEAR date `2014` (all ISO 8601); an end date is given only
 //! when the days are known, and undated activities have no `startDate`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use serde_json::{Map, Value, json};
 
 use crate::CityId;
+use crate::chars::for_output;
 use crate::enums::{ActivityFormat, ActivityStatus, DatePrecision};
 use crate::records::{Activity, City, Document};
 
@@ -70,7 +72,8 @@ fn place(activity: &Activity, cities: &HashMap<CityId, City>) -> Value {
     Value::Object(place)
 }
 
-/// The schema.org `Event` describing `activity`.
+/// The schema.org `Event` describing `activity`; its strings hold no
+/// character [`for_output`] drops, whatever the activity holds.
 pub fn event_json_ld(activity: &Activity, ctx: JsonLdContext<'_>) -> Value {
     let url = activity_url(ctx.base_url, &activity.slug);
     let mut event = Map::new();
@@ -167,7 +170,25 @@ pub fn event_json_ld(activity: &Activity, ctx: JsonLdContext<'_>) -> Value {
     if !documents.is_empty() {
         event.insert("subjectOf".into(), Value::Array(documents));
     }
-    Value::Object(event)
+    let mut event = Value::Object(event);
+    sanitize(&mut event);
+    event
+}
+
+/// Passes every string of `value` through [`for_output`]: whatever is
+/// stored, the JSON-LD (and the page that embeds it) carries nothing an
+/// output format cannot.
+fn sanitize(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            if let Cow::Owned(clean) = for_output(text) {
+                *text = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(sanitize),
+        Value::Object(map) => map.values_mut().for_each(sanitize),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 #[cfg(test)]

@@ -233,6 +233,8 @@ impl HubService {
             Action::PublishForNetwork
         };
         self.policy.authorize(actor, action, None)?;
+        // Prose is stored with LF line endings, whatever the client sent.
+        let input = input.normalized();
         input.validate("input", &self.limits)?;
         if let Some(key) = idempotency_key
             && (key.is_empty() || key.len() > 200)
@@ -545,6 +547,8 @@ impl HubService {
         expected_version: Option<i32>,
     ) -> Result<Activity, ServiceError> {
         self.policy.authorize(actor, Action::ReadNetwork, None)?;
+        // Prose is stored with LF line endings, whatever the client sent.
+        let patch = patch.normalized();
         retrying!(self.try_update(actor, id, patch.clone(), expected_version))?;
         self.load(id).await
     }
@@ -675,6 +679,8 @@ impl HubService {
         reason: Option<String>,
     ) -> Result<Activity, ServiceError> {
         self.policy.authorize(actor, Action::ReadNetwork, None)?;
+        // A reason is prose: stored with LF line endings.
+        let reason = reason.map(|r| cityhub_domain::chars::normalize_newlines(&r).into_owned());
         if let Some(r) = &reason
             && r.chars().count() > self.limits.text_chars
         {

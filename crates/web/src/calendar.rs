@@ -23,10 +23,10 @@ use cityhub_domain::jsonld::activity_url;
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityOrder, ActivityStatus, City, CityId, DatePrecision,
 };
-use icalendar::{Calendar, Component, Event, EventLike, EventStatus};
 
 use crate::WebState;
 use crate::http::{CacheKey, Representation, answer, base_url, reader};
+use crate::ics::IcsWriter;
 use crate::listing::{self, ListingRequest};
 use crate::params::ApproximateDates;
 
@@ -149,7 +149,9 @@ fn location(activity: &Activity, cities: &HashMap<CityId, City>) -> Option<Strin
     }
 }
 
-/// The calendar's text.
+/// The calendar's text. Every text value is sanitised and escaped by
+/// [`IcsWriter`], so no stored value can add a line, a property or a
+/// `VEVENT`.
 pub fn render(
     name: &str,
     base: &str,
@@ -157,17 +159,19 @@ pub fn render(
     cities: &HashMap<CityId, City>,
     approximate: ApproximateDates,
 ) -> String {
-    let mut calendar = Calendar::empty();
-    calendar.append_property(("VERSION", "2.0"));
-    calendar.append_property((
+    let mut ics = IcsWriter::new();
+    ics.begin("VCALENDAR");
+    ics.plain("VERSION", "2.0");
+    ics.text(
         "PRODID",
         "-//cityhub//UNESCO Creative Cities Network hub//EN",
-    ));
-    calendar.append_property(("CALSCALE", "GREGORIAN"));
-    calendar.append_property(("METHOD", "PUBLISH"));
-    calendar.name(name);
-    calendar.append_property(("REFRESH-INTERVAL;VALUE=DURATION", "PT1H"));
-    calendar.append_property(("X-PUBLISHED-TTL", "PT1H"));
+    );
+    ics.plain("CALSCALE", "GREGORIAN");
+    ics.plain("METHOD", "PUBLISH");
+    ics.text("NAME", name);
+    ics.text("X-WR-CALNAME", name);
+    ics.plain("REFRESH-INTERVAL;VALUE=DURATION", "PT1H");
+    ics.plain("X-PUBLISHED-TTL", "PT1H");
     // Oldest first: calendars read more naturally, and the order is stable.
     let mut dated: Vec<(&Activity, (NaiveDate, NaiveDate))> = activities
         .iter()
@@ -175,64 +179,84 @@ pub fn render(
         .collect();
     dated.sort_by_key(|(a, (start, _))| (*start, a.id));
     for (activity, (start, end)) in dated {
-        let url = activity_url(base, &activity.slug);
-        let approximate = approximate_label(activity);
-        let mut event = Event::new();
-        event
-            .uid(&format!("activity-{}@cityhub", activity.id))
-            .timestamp(activity.updated_at)
-            .last_modified(activity.updated_at)
-            .sequence(u32::try_from(activity.version.saturating_sub(1)).unwrap_or(0))
-            .starts(start)
-            .ends(end)
-            .url(&url);
-        if let Some(published) = activity.published_at {
-            event.created(published);
-        }
-        let mut description = String::new();
-        match &approximate {
-            Some(label) => {
-                event.summary(&format!(
-                    "{} ({label}, exact dates not known)",
-                    activity.title
-                ));
-                event.add_property("TRANSP", "TRANSPARENT");
-                event.add_property("X-CITYHUB-DATE-PRECISION", activity.date_precision.as_str());
-                description.push_str(&format!(
-                    "Known only as {label}: the exact dates are not known.\n\n"
-                ));
-            }
-            None => {
-                event.summary(&activity.title);
-            }
-        }
-        if let Some(summary) = &activity.summary {
-            description.push_str(summary);
-            description.push_str("\n\n");
-        }
-        if let Some(reason) = activity
-            .cancel_reason
-            .as_ref()
-            .filter(|_| activity.status == ActivityStatus::Cancelled)
-        {
-            description.push_str(&format!("Cancelled: {reason}\n\n"));
-        }
-        description.push_str(&url);
-        event.description(&description);
-        if let Some(place) = location(activity, cities) {
-            event.location(&place);
-        }
-        let mut categories: Vec<&str> = vec![activity.kind.as_str()];
-        categories.extend(activity.fields.iter().map(|f| f.as_str()));
-        event.categories(categories);
-        event.status(match activity.status {
-            ActivityStatus::Cancelled => EventStatus::Cancelled,
-            ActivityStatus::Draft => EventStatus::Tentative,
-            ActivityStatus::Published => EventStatus::Confirmed,
-        });
-        calendar.push(event.done());
+        event(&mut ics, base, activity, (start, end), cities);
     }
-    calendar.done().to_string()
+    ics.end("VCALENDAR");
+    ics.finish()
+}
+
+/// One activity's `VEVENT`.
+fn event(
+    ics: &mut IcsWriter,
+    base: &str,
+    activity: &Activity,
+    (start, end): (NaiveDate, NaiveDate),
+    cities: &HashMap<CityId, City>,
+) {
+    let url = activity_url(base, &activity.slug);
+    let approximate = approximate_label(activity);
+    ics.begin("VEVENT");
+    ics.text("UID", &format!("activity-{}@cityhub", activity.id));
+    ics.date_time("DTSTAMP", activity.updated_at);
+    ics.date_time("LAST-MODIFIED", activity.updated_at);
+    if let Some(published) = activity.published_at {
+        ics.date_time("CREATED", published);
+    }
+    ics.plain(
+        "SEQUENCE",
+        &u32::try_from(activity.version.saturating_sub(1))
+            .unwrap_or(0)
+            .to_string(),
+    );
+    ics.date("DTSTART", start);
+    ics.date("DTEND", end);
+    let mut description = String::new();
+    match &approximate {
+        Some(label) => {
+            ics.text(
+                "SUMMARY",
+                &format!("{} ({label}, exact dates not known)", activity.title),
+            );
+            description.push_str(&format!(
+                "Known only as {label}: the exact dates are not known.\n\n"
+            ));
+        }
+        None => ics.text("SUMMARY", &activity.title),
+    }
+    if let Some(summary) = &activity.summary {
+        description.push_str(summary);
+        description.push_str("\n\n");
+    }
+    if let Some(reason) = activity
+        .cancel_reason
+        .as_ref()
+        .filter(|_| activity.status == ActivityStatus::Cancelled)
+    {
+        description.push_str(&format!("Cancelled: {reason}\n\n"));
+    }
+    description.push_str(&url);
+    ics.text("DESCRIPTION", &description);
+    if let Some(place) = location(activity, cities) {
+        ics.text("LOCATION", &place);
+    }
+    ics.plain("URL", &url);
+    ics.text_list(
+        "CATEGORIES",
+        std::iter::once(activity.kind.as_str()).chain(activity.fields.iter().map(|f| f.as_str())),
+    );
+    ics.plain(
+        "STATUS",
+        match activity.status {
+            ActivityStatus::Cancelled => "CANCELLED",
+            ActivityStatus::Draft => "TENTATIVE",
+            ActivityStatus::Published => "CONFIRMED",
+        },
+    );
+    if approximate.is_some() {
+        ics.plain("TRANSP", "TRANSPARENT");
+        ics.plain("X-CITYHUB-DATE-PRECISION", activity.date_precision.as_str());
+    }
+    ics.end("VEVENT");
 }
 
 #[cfg(test)]

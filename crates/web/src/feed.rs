@@ -3,6 +3,7 @@
 //! calendars' parameters. Entry ids are stable URNs; an entry's `updated`
 //! is the activity's last change, `published` its first publication.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
@@ -10,6 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use cityhub_domain::chars::for_output;
 use cityhub_domain::jsonld::{activity_url, date_at_precision};
 use cityhub_domain::{Activity, ActivityOrder, ActivityStatus, City, CityId, DatePrecision};
 
@@ -202,7 +204,7 @@ fn category(term: &str) -> Category {
     c
 }
 
-/// The feed's XML.
+/// The feed's XML, well-formed whatever the activities hold.
 pub fn render(info: &FeedInfo<'_>) -> Result<Vec<u8>, atom_syndication::Error> {
     let mut feed = Feed::default();
     feed.set_title(Text::plain(info.title));
@@ -234,5 +236,12 @@ pub fn render(info: &FeedInfo<'_>) -> Result<Vec<u8>, atom_syndication::Error> {
             .map(|a| entry(a, info.base, info.cities))
             .collect::<Vec<_>>(),
     );
-    feed.write_to(Vec::new())
+    let written = feed.write_to(Vec::new())?;
+    // What no XML document may hold is never markup: dropping it from the
+    // written document drops it from every text in it (titles, summaries,
+    // names, links, the HTML content), whatever is stored.
+    if let Cow::Owned(clean) = for_output(&String::from_utf8_lossy(&written)) {
+        return Ok(clean.into_bytes());
+    }
+    Ok(written)
 }

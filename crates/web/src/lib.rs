@@ -11,6 +11,7 @@
 pub mod calendar;
 pub mod feed;
 pub mod http;
+pub mod ics;
 pub mod listing;
 pub mod markdown;
 pub mod page;

@@ -6,6 +6,7 @@
 //! The page loads nothing: no script, no font, no image; its styles are
 //! inline and its `Content-Security-Policy` forbids everything else.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -13,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::Response;
 use chrono::{Datelike, NaiveDate};
+use cityhub_domain::chars::for_output;
 use cityhub_domain::jsonld::{JsonLdContext, activity_url, event_json_ld};
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityStatus, City, CityId, DatePrecision, Document,
@@ -224,7 +226,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}dt{font-we
 dd ul{margin:0;padding:0;list-style:none}a{color:#0b4f9c}a:focus{outline:3px solid #f2b600}\
 footer{margin-top:2rem;font-size:.9rem;color:#4a4a4a}";
 
-/// The page's HTML.
+/// The page's HTML, which carries no character [`for_output`] drops.
 pub fn render(data: &PageData, base: &str, json_ld: &serde_json::Value) -> String {
     let a = &data.activity;
     let url = activity_url(base, &a.slug);
@@ -373,7 +375,13 @@ pub fn render(data: &PageData, base: &str, json_ld: &serde_json::Value) -> Strin
 <a href=\"{base}/feeds/activities.atom\">its feed (Atom)</a></p></footer></main></body></html>",
         base = escape(base),
     );
-    out
+    // What an HTML document should not hold (noncharacters, controls) is
+    // never markup: dropping it from the page drops it from every text in
+    // it, whatever is stored.
+    match for_output(&out) {
+        Cow::Borrowed(_) => out,
+        Cow::Owned(clean) => clean,
+    }
 }
 
 #[cfg(test)]
