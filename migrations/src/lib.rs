@@ -13,6 +13,7 @@ mod m20261201_000004_stats_lock_order;
 mod m20261201_000005_stats_refresh_any;
 mod m20261206_000001_search_by_listing_order;
 mod m20261206_000002_stats_refresh_once;
+mod m20261208_000001_invitations;
 
 /// Runs cityhub's migrations in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_stats_refresh_any::Migration),
             Box::new(m20261206_000001_search_by_listing_order::Migration),
             Box::new(m20261206_000002_stats_refresh_once::Migration),
+            Box::new(m20261208_000001_invitations::Migration),
         ]
     }
 }
