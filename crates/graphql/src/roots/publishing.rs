@@ -125,6 +125,18 @@ impl PublishingMutation {
         ))
     }
 
+    /// The token's city stops participating in an activity.
+    async fn leave_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ActivityObject> {
+        let id = parse_activity_id(&id, "id")?;
+        Ok(ActivityObject::new(
+            hub(ctx)
+                .service
+                .participate(actor(ctx), id, Participation::Leave)
+                .await
+                .api()?,
+        ))
+    }
+
     /// Accepts the token's city's invitation to an activity, as co-host, as venue city, or both: the activity becomes the city's — it appears in the city's listings, calendar, feed and counts, names the city among its hosts (or as its venue city), and the city may edit it as its other hosts do. One `UPDATED` event. `NOT_FOUND` for an activity the token cannot see, `FORBIDDEN` for a city that is not invited, `CONFLICT` when nothing is pending (already accepted, or declined: only its hosts can invite the city again).
     async fn accept_invitation(&self, ctx: &Context<'_>, activity: ID) -> Result<ActivityObject> {
         let id = parse_activity_id(&activity, "activity")?;
@@ -144,18 +156,6 @@ impl PublishingMutation {
             hub(ctx)
                 .service
                 .answer(actor(ctx), id, Answer::Decline)
-                .await
-                .api()?,
-        ))
-    }
-
-    /// The token's city stops participating in an activity.
-    async fn leave_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ActivityObject> {
-        let id = parse_activity_id(&id, "id")?;
-        Ok(ActivityObject::new(
-            hub(ctx)
-                .service
-                .participate(actor(ctx), id, Participation::Leave)
                 .await
                 .api()?,
         ))
