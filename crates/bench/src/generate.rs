@@ -465,12 +465,12 @@ fn activity(
     let published_by = (!by_secretariat).then_some(publisher.id);
     // The generated network counts as accepted, as the seeded one does:
     // every named city hosts (or is the venue city) at once.
-    let cities = Named {
+    let settled = Named {
         co_hosts: co_hosts.iter().map(|c| c.id).collect(),
         venue: venue_city.map(|c| c.id),
     }
     .settle(published_by, &[], Naming::Direct);
-    let hosts = cities.hosts.clone();
+    let hosts = settled.hosts.clone();
     let mut participants: Vec<CityId> = Vec::new();
     let wanted_participants = match rng.gen_range(0..10) {
         0..=3 => 0,
@@ -492,7 +492,7 @@ fn activity(
         _ => ActivityStatus::Published,
     };
     Ok(GenActivity {
-        write: ActivityWrite::new(input, slug, cities),
+        write: ActivityWrite::new(input, slug, settled),
         status,
         published_by,
         participants,
