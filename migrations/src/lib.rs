@@ -14,6 +14,7 @@ mod m20261201_000005_stats_refresh_any;
 mod m20261206_000001_search_by_listing_order;
 mod m20261206_000002_stats_refresh_once;
 mod m20261207_000001_event_horizon_own_writers;
+mod m20261208_000001_invitations;
 
 /// Runs cityhub's migrations in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_search_by_listing_order::Migration),
             Box::new(m20261206_000002_stats_refresh_once::Migration),
             Box::new(m20261207_000001_event_horizon_own_writers::Migration),
+            Box::new(m20261208_000001_invitations::Migration),
         ]
     }
 }

@@ -148,6 +148,15 @@ both_backends!(city_index_follows_every_write, |backend| async move {
     )
     .await;
     assert_paths_agree(&hub, &cities, &readers).await;
+    // The named cities accept their invitations (until then the
+    // activities are not theirs).
+    let seoul = hub.token(Some("seoul")).await;
+    let bologna = hub.token(Some("bologna")).await;
+    let accept = "mutation($id: ID!) { acceptInvitation(activity: $id) { id } }";
+    for (id, token) in [(&a, &seoul), (&b, &berlin), (&d, &lyon)] {
+        hub.ok(accept, json!({ "id": id }), Some(token)).await;
+    }
+    assert_paths_agree(&hub, &cities, &readers).await;
     // Joined, then updated (new venue, new co-hosts, new date), then
     // cancelled, a draft published, one deleted, one left.
     hub.ok(
@@ -168,6 +177,9 @@ both_backends!(city_index_follows_every_write, |backend| async move {
             Some(&lyon),
         )
         .await;
+    assert_paths_agree(&hub, &cities, &readers).await;
+    hub.ok(accept, json!({ "id": b }), Some(&bologna)).await;
+    hub.ok(accept, json!({ "id": b }), Some(&seoul)).await;
     assert_paths_agree(&hub, &cities, &readers).await;
     hub.ok(
         "mutation($id: ID!) { cancelActivity(id: $id) { id } }",

@@ -4,15 +4,18 @@
 //! (`ReadScope::sees` and `ActivityFilter::matches`, which live events use)
 //! over the same seeded data, and must select the same activities. The
 //! data and the filters come from proptest strategies run with a fixed
-//! seed, so every run checks the same cases.
+//! seed, so every run checks the same cases. Named co-hosts and venue
+//! cities are invited, and each accepts, declines or leaves the
+//! invitation pending: a city only invited is none of the activity's
+//! cities, on both paths.
 
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 use cityhub_domain::{
     ActivityFilter, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
-    ActivityStatus, Actor, City, CityId, CreativeField, DatePrecision, Participation, PublishAs,
-    ReadScope, Surroundings,
+    ActivityStatus, Actor, Answer, City, CityId, CreativeField, DatePrecision, Participation,
+    PublishAs, ReadScope, Surroundings,
 };
 use cityhub_storage::{ActivityRepo, CityFilter, CityRepo};
 use proptest::prelude::*;
@@ -126,6 +129,9 @@ struct Spec {
     co_hosts: Vec<usize>,
     venue: Option<usize>,
     participants: Vec<usize>,
+    /// Each invited city's answer, in the order invited (co-hosts, then
+    /// the venue city): 0 none, 1 accept, 2 decline.
+    answers: Vec<u8>,
     kind: ActivityKind,
     format: ActivityFormat,
     fields: Vec<CreativeField>,
@@ -154,6 +160,7 @@ fn spec(cities: usize) -> impl Strategy<Value = Spec> {
             prop::collection::vec(city.clone(), 0..=2),
             prop::option::of(city.clone()),
             prop::collection::vec(city, 0..=3),
+            prop::collection::vec(0u8..3, 3),
         ),
         prop::sample::select(ActivityKind::ALL),
         prop::sample::select(ActivityFormat::ALL),
@@ -173,7 +180,7 @@ fn spec(cities: usize) -> impl Strategy<Value = Spec> {
     )
         .prop_map(
             |(
-                (publisher, co_hosts, venue, participants),
+                (publisher, co_hosts, venue, participants, answers),
                 kind,
                 format,
                 fields,
@@ -188,6 +195,7 @@ fn spec(cities: usize) -> impl Strategy<Value = Spec> {
                 co_hosts,
                 venue,
                 participants,
+                answers,
                 kind,
                 format,
                 fields,
@@ -316,6 +324,24 @@ async fn generate(hub: &TestHub, runner: &mut TestRunner, cities: &[City]) -> us
                 .expect("publish the draft");
         }
         if !draft || matches!(spec.fate, Fate::DraftThenPublished) {
+            // The invited cities answer (a draft's cannot see it yet).
+            let mut invited: Vec<usize> = Vec::new();
+            for i in spec.co_hosts.iter().chain(spec.venue.iter()) {
+                if *i != spec.publisher && !invited.contains(i) {
+                    invited.push(*i);
+                }
+            }
+            for (i, answer) in invited.iter().zip(&spec.answers) {
+                let answer = match answer {
+                    1 => Answer::Accept,
+                    2 => Answer::Decline,
+                    _ => continue,
+                };
+                service
+                    .answer(&actor(*i), activity.id, answer)
+                    .await
+                    .unwrap_or_else(|e| panic!("answer {answer:?} for {spec:?}: {e}"));
+            }
             for i in spec.participants.iter().collect::<BTreeSet<_>>() {
                 if *i != spec.publisher && !spec.co_hosts.contains(i) {
                     // Joining twice, or as a host, is refused: no matter.

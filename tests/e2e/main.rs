@@ -21,6 +21,7 @@ mod filter_agreement;
 mod hardening;
 mod horizon;
 mod integrity;
+mod invitations;
 mod live_hardening;
 mod publishing;
 mod read_api;

@@ -137,8 +137,10 @@ enum Who {
     Lyon,
     /// City B: neither publisher nor host.
     Seoul,
-    /// A co-host of the fixtures.
+    /// A co-host of the fixtures (it accepted its invitation).
     Bologna,
+    /// Invited to co-host the fixtures; has not answered.
+    Kobe,
     Secretariat,
 }
 
@@ -146,9 +148,10 @@ enum Who {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum On {
     Nothing,
-    /// Lyon's published activity, co-hosted by Bologna.
+    /// Lyon's published activity, co-hosted by Bologna, Kobe invited.
     Published,
-    /// Lyon's draft, co-hosted by Bologna.
+    /// Lyon's draft, naming Bologna and Kobe co-hosts (invited: neither
+    /// can see the draft to answer).
     Draft,
     /// Lyon's cancelled activity.
     Cancelled,
@@ -174,6 +177,7 @@ struct Actors {
     lyon: String,
     seoul: String,
     bologna: String,
+    kobe: String,
     secretariat: String,
 }
 
@@ -183,6 +187,7 @@ impl Actors {
             lyon: hub.token(Some("lyon")).await,
             seoul: hub.token(Some("seoul")).await,
             bologna: hub.token(Some("bologna")).await,
+            kobe: hub.token(Some("kobe")).await,
             secretariat: hub.token(None).await,
         }
     }
@@ -193,6 +198,7 @@ impl Actors {
             Who::Lyon => Some(&self.lyon),
             Who::Seoul => Some(&self.seoul),
             Who::Bologna => Some(&self.bologna),
+            Who::Kobe => Some(&self.kobe),
             Who::Secretariat => Some(&self.secretariat),
         }
     }
@@ -208,14 +214,25 @@ struct Target {
 async fn fixture(hub: &TestHub, actors: &Actors, on: On, op: &str, n: usize) -> Target {
     let lyon = Some(actors.lyon.as_str());
     let title = format!("Permission row {n}");
-    let co_hosted = input_with(&title, json!({ "coHosts": ["bologna"] }));
+    let co_hosted = input_with(&title, json!({ "coHosts": ["bologna", "kobe"] }));
+    // Published, and Bologna accepts its invitation; Kobe does not answer.
+    let published = || async {
+        let a = publish(hub, lyon, co_hosted.clone(), false).await;
+        hub.ok(
+            "mutation($id: ID!) { acceptInvitation(activity: $id) { id } }",
+            json!({ "id": a["id"] }),
+            Some(&actors.bologna),
+        )
+        .await;
+        a
+    };
     let activity = match on {
         On::Nothing => Value::Null,
         On::Missing => json!({ "id": "987654321", "slug": "no-such-activity" }),
-        On::Published => publish(hub, lyon, co_hosted, false).await,
+        On::Published => published().await,
         On::Draft => publish(hub, lyon, co_hosted, true).await,
         On::Cancelled => {
-            let a = publish(hub, lyon, co_hosted, false).await;
+            let a = published().await;
             hub.ok(
                 "mutation($id: ID!) { cancelActivity(id: $id) { id } }",
                 json!({ "id": a["id"] }),
@@ -225,7 +242,7 @@ async fn fixture(hub: &TestHub, actors: &Actors, on: On, op: &str, n: usize) -> 
             a
         }
         On::Deleted => {
-            let a = publish(hub, lyon, co_hosted, false).await;
+            let a = published().await;
             hub.ok(
                 "mutation($id: ID!) { deleteActivity(id: $id) }",
                 json!({ "id": a["id"] }),
@@ -288,6 +305,10 @@ fn request(op: &str, t: &Target, n: usize) -> (String, Value) {
         ),
         "leaveActivity" => (
             "mutation($id: ID!) { leaveActivity(id: $id) { id } }".into(),
+            id,
+        ),
+        "acceptInvitation" | "declineInvitation" => (
+            format!("mutation($id: ID!) {{ {op}(activity: $id) {{ id }} }}"),
             id,
         ),
         "createCity" | "createCity(taken slug)" => (
@@ -442,6 +463,25 @@ fn table() -> Vec<(Who, &'static str, On, Expect)> {
         (Anonymous, "tokens", Nothing, UNAUTH),
         (Lyon, "tokens", Nothing, FORBIDDEN),
         (Secretariat, "tokens", Nothing, Ok),
+        // Invitations: only the invited city answers, once; until it
+        // accepts, it may not change the activity.
+        (Kobe, "updateActivity", Published, FORBIDDEN),
+        (Kobe, "cancelActivity", Published, FORBIDDEN),
+        (Kobe, "deleteActivity", Published, FORBIDDEN),
+        (Kobe, "acceptInvitation", Published, Ok),
+        (Kobe, "declineInvitation", Published, Ok),
+        (Kobe, "acceptInvitation", Cancelled, Ok),
+        (Kobe, "acceptInvitation", Draft, NOT_FOUND),
+        (Kobe, "acceptInvitation", Deleted, NOT_FOUND),
+        (Kobe, "acceptInvitation", Missing, NOT_FOUND),
+        (Bologna, "acceptInvitation", Published, CONFLICT),
+        (Bologna, "declineInvitation", Published, Ok),
+        (Seoul, "acceptInvitation", Published, FORBIDDEN),
+        (Seoul, "declineInvitation", Published, FORBIDDEN),
+        (Lyon, "acceptInvitation", Published, FORBIDDEN),
+        (Anonymous, "acceptInvitation", Published, UNAUTH),
+        (Anonymous, "declineInvitation", Published, UNAUTH),
+        (Secretariat, "acceptInvitation", Published, FORBIDDEN),
         // Draft reads: the publisher and the secretariat only.
         (Anonymous, "activity(id)", Draft, Hidden),
         (Lyon, "activity(id)", Draft, Visible),
@@ -659,15 +699,34 @@ async fn publishing_sets_publisher_and_hosts(hub: &TestHub) {
     assert_eq!(a["status"], "PUBLISHED");
     assert_eq!(a["version"], 1);
     assert_eq!(a["publishedBy"]["slug"], "lyon");
-    assert_eq!(slugs_of(&a["hosts"]), ["lyon", "seoul", "bologna"]);
-    assert_eq!(a["venueCity"]["slug"], "lyon");
+    // The co-hosts are invited: only the publisher hosts until they accept.
+    assert_eq!(slugs_of(&a["hosts"]), ["lyon"]);
+    assert_eq!(
+        a["venueCity"]["slug"], "lyon",
+        "the publisher is its own venue"
+    );
     assert_eq!(a["slug"], "lyon-festival-of-lights-workshop");
     assert!(a["publishedAt"].is_string(), "{a}");
     assert_eq!(a["participants"], json!([]));
     // Anonymous readers see exactly what was published.
     let seen = read(hub, &id_of(&a), None).await;
     assert_eq!(seen, a);
-    // The secretariat publishes network activities with no city publisher.
+    // They accept, in any order; the hosts keep the order named.
+    for city in ["bologna", "seoul"] {
+        let token = hub.token(Some(city)).await;
+        hub.ok(
+            "mutation($id: ID!) { acceptInvitation(activity: $id) { id } }",
+            json!({ "id": id_of(&a) }),
+            Some(&token),
+        )
+        .await;
+    }
+    assert_eq!(
+        slugs_of(&read(hub, &id_of(&a), None).await["hosts"]),
+        ["lyon", "seoul", "bologna"]
+    );
+    // The secretariat publishes network activities with no city publisher,
+    // its co-hosts accepted at once.
     let n = publish(
         hub,
         Some(&secretariat),
@@ -834,16 +893,26 @@ async fn updates_version_and_clear_fields(hub: &TestHub) {
         .await;
     assert_eq!(err["extensions"]["field"], "expectedVersion");
     assert_eq!(read(hub, &id, None).await["title"], "Versioned, renamed");
-    // Co-hosts: the publisher stays first.
+    // Co-hosts: invited; once Seoul accepts, the publisher stays first.
     let v5 = update(
         json!({ "coHosts": ["seoul"], "startDate": "2026-06-01", "endDate": null }),
         Some(4),
     )
     .await;
     assert_eq!(v5["version"], 5);
-    assert_eq!(slugs_of(&v5["hosts"]), ["lyon", "seoul"]);
+    assert_eq!(slugs_of(&v5["hosts"]), ["lyon"]);
     assert_eq!(v5["startDate"], "2026-06-01");
     assert!(v5["endDate"].is_null());
+    let seoul = hub.token(Some("seoul")).await;
+    hub.ok(
+        "mutation($id: ID!) { acceptInvitation(activity: $id) { id } }",
+        json!({ "id": id }),
+        Some(&seoul),
+    )
+    .await;
+    let v6 = read(hub, &id, None).await;
+    assert_eq!(v6["version"], 6);
+    assert_eq!(slugs_of(&v6["hosts"]), ["lyon", "seoul"]);
     // Patch errors name the patch's path.
     let err = hub
         .fails(
@@ -863,7 +932,7 @@ async fn updates_version_and_clear_fields(hub: &TestHub) {
         )
         .await;
     assert_eq!(err["extensions"]["field"], "patch.coHosts[1]");
-    assert_eq!(read(hub, &id, None).await, v5);
+    assert_eq!(read(hub, &id, None).await, v6);
 }
 
 /// Participation, cancellation and (soft) deletion.
@@ -1064,7 +1133,11 @@ async fn cities_created_and_updated(hub: &TestHub) {
     )
     .await;
     assert_eq!(a["publishedBy"]["slug"], "porto");
-    assert_eq!(slugs_of(&a["hosts"]), ["porto", "lyon"]);
+    assert_eq!(
+        slugs_of(&a["hosts"]),
+        ["porto"],
+        "Lyon is invited, not yet a host"
+    );
 }
 
 /// Input errors are `BAD_USER_INPUT` with the input path, and store nothing.
@@ -1311,6 +1384,12 @@ async fn audit_trail_follows_the_mutations(hub: &TestHub) {
     )
     .await;
     hub.ok(
+        "mutation($id: ID!) { acceptInvitation(activity: $id) { id } }",
+        vars.clone(),
+        Some(&bologna),
+    )
+    .await;
+    hub.ok(
         &update_query(),
         json!({ "id": id, "patch": { "title": "Audited, renamed" } }),
         Some(&bologna),
@@ -1328,6 +1407,13 @@ async fn audit_trail_follows_the_mutations(hub: &TestHub) {
         &update_query(),
         json!({ "id": id, "patch": { "title": "No" }, "expected": 1 }),
         Some(&lyon),
+        "CONFLICT",
+    )
+    .await;
+    hub.fails(
+        "mutation($id: ID!) { acceptInvitation(activity: $id) { id } }",
+        vars.clone(),
+        Some(&bologna),
         "CONFLICT",
     )
     .await;
@@ -1380,11 +1466,12 @@ async fn audit_trail_follows_the_mutations(hub: &TestHub) {
         [
             ("publishActivity", "city:lyon", None, Some(1)),
             ("publishDraft", "city:lyon", Some(1), Some(2)),
-            ("updateActivity", "city:bologna", Some(2), Some(3)),
-            ("joinActivity", "city:seoul", Some(3), Some(4)),
-            ("leaveActivity", "city:seoul", Some(4), Some(5)),
-            ("cancelActivity", "secretariat", Some(5), Some(6)),
-            ("deleteActivity", "city:lyon", Some(6), Some(7)),
+            ("acceptInvitation", "city:bologna", Some(2), Some(3)),
+            ("updateActivity", "city:bologna", Some(3), Some(4)),
+            ("joinActivity", "city:seoul", Some(4), Some(5)),
+            ("leaveActivity", "city:seoul", Some(5), Some(6)),
+            ("cancelActivity", "secretariat", Some(6), Some(7)),
+            ("deleteActivity", "city:lyon", Some(7), Some(8)),
         ]
     );
     assert!(

@@ -210,8 +210,9 @@ async fn publish(hub: &TestHub, token: &str, input: Value, draft: bool) -> (Stri
     )
 }
 
-/// Publications, drafts, updates, cancellations, deletions, participations
-/// and a country change, through the API.
+/// Publications, drafts, updates, invitations and their answers,
+/// cancellations, deletions, participations and a country change, through
+/// the API.
 async fn churn(hub: &TestHub, lyon: &str, seoul: &str, secretariat: &str) {
     let (festival, _) = publish(
         hub,
@@ -266,6 +267,22 @@ async fn churn(hub: &TestHub, lyon: &str, seoul: &str, secretariat: &str) {
         Some(lyon),
     )
     .await;
+    // Invited cities answer: Enghien-les-Bains co-hosts the festival (so
+    // its move below moves it), Östersund receives the residency, Dakar
+    // declines it; Seoul's invitation stays pending.
+    for (city, id, mutation) in [
+        ("enghien-les-bains", &festival, "acceptInvitation"),
+        ("ostersund", &workshop, "acceptInvitation"),
+        ("dakar", &workshop, "declineInvitation"),
+    ] {
+        let token = hub.token(Some(city)).await;
+        hub.ok(
+            &format!("mutation($id: ID!) {{ {mutation}(activity: $id) {{ version }} }}"),
+            json!({"id": id}),
+            Some(&token),
+        )
+        .await;
+    }
     // A participant joins and another leaves again.
     hub.ok(
         "mutation($id: ID!) { joinActivity(id: $id) { version } }",
@@ -438,11 +455,13 @@ both_backends!(
         let url = test_db.url.clone();
         hub.stop().await;
 
-        // The refresh once per write, the search index (SQLite; nothing on
-        // PostgreSQL), the refresh's `= ANY` form, the lock-order
-        // migration, the event order, then the kept counts themselves.
-        let out = run(&url, &["migrate", "down", "--steps", "6"]).await;
-        assert!(out.contains("rolled back 6"), "{out}");
+        // The invitations, the event horizon (PostgreSQL; nothing on
+        // SQLite), the refresh once per write, the search index
+        // (SQLite; nothing on PostgreSQL), the refresh's `= ANY` form, the
+        // lock-order migration, the event order, then the kept counts
+        // themselves.
+        let out = run(&url, &["migrate", "down", "--steps", "8"]).await;
+        assert!(out.contains("rolled back 8"), "{out}");
         let out = run(&url, &["migrate", "status"]).await;
         assert!(out.contains("pending m20261201_000002_stats"), "{out}");
         assert!(

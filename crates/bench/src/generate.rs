@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use chrono::{Datelike, Duration, NaiveDate};
 use cityhub_domain::{
     ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityStatus, CityId, CityInput,
-    CreativeField, DatePrecision, DocumentInput, DocumentKind, Limits, text,
+    CreativeField, DatePrecision, DocumentInput, DocumentKind, Limits, Named, Naming, text,
 };
 use cityhub_storage::repo::activity::ActivityWrite;
 use cityhub_storage::{ActivityRepo, CityRepo, Db, DbConfig};
@@ -463,8 +463,14 @@ fn activity(
         .validate("input", limits)
         .with_context(|| format!("generated activity {index} is invalid"))?;
     let published_by = (!by_secretariat).then_some(publisher.id);
-    let mut hosts: Vec<CityId> = published_by.into_iter().collect();
-    hosts.extend(co_hosts.iter().map(|c| c.id));
+    // The generated network counts as accepted, as the seeded one does:
+    // every named city hosts (or is the venue city) at once.
+    let settled = Named {
+        co_hosts: co_hosts.iter().map(|c| c.id).collect(),
+        venue: venue_city.map(|c| c.id),
+    }
+    .settle(published_by, &[], Naming::Direct);
+    let hosts = settled.hosts.clone();
     let mut participants: Vec<CityId> = Vec::new();
     let wanted_participants = match rng.gen_range(0..10) {
         0..=3 => 0,
@@ -486,12 +492,7 @@ fn activity(
         _ => ActivityStatus::Published,
     };
     Ok(GenActivity {
-        write: ActivityWrite {
-            input,
-            slug,
-            venue_city_id: venue_city.map(|c| c.id),
-            hosts,
-        },
+        write: ActivityWrite::new(input, slug, settled),
         status,
         published_by,
         participants,

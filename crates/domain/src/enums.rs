@@ -177,6 +177,28 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What a member city is invited to be for another city's activity.
+    InvitationRole {
+        /// One of its hosts (named in `coHosts`).
+        CoHost => "CO_HOST",
+        /// The member city where it takes place (named as `venueCity`).
+        Venue => "VENUE",
+    }
+}
+
+named_enum! {
+    /// Where an invitation stands.
+    InvitationState {
+        /// Asked, not answered yet: the activity is not the city's yet.
+        Pending => "PENDING",
+        /// Accepted: the city hosts it (or is its venue city).
+        Accepted => "ACCEPTED",
+        /// Declined, or left after accepting.
+        Declined => "DECLINED",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

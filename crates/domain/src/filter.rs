@@ -24,7 +24,10 @@ pub struct ActivityFilter {
     pub kinds: Vec<ActivityKind>,
     /// Concerning any of these fields.
     pub fields: Vec<CreativeField>,
-    /// Hosted by, held in, or joined by any of these city slugs.
+    /// Hosted by, held in, or joined by any of these city slugs: the
+    /// activity's `hosts`, `venue_city_id` and participants, so a city
+    /// only invited as co-host or venue city (not yet accepted) is not one
+    /// of its cities (`invitation.rs`).
     pub cities: Vec<String>,
     /// Held in or hosted from any of these countries (ISO codes, any case).
     pub countries: Vec<String>,

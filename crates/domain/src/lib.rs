@@ -8,6 +8,7 @@ pub mod city;
 pub mod enums;
 pub mod error;
 pub mod filter;
+pub mod invitation;
 pub mod jsonld;
 pub mod limits;
 pub mod policy;
@@ -20,10 +21,11 @@ pub use activity::{ActivityInput, ActivityPatch, DocumentInput, Participation, P
 pub use city::{CityInput, CityPatch};
 pub use enums::{
     ActivityEventType, ActivityFormat, ActivityKind, ActivityOrder, ActivityStatus, CreativeField,
-    DatePrecision, DocumentKind, Role,
+    DatePrecision, DocumentKind, InvitationRole, InvitationState, Role,
 };
 pub use error::{DomainError, FieldError};
 pub use filter::{ActivityFilter, PreparedFilter, Surroundings};
+pub use invitation::{Answer, AnswerRefused, Cities, Invitation, Named, Naming};
 pub use limits::Limits;
 pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
 pub use records::{Activity, City, Document};

@@ -53,6 +53,8 @@ pub enum Action {
     Join,
     /// Leave as a participant.
     Leave,
+    /// Accept or decline the actor city's invitation to an activity.
+    AnswerInvitation,
     /// Create or change member cities.
     ManageCities,
     /// Issue or revoke tokens.
@@ -66,8 +68,11 @@ pub struct ActivityFacts {
     pub status: ActivityStatus,
     /// The publishing city; `None` for the secretariat's.
     pub published_by: Option<CityId>,
-    /// Its host cities (the publisher is one).
+    /// Its host cities (the publisher is one; invited co-hosts are not,
+    /// until they accept).
     pub hosts: Vec<CityId>,
+    /// The cities invited to it, whatever their invitations' state.
+    pub invited: Vec<CityId>,
 }
 
 /// Why an action is refused.
@@ -138,6 +143,7 @@ impl Policy {
             Update | Cancel => hosts,
             Delete => publisher,
             Join | Leave => activity.is_some_and(|a| a.status != ActivityStatus::Draft),
+            AnswerInvitation => activity.is_some_and(|a| a.invited.contains(&city)),
             PublishForNetwork | ManageCities | ManageTokens => false,
         };
         if allowed {
@@ -162,6 +168,7 @@ mod tests {
     const A: CityId = CityId(1);
     const B: CityId = CityId(2);
     const C: CityId = CityId(3);
+    const D: CityId = CityId(4);
 
     fn city(id: CityId) -> Actor {
         Actor::City {
@@ -170,12 +177,14 @@ mod tests {
         }
     }
 
-    /// An activity published by A, co-hosted by C.
+    /// An activity published by A, co-hosted by C, to which D is invited
+    /// (and has not accepted).
     fn by_a(status: ActivityStatus) -> ActivityFacts {
         ActivityFacts {
             status,
             published_by: Some(A),
             hosts: vec![A, C],
+            invited: vec![C, D],
         }
     }
 
@@ -184,6 +193,7 @@ mod tests {
             status,
             published_by: None,
             hosts: vec![],
+            invited: vec![],
         }
     }
 
@@ -204,7 +214,7 @@ mod tests {
         let anon = Actor::Anonymous;
         let sec = Actor::Secretariat;
         let pubd = by_a(Published);
-        let (a, b, c) = (city(A), city(B), city(C));
+        let (a, b, c, d) = (city(A), city(B), city(C), city(D));
         let net = network(Published);
         let draft = by_a(Draft);
         // (policy, actor, action, facts, expected)
@@ -253,6 +263,16 @@ mod tests {
             (p, &c, Cancel, Some(&pubd), "ok"),
             (p, &c, Delete, Some(&pubd), "FORBIDDEN"),
             (p, &c, ReadActivity, Some(&draft), "NOT_FOUND"),
+            (p, &c, AnswerInvitation, Some(&pubd), "ok"),
+            // City D: invited, not accepted: it may answer, not edit.
+            (p, &d, AnswerInvitation, Some(&pubd), "ok"),
+            (p, &d, Update, Some(&pubd), "FORBIDDEN"),
+            (p, &d, Cancel, Some(&pubd), "FORBIDDEN"),
+            (p, &d, Delete, Some(&pubd), "FORBIDDEN"),
+            (p, &d, AnswerInvitation, Some(&draft), "NOT_FOUND"),
+            (p, &b, AnswerInvitation, Some(&pubd), "FORBIDDEN"),
+            (p, &a, AnswerInvitation, Some(&pubd), "FORBIDDEN"),
+            (p, &anon, AnswerInvitation, Some(&pubd), "UNAUTHENTICATED"),
             // The secretariat does everything.
             (closed, &sec, ReadActivity, Some(&draft), "ok"),
             (p, &sec, PublishForNetwork, None, "ok"),

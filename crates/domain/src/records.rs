@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::enums::{
     ActivityFormat, ActivityKind, ActivityStatus, CreativeField, DatePrecision, DocumentKind,
 };
+use crate::invitation::Invitation;
 use crate::policy::ActivityFacts;
 use crate::{ActivityId, CityId};
 
@@ -81,7 +82,9 @@ pub struct Activity {
     pub date_precision: DatePrecision,
     /// Venue text.
     pub venue: Option<String>,
-    /// Venue member city.
+    /// Venue member city, as it counts: the publisher itself or a city
+    /// that accepted its invitation (`None` while the named one has not;
+    /// see `invitation.rs`).
     pub venue_city_id: Option<CityId>,
     /// Non-member organizers.
     pub organizations: Vec<String>,
@@ -93,7 +96,9 @@ pub struct Activity {
     pub objectives: Vec<String>,
     /// Publishing city; `None` for the secretariat.
     pub published_by: Option<CityId>,
-    /// Host cities, in order (the publisher first).
+    /// Host cities, in order: the publisher first, then the co-hosts that
+    /// accepted their invitation (an invited city hosts nothing until it
+    /// accepts; see `invitation.rs`).
     pub hosts: Vec<CityId>,
     /// When it was first published.
     pub published_at: Option<DateTime<Utc>>,
@@ -117,12 +122,17 @@ impl Activity {
         )
     }
 
-    /// The facts the permission policy needs.
-    pub fn facts(&self) -> ActivityFacts {
+    /// The facts the permission policy needs, given the activity's
+    /// invitations (every one, whatever its state).
+    pub fn facts(&self, invitations: &[Invitation]) -> ActivityFacts {
+        let mut invited: Vec<CityId> = invitations.iter().map(|i| i.city).collect();
+        invited.sort_unstable();
+        invited.dedup();
         ActivityFacts {
             status: self.status,
             published_by: self.published_by,
             hosts: self.hosts.clone(),
+            invited,
         }
     }
 }

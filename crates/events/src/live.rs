@@ -6,19 +6,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cityhub_domain::{Activity, ActivityId, City, CityId, Document};
+use cityhub_domain::{Activity, ActivityId, City, CityId, Document, Invitation};
 use cityhub_storage::repo::events::{EventLog, EventRecord};
+use cityhub_storage::repo::invitation::InvitationRepo;
 use cityhub_storage::{ActivityRepo, CityRepo, Db, StorageError};
 
 /// What an activity is related to, loaded once per event for every subscriber.
 #[derive(Debug, Default)]
 pub struct Related {
-    /// Hosts, venue city, publisher, participants and actor, by id.
+    /// Hosts, venue city, publisher, participants, invited cities and actor, by id.
     pub cities: HashMap<CityId, City>,
     /// Participant ids, in order.
     pub participants: Vec<CityId>,
     /// Documents, in order.
     pub documents: Vec<Document>,
+    /// Invitations, in order, every one (each reader sees those the
+    /// domain's `invitation::visible_to` lets it).
+    pub invitations: Vec<Invitation>,
 }
 
 /// One event, ready to deliver.
@@ -76,6 +80,7 @@ pub async fn load_live(
         .collect();
     let mut participants = ActivityRepo::participants_of(conn, &live).await?;
     let mut documents = ActivityRepo::documents_of(conn, &live).await?;
+    let mut invitations = InvitationRepo::of_activities(conn, &live).await?;
     let mut city_ids: Vec<CityId> = Vec::new();
     for a in activities.values() {
         city_ids.extend(a.hosts.iter().copied());
@@ -85,6 +90,9 @@ pub async fn load_live(
     for p in participants.values() {
         city_ids.extend(p.iter().copied());
     }
+    for i in invitations.values() {
+        city_ids.extend(i.iter().map(|i| i.city));
+    }
     city_ids.extend(records.iter().filter_map(|r| r.actor_city_id));
     city_ids.sort_unstable();
     city_ids.dedup();
@@ -93,6 +101,7 @@ pub async fn load_live(
     for id in &ids {
         let p = participants.remove(id).unwrap_or_default();
         let d = documents.remove(id).unwrap_or_default();
+        let inv = invitations.remove(id).unwrap_or_default();
         let mut own = HashMap::new();
         if let Some(a) = activities.get(id) {
             for c in a
@@ -101,6 +110,7 @@ pub async fn load_live(
                 .chain(a.venue_city_id.iter())
                 .chain(a.published_by.iter())
                 .chain(p.iter())
+                .chain(inv.iter().map(|i| &i.city))
             {
                 if let Some(city) = cities.get(c) {
                     own.insert(*c, city.clone());
@@ -113,6 +123,7 @@ pub async fn load_live(
                 cities: own,
                 participants: p,
                 documents: d,
+                invitations: inv,
             }),
         );
     }
@@ -130,6 +141,7 @@ pub async fn load_live(
                     cities: rel.cities.clone(),
                     participants: rel.participants.clone(),
                     documents: rel.documents.clone(),
+                    invitations: rel.invitations.clone(),
                 };
                 copy.cities.insert(actor.id, actor.clone());
                 rel = Arc::new(copy);

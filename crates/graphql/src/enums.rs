@@ -141,3 +141,25 @@ pub enum ActivityEventType {
     /// It was deleted.
     Deleted,
 }
+
+/// What a member city is invited to be for another city's activity.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "d::InvitationRole")]
+pub enum InvitationRole {
+    /// One of its hosts (named in `coHosts`).
+    CoHost,
+    /// The member city where it takes place (named as `venueCity`).
+    Venue,
+}
+
+/// Where an invitation stands.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "d::InvitationState")]
+pub enum InvitationState {
+    /// Not answered yet: the activity is not on the city's surfaces, does not name it, and the city may not edit it.
+    Pending,
+    /// Accepted: the city hosts the activity (or is its venue city).
+    Accepted,
+    /// Declined, or left after accepting; naming the city again invites it again.
+    Declined,
+}

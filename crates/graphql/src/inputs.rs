@@ -19,7 +19,7 @@ pub struct ActivityFilterInput {
     pub kinds: Option<Vec<ActivityKind>>,
     /// Concerning any of these creative fields.
     pub fields: Option<Vec<CreativeField>>,
-    /// City slugs: activities these cities host, are held in, or joined.
+    /// City slugs: activities these cities host, are held in, or joined (a city only invited as co-host or venue city counts once it accepted).
     pub cities: Option<Vec<String>>,
     /// ISO 3166-1 alpha-2 codes: activities held in, or hosted from, these countries.
     pub countries: Option<Vec<String>>,
@@ -225,9 +225,9 @@ pub struct ActivityInput {
     pub date_precision: Option<DatePrecision>,
     /// Where it takes place.
     pub venue: Option<String>,
-    /// Slug of the member city where it takes place.
+    /// Slug of the member city where it takes place: invited to be its venue city, it is `venueCity` once it accepts (the publishing city itself, or a city the secretariat names, at once).
     pub venue_city: Option<String>,
-    /// Slugs of member cities co-hosting it.
+    /// Slugs of member cities invited to co-host it: each is a host once it accepts (a city the secretariat names, at once).
     pub co_hosts: Option<Vec<String>>,
     /// Organizers that are not member cities.
     pub organizations: Option<Vec<String>>,
@@ -299,9 +299,9 @@ pub struct ActivityPatch {
     pub date_precision: Option<DatePrecision>,
     /// New venue (null clears it).
     pub venue: MaybeUndefined<String>,
-    /// New venue city slug (null clears it).
+    /// New venue city slug, invited unless it is named already (null clears it, with its invitation).
     pub venue_city: MaybeUndefined<String>,
-    /// New co-hosts (replaces the list).
+    /// New co-hosts (replaces the list): a city kept keeps its invitation's state, a new one is invited, one dropped loses its invitation (and stops hosting).
     pub co_hosts: Option<Vec<String>>,
     /// New organizations (replaces the list).
     pub organizations: Option<Vec<String>>,

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use cityhub_domain::{Activity, ActivityId, City, CityId, Document};
+use cityhub_domain::{Activity, ActivityId, City, CityId, Document, Invitation};
+use cityhub_storage::repo::invitation::InvitationRepo;
 use cityhub_storage::{ActivityRepo, CityRepo, Db, StorageError};
 
 /// Loads cities by id.
@@ -56,6 +57,24 @@ impl Loader<ActivityId> for DocumentsLoader {
     }
 }
 
+/// Loads the invitations of activities (every one: the resolver keeps
+/// those its reader may see).
+pub struct InvitationsLoader(Db);
+
+impl Loader<ActivityId> for InvitationsLoader {
+    type Value = Vec<Invitation>;
+    type Error = Arc<StorageError>;
+
+    async fn load(
+        &self,
+        keys: &[ActivityId],
+    ) -> Result<HashMap<ActivityId, Vec<Invitation>>, Self::Error> {
+        InvitationRepo::of_activities(&self.0, keys)
+            .await
+            .map_err(Arc::new)
+    }
+}
+
 /// The loaders of one request.
 pub struct Loaders {
     /// Cities by id.
@@ -64,6 +83,8 @@ pub struct Loaders {
     pub participants: DataLoader<ParticipantsLoader, HashMapCache>,
     /// Documents by activity.
     pub documents: DataLoader<DocumentsLoader, HashMapCache>,
+    /// Invitations by activity.
+    pub invitations: DataLoader<InvitationsLoader, HashMapCache>,
 }
 
 impl Loaders {
@@ -82,6 +103,11 @@ impl Loaders {
             ),
             documents: DataLoader::with_cache(
                 DocumentsLoader(db.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            invitations: DataLoader::with_cache(
+                InvitationsLoader(db.clone()),
                 tokio::spawn,
                 HashMapCache::default(),
             ),
@@ -121,6 +147,15 @@ impl Loaders {
                         .map(|id| (*id, found.remove(id).unwrap_or_default())),
                 )
                 .await;
+        }
+        if wants("invitations") {
+            let mut found = InvitationRepo::of_activities(db, &ids).await?;
+            let all: Vec<(ActivityId, Vec<Invitation>)> = ids
+                .iter()
+                .map(|id| (*id, found.remove(id).unwrap_or_default()))
+                .collect();
+            city_ids.extend(all.iter().flat_map(|(_, i)| i.iter().map(|i| i.city)));
+            self.invitations.feed_many(all).await;
         }
         if wants("hosts") {
             city_ids.extend(items.iter().flat_map(|a| a.hosts.iter().copied()));

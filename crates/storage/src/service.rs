@@ -10,8 +10,9 @@ use tokio::sync::Notify;
 
 use cityhub_domain::{
     Action, Activity, ActivityEventType, ActivityId, ActivityInput, ActivityPatch, ActivityStatus,
-    Actor, City, CityId, CityInput, CityPatch, Denied, DocumentInput, FieldError, Limits,
-    Participation, Policy, PublishAs, text,
+    Actor, Answer, AnswerRefused, Cities, City, CityId, CityInput, CityPatch, Denied,
+    DocumentInput, FieldError, Invitation, Limits, Named, Naming, Participation, Policy, PublishAs,
+    text,
 };
 use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, Set, TransactionTrait};
 
@@ -22,6 +23,7 @@ use crate::repo::activity::{ActivityRepo, ActivityWrite, ReadScope};
 use crate::repo::audit::{AuditRepo, AuditTarget};
 use crate::repo::city::CityRepo;
 use crate::repo::events::{EventLog, NewEvent};
+use crate::repo::invitation::InvitationRepo;
 use crate::time::now_micros;
 
 /// How many times a transaction is retried after a write race (a slug or
@@ -378,7 +380,17 @@ impl HubService {
         }
         let publisher = actor.city_id();
         let write = self
-            .resolve(txn, input.clone(), publisher, "input", None)
+            .resolve(
+                txn,
+                input.clone(),
+                Resolving {
+                    publisher,
+                    current: &[],
+                    naming: Naming::of(actor),
+                    path: "input",
+                    current_slug: None,
+                },
+            )
             .await?;
         let status = mode.status();
         *wrote = true;
@@ -415,15 +427,21 @@ impl HubService {
         Ok((id, Some(activity)))
     }
 
-    /// Resolves slugs to ids and picks the slug, in the transaction.
+    /// Resolves slugs to ids, settles the named cities' invitations (the
+    /// domain's rule) and picks the slug, in the transaction.
     async fn resolve(
         &self,
         txn: &DatabaseTransaction,
         input: ActivityInput,
-        publisher: Option<CityId>,
-        path: &str,
-        current_slug: Option<&str>,
+        resolving: Resolving<'_>,
     ) -> Result<ActivityWrite, ServiceError> {
+        let Resolving {
+            publisher,
+            current,
+            naming,
+            path,
+            current_slug,
+        } = resolving;
         let mut wanted: Vec<String> = input.co_hosts.clone();
         wanted.extend(input.venue_city.clone());
         let ids = CityRepo::ids_by_slugs(txn, &wanted).await?;
@@ -436,7 +454,7 @@ impl HubService {
             })?),
             None => None,
         };
-        let mut hosts: Vec<CityId> = publisher.into_iter().collect();
+        let mut co_hosts: Vec<CityId> = Vec::with_capacity(input.co_hosts.len());
         for (i, slug) in input.co_hosts.iter().enumerate() {
             let id = ids.get(slug).ok_or_else(|| {
                 FieldError::new(
@@ -444,8 +462,13 @@ impl HubService {
                     format!("no member city has the slug '{slug}'"),
                 )
             })?;
-            hosts.push(*id);
+            co_hosts.push(*id);
         }
+        let cities = Named {
+            co_hosts,
+            venue: venue_city_id,
+        }
+        .settle(publisher, current, naming);
         let slug = match (&input.slug, current_slug) {
             (Some(wanted), Some(current)) if wanted == current => wanted.clone(),
             (Some(wanted), _) => {
@@ -460,12 +483,7 @@ impl HubService {
             (None, Some(current)) => current.to_owned(),
             (None, None) => self.free_slug(txn, &input).await?,
         };
-        Ok(ActivityWrite {
-            input,
-            slug,
-            venue_city_id,
-            hosts,
-        })
+        Ok(ActivityWrite::new(input, slug, cities))
     }
 
     async fn free_slug(
@@ -500,7 +518,8 @@ impl HubService {
             .ok_or_else(|| ServiceError::NotFound("activity not found".into()))
     }
 
-    /// Locks and checks an activity for `action` by `actor`.
+    /// Locks and checks an activity for `action` by `actor`; returns it
+    /// with its invitations.
     async fn checked(
         &self,
         txn: &DatabaseTransaction,
@@ -508,7 +527,7 @@ impl HubService {
         action: Action,
         id: ActivityId,
         expected_version: Option<i32>,
-    ) -> Result<Activity, ServiceError> {
+    ) -> Result<(Activity, Vec<Invitation>), ServiceError> {
         let not_found = || ServiceError::NotFound(format!("no activity with id {id}"));
         let (activity, deleted) = ActivityRepo::find_for_update(txn, id)
             .await?
@@ -516,9 +535,10 @@ impl HubService {
         if deleted {
             return Err(not_found());
         }
+        let invitations = InvitationRepo::of_activity(txn, id).await?;
         match self
             .policy
-            .authorize(actor, action, Some(&activity.facts()))
+            .authorize(actor, action, Some(&activity.facts(&invitations)))
         {
             Ok(()) => {}
             Err(Denied::Hidden) => return Err(not_found()),
@@ -535,7 +555,7 @@ impl HubService {
                 field: Some("expectedVersion".into()),
             });
         }
-        Ok(activity)
+        Ok((activity, invitations))
     }
 
     /// Applies `patch` to an activity the actor hosts.
@@ -562,10 +582,10 @@ impl HubService {
     ) -> Result<(), ServiceError> {
         let _guard = self.db.write_guard().await;
         let txn = self.begin().await?;
-        let current = self
+        let (current, invitations) = self
             .checked(&txn, actor, Action::Update, id, expected_version)
             .await?;
-        let before = self.to_input(&txn, &current).await?;
+        let before = self.to_input(&txn, &current, &invitations).await?;
         let next = patch.apply(before.clone());
         next.validate("patch", &self.limits)?;
         if next == before {
@@ -576,9 +596,13 @@ impl HubService {
             .resolve(
                 &txn,
                 next,
-                current.published_by,
-                "patch",
-                Some(&current.slug),
+                Resolving {
+                    publisher: current.published_by,
+                    current: &invitations,
+                    naming: Naming::of(actor),
+                    path: "patch",
+                    current_slug: Some(&current.slug),
+                },
             )
             .await?;
         let version = ActivityRepo::replace(&txn, id, &write, current.version)
@@ -609,14 +633,18 @@ impl HubService {
         Ok(())
     }
 
-    /// Rebuilds the input an activity would be published with.
+    /// Rebuilds the input an activity would be published with: the cities
+    /// it names are those of its invitations not declined (the domain's
+    /// `Named::of`), whether they accepted yet or not.
     async fn to_input(
         &self,
         db: &impl crate::db::ReadConnection,
         a: &Activity,
+        invitations: &[Invitation],
     ) -> Result<ActivityInput, ServiceError> {
-        let mut ids: Vec<CityId> = a.hosts.clone();
-        ids.extend(a.venue_city_id);
+        let named = Named::of(a, invitations);
+        let mut ids: Vec<CityId> = named.co_hosts.clone();
+        ids.extend(named.venue);
         let cities: HashMap<CityId, City> = CityRepo::find_by_ids(db, &ids).await?;
         let slug_of = |id: &CityId| cities.get(id).map(|c| c.slug.clone());
         let documents = ActivityRepo::documents_of(db, &[a.id])
@@ -633,13 +661,8 @@ impl HubService {
             end_date: a.end_date,
             date_precision: a.date_precision,
             venue: a.venue.clone(),
-            venue_city: a.venue_city_id.as_ref().and_then(slug_of),
-            co_hosts: a
-                .hosts
-                .iter()
-                .filter(|h| Some(**h) != a.published_by)
-                .filter_map(slug_of)
-                .collect(),
+            venue_city: named.venue.as_ref().and_then(slug_of),
+            co_hosts: named.co_hosts.iter().filter_map(slug_of).collect(),
             organizations: a.organizations.clone(),
             fields: a.fields.clone(),
             themes: a.themes.clone(),
@@ -715,7 +738,7 @@ impl HubService {
             StatusChange::Cancel(_) => (Action::Cancel, "cancelActivity"),
             StatusChange::Delete => (Action::Delete, "deleteActivity"),
         };
-        let current = self.checked(&txn, actor, action, id, expected).await?;
+        let (current, _) = self.checked(&txn, actor, action, id, expected).await?;
         let (version, event, status) = match change {
             StatusChange::Publish => {
                 if current.status != ActivityStatus::Draft {
@@ -798,7 +821,7 @@ impl HubService {
         retrying!(async move {
             let _guard = self.db.write_guard().await;
             let txn = self.begin().await?;
-            let current = self.checked(&txn, actor, action, id, None).await?;
+            let (current, _) = self.checked(&txn, actor, action, id, None).await?;
             if participation == Participation::Join && current.status != ActivityStatus::Published {
                 return Err(ServiceError::conflict(
                     "only a published activity can be joined",
@@ -831,6 +854,70 @@ impl HubService {
                 )
                 .await?;
             }
+            self.commit(txn).await?;
+            Ok::<(), ServiceError>(())
+        })?;
+        self.load(id).await
+    }
+
+    /// The actor city's answer to its invitation to an activity: accepting
+    /// makes the activity the city's (a host, or its venue city);
+    /// declining refuses it, or leaves it after accepting. One
+    /// transaction with an `UPDATED` event and the audit row. An activity
+    /// the actor cannot see is `NotFound`; a city not invited (or no city)
+    /// is `Denied`; an answer already given is a `Conflict`.
+    pub async fn answer(
+        &self,
+        actor: &Actor,
+        id: ActivityId,
+        answer: Answer,
+    ) -> Result<Activity, ServiceError> {
+        self.policy.authorize(actor, Action::ReadNetwork, None)?;
+        let Some(city) = actor.city_id() else {
+            return match actor {
+                Actor::Anonymous => Err(Denied::Unauthenticated.into()),
+                _ => Err(ServiceError::Denied(Denied::Forbidden)),
+            };
+        };
+        retrying!(async move {
+            let _guard = self.db.write_guard().await;
+            let txn = self.begin().await?;
+            let (current, invitations) = self
+                .checked(&txn, actor, Action::AnswerInvitation, id, None)
+                .await?;
+            let cities =
+                Cities::answer(&current, &invitations, city, answer).map_err(|refused| {
+                    match refused {
+                        AnswerRefused::NotInvited => ServiceError::Denied(Denied::Forbidden),
+                        AnswerRefused::AlreadyAccepted | AnswerRefused::AlreadyDeclined => {
+                            ServiceError::conflict(refused.to_string())
+                        }
+                    }
+                })?;
+            let version = ActivityRepo::set_cities(&txn, id, current.version, &cities)
+                .await
+                .map_err(conflict_or)?;
+            EventLog::append(
+                &txn,
+                NewEvent {
+                    activity: id,
+                    event_type: ActivityEventType::Updated,
+                    actor: Some(city),
+                    status: current.status,
+                    published_by: current.published_by,
+                },
+            )
+            .await?;
+            AuditRepo::record(
+                &txn,
+                &AuditRepo::entry(
+                    &actor_label(actor),
+                    answer.mutation(),
+                    AuditTarget::Activity(id),
+                )
+                .versions(Some(current.version), version),
+            )
+            .await?;
             self.commit(txn).await?;
             Ok::<(), ServiceError>(())
         })?;
@@ -896,6 +983,20 @@ impl HubService {
         self.commit(txn).await?;
         Ok(city)
     }
+}
+
+/// What [`HubService::resolve`] needs besides the input.
+struct Resolving<'a> {
+    /// The activity's publishing city (`None`: the secretariat).
+    publisher: Option<CityId>,
+    /// The activity's invitations now (none for a new activity).
+    current: &'a [Invitation],
+    /// How newly named cities are asked.
+    naming: Naming,
+    /// The input's path, for errors (`input`, `patch`).
+    path: &'a str,
+    /// The activity's slug now, for an update.
+    current_slug: Option<&'a str>,
 }
 
 enum StatusChange {

@@ -29,7 +29,7 @@ use rusqlite::{Connection, OpenFlags};
 use sea_orm::{DbErr, Statement, Value};
 
 use crate::decode::Row;
-use crate::entities::{activity, activity_city, city, document};
+use crate::entities::{activity, activity_city, activity_invitation, city, document};
 use crate::error::StorageError;
 
 /// A few read-only SQLite connections, each used by one caller at a time.
@@ -538,6 +538,25 @@ impl FromSqliteRow for activity_city::Model {
             role: c.text(1, "role")?,
             city_id: c.int(2, "city_id")?,
             position: c.int32(3, "position")?,
+        })
+    }
+}
+
+impl FromSqliteRow for activity_invitation::Model {
+    fn columns() -> &'static [&'static str] {
+        static COLUMNS: std::sync::LazyLock<Vec<&'static str>> =
+            std::sync::LazyLock::new(model_columns::<activity_invitation::Entity>);
+        &COLUMNS
+    }
+    const TABLE: &'static str = "activity_invitations";
+    fn from_row(row: &rusqlite::Row<'_>) -> Result<Self, StorageError> {
+        let c = Columns::new(Self::TABLE, row)?;
+        Ok(Self {
+            activity_id: c.id(),
+            role: c.text(1, "role")?,
+            city_id: c.int(2, "city_id")?,
+            state: c.text(3, "state")?,
+            position: c.int32(4, "position")?,
         })
     }
 }

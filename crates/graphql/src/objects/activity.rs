@@ -11,8 +11,9 @@ use crate::enums::{
 };
 use crate::error::ResultExt;
 use crate::objects::city::CityObject;
+use crate::objects::invitation::InvitationObject;
 use crate::scalars::{Date, DateTime};
-use crate::state::loaders;
+use crate::state::{actor, loaders};
 
 /// An activity of the network: a meeting, a conference, a collaboration, or
 /// a city's workshop, festival or residency.
@@ -137,7 +138,7 @@ impl ActivityObject {
         self.activity.venue.as_deref()
     }
 
-    /// The member city where it takes place.
+    /// The member city where it takes place: the publishing city itself, or a city that accepted its invitation; null while the named venue city has not accepted (see `invitations`).
     async fn venue_city(&self, ctx: &Context<'_>) -> Result<Option<CityObject>> {
         match self.activity.venue_city_id {
             Some(id) => self.city(ctx, id).await,
@@ -145,9 +146,26 @@ impl ActivityObject {
         }
     }
 
-    /// Member cities hosting it, the publishing city first.
+    /// Member cities hosting it: the publishing city first, then the co-hosts that accepted their invitation.
     async fn hosts(&self, ctx: &Context<'_>) -> Result<Vec<CityObject>> {
         self.cities(ctx, &self.activity.hosts).await
+    }
+
+    /// The member cities invited to co-host it or to be its venue city, with their answers. Its hosts (the publishing city and the co-hosts that accepted) and the secretariat see every invitation; an invited city sees its own; anyone else sees an empty list.
+    async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<InvitationObject>> {
+        let all = match &self.related {
+            Some(r) => r.invitations.clone(),
+            None => loaders(ctx)
+                .invitations
+                .load_one(self.activity.id)
+                .await
+                .api()?
+                .unwrap_or_default(),
+        };
+        Ok(d::invitation::visible_to(actor(ctx), &self.activity, &all)
+            .into_iter()
+            .map(|i| InvitationObject::new(i, self.related.clone()))
+            .collect())
     }
 
     /// Member cities that joined it.

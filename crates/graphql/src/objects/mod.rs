@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod city;
 pub mod connection;
+pub mod invitation;
 pub mod network;
 pub mod stats;
 pub mod viewer;

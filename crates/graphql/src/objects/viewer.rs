@@ -1,15 +1,17 @@
 //! `Viewer`, `IssuedToken` and `TokenInfo`.
 
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
-use cityhub_domain::Actor;
+use cityhub_domain::{Actor, ReadScope};
+use cityhub_storage::ActivityRepo;
 use cityhub_storage::repo::tokens::TokenRecord;
 
 use crate::auth::Principal;
 use crate::enums::Role;
 use crate::error::ResultExt;
+use crate::objects::activity::ActivityObject;
 use crate::objects::city::CityObject;
 use crate::scalars::DateTime;
-use crate::state::loaders;
+use crate::state::{hub, loaders};
 
 /// Who the request's token speaks for.
 pub struct Viewer(pub Principal);
@@ -33,6 +35,23 @@ impl Viewer {
                 .map(CityObject)),
             _ => Ok(None),
         }
+    }
+
+    /// Activities waiting for the token's city to answer its invitation (as co-host or venue city) with `acceptInvitation` or `declineInvitation`: pending invitations to activities it can see, latest start first, at most `api.max_page_size` of them. Empty for the secretariat, which no one invites.
+    async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<ActivityObject>> {
+        let Actor::City { id, .. } = &self.0.actor else {
+            return Ok(Vec::new());
+        };
+        let h = hub(ctx);
+        let waiting = ActivityRepo::awaiting_answer(
+            h.service.db(),
+            ReadScope::for_actor(&self.0.actor),
+            *id,
+            h.settings.max_page_size,
+        )
+        .await
+        .api()?;
+        Ok(waiting.into_iter().map(ActivityObject::new).collect())
     }
 
     /// The token's id (pass it to `revokeToken`).

@@ -1,10 +1,11 @@
 //! Publishing: `publishActivity`, `updateActivity`, `publishDraft`,
-//! `cancelActivity`, `deleteActivity`, `joinActivity` and `leaveActivity`.
-//! Each is one service call, which is one transaction with its audit
-//! record and its event.
+//! `cancelActivity`, `deleteActivity`, `joinActivity`, `leaveActivity`,
+//! and the invited cities' answers `acceptInvitation` and
+//! `declineInvitation`. Each is one service call, which is one transaction
+//! with its audit record and its event.
 
 use async_graphql::{Context, ID, Object, Result};
-use cityhub_domain::{Participation, PublishAs};
+use cityhub_domain::{Answer, Participation, PublishAs};
 
 use crate::error::ResultExt;
 use crate::inputs::{ActivityInput, ActivityPatch};
@@ -19,7 +20,7 @@ pub struct PublishingMutation;
 /// The writes of activities.
 #[Object]
 impl PublishingMutation {
-    /// Publishes an activity with the token's city as publisher and first host (the secretariat publishes network activities with no city publisher). `draft: true` keeps it visible only to its city and the secretariat. With an `idempotencyKey`, retrying the same request returns the first result and creates nothing; the same key with another input is a `CONFLICT`.
+    /// Publishes an activity with the token's city as publisher and first host (the secretariat publishes network activities with no city publisher). The member cities named in `coHosts` and `venueCity` are invited: each becomes a host or the venue city only once it accepts (`acceptInvitation`); the secretariat's names are accepted at once. `draft: true` keeps it visible only to its city and the secretariat. With an `idempotencyKey`, retrying the same request returns the first result and creates nothing; the same key with another input is a `CONFLICT`.
     async fn publish_activity(
         &self,
         ctx: &Context<'_>,
@@ -48,7 +49,7 @@ impl PublishingMutation {
         Ok(ActivityObject::new(activity))
     }
 
-    /// Changes an activity the token's city hosts. With `expectedVersion`, a concurrent change makes this a `CONFLICT` instead of overwriting it.
+    /// Changes an activity the token's city hosts (an invited city hosts it only once it accepted). Naming a new member city in `coHosts` or `venueCity` invites it (the secretariat's names are accepted at once); dropping a name drops its invitation, and the city if it had accepted. With `expectedVersion`, a concurrent change makes this a `CONFLICT` instead of overwriting it.
     async fn update_activity(
         &self,
         ctx: &Context<'_>,
@@ -131,6 +132,30 @@ impl PublishingMutation {
             hub(ctx)
                 .service
                 .participate(actor(ctx), id, Participation::Leave)
+                .await
+                .api()?,
+        ))
+    }
+
+    /// Accepts the token's city's invitation to an activity, as co-host, as venue city, or both: the activity becomes the city's — it appears in the city's listings, calendar, feed and counts, names the city among its hosts (or as its venue city), and the city may edit it as its other hosts do. One `UPDATED` event. `NOT_FOUND` for an activity the token cannot see, `FORBIDDEN` for a city that is not invited, `CONFLICT` when nothing is pending (already accepted, or declined: only its hosts can invite the city again).
+    async fn accept_invitation(&self, ctx: &Context<'_>, activity: ID) -> Result<ActivityObject> {
+        let id = parse_activity_id(&activity, "activity")?;
+        Ok(ActivityObject::new(
+            hub(ctx)
+                .service
+                .answer(actor(ctx), id, Answer::Accept)
+                .await
+                .api()?,
+        ))
+    }
+
+    /// Declines the token's city's invitation to an activity, or, after accepting it, leaves the activity: the city stops hosting it (or being its venue city), and it leaves the city's surfaces. The declined invitation stays visible to the hosts as the city's answer. One `UPDATED` event. `NOT_FOUND` for an activity the token cannot see, `FORBIDDEN` for a city that is not invited, `CONFLICT` when it is already declined.
+    async fn decline_invitation(&self, ctx: &Context<'_>, activity: ID) -> Result<ActivityObject> {
+        let id = parse_activity_id(&activity, "activity")?;
+        Ok(ActivityObject::new(
+            hub(ctx)
+                .service
+                .answer(actor(ctx), id, Answer::Decline)
                 .await
                 .api()?,
         ))

@@ -5,6 +5,7 @@ pub mod activity;
 pub mod activity_city;
 pub mod activity_event;
 pub mod activity_field;
+pub mod activity_invitation;
 pub mod activity_theme;
 pub mod audit_log;
 pub mod city;

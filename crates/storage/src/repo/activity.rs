@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use cityhub_domain::filter::{MAX_SEARCH_TERMS, theme_key};
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
-    ActivityStatus, CityId, DatePrecision, Document, DocumentKind, Participation, text,
+    ActivityStatus, Cities, CityId, DatePrecision, Document, DocumentKind, Invitation,
+    InvitationState, Participation, text,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -14,6 +15,7 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement,
 };
 
+use super::invitation::InvitationRepo;
 use super::{Page, count_all, find_all, find_one, in_list, to_json};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
@@ -68,10 +70,27 @@ pub struct ActivityWrite {
     pub input: ActivityInput,
     /// The slug to store.
     pub slug: String,
-    /// Venue city id.
+    /// Venue city id, as it counts (the publisher's own, or accepted).
     pub venue_city_id: Option<CityId>,
-    /// Host city ids in order, the publisher first.
+    /// Host city ids in order, the publisher first, then the co-hosts that
+    /// accepted.
     pub hosts: Vec<CityId>,
+    /// The invitations of the cities the input names, in order.
+    pub invitations: Vec<Invitation>,
+}
+
+impl ActivityWrite {
+    /// A write of `input` with this slug and these cities (the domain's
+    /// settlement of what the input names).
+    pub fn new(input: ActivityInput, slug: String, cities: Cities) -> Self {
+        Self {
+            input,
+            slug,
+            venue_city_id: cities.venue,
+            hosts: cities.hosts,
+            invitations: cities.invitations,
+        }
+    }
 }
 
 fn to_activity(m: activity::Model, hosts: Vec<CityId>) -> Result<Activity, StorageError> {
@@ -544,6 +563,37 @@ impl ActivityRepo {
             .into_iter()
             .map(|a| (a.id, a))
             .collect())
+    }
+
+    /// The activities waiting for `city`'s answer (a pending invitation),
+    /// that `scope` sees, latest start first, at most `limit`.
+    pub async fn awaiting_answer(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        city: CityId,
+        limit: u64,
+    ) -> Result<Vec<Activity>, StorageError> {
+        let backend = db.get_database_backend();
+        let (city_mark, state_mark) = (super::mark(backend, 1), super::mark(backend, 2));
+        let invited = Expr::cust_with_values(
+            format!(
+                "activities.id IN (SELECT activity_id FROM activity_invitations \
+                 WHERE city_id = {city_mark} AND state = {state_mark})"
+            ),
+            [
+                sea_orm::Value::from(city.get()),
+                InvitationState::Pending.as_str().into(),
+            ],
+        );
+        let query = activity::Entity::find()
+            .filter(scope.condition())
+            .filter(invited);
+        let models = find_all(
+            db,
+            ordered(query, ActivityOrder::StartDateDesc).limit(limit),
+        )
+        .await?;
+        Self::with_hosts(db, models).await
     }
 
     /// One page of matching activities in `order`, strictly after `after`.
@@ -1231,17 +1281,14 @@ impl ActivityRepo {
         Ok(version + 1)
     }
 
-    /// Deletes what [`Self::write_relations`] writes (hosts, fields,
-    /// themes, documents; participants stay).
+    /// Deletes what [`Self::write_relations`] writes (hosts, invitations,
+    /// fields, themes, documents; participants stay).
     async fn clear_relations(
         db: &impl ConnectionTrait,
         id: ActivityId,
     ) -> Result<(), StorageError> {
-        activity_city::Entity::delete_many()
-            .filter(activity_city::Column::ActivityId.eq(id.get()))
-            .filter(activity_city::Column::Role.eq(HOST))
-            .exec(db)
-            .await?;
+        Self::clear_hosts(db, id).await?;
+        InvitationRepo::clear(db, id).await?;
         activity_field::Entity::delete_many()
             .filter(activity_field::Column::ActivityId.eq(id.get()))
             .exec(db)
@@ -1257,13 +1304,23 @@ impl ActivityRepo {
         Ok(())
     }
 
-    /// Inserts an activity's hosts, fields, themes and documents.
-    async fn write_relations(
+    /// Deletes an activity's host rows.
+    async fn clear_hosts(db: &impl ConnectionTrait, id: ActivityId) -> Result<(), StorageError> {
+        activity_city::Entity::delete_many()
+            .filter(activity_city::Column::ActivityId.eq(id.get()))
+            .filter(activity_city::Column::Role.eq(HOST))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts an activity's host rows, in order (it has none).
+    async fn insert_hosts(
         db: &impl ConnectionTrait,
         id: ActivityId,
-        write: &ActivityWrite,
+        hosts: &[CityId],
     ) -> Result<(), StorageError> {
-        let mut hosts = write.hosts.clone();
+        let mut hosts = hosts.to_vec();
         dedup_in_order(&mut hosts);
         if !hosts.is_empty() {
             let rows = hosts
@@ -1279,6 +1336,42 @@ impl ActivityRepo {
                 .exec_without_returning(db)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Sets an activity's cities after an invited city's answer — its
+    /// venue city, its hosts and its invitations — if its version is
+    /// still `version`; returns the new version, or a conflict.
+    pub async fn set_cities(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+        version: i32,
+        cities: &Cities,
+    ) -> Result<i32, StorageError> {
+        let update = activity::Entity::update_many()
+            .col_expr(
+                activity::Column::VenueCityId,
+                Expr::value(cities.venue.map(CityId::get)),
+            )
+            .col_expr(activity::Column::UpdatedAt, Expr::value(now_micros()))
+            .col_expr(activity::Column::Version, Expr::value(version + 1));
+        let version = Self::bump_checked(db, update, id, version).await?;
+        Self::clear_hosts(db, id).await?;
+        Self::insert_hosts(db, id, &cities.hosts).await?;
+        InvitationRepo::clear(db, id).await?;
+        InvitationRepo::insert(db, id, &cities.invitations).await?;
+        Ok(version)
+    }
+
+    /// Inserts an activity's hosts, invitations, fields, themes and
+    /// documents.
+    async fn write_relations(
+        db: &impl ConnectionTrait,
+        id: ActivityId,
+        write: &ActivityWrite,
+    ) -> Result<(), StorageError> {
+        Self::insert_hosts(db, id, &write.hosts).await?;
+        InvitationRepo::insert(db, id, &write.invitations).await?;
         if !write.input.fields.is_empty() {
             let rows = write
                 .input

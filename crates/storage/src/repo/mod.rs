@@ -6,6 +6,7 @@ pub mod activity;
 pub mod audit;
 pub mod city;
 pub mod events;
+pub mod invitation;
 pub mod persisted;
 pub mod stats;
 pub mod tokens;
