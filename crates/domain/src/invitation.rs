@@ -175,11 +175,40 @@ fn own_venue(publisher: Option<CityId>, venue: Option<CityId>) -> bool {
     publisher.is_some() && venue == publisher
 }
 
+/// An activity's invitations as they stand: its stored ones (`rows`, in
+/// order), then an accepted one for each host other than the publisher,
+/// and for a venue city other than the publisher, that has none. No write
+/// of the hub leaves a host or venue city without its invitation, but a
+/// row written before invitations existed (the migration records those)
+/// or by a bulk loader could: it counts as the accepted city it is, never
+/// as one to invite again.
+#[must_use]
+pub fn standing(activity: &Activity, rows: &[Invitation]) -> Vec<Invitation> {
+    let mut all = rows.to_vec();
+    let mut accepted = |city: CityId, role: InvitationRole| {
+        if Some(city) != activity.published_by
+            && !all.iter().any(|i| i.city == city && i.role == role)
+        {
+            all.push(Invitation {
+                city,
+                role,
+                state: InvitationState::Accepted,
+            });
+        }
+    };
+    for host in &activity.hosts {
+        accepted(*host, InvitationRole::CoHost);
+    }
+    if let Some(venue) = activity.venue_city_id {
+        accepted(venue, InvitationRole::Venue);
+    }
+    all
+}
+
 impl Named {
-    /// What `activity` names now, given its invitations: the co-hosts and
-    /// venue city invited and not declined (hosts and a venue city without
-    /// an invitation, which no write makes, count as named too), and the
-    /// publisher's own venue. This is what an update starts from.
+    /// What `activity` names now, given its invitations as they
+    /// [`standing`]: the co-hosts and venue city invited and not declined,
+    /// and the publisher's own venue. This is what an update starts from.
     #[must_use]
     pub fn of(activity: &Activity, invitations: &[Invitation]) -> Self {
         let open = |role: InvitationRole| {
@@ -188,21 +217,11 @@ impl Named {
                 .filter(move |i| i.role == role && i.state != InvitationState::Declined)
                 .map(|i| i.city)
         };
-        let invited_as = |role: InvitationRole, city: CityId| {
-            invitations.iter().any(|i| i.role == role && i.city == city)
-        };
-        let mut co_hosts: Vec<CityId> = open(InvitationRole::CoHost).collect();
-        for host in &activity.hosts {
-            if Some(*host) != activity.published_by
-                && !co_hosts.contains(host)
-                && !invited_as(InvitationRole::CoHost, *host)
-            {
-                co_hosts.push(*host);
-            }
-        }
-        let venue = open(InvitationRole::Venue)
-            .next()
-            .or(activity.venue_city_id);
+        let co_hosts: Vec<CityId> = open(InvitationRole::CoHost).collect();
+        let own = activity
+            .venue_city_id
+            .filter(|v| own_venue(activity.published_by, Some(*v)));
+        let venue = open(InvitationRole::Venue).next().or(own);
         Self { co_hosts, venue }
     }
 
@@ -484,10 +503,38 @@ mod tests {
         let n = Named::of(&a, &current);
         assert_eq!(n, named(&[B, C], Some(C)));
         assert_eq!(n.settle(Some(A), &current, Naming::Invite), cities);
-        // A host without an invitation (no write makes one) stays named.
-        let mut legacy = a.clone();
-        legacy.hosts.push(D);
-        assert_eq!(Named::of(&legacy, &[]).co_hosts, vec![B, D]);
+    }
+
+    #[test]
+    fn hosts_and_venues_without_an_invitation_stand_as_accepted() {
+        // Rows no write of the hub makes: hosts and a venue city without
+        // invitations (written before invitations existed).
+        let legacy = activity(
+            Some(A),
+            &Cities {
+                invitations: Vec::new(),
+                hosts: vec![A, B, D],
+                venue: Some(C),
+            },
+        );
+        let standing = standing(&legacy, &[]);
+        assert_eq!(
+            standing,
+            vec![
+                inv(B, CoHost, Accepted),
+                inv(D, CoHost, Accepted),
+                inv(C, Venue, Accepted)
+            ]
+        );
+        let named = Named::of(&legacy, &standing);
+        assert_eq!(named, self::named(&[B, D], Some(C)));
+        // An edit keeping them keeps them accepted, never invites them again.
+        let kept = named.settle(Some(A), &standing, Naming::Invite);
+        assert_eq!(kept.hosts, vec![A, B, D]);
+        assert_eq!(kept.venue, Some(C));
+        // And one of them may leave.
+        let left = Cities::answer(&legacy, &standing, D, Answer::Decline).expect("leave");
+        assert_eq!(left.hosts, vec![A, B]);
     }
 
     #[test]

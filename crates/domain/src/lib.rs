@@ -25,7 +25,7 @@ pub use enums::{
 };
 pub use error::{DomainError, FieldError};
 pub use filter::{ActivityFilter, PreparedFilter, Surroundings};
-pub use invitation::{Answer, AnswerRefused, Cities, Invitation, Named, Naming};
+pub use invitation::{Answer, AnswerRefused, Cities, Invitation, Named, Naming, standing};
 pub use limits::Limits;
 pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
 pub use records::{Activity, City, Document};

@@ -519,7 +519,7 @@ impl HubService {
     }
 
     /// Locks and checks an activity for `action` by `actor`; returns it
-    /// with its invitations.
+    /// with its invitations as they stand (`invitation::standing`).
     async fn checked(
         &self,
         txn: &DatabaseTransaction,
@@ -535,7 +535,8 @@ impl HubService {
         if deleted {
             return Err(not_found());
         }
-        let invitations = InvitationRepo::of_activity(txn, id).await?;
+        let invitations =
+            cityhub_domain::standing(&activity, &InvitationRepo::of_activity(txn, id).await?);
         match self
             .policy
             .authorize(actor, action, Some(&activity.facts(&invitations)))
@@ -894,9 +895,14 @@ impl HubService {
                         }
                     }
                 })?;
+            // The row is locked (PostgreSQL) or the writer alone (SQLite):
+            // the version check guards a write that bypassed both.
             let version = ActivityRepo::set_cities(&txn, id, current.version, &cities)
                 .await
-                .map_err(conflict_or)?;
+                .map_err(|e| match e {
+                    StorageError::Conflict(message) => ServiceError::conflict(message),
+                    other => other.into(),
+                })?;
             EventLog::append(
                 &txn,
                 NewEvent {

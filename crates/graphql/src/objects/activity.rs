@@ -153,7 +153,7 @@ impl ActivityObject {
 
     /// The member cities invited to co-host it or to be its venue city, with their answers. Its hosts (the publishing city and the co-hosts that accepted) and the secretariat see every invitation; an invited city sees its own; anyone else sees an empty list.
     async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<InvitationObject>> {
-        let all = match &self.related {
+        let rows = match &self.related {
             Some(r) => r.invitations.clone(),
             None => loaders(ctx)
                 .invitations
@@ -162,6 +162,7 @@ impl ActivityObject {
                 .api()?
                 .unwrap_or_default(),
         };
+        let all = d::invitation::standing(&self.activity, &rows);
         Ok(d::invitation::visible_to(actor(ctx), &self.activity, &all)
             .into_iter()
             .map(|i| InvitationObject::new(i, self.related.clone()))
