@@ -59,13 +59,12 @@ const FINGERPRINT_CONTEXT: &[u8] = b"cityhub key-encryption key fingerprint v1\0
 #[derive(Debug, thiserror::Error)]
 pub enum KekError {
     /// The KEK file cannot be read or written.
-    #[error("key-encryption key file {path}: {source}")]
+    #[error("key-encryption key file {path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message itself, so a log line shows it).
+        error: std::io::Error,
     },
     /// The KEK file does not hold a key.
     #[error(
@@ -247,13 +246,10 @@ impl KeyEncryptionKey {
     /// (surrounding white space ignored). The error names the file, never
     /// its content.
     pub fn read(path: &Path) -> Result<Self, KekError> {
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| KekError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?,
-            );
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|error| KekError::Io {
+            path: path.display().to_string(),
+            error,
+        })?);
         let key = decode_key_text(&text).ok_or_else(|| KekError::Format {
             path: path.display().to_string(),
         })?;
@@ -272,7 +268,7 @@ impl KeyEncryptionKey {
             } else {
                 KekError::Io {
                     path: path.display().to_string(),
-                    source,
+                    error: source,
                 }
             }
         };
