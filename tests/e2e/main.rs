@@ -19,6 +19,7 @@ mod dashboard;
 mod filter_agreement;
 mod hardening;
 mod integrity;
+mod keys_at_rest;
 mod live_hardening;
 mod publishing;
 mod read_api;
