@@ -158,7 +158,8 @@ impl fmt::Debug for KekFingerprint {
 /// The form a stored private key is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredForm {
-    /// PKCS#8 DER as it is (no KEK was set when it was written).
+    /// PKCS#8 DER as it is (no KEK was set when it was written): anything
+    /// without the sealed prefix; the keyring checks that it is a key.
     Plain,
     /// Sealed under the KEK with this fingerprint.
     Sealed(KekFingerprint),

@@ -164,7 +164,8 @@ impl KeyStore {
     }
 
     /// Every stored key, oldest first; with [`FirstKey::Create`], first
-    /// generates one (audited as `system`) if none can sign.
+    /// seals the keys the database holds in plaintext when a KEK is set,
+    /// and generates a key (audited as `system`) if none can sign.
     pub async fn load(&self, first: FirstKey) -> Result<Vec<KeyMaterial>, KeyError> {
         match self.file() {
             Some(path) => {
@@ -241,6 +242,7 @@ impl KeyStore {
         self.reseal(old, new, actor).await
     }
 
+    /// [`KeyStore::rewrap`] for the database, whatever `auth.key_file` says.
     async fn reseal(
         &self,
         old: Option<&KeyEncryptionKey>,
