@@ -238,6 +238,16 @@ impl Config {
         if self.auth.leeway_secs > 300 {
             bail!("auth.leeway_secs must be at most 300 (seconds, not minutes)");
         }
+        if let Some(kek) = &self.auth.key_encryption_key_file {
+            if kek.trim().is_empty() {
+                bail!("auth.key_encryption_key_file must name a file (or be unset)");
+            }
+            if self.auth.key_file.is_some() {
+                bail!(
+                    "auth.key_encryption_key_file seals keys stored in the database, but auth.key_file keeps them in that file instead: set one or the other"
+                );
+            }
+        }
         if self.http.header_read_timeout_secs == 0 || self.http.max_connections == 0 {
             bail!("http.header_read_timeout_secs and http.max_connections must be positive");
         }

@@ -134,6 +134,41 @@ enum KeysAction {
     },
     /// List keys.
     List,
+    /// Seal every private key in the database under a new key-encryption
+    /// key, in one transaction (plaintext keys are sealed too); then set
+    /// auth.key_encryption_key_file to it and restart every instance.
+    Rewrap {
+        /// The new key-encryption key's file (`keys kek generate`).
+        #[arg(long)]
+        new_kek: PathBuf,
+        /// The key-encryption key the keys are sealed under now (default:
+        /// auth.key_encryption_key_file).
+        #[arg(long)]
+        old_kek: Option<PathBuf>,
+    },
+    /// Key-encryption keys: private keys in the database are sealed under
+    /// the one auth.key_encryption_key_file names.
+    Kek {
+        #[command(subcommand)]
+        action: KekAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KekAction {
+    /// Write a new random key-encryption key (mode 0600; an existing file
+    /// is never overwritten) and print its fingerprint.
+    Generate {
+        /// The file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the fingerprint of a key-encryption key file (errors name
+    /// keys by it).
+    Fingerprint {
+        /// The key-encryption key's file.
+        file: PathBuf,
+    },
 }
 
 fn init_tracing(config: &Config) {
@@ -332,6 +367,20 @@ async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
 }
 
 async fn keys(config: Config, action: KeysAction) -> anyhow::Result<()> {
+    // Key-encryption keys are files: no database needed.
+    if let KeysAction::Kek { action } = action {
+        match action {
+            KekAction::Generate { out } => {
+                let fingerprint = ops::generate_kek(&out)?;
+                println!(
+                    "wrote key-encryption key {} (fingerprint {fingerprint})",
+                    out.display()
+                );
+            }
+            KekAction::Fingerprint { file } => println!("{}", ops::kek_fingerprint(&file)?),
+        }
+        return Ok(());
+    }
     let db = app::connect(&config).await?;
     db.migrate_up().await?;
     match action {
@@ -345,6 +394,22 @@ async fn keys(config: Config, action: KeysAction) -> anyhow::Result<()> {
                 println!("{kid}\t{}", if retired { "retired" } else { "active" });
             }
         }
+        KeysAction::Rewrap { new_kek, old_kek } => {
+            let report = ops::rewrap_keys(&db, &config, old_kek.as_deref(), &new_kek).await?;
+            println!(
+                "{} key(s) sealed anew and {} plaintext key(s) sealed under key-encryption key {} ({} already under it)",
+                report.rewrapped.len(),
+                report.sealed.len(),
+                report.kek,
+                report.unchanged
+            );
+            println!(
+                "now set auth.key_encryption_key_file to {} on every instance and restart them",
+                new_kek.display()
+            );
+        }
+        // Answered above, without a database.
+        KeysAction::Kek { .. } => {}
     }
     Ok(())
 }

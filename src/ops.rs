@@ -1,11 +1,14 @@
 //! The command line's operations as library functions.
 
+use std::path::Path;
+
 use anyhow::{Context, bail};
+use cityhub_auth::at_rest::{KekFingerprint, KeyEncryptionKey};
 use cityhub_domain::Role;
 use cityhub_graphql::Authenticator;
 use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
 use cityhub_storage::seed::{self, SeedReport};
-use cityhub_storage::{AuditActor, CityRepo, CredentialService, Db, KeyStore};
+use cityhub_storage::{AuditActor, CityRepo, CredentialService, Db, KeyStore, RewrapReport};
 
 /// How the audit log names changes made from the command line.
 const CLI: AuditActor<'static> = AuditActor("cli");
@@ -61,12 +64,12 @@ pub async fn revoke_token(db: &Db, id: &str) -> anyhow::Result<()> {
 
 /// Adds a signing key (database or key file); returns its id.
 pub async fn rotate_keys(db: &Db, config: &Config) -> anyhow::Result<String> {
-    Ok(key_store(db, config).rotate(CLI).await?)
+    Ok(key_store(db, config)?.rotate(CLI).await?)
 }
 
 /// Retires a signing key: its tokens stop verifying.
 pub async fn retire_key(db: &Db, config: &Config, kid: &str) -> anyhow::Result<()> {
-    if !key_store(db, config).retire(kid, CLI).await? {
+    if !key_store(db, config)?.retire(kid, CLI).await? {
         bail!("no active key with id {kid}");
     }
     Ok(())
@@ -74,7 +77,7 @@ pub async fn retire_key(db: &Db, config: &Config, kid: &str) -> anyhow::Result<(
 
 /// Every signing key's id and whether it is retired.
 pub async fn list_keys(db: &Db, config: &Config) -> anyhow::Result<Vec<(String, bool)>> {
-    Ok(key_store(db, config)
+    Ok(key_store(db, config)?
         .list()
         .await?
         .into_iter()
@@ -82,6 +85,44 @@ pub async fn list_keys(db: &Db, config: &Config) -> anyhow::Result<Vec<(String, 
         .collect())
 }
 
-fn key_store(db: &Db, config: &Config) -> KeyStore {
-    KeyStore::for_config(db.clone(), &config.auth)
+/// Writes a new random key-encryption key to `out` (mode 0600; an existing
+/// file is never overwritten); returns its fingerprint.
+pub fn generate_kek(out: &Path) -> anyhow::Result<KekFingerprint> {
+    Ok(KeyEncryptionKey::generate_file(out)?.fingerprint())
+}
+
+/// The fingerprint of the key-encryption key in `file`.
+pub fn kek_fingerprint(file: &Path) -> anyhow::Result<KekFingerprint> {
+    Ok(KeyEncryptionKey::read(file)?.fingerprint())
+}
+
+/// Seals every private key in the database under the key-encryption key
+/// of `new_kek`, in one transaction. Keys sealed under another KEK are
+/// opened with `old_kek`, or else with `auth.key_encryption_key_file`;
+/// plaintext keys are sealed too.
+pub async fn rewrap_keys(
+    db: &Db,
+    config: &Config,
+    old_kek: Option<&Path>,
+    new_kek: &Path,
+) -> anyhow::Result<RewrapReport> {
+    let store = key_store(db, config)?;
+    let old = match old_kek {
+        Some(path) => Some(KeyEncryptionKey::read(path).context("--old-kek")?),
+        None => match &config.auth.key_encryption_key_file {
+            Some(path) => Some(
+                KeyEncryptionKey::read(Path::new(path)).context("auth.key_encryption_key_file")?,
+            ),
+            None => None,
+        },
+    };
+    let new = KeyEncryptionKey::read(new_kek).context("--new-kek")?;
+    store
+        .rewrap(old.as_ref(), &new, CLI)
+        .await
+        .context("no key was rewrapped (the old key-encryption key is --old-kek, else auth.key_encryption_key_file)")
+}
+
+fn key_store(db: &Db, config: &Config) -> anyhow::Result<KeyStore> {
+    Ok(KeyStore::for_config(db.clone(), &config.auth)?)
 }

@@ -22,6 +22,7 @@ mod hardening;
 mod horizon;
 mod integrity;
 mod invitations;
+mod keys_at_rest;
 mod live_hardening;
 mod publishing;
 mod read_api;

@@ -20,6 +20,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub mod at_rest;
 pub mod keyfile;
 
 pub use jsonwebtoken::jwk::JwkSet;
@@ -45,6 +46,11 @@ pub struct AuthConfig {
     /// Keep signing keys in this file (mode 0600) instead of the database.
     /// Several instances then need the same file.
     pub key_file: Option<String>,
+    /// A file holding a 256-bit key-encryption key (64 hex digits or
+    /// base64): private keys stored in the database are then sealed under
+    /// it ([`at_rest`]), so a copy of the database alone cannot sign a
+    /// token. Applies to the database only, not to `key_file`.
+    pub key_encryption_key_file: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -58,6 +64,7 @@ impl Default for AuthConfig {
             public_read: true,
             revocation_cache_secs: 2,
             key_file: None,
+            key_encryption_key_file: None,
         }
     }
 }

@@ -108,9 +108,10 @@ fn claim(last: &Mutex<Instant>, interval: Duration) -> bool {
 }
 
 impl Authenticator {
-    /// Loads the keys (creating the first one if needed).
+    /// Loads the keys (creating the first one if needed; with a
+    /// key-encryption key, sealing those stored in plaintext).
     pub async fn new(db: Db, config: AuthConfig) -> Result<Self, KeyError> {
-        let keys = KeyStore::for_config(db.clone(), &config);
+        let keys = KeyStore::for_config(db.clone(), &config)?;
         let keyring = keys.keyring(&config, FirstKey::Create).await?;
         Ok(Self {
             credentials: CredentialService::new(db.clone()),
@@ -185,6 +186,12 @@ impl Authenticator {
             KeyError::File(f) => {
                 tracing::error!(error = %f, "cannot read the key file");
                 AuthFailure::Invalid(f.to_string())
+            }
+            // The message names the key and the KEK's fingerprint, never
+            // key material.
+            KeyError::AtRest(k) => {
+                tracing::error!(error = %k, "cannot open the stored signing keys");
+                AuthFailure::Invalid(k.to_string())
             }
         })
     }

@@ -1,9 +1,10 @@
 //! The privileged writes about credentials: issuing and revoking tokens,
-//! adding and retiring signing keys. Each is one transaction with its audit
-//! record, whichever door it came through (GraphQL or the command line), so
+//! adding and retiring signing keys, and sealing stored private keys under
+//! a key-encryption key. Each is one transaction with its audit record, whichever door it came through (GraphQL or the command line), so
 //! the audit log answers "who could act as whom, since when".
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
+use zeroize::Zeroizing;
 
 use crate::db::Db;
 use crate::error::StorageError;
@@ -14,6 +15,41 @@ use crate::repo::tokens::{KeyRecord, TokenRecord, TokenRepo};
 /// (`secretariat`, `city:lyon`, `cli`, `system`).
 #[derive(Debug, Clone, Copy)]
 pub struct AuditActor<'a>(pub &'a str);
+
+/// What [`CredentialService::reseal_keys`] does with one stored key.
+pub enum Reseal {
+    /// Leave it as it is.
+    Keep,
+    /// Store `private_der` in its place, audited as `action`
+    /// (`sealSigningKey`, `rewrapSigningKey`).
+    Replace {
+        /// The new stored form.
+        private_der: Zeroizing<Vec<u8>>,
+        /// The audit record's action.
+        action: &'static str,
+    },
+}
+
+impl std::fmt::Debug for Reseal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reseal::Keep => f.write_str("Keep"),
+            Reseal::Replace { action, .. } => f
+                .debug_struct("Replace")
+                .field("action", action)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// A key [`CredentialService::reseal_keys`] replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resealed {
+    /// The key's id.
+    pub kid: String,
+    /// The audit record's action.
+    pub action: &'static str,
+}
 
 /// Token and key writes, each with its audit record.
 #[derive(Debug, Clone)]
@@ -105,6 +141,49 @@ impl CredentialService {
         }
         txn.commit().await?;
         Ok(retired)
+    }
+
+    /// Decides with `reseal`, for every stored signing key, whether to
+    /// store it in another form (sealed under a key-encryption key, or
+    /// under a new one), and stores every replacement in one transaction,
+    /// each with its audit record. The keys are read inside that
+    /// transaction; a key another process changed meanwhile is left to it.
+    /// If `reseal` fails for any key, nothing is written. Returns the keys
+    /// replaced, oldest first.
+    pub async fn reseal_keys<E: From<StorageError>>(
+        &self,
+        actor: AuditActor<'_>,
+        mut reseal: impl FnMut(&KeyRecord) -> Result<Reseal, E>,
+    ) -> Result<Vec<Resealed>, E> {
+        let (txn, _guard) = self.begin().await?;
+        let mut replacements = Vec::new();
+        for key in TokenRepo::keys(&txn).await? {
+            if let Reseal::Replace {
+                private_der,
+                action,
+            } = reseal(&key)?
+            {
+                replacements.push((key, private_der, action));
+            }
+        }
+        let mut resealed = Vec::new();
+        for (key, private_der, action) in replacements {
+            if TokenRepo::replace_private_key(&txn, &key.kid, &key.private_der, &private_der)
+                .await?
+            {
+                AuditRepo::record(
+                    &txn,
+                    &AuditRepo::entry(actor.0, action, AuditTarget::SigningKey(&key.kid)),
+                )
+                .await?;
+                resealed.push(Resealed {
+                    kid: key.kid,
+                    action,
+                });
+            }
+        }
+        txn.commit().await.map_err(StorageError::from)?;
+        Ok(resealed)
     }
 
     /// Records a change made to a key file (the keys themselves live in the

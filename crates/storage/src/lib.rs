@@ -24,7 +24,7 @@ pub use credentials::{AuditActor, CredentialService};
 pub use cursor::{Cursor, CursorError};
 pub use db::{Db, DbConfig, ReadConnection};
 pub use error::StorageError;
-pub use keys::{FirstKey, KeyError, KeyListing, KeyStore};
+pub use keys::{FirstKey, KeyError, KeyListing, KeyStore, RewrapReport};
 pub use repo::Page;
 pub use repo::activity::{ActivityFilter, ActivityRepo, ReadScope};
 pub use repo::city::{CityFilter, CityRepo, FieldCount, NetworkCounts};

@@ -40,7 +40,9 @@ pub struct TokenRecord {
 pub struct KeyRecord {
     /// Key id (`kid`).
     pub kid: String,
-    /// PKCS#8 DER of the Ed25519 private key.
+    /// The Ed25519 private key as stored: its PKCS#8 DER, or, with a
+    /// key-encryption key, that DER sealed under it
+    /// (`cityhub_auth::at_rest`; `KeyStore` seals and opens).
     pub private_der: Zeroizing<Vec<u8>>,
     /// Base64url public key (JWK `x`).
     pub public_x: String,
@@ -184,6 +186,27 @@ impl TokenRepo {
         .insert(db)
         .await?;
         Ok(())
+    }
+
+    /// Replaces the stored private key of `kid` (sealing it, or sealing it
+    /// anew under another key-encryption key) if it is still `expected`:
+    /// false if another process changed or removed it meanwhile.
+    pub async fn replace_private_key(
+        db: &impl ConnectionTrait,
+        kid: &str,
+        expected: &[u8],
+        replacement: &[u8],
+    ) -> Result<bool, StorageError> {
+        let result = signing_key::Entity::update_many()
+            .col_expr(
+                signing_key::Column::PrivateDer,
+                Expr::value(replacement.to_vec()),
+            )
+            .filter(signing_key::Column::Kid.eq(kid))
+            .filter(signing_key::Column::PrivateDer.eq(expected.to_vec()))
+            .exec(db)
+            .await?;
+        Ok(result.rows_affected == 1)
     }
 
     /// Retires key `kid`: tokens it signed stop verifying.
