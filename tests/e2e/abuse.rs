@@ -151,19 +151,24 @@ both_backends!(
             .collect::<Vec<_>>()
             .join(" ");
         let before = activity_count(&hub, &token).await;
-        let doc = format!(
-            "query Big {{ {reads} }} mutation Many {{ {} }}",
-            publishes(14)
-        );
-        let response = hub
-            .client
-            .post(hub.url())
-            .bearer_auth(&token)
-            .json(&json!({ "query": doc, "operationName": "Many" }))
-            .send()
-            .await
-            .expect("post");
-        let body: Value = response.json().await.expect("json");
+        // A query and a mutation in one document; `operationName` picks
+        // the mutation.
+        let run = |name: &'static str, mutations: usize| {
+            let doc = format!(
+                "query Big {{ {reads} }} mutation {name} {{ {} }}",
+                publishes(mutations)
+            );
+            let request = hub
+                .client
+                .post(hub.url())
+                .bearer_auth(&token)
+                .json(&json!({ "query": doc, "operationName": name }));
+            async move {
+                let response = request.send().await.expect("post");
+                response.json::<Value>().await.expect("json")
+            }
+        };
+        let body = run("Many", 14).await;
         assert_eq!(code(&body), "QUERY_TOO_COMPLEX", "{body}");
         assert_eq!(
             activity_count(&hub, &token).await,
@@ -171,19 +176,7 @@ both_backends!(
             "no mutation ran"
         );
         // The same document picking a small mutation runs just that one.
-        let doc = format!(
-            "query Big {{ {reads} }} mutation Few {{ {} }}",
-            publishes(2)
-        );
-        let response = hub
-            .client
-            .post(hub.url())
-            .bearer_auth(&token)
-            .json(&json!({ "query": doc, "operationName": "Few" }))
-            .send()
-            .await
-            .expect("post");
-        let body: Value = response.json().await.expect("json");
+        let body = run("Few", 2).await;
         assert!(body.get("errors").is_none(), "{body}");
         assert_eq!(activity_count(&hub, &token).await, before + 2);
         hub.stop().await;

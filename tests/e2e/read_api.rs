@@ -908,27 +908,7 @@ both_backends!(federation_entities_resolve, |backend: Backend| async move {
 
 /// graphql-js's `getIntrospectionQuery()` as GraphiQL sends it (the type
 /// reference nests `ofType` nine levels deep).
-const INTROSPECTION: &str = r#"query IntrospectionQuery {
-  __schema {
-    queryType { name } mutationType { name } subscriptionType { name }
-    types { ...FullType }
-    directives { name description locations args { ...InputValue } }
-  }
-}
-fragment FullType on __Type {
-  kind name description
-  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
-  inputFields { ...InputValue }
-  interfaces { ...TypeRef }
-  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
-  possibleTypes { ...TypeRef }
-}
-fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
-fragment TypeRef on __Type {
-  kind name
-  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name
-    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }
-}"#;
+const INTROSPECTION: &str = include_str!("../../crates/graphql/src/testdata/introspection.graphql");
 
 both_backends!(
     graphiql_introspection_fits_the_default_limits,
