@@ -67,7 +67,7 @@ fn body(value: &serde_json::Value) -> Bytes {
 /// sensible token limit), an odd one `{ network { name } }` under a long
 /// comment that makes it unique.
 fn document(i: usize, bytes: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let mut q = String::with_capacity(bytes + 32);
         q.push_str("{ network { ");
         while q.len() + 8 < bytes {
