@@ -92,7 +92,7 @@ both_backends!(
             bytes <= 256.0 * 1024.0,
             "{bytes} bytes in {entries} entries"
         );
-        assert!(entries >= 10.0 && entries < 401.0, "{entries}");
+        assert!((10.0..401.0).contains(&entries), "{entries}");
         hub.stop().await;
     }
 );
@@ -121,7 +121,7 @@ both_backends!(
             .await;
         assert_eq!(code(&body), "QUERY_TOO_COMPLEX", "{body}");
         // Within the limit, a default runs.
-        let few = vec![r#"{__typename: "City", id: "1"}"#; 3].join(", ");
+        let few = [r#"{__typename: "City", id: "1"}"#; 3].join(", ");
         let q = format!(
             "query($r: [_Any!]! = [{few}]) {{ _entities(representations: $r) {{ __typename }} }}"
         );
