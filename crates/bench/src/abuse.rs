@@ -29,6 +29,8 @@ pub struct AbuseOptions {
     pub registrations: usize,
     /// Requests in flight.
     pub concurrency: usize,
+    /// Time the listing probe runs alone before memory is sampled.
+    pub warmup: std::time::Duration,
 }
 
 /// What a run measured.
@@ -90,6 +92,15 @@ pub async fn run(
     listing: MakeRequest,
     options: AbuseOptions,
 ) -> AbuseResult {
+    // Where the hub "starts": warmed by the normal traffic the probe sends
+    // (its database pages, connections and allocator arenas), so what
+    // grows afterwards is what the abuse made it hold.
+    let warm_until = Instant::now() + options.warmup;
+    let mut seq = 0u64;
+    while Instant::now() < warm_until {
+        let _ = load::post(addr, &listing(0, seq)).await;
+        seq += 1;
+    }
     if let Some(p) = &pid {
         server::reset_peak(p);
     }
@@ -100,7 +111,7 @@ pub async fn run(
     let probe = tokio::spawn(async move {
         let mut histogram = load::histogram();
         let mut errors = 0u64;
-        let mut seq = 0u64;
+        let mut seq = 1u64 << 32;
         while !probe_stop.load(Ordering::Relaxed) {
             let req = listing(0, seq);
             seq += 1;

@@ -475,6 +475,7 @@ async fn abuse_memory(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
             document_bytes: 250 * 1024,
             registrations: 200,
             concurrency: 4,
+            warmup: Duration::from_millis(500),
         }
     } else {
         crate::abuse::AbuseOptions {
@@ -482,6 +483,7 @@ async fn abuse_memory(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
             document_bytes: 250 * 1024,
             registrations: 10_000,
             concurrency: ctx.options.concurrency.unwrap_or(8),
+            warmup: ctx.options.warmup.max(Duration::from_secs(3)),
         }
     };
     let mut report = base(ctx, "abuse-memory", options.concurrency);
