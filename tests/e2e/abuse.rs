@@ -183,6 +183,24 @@ both_backends!(
     }
 );
 
+/// Registers `query` as a persisted query over POST (with `token` when
+/// given); returns the answer's status and body.
+async fn register(hub: &TestHub, query: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = hub
+        .client
+        .post(hub.url())
+        .json(&json!({ "query": query, "extensions": persisted(query) }));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let response = request.send().await.expect("post");
+    let status = response.status().as_u16();
+    let retry_after = response.headers().contains_key("retry-after");
+    let body: Value = response.json().await.expect("json");
+    assert!(status != 429 || retry_after, "a 429 says when to retry");
+    (status, body)
+}
+
 fn persisted(query: &str) -> Value {
     json!({ "persistedQuery": {
         "version": 1,
@@ -199,27 +217,10 @@ both_backends!(
         .await;
         let doc = |i: usize| format!("query R{i} {{ cities(first: {i}) {{ nodes {{ slug }} }} }}");
         for i in 1..=3 {
-            let q = doc(i);
-            let response = hub
-                .client
-                .post(hub.url())
-                .json(&json!({ "query": q, "extensions": persisted(&q) }))
-                .send()
-                .await
-                .expect("post");
-            assert_eq!(response.status(), 200);
+            assert_eq!(register(&hub, &doc(i), None).await.0, 200);
         }
-        let q = doc(4);
-        let response = hub
-            .client
-            .post(hub.url())
-            .json(&json!({ "query": q, "extensions": persisted(&q) }))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(response.status(), 429);
-        assert!(response.headers().contains_key("retry-after"));
-        let body: Value = response.json().await.expect("json");
+        let (status, body) = register(&hub, &doc(4), None).await;
+        assert_eq!(status, 429);
         assert_eq!(code(&body), "RATE_LIMITED", "{body}");
         // Over GET alike.
         let q = doc(5);
@@ -246,16 +247,7 @@ both_backends!(
         assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
         // A token has its own budget.
         let token = hub.token(Some("lyon")).await;
-        let q = doc(6);
-        let response = hub
-            .client
-            .post(hub.url())
-            .bearer_auth(&token)
-            .json(&json!({ "query": q, "extensions": persisted(&q) }))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(response.status(), 200);
+        assert_eq!(register(&hub, &doc(6), Some(&token)).await.0, 200);
         hub.stop().await;
     }
 );
@@ -272,16 +264,7 @@ both_backends!(
                 "# {}\nquery B{i} {{ cities(first: 1) {{ nodes {{ slug }} }} }}",
                 "p".repeat(500)
             );
-            let body: Value = hub
-                .client
-                .post(hub.url())
-                .json(&json!({ "query": q, "extensions": persisted(&q) }))
-                .send()
-                .await
-                .expect("post")
-                .json()
-                .await
-                .expect("json");
+            let (_, body) = register(&hub, &q, None).await;
             assert!(body["data"]["cities"]["nodes"].is_array(), "{body}");
         }
         let length = match backend {

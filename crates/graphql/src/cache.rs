@@ -14,12 +14,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use async_graphql::Positioned;
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
-    SelectionSet,
-};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql_value::ConstValue;
+
+use crate::document::selected_operation;
 use axum::body::Bytes;
 use cityhub_storage::Db;
 use cityhub_storage::repo::version::{DataVersion, VersionRepo};
@@ -510,24 +508,6 @@ fn selected<'a>(
 ) -> Option<(OperationType, &'a SelectionSet)> {
     let (_, op) = selected_operation(doc, name)?;
     Some((op.node.ty, &op.node.selection_set.node))
-}
-
-/// The operation a request with `name` runs, and its name, as
-/// async-graphql picks it.
-fn selected_operation<'a>(
-    doc: &'a ExecutableDocument,
-    name: Option<&str>,
-) -> Option<(Option<&'a str>, &'a Positioned<OperationDefinition>)> {
-    match (&doc.operations, name) {
-        (DocumentOperations::Single(op), None) => Some((None, op)),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops
-            .get_key_value(name)
-            .map(|(n, op)| (Some(n.as_str()), op)),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.iter().next().map(|(n, op)| (Some(n.as_str()), op))
-        }
-        _ => None,
-    }
 }
 
 /// Root fields whose answer depends on the token itself, not only on its

@@ -114,22 +114,40 @@ const MAX_WALK_DEPTH: usize = 64;
 /// refused ([`Shape::exhausted`]).
 pub const MAX_WALK_STEPS: usize = 100_000;
 
-/// The operations a request with `operation` runs, as async-graphql picks
-/// them: the named one, or the only one. When no operation would run (an
-/// unknown name, several operations and no name) every operation is
-/// measured, so the answer never counts less than what runs.
+/// The operation a request naming `name` runs, and the operation's name,
+/// as async-graphql picks it: the named one of several, or the only one.
+/// `None` when none would run (an unknown name, a name for an unnamed
+/// operation, several operations and no name).
+pub fn selected_operation<'a>(
+    document: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<(Option<&'a str>, &'a Positioned<OperationDefinition>)> {
+    match (&document.operations, name) {
+        (DocumentOperations::Single(op), None) => Some((None, op)),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get_key_value(name)
+            .map(|(n, op)| (Some(n.as_str()), op)),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.iter().next().map(|(n, op)| (Some(n.as_str()), op))
+        }
+        _ => None,
+    }
+}
+
+/// The operations to measure for a request naming `operation`: the one
+/// that runs, or every one when none would (so the answer never counts
+/// less than what runs).
 fn selected<'a>(
     document: &'a ExecutableDocument,
     operation: Option<&str>,
 ) -> Vec<&'a Positioned<OperationDefinition>> {
-    match (&document.operations, operation) {
-        (DocumentOperations::Single(op), None) => vec![op],
-        (DocumentOperations::Multiple(ops), Some(name)) if ops.contains_key(name) => {
-            ops.get(name).into_iter().collect()
-        }
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().collect(),
-        (DocumentOperations::Single(op), Some(_)) => vec![op],
-        (DocumentOperations::Multiple(ops), _) => ops.values().collect(),
+    match (
+        selected_operation(document, operation),
+        &document.operations,
+    ) {
+        (Some((_, op)), _) => vec![op],
+        (None, DocumentOperations::Single(op)) => vec![op],
+        (None, DocumentOperations::Multiple(ops)) => ops.values().collect(),
     }
 }
 

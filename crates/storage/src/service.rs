@@ -813,12 +813,7 @@ impl HubService {
     ) -> Result<Activity, ServiceError> {
         let action = participation.action();
         self.policy.authorize(actor, Action::ReadNetwork, None)?;
-        let Some(city) = actor.city_id() else {
-            return match actor {
-                Actor::Anonymous => Err(Denied::Unauthenticated.into()),
-                _ => Err(ServiceError::Denied(Denied::Forbidden)),
-            };
-        };
+        let city = acting_city(actor)?;
         retrying!(async move {
             let _guard = self.db.write_guard().await;
             let txn = self.begin().await?;
@@ -833,25 +828,13 @@ impl HubService {
                     .await
                     .map_err(conflict_or)?;
             if version != current.version {
-                EventLog::append(
+                record_city_change(
                     &txn,
-                    NewEvent {
-                        activity: id,
-                        event_type: ActivityEventType::Updated,
-                        actor: Some(city),
-                        status: current.status,
-                        published_by: current.published_by,
-                    },
-                )
-                .await?;
-                AuditRepo::record(
-                    &txn,
-                    &AuditRepo::entry(
-                        &actor_label(actor),
-                        participation.mutation(),
-                        AuditTarget::Activity(id),
-                    )
-                    .versions(Some(current.version), version),
+                    actor,
+                    city,
+                    &current,
+                    participation.mutation(),
+                    version,
                 )
                 .await?;
             }
@@ -874,12 +857,7 @@ impl HubService {
         answer: Answer,
     ) -> Result<Activity, ServiceError> {
         self.policy.authorize(actor, Action::ReadNetwork, None)?;
-        let Some(city) = actor.city_id() else {
-            return match actor {
-                Actor::Anonymous => Err(Denied::Unauthenticated.into()),
-                _ => Err(ServiceError::Denied(Denied::Forbidden)),
-            };
-        };
+        let city = acting_city(actor)?;
         retrying!(async move {
             let _guard = self.db.write_guard().await;
             let txn = self.begin().await?;
@@ -903,27 +881,7 @@ impl HubService {
                     StorageError::Conflict(message) => ServiceError::conflict(message),
                     other => other.into(),
                 })?;
-            EventLog::append(
-                &txn,
-                NewEvent {
-                    activity: id,
-                    event_type: ActivityEventType::Updated,
-                    actor: Some(city),
-                    status: current.status,
-                    published_by: current.published_by,
-                },
-            )
-            .await?;
-            AuditRepo::record(
-                &txn,
-                &AuditRepo::entry(
-                    &actor_label(actor),
-                    answer.mutation(),
-                    AuditTarget::Activity(id),
-                )
-                .versions(Some(current.version), version),
-            )
-            .await?;
+            record_city_change(&txn, actor, city, &current, answer.mutation(), version).await?;
             self.commit(txn).await?;
             Ok::<(), ServiceError>(())
         })?;
@@ -1019,4 +977,50 @@ fn conflict_or(err: StorageError) -> ServiceError {
         },
         other => other.into(),
     }
+}
+
+/// The city a city's own action (joining, leaving, answering an
+/// invitation) is taken for: the actor's; anonymous callers and the
+/// secretariat have none.
+fn acting_city(actor: &Actor) -> Result<CityId, ServiceError> {
+    match (actor.city_id(), actor) {
+        (Some(city), _) => Ok(city),
+        (None, Actor::Anonymous) => Err(Denied::Unauthenticated.into()),
+        (None, _) => Err(ServiceError::Denied(Denied::Forbidden)),
+    }
+}
+
+/// The `UPDATED` event and the audit row of a change `city` made to
+/// `current` (now at `version`) with `mutation`, in the change's
+/// transaction.
+async fn record_city_change(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    city: CityId,
+    current: &Activity,
+    mutation: &str,
+    version: i32,
+) -> Result<(), ServiceError> {
+    EventLog::append(
+        txn,
+        NewEvent {
+            activity: current.id,
+            event_type: ActivityEventType::Updated,
+            actor: Some(city),
+            status: current.status,
+            published_by: current.published_by,
+        },
+    )
+    .await?;
+    AuditRepo::record(
+        txn,
+        &AuditRepo::entry(
+            &actor_label(actor),
+            mutation,
+            AuditTarget::Activity(current.id),
+        )
+        .versions(Some(current.version), version),
+    )
+    .await?;
+    Ok(())
 }
