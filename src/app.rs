@@ -20,7 +20,7 @@ use cityhub_graphql::{
     build_fast_schema, build_schema, request_guard,
 };
 use cityhub_storage::service::HubService;
-use cityhub_storage::{Db, StorageError};
+use cityhub_storage::{Db, StatsRepo, StorageError};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -88,6 +88,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         .start(Some(url), stop.clone(), &tasks)
         .await
         .context("starting the event bus")?;
+    spawn_stats_folder(db.clone(), config, stop.clone(), &tasks);
     let service = hub_service(db.clone(), config).with_commit_notify(events.waker());
     let limiters = Arc::new(Limiters::with_registrations(
         &config.rate_limit,
@@ -151,6 +152,43 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         stop,
         tasks,
     })
+}
+
+/// On PostgreSQL, folds the kept counts' pending deltas into their totals
+/// every `database.stats_fold_interval_ms` until the hub stops (counts are
+/// exact at every moment; folding keeps what `stats` adds up small). A
+/// failed fold (the database away) is logged and tried again next time.
+fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &TaskTracker) {
+    if db.backend() != sea_orm::DatabaseBackend::Postgres {
+        return;
+    }
+    let every = Duration::from_millis(config.database.stats_fold_interval_ms);
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match StatsRepo::fold(db.conn()).await {
+                Ok(moved) => {
+                    if failing {
+                        tracing::info!("kept counts fold again");
+                        failing = false;
+                    }
+                    tracing::trace!(moved, "kept count deltas folded");
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "folding the kept counts failed; retrying");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    });
 }
 
 fn cors(config: &Config) -> anyhow::Result<CorsLayer> {

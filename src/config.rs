@@ -202,6 +202,9 @@ impl Config {
                 cityhub_storage::db::redact_url(url)
             );
         }
+        if !(10..=60_000).contains(&self.database.stats_fold_interval_ms) {
+            bail!("database.stats_fold_interval_ms must be between 10 and 60000");
+        }
         if self.http.body_limit_bytes < 1024 {
             bail!("http.body_limit_bytes must be at least 1024");
         }

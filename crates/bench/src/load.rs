@@ -1,10 +1,13 @@
-//! The closed-loop load generator: `C` workers, each on its own keep-alive
-//! HTTP/1.1 connection, send the next request as soon as the previous
-//! answer is read, for a warm-up and then a measured window. Latencies go
-//! into one HDR histogram per worker, merged at the end.
+//! The load generator: `C` workers, each on its own keep-alive HTTP/1.1
+//! connection. Closed loop (each sends its next request as soon as the
+//! previous answer is read, for a warm-up and then a measured window),
+//! open loop (requests due at a fixed rate, latency counted from when each
+//! was due) or a fixed number of requests measured in buckets ([`Plan`]).
+//! Latencies go into one HDR histogram per worker, merged at the end.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -178,60 +181,204 @@ pub async fn graphql(
     Ok(value.get("data").cloned().unwrap_or_default())
 }
 
-/// Runs `concurrency` closed-loop workers for `warmup` then `duration`.
-pub async fn run(
+/// How a run offers its requests and when it stops.
+#[derive(Debug, Clone, Copy)]
+pub enum Plan {
+    /// Closed loop: each worker sends its next request as soon as the
+    /// previous answer is read, for `warmup` then `duration`.
+    Closed {
+        /// Unmeasured seconds first.
+        warmup: Duration,
+        /// Measured seconds.
+        duration: Duration,
+    },
+    /// Open loop: request `i` is due at `start + i / rate`, whatever the
+    /// answers before it; its latency counts from when it was due, so a
+    /// server that falls behind shows its queueing instead of slowing the
+    /// offered load down (as wrk2 measures). The workers only carry the
+    /// requests: when all are busy, the next one leaves late and its
+    /// lateness is counted.
+    Open {
+        /// Requests offered per second.
+        rate: f64,
+        /// Unmeasured seconds first.
+        warmup: Duration,
+        /// Measured seconds.
+        duration: Duration,
+    },
+    /// Closed loop until `total` requests have been sent, measured in
+    /// buckets of `bucket` consecutive requests (a rate that falls as the
+    /// data grows shows as falling buckets).
+    Count {
+        /// Requests in all.
+        total: u64,
+        /// Requests per bucket.
+        bucket: u64,
+    },
+}
+
+/// Runs `workers` workers on `plan`: one result per bucket for
+/// [`Plan::Count`], one in all otherwise.
+pub async fn run_plan(
     addr: SocketAddr,
-    concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
+    workers: usize,
+    plan: Plan,
     make: MakeRequest,
-) -> LoadResult {
+) -> Vec<LoadResult> {
     let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + duration;
-    let workers: Vec<_> = (0..concurrency.max(1))
+    let next = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..workers.max(1))
         .map(|worker| {
             let make = make.clone();
-            tokio::spawn(async move { worker_loop(addr, worker, measure_from, end, make).await })
+            let next = next.clone();
+            tokio::spawn(async move { worker_loop(addr, worker, start, plan, next, make).await })
         })
         .collect();
-    let mut result = LoadResult {
-        ok: 0,
-        errors: 0,
-        error_samples: Vec::new(),
-        secs: duration.as_secs_f64(),
-        histogram: histogram(),
+    let buckets = match plan {
+        Plan::Count { total, bucket } => total.div_ceil(bucket.max(1)) as usize,
+        _ => 1,
     };
-    for w in workers {
-        if let Ok(part) = w.await {
-            result.ok += part.ok;
-            result.errors += part.errors;
-            for s in part.error_samples {
-                if result.error_samples.len() < 5 && !result.error_samples.contains(&s) {
-                    result.error_samples.push(s);
-                }
+    let mut merged: Vec<Part> = (0..buckets).map(|_| Part::new()).collect();
+    for handle in handles {
+        if let Ok(parts) = handle.await {
+            for (into, part) in merged.iter_mut().zip(parts) {
+                into.merge(part);
             }
-            let _ = result.histogram.add(&part.histogram);
         }
     }
-    result
+    merged
+        .into_iter()
+        .map(|part| {
+            let secs = match plan {
+                Plan::Closed { duration, .. } | Plan::Open { duration, .. } => {
+                    duration.as_secs_f64()
+                }
+                Plan::Count { .. } => match (part.first, part.last) {
+                    (Some(first), Some(last)) => (last - first).as_secs_f64(),
+                    _ => 0.0,
+                },
+            };
+            LoadResult {
+                secs,
+                ..part.result
+            }
+        })
+        .collect()
+}
+
+/// One worker's share of one bucket, with the span it covered.
+struct Part {
+    result: LoadResult,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Part {
+    fn new() -> Self {
+        Self {
+            result: LoadResult::empty(0.0),
+            first: None,
+            last: None,
+        }
+    }
+
+    fn merge(&mut self, other: Part) {
+        self.result.ok += other.result.ok;
+        self.result.errors += other.result.errors;
+        for s in other.result.error_samples {
+            if self.result.error_samples.len() < 5 && !self.result.error_samples.contains(&s) {
+                self.result.error_samples.push(s);
+            }
+        }
+        let _ = self.result.histogram.add(&other.result.histogram);
+        self.first = match (self.first, other.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = match (self.last, other.last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+impl LoadResult {
+    fn empty(secs: f64) -> Self {
+        Self {
+            ok: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+            secs,
+            histogram: histogram(),
+        }
+    }
+}
+
+/// The next request a worker sends: its number, which bucket it is
+/// measured in (`None`: warm-up), and when it is due.
+struct Turn {
+    seq: u64,
+    bucket: Option<usize>,
+    due: Option<Instant>,
+}
+
+/// The worker's next turn under `plan`, `None` when the run is over.
+fn claim(plan: Plan, start: Instant, next: &AtomicU64, own: &mut u64) -> Option<Turn> {
+    match plan {
+        Plan::Closed { warmup, duration } => {
+            let now = Instant::now();
+            if now >= start + warmup + duration {
+                return None;
+            }
+            let seq = *own;
+            *own += 1;
+            Some(Turn {
+                seq,
+                bucket: (now >= start + warmup).then_some(0),
+                due: None,
+            })
+        }
+        Plan::Open {
+            rate,
+            warmup,
+            duration,
+        } => {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let due = start + Duration::from_secs_f64(i as f64 / rate.max(1e-9));
+            if due >= start + warmup + duration {
+                return None;
+            }
+            Some(Turn {
+                seq: i,
+                bucket: (due >= start + warmup).then_some(0),
+                due: Some(due),
+            })
+        }
+        Plan::Count { total, bucket } => {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            (i < total).then(|| Turn {
+                seq: i,
+                bucket: Some((i / bucket.max(1)) as usize),
+                due: None,
+            })
+        }
+    }
 }
 
 async fn worker_loop(
     addr: SocketAddr,
     worker: usize,
-    measure_from: Instant,
-    end: Instant,
+    start: Instant,
+    plan: Plan,
+    next: Arc<AtomicU64>,
     make: MakeRequest,
-) -> LoadResult {
-    let mut out = LoadResult {
-        ok: 0,
-        errors: 0,
-        error_samples: Vec::new(),
-        secs: 0.0,
-        histogram: histogram(),
+) -> Vec<Part> {
+    let buckets = match plan {
+        Plan::Count { total, bucket } => total.div_ceil(bucket.max(1)) as usize,
+        _ => 1,
     };
-    let mut seq: u64 = 0;
+    let mut parts: Vec<Part> = (0..buckets).map(|_| Part::new()).collect();
+    let mut own: u64 = 0;
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     let note = |out: &mut LoadResult, text: String| {
         out.errors += 1;
@@ -239,60 +386,75 @@ async fn worker_loop(
             out.error_samples.push(text);
         }
     };
-    while Instant::now() < end {
+    while let Some(turn) = claim(plan, start, &next, &mut own) {
+        if let Some(due) = turn.due {
+            tokio::time::sleep_until(due.into()).await;
+        }
         let s = match sender.as_mut() {
             Some(s) => s,
             None => match connect(addr).await {
                 Ok(s) => sender.insert(s),
                 Err(e) => {
-                    if Instant::now() >= measure_from {
-                        note(&mut out, format!("connect: {e}"));
+                    if let Some(b) = turn.bucket {
+                        note(&mut parts[b].result, format!("connect: {e}"));
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             },
         };
-        let req = make(worker, seq);
-        seq += 1;
-        let t0 = Instant::now();
+        let req = make(worker, turn.seq);
+        let sent = Instant::now();
+        let t0 = turn.due.unwrap_or(sent);
         let method = if req.body.is_empty() || req.get.is_some() {
             Method::GET
         } else {
             Method::POST
         };
         let result = send(s, addr, method, &req).await;
-        let elapsed = t0.elapsed();
-        let measured = t0 >= measure_from;
-        if measured {
-            let _ = out
-                .histogram
-                .record((elapsed.as_micros() as u64).clamp(1, 120_000_000));
+        let done = Instant::now();
+        if result.is_err() {
+            sender = None;
         }
+        let Some(b) = turn.bucket else { continue };
+        let part = &mut parts[b];
+        part.first = Some(part.first.map_or(sent, |f| f.min(sent)));
+        part.last = Some(part.last.map_or(done, |l| l.max(done)));
+        let out = &mut part.result;
+        let _ = out
+            .histogram
+            .record(((done - t0).as_micros() as u64).clamp(1, 120_000_000));
         match result {
-            Ok((200, body)) if !has_errors(&body) => {
-                if measured {
-                    out.ok += 1;
-                }
-            }
-            Ok((304, _)) if req.if_none_match.is_some() => {
-                if measured {
-                    out.ok += 1;
-                }
-            }
+            Ok((200, body)) if !has_errors(&body) => out.ok += 1,
+            Ok((304, _)) if req.if_none_match.is_some() => out.ok += 1,
             Ok((status, body)) => {
-                if measured {
-                    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                    note(&mut out, format!("status {status}: {text}"));
-                }
+                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                note(out, format!("status {status}: {text}"));
             }
-            Err(e) => {
-                if measured {
-                    note(&mut out, format!("transport: {e}"));
-                }
-                sender = None;
-            }
+            Err(e) => note(out, format!("transport: {e}")),
         }
     }
-    out
+    parts
+}
+
+impl LoadResult {
+    /// An empty result to [`absorb`](Self::absorb) `parts` into.
+    pub fn default_for(parts: &[LoadResult]) -> Self {
+        let _ = parts;
+        Self::empty(0.0)
+    }
+
+    /// Adds `other`'s requests, latencies and seconds (consecutive
+    /// buckets of one run).
+    pub fn absorb(&mut self, other: &LoadResult) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        for s in &other.error_samples {
+            if self.error_samples.len() < 5 && !self.error_samples.contains(s) {
+                self.error_samples.push(s.clone());
+            }
+        }
+        let _ = self.histogram.add(&other.histogram);
+        self.secs += other.secs;
+    }
 }

@@ -90,9 +90,18 @@ enum Command {
         /// Fan-out: publishes to deliver.
         #[arg(long)]
         publishes: Option<usize>,
-        /// Fan-out: publishes per second.
+        /// Read scenarios: requests offered per second, open loop (latency
+        /// counted from each request's due time, so queueing shows);
+        /// fan-out: publishes per second.
         #[arg(long)]
         rate: Option<f64>,
+        /// Publish: publishes in all (instead of a measured window),
+        /// measured in buckets.
+        #[arg(long)]
+        total: Option<u64>,
+        /// Publish with --total: publishes per bucket (default a tenth).
+        #[arg(long)]
+        bucket: Option<u64>,
         /// Fan-out: distinct subscription documents, spread evenly over the
         /// subscribers (1: all the same).
         #[arg(long, default_value_t = 1)]
@@ -162,7 +171,10 @@ async fn main() -> anyhow::Result<()> {
             selections,
             publishers,
             cache,
+            total,
+            bucket,
         } => {
+            let scenario_is_fanout = scenario == "fanout";
             let options = run::RunOptions {
                 scenario,
                 url,
@@ -183,6 +195,9 @@ async fn main() -> anyhow::Result<()> {
                 },
                 publishers,
                 cache,
+                rate: if scenario_is_fanout { None } else { rate },
+                total,
+                bucket,
             };
             if run::run(options).await? {
                 Ok(())

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::fanout::{self, FanoutOptions};
 use crate::generate::{self, GenerateOptions};
-use crate::load::{self, MakeRequest};
+use crate::load::{self, MakeRequest, Plan};
 use crate::report::{self, ScenarioReport, Usage};
 use crate::scenarios::{self, Targets};
 use crate::server::{self, Hub};
@@ -61,6 +61,14 @@ pub struct RunOptions {
     pub publishers: usize,
     /// The hub's response cache on.
     pub cache: bool,
+    /// Read scenarios: requests offered per second, open loop (latency
+    /// from each request's due time); closed loop when `None`.
+    pub rate: Option<f64>,
+    /// Publish: publishes in all, measured in buckets, instead of a
+    /// measured window.
+    pub total: Option<u64>,
+    /// Publish with `total`: publishes per bucket.
+    pub bucket: Option<u64>,
 }
 
 struct Ctx {
@@ -108,7 +116,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<bool> {
     }
     .to_owned();
     let targets = scenarios::discover(hub.addr, db.as_ref()).await?;
-    if targets.city_slugs.is_empty() || targets.activity_slugs.is_empty() {
+    // Publishing needs only cities (it may start from no activity).
+    let needs_activities = names.iter().any(|n| *n != "publish");
+    if targets.city_slugs.is_empty() || (needs_activities && targets.activity_slugs.is_empty()) {
         hub.stop().await;
         bail!(
             "the database has no cities or no published activities: run `cityhub-bench generate` first"
@@ -225,11 +235,14 @@ async fn activities(ctx: &Ctx) -> Option<i64> {
 async fn measured(
     hub: &Hub,
     concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
+    plan: Plan,
     make: MakeRequest,
     report: &mut ScenarioReport,
-) {
+) -> Vec<load::LoadResult> {
+    let warmup = match plan {
+        Plan::Closed { warmup, .. } | Plan::Open { warmup, .. } => warmup,
+        Plan::Count { .. } => Duration::ZERO,
+    };
     let pid = hub.pid();
     if let Some(p) = &pid {
         server::reset_peak(p);
@@ -243,7 +256,11 @@ async fn measured(
             server::machine_busy_secs(),
         )
     });
-    let result = load::run(hub.addr, concurrency, warmup, duration, make).await;
+    let buckets = load::run_plan(hub.addr, concurrency, plan, make).await;
+    let mut result = load::LoadResult::default_for(&buckets);
+    for b in &buckets {
+        result.absorb(b);
+    }
     let (server_before, client_before, machine_before) =
         sampler.await.unwrap_or((None, None, None));
     let server_after = pid.as_deref().and_then(server::sample);
@@ -269,12 +286,18 @@ async fn measured(
         report.failures.push("no request completed".into());
     }
     report.load = Some(result);
+    buckets
 }
 
 fn read_concurrency(ctx: &Ctx) -> usize {
-    ctx.options
-        .concurrency
-        .unwrap_or(if ctx.options.smoke { 4 } else { 32 })
+    // Open loop: enough workers to carry the offered rate through a stall
+    // (a request finding them all busy leaves late, and that counts).
+    let default = match (ctx.options.smoke, ctx.options.rate) {
+        (true, _) => 4,
+        (false, Some(_)) => 256,
+        (false, None) => 32,
+    };
+    ctx.options.concurrency.unwrap_or(default)
 }
 
 async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport>> {
@@ -300,7 +323,19 @@ async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport
     let mut report = base(ctx, name, c);
     report.activities = activities(ctx).await;
     let before = cache_counts(ctx.hub.addr).await;
-    measured(&ctx.hub, c, warmup, duration, make, &mut report).await;
+    let plan = match ctx.options.rate {
+        Some(rate) => Plan::Open {
+            rate,
+            warmup,
+            duration,
+        },
+        None => Plan::Closed { warmup, duration },
+    };
+    if let Some(rate) = ctx.options.rate {
+        report.extra.insert("offered_rps".into(), json!(rate));
+        report.note = format!("open loop at {rate} req/s");
+    }
+    measured(&ctx.hub, c, plan, make, &mut report).await;
     let after = cache_counts(ctx.hub.addr).await;
     // Over warm-up and window: the share of cacheable requests answered
     // without executing them.
@@ -372,8 +407,10 @@ async fn baseline(ctx: &mut Ctx) -> anyhow::Result<Vec<ScenarioReport>> {
     measured(
         &plain,
         c,
-        ctx.options.warmup,
-        ctx.options.duration,
+        Plan::Closed {
+            warmup: ctx.options.warmup,
+            duration: ctx.options.duration,
+        },
         scenarios::listing(&ctx.targets),
         &mut report,
     )
@@ -395,7 +432,10 @@ async fn baseline(ctx: &mut Ctx) -> anyhow::Result<Vec<ScenarioReport>> {
     Ok(out)
 }
 
-/// 20 cities publishing at once; then every acknowledged row must be there.
+/// Cities publishing at once (`--concurrency` in flight, rotating over
+/// `--publishers` cities, each with its own token), for the measured window
+/// or, with `--total`, until that many were sent, measured per `--bucket`;
+/// then every acknowledged row must be there.
 async fn publish(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
     let Some(db) = ctx.db.clone() else {
         bail!("publish needs --database (to issue city tokens and count durable rows)");
@@ -412,17 +452,57 @@ async fn publish(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
     let c = ctx.options.concurrency.unwrap_or(publishers);
     let marker = format!("Bench publish {}", ctx.run_id);
     let mut report = base(ctx, "publish", c);
-    report.activities = activities(ctx).await;
+    let before = activities(ctx).await;
     // No warm-up: every acknowledged publish is counted against the rows.
-    measured(
+    let plan = match ctx.options.total {
+        Some(total) => Plan::Count {
+            total,
+            bucket: ctx.options.bucket.unwrap_or((total / 10).max(1)),
+        },
+        None => Plan::Closed {
+            warmup: Duration::ZERO,
+            duration: ctx.options.duration,
+        },
+    };
+    let buckets = measured(
         &ctx.hub,
         c,
-        Duration::ZERO,
-        ctx.options.duration,
+        plan,
         scenarios::publish(tokens, marker.clone()),
         &mut report,
     )
     .await;
+    report.activities = activities(ctx).await;
+    if let Plan::Count { bucket, .. } = plan {
+        let from = before.unwrap_or(0);
+        let rows: Vec<_> = buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                json!({
+                    "from": from + i as i64 * bucket as i64,
+                    "requests": b.ok + b.errors,
+                    "rps": (b.throughput() * 10.0).round() / 10.0,
+                    "p50_ms": (b.ms(0.50) * 1000.0).round() / 1000.0,
+                    "p99_ms": (b.ms(0.99) * 1000.0).round() / 1000.0,
+                })
+            })
+            .collect();
+        for row in &rows {
+            eprintln!("  bucket {row}");
+        }
+        if let (Some(first), Some(last)) = (buckets.first(), buckets.last()) {
+            report.extra.insert(
+                "last_over_first".into(),
+                json!((last.throughput() / first.throughput().max(1e-9) * 1000.0).round() / 1000.0),
+            );
+            report.extra.insert(
+                "worst_bucket_p99_ms".into(),
+                json!(buckets.iter().map(|b| b.ms(0.99)).fold(0.0, f64::max)),
+            );
+        }
+        report.extra.insert("buckets".into(), json!(rows));
+    }
     let durable = count_titled(&db, &marker).await?;
     let ok = report.load.as_ref().map_or(0, |l| l.ok) as i64;
     let errors = report.load.as_ref().map_or(0, |l| l.errors) as i64;
@@ -444,6 +524,11 @@ async fn publish(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
             .push(format!("{durable} rows for {ok} acknowledged publishes"));
     }
     report.note = format!("{publishers} cities; {ok} acknowledged, {durable} durable rows");
+    if let Some(ratio) = report.extra.get("last_over_first") {
+        report
+            .note
+            .push_str(&format!("; last/first bucket {ratio}"));
+    }
     Ok(report)
 }
 

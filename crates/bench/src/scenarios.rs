@@ -281,12 +281,16 @@ pub fn stats(targets: &Targets) -> MakeRequest {
     rotating(bodies, None)
 }
 
-/// Publishing: worker `w` publishes as city `w % tokens.len()`, each
-/// activity titled with the run's marker so durable rows can be counted.
+/// Publishing: each publish goes to the next city in turn (every city
+/// publishes with its own token, however few requests are in flight),
+/// each activity titled with the run's marker so durable rows can be
+/// counted.
 pub fn publish(tokens: Vec<(String, Arc<str>)>, marker: String) -> MakeRequest {
     let tokens = Arc::new(tokens);
+    let turn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     Arc::new(move |worker, seq| {
-        let (city, token) = &tokens[worker % tokens.len()];
+        let i = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (city, token) = &tokens[i % tokens.len()];
         let input = json!({
             "kind": "WORKSHOP",
             "title": format!("{marker} w{worker} n{seq}"),

@@ -43,6 +43,11 @@ pub struct DbConfig {
     /// sqlx's connection threads; 0 turns them off (every read then goes
     /// through the pool). Defaults to the number of CPUs.
     pub sqlite_readers: usize,
+    /// PostgreSQL only: milliseconds between two folds of the kept counts'
+    /// pending deltas into their totals ([`crate::StatsRepo::fold`]). Counts
+    /// are exact either way; longer lets more deltas accumulate for
+    /// `stats` to add up, shorter folds smaller batches more often.
+    pub stats_fold_interval_ms: u64,
 }
 
 impl Default for DbConfig {
@@ -56,6 +61,7 @@ impl Default for DbConfig {
             statement_timeout_secs: 10,
             migrate_on_start: true,
             sqlite_readers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+            stats_fold_interval_ms: 1_000,
         }
     }
 }

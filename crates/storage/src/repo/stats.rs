@@ -2,8 +2,12 @@
 //! country, year and format, the total and the distinct cities involved.
 //!
 //! The counts are kept by database triggers (migration
-//! `m20261201_000002_stats`) in `stats_pairs`: for every pair of facts, how
-//! many activities of a status and visibility scope have both. A filter on
+//! `m20261201_000002_stats`) and read from `stats_pair_counts`: for every
+//! pair of facts, how many activities of a status and visibility scope have
+//! both. On PostgreSQL that view adds the deltas writers append
+//! (`m20261208_000002_stats_deltas`, so no publish waits on a shared
+//! counter row) to the kept pairs, and [`StatsRepo::fold`] moves them in
+//! the background; on SQLite it is the kept pairs. A filter on
 //! at most one of kinds, formats, fields, countries or cities (one value for
 //! the last three, which an activity can have several of) is then answered
 //! by summing a few hundred kept rows, whatever the number of activities
@@ -16,7 +20,10 @@
 use std::collections::HashMap;
 
 use cityhub_domain::{ActivityFormat, ActivityKind, ActivityStatus, CreativeField};
-use sea_orm::{DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
+    Statement, Value,
+};
 
 use super::activity::{ActivityFilter, ReadScope, ScopeCondition, filter_condition};
 use super::city::{CityRepo, FieldCount, NetworkCounts};
@@ -231,6 +238,27 @@ async fn rows(
 }
 
 impl StatsRepo {
+    /// Moves the pair deltas writers appended into the kept pairs, in one
+    /// statement (PostgreSQL; SQLite upserts its pairs at once and has
+    /// nothing to fold). Counts read the same before and after. Returns how
+    /// many delta rows moved.
+    pub async fn fold(db: &impl ConnectionTrait) -> Result<u64, StorageError> {
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(0);
+        }
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT stats_fold() AS moved",
+            ))
+            .await?;
+        let moved = match row {
+            Some(row) => row.try_get::<i64>("", "moved")?,
+            None => 0,
+        };
+        Ok(u64::try_from(moved).unwrap_or(0))
+    }
+
     /// Counts the activities `filter` selects as `scope` sees them, and
     /// says which path answered.
     pub async fn counts(
@@ -288,7 +316,7 @@ impl StatsRepo {
         assemble(
             Self::kept_rows(db, scope, statuses, dimension, |condition| {
                 format!(
-                    "WITH g AS (SELECT odim, oval, CAST(SUM(n) AS BIGINT) AS n FROM stats_pairs \
+                    "WITH g AS (SELECT odim, oval, CAST(SUM(n) AS BIGINT) AS n FROM stats_pair_counts \
                      WHERE {condition} GROUP BY odim, oval HAVING SUM(n) > 0) \
                      SELECT odim AS dim, oval AS val, n FROM g WHERE odim <> 'city' \
                      UNION ALL SELECT 'cities' AS dim, '' AS val, COUNT(*) AS n FROM g WHERE odim = 'city'"
@@ -308,7 +336,7 @@ impl StatsRepo {
         let rows = Self::kept_rows(db, scope, statuses, dimension, |condition| {
             format!(
                 "SELECT 'all' AS dim, '' AS val, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n \
-                 FROM stats_pairs WHERE {condition} AND odim = 'all'"
+                 FROM stats_pair_counts WHERE {condition} AND odim = 'all'"
             )
         })
         .await?;
@@ -335,7 +363,7 @@ impl StatsRepo {
         rows(db, statement).await
     }
 
-    /// The `stats_pairs` condition of a kept-count query and its values;
+    /// The `stats_pair_counts` condition of a kept-count query and its values;
     /// `None` when it can match nothing (no status, an unknown city).
     async fn kept_condition(
         db: &impl ReadConnection,
@@ -444,7 +472,7 @@ impl StatsRepo {
                 |condition| {
                     format!(
                         "SELECT odim AS dim, oval AS val, CAST(SUM(n) AS BIGINT) AS n \
-                         FROM stats_pairs WHERE {condition} AND odim IN ('all', 'field') \
+                         FROM stats_pair_counts WHERE {condition} AND odim IN ('all', 'field') \
                          GROUP BY odim, oval"
                     )
                 },
