@@ -36,6 +36,10 @@ pub struct FanoutOptions {
     /// Distinct subscription documents (subscriber `i` uses number
     /// `i % selections`); 1 means every subscriber sends the same one.
     pub selections: usize,
+    /// PostgreSQL: hold a write transaction open in another database of
+    /// the same server for the whole run (a foreign transaction must delay
+    /// no delivery).
+    pub foreign_write: bool,
 }
 
 /// Subscription document number `n`: the common one for 0, else the same

@@ -106,6 +106,10 @@ enum Command {
         /// subscribers (1: all the same).
         #[arg(long, default_value_t = 1)]
         selections: usize,
+        /// Fan-out on PostgreSQL: hold a write transaction open in the
+        /// server's `postgres` database for the whole run.
+        #[arg(long)]
+        foreign_write: bool,
         /// Publish: cities publishing at once.
         #[arg(long, default_value_t = 20)]
         publishers: usize,
@@ -169,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
             publishes,
             rate,
             selections,
+            foreign_write,
             publishers,
             cache,
             total,
@@ -192,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
                     rate: rate.unwrap_or(10.0),
                     grace: Duration::from_secs(10),
                     selections: selections.max(1),
+                    foreign_write,
                 },
                 publishers,
                 cache,

@@ -669,6 +669,29 @@ async fn abuse_memory(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
     Ok(report)
 }
 
+/// A write transaction in the `postgres` database of the server `url`
+/// points to (it takes a transaction id and holds it until rolled back).
+async fn foreign_write(
+    url: &str,
+) -> anyhow::Result<(sea_orm::DatabaseTransaction, sea_orm::DatabaseConnection)> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if !url.starts_with("postgres") {
+        bail!("--foreign-write needs a PostgreSQL --database");
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    let other = if query.is_empty() {
+        format!("{server}/postgres")
+    } else {
+        format!("{server}/postgres?{query}")
+    };
+    let conn = sea_orm::Database::connect(&other).await?;
+    let txn = conn.begin().await?;
+    txn.execute_unprepared("CREATE TEMP TABLE cityhub_bench_foreign_write (i int)")
+        .await?;
+    Ok((txn, conn))
+}
+
 /// Subscribers, a ramp, publishes at a rate, deliveries counted.
 async fn fanout(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
     let Some(token) = ctx.secretariat.clone() else {
@@ -684,6 +707,10 @@ async fn fanout(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
     }
     let client_before = server::sample("self");
     let machine_before = server::machine_busy_secs();
+    let foreign = match (&ctx.options.database, options.foreign_write) {
+        (Some(url), true) => Some(foreign_write(url).await?),
+        _ => None,
+    };
     let with_subscribers = std::sync::Mutex::new(None);
     let pid_for_sample = pid.clone();
     let result = fanout::run(ctx.hub.addr, &options, token, &ctx.run_id, async || {
@@ -694,6 +721,14 @@ async fn fanout(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         }
     })
     .await?;
+    if let Some((txn, conn)) = foreign {
+        txn.rollback().await?;
+        conn.close().await?;
+        report.extra.insert("foreign_write".into(), json!(true));
+        report
+            .note
+            .push_str("a write transaction held open in the postgres database; ");
+    }
     let after = pid.as_deref().and_then(server::sample);
     if let (Some(b), Some(a)) = (machine_before, server::machine_busy_secs()) {
         report.machine_cpu_secs = Some(a - b);
