@@ -154,10 +154,17 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     })
 }
 
+/// Delta rows folded between two vacuums of the tables writers append to
+/// (each publish appends a few dozen).
+const VACUUM_AFTER_FOLDED_ROWS: u64 = 50_000;
+
 /// On PostgreSQL, folds the kept counts' pending deltas into their totals
 /// every `database.stats_fold_interval_ms` until the hub stops (counts are
-/// exact at every moment; folding keeps what `stats` adds up small). A
-/// failed fold (the database away) is logged and tried again next time.
+/// exact at every moment; folding keeps what `stats` adds up small), and
+/// vacuums the deltas and pending notes every [`VACUUM_AFTER_FOLDED_ROWS`]
+/// rows, so the fold's work follows what was written since, not all that
+/// ever was, whether or not autovacuum runs. A failed fold (the database
+/// away) is logged and tried again next time.
 fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &TaskTracker) {
     if db.backend() != sea_orm::DatabaseBackend::Postgres {
         return;
@@ -167,6 +174,8 @@ fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        // Rows folded since the churn tables were last vacuumed.
+        let mut since_vacuum: u64 = 0;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -179,6 +188,13 @@ fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &
                         failing = false;
                     }
                     tracing::trace!(moved, "kept count deltas folded");
+                    since_vacuum += moved;
+                    if since_vacuum >= VACUUM_AFTER_FOLDED_ROWS {
+                        since_vacuum = 0;
+                        if let Err(e) = StatsRepo::vacuum_churn(db.conn()).await {
+                            tracing::warn!(error = %e, "vacuuming the kept counts' deltas failed");
+                        }
+                    }
                 }
                 Err(e) => {
                     if !failing {

@@ -31,6 +31,12 @@
 //! materialized CTE, and computes the same facts from it (the view stays
 //! as it was, for recounts and SQLite).
 //!
+//! Every statement of the refresh reaches its rows by key, and its plans
+//! are generic, made once per connection: `enable_seqscan = off` keeps a
+//! plan made while the tables were small (a pooled connection outlives
+//! many thousand publishes; where autovacuum is off, statistics never
+//! catch up) from scanning them whole once they are large.
+//!
 //! `stats_pending` only carries the refresh trigger: its rows never outlive
 //! the transaction that inserts them, so it is now `UNLOGGED` (no WAL for
 //! it), and each transaction takes back its own notes by an index on its
@@ -67,7 +73,7 @@ const UP_POSTGRES: &[&str] = &[
         SELECT fdim, fval, status, scope, odim, oval, n FROM stats_pair_deltas",
     r#"
 CREATE OR REPLACE FUNCTION stats_refresh(ids BIGINT[]) RETURNS void LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan AS $fn$
+SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 BEGIN
     PERFORM 1 FROM stats_facts WHERE activity_id = ANY(ids)
       ORDER BY activity_id, fresh, dim, val FOR UPDATE;

@@ -259,6 +259,20 @@ impl StatsRepo {
         Ok(u64::try_from(moved).unwrap_or(0))
     }
 
+    /// Vacuums the tables every write appends to and the fold or the
+    /// commit empties again (PostgreSQL): the pair deltas and the pending
+    /// notes. Their dead rows would otherwise make each fold scan every
+    /// delta ever written wherever autovacuum is off or lags. A no-op on
+    /// SQLite.
+    pub async fn vacuum_churn(db: &impl ConnectionTrait) -> Result<(), StorageError> {
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        db.execute_unprepared("VACUUM (SKIP_LOCKED) stats_pair_deltas, stats_pending")
+            .await?;
+        Ok(())
+    }
+
     /// Counts the activities `filter` selects as `scope` sees them, and
     /// says which path answered.
     pub async fn counts(
