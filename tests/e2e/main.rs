@@ -17,6 +17,7 @@ mod abuse;
 mod cache;
 mod cli;
 mod dashboard;
+mod deploy;
 mod filter_agreement;
 mod hardening;
 mod horizon;
