@@ -25,6 +25,7 @@ mod integrity;
 mod invitations;
 mod keys_at_rest;
 mod live_hardening;
+mod nodes;
 mod observability;
 mod publishing;
 mod read_api;
