@@ -223,7 +223,12 @@ async fn main() -> anyhow::Result<()> {
             }
             let mut shown = serde_json::to_value(&config)?;
             shown["database"]["url"] = cityhub_storage::db::redact_url(&config.database.url).into();
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            // `cityhub config | head` must not panic on a closed pipe.
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&shown)?
+            );
             return Ok(());
         }
         _ => {}
