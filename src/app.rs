@@ -210,7 +210,13 @@ fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &
 fn cors(config: &Config) -> anyhow::Result<CorsLayer> {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            crate::request_id::REQUEST_ID_HEADER,
+        ])
+        .expose_headers([crate::request_id::REQUEST_ID_HEADER])
         .max_age(Duration::from_secs(600));
     if config.cors.allowed_origins.iter().any(|o| o == "*") {
         return Ok(layer.allow_origin(Any));
@@ -281,7 +287,9 @@ pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router
             Duration::from_secs(config.http.request_timeout_secs.max(1)),
         ))
         .layer(cors(config)?)
-        .layer(TraceLayer::new_for_http());
+        // Inside the request id's middleware: the span carries the id.
+        .layer(TraceLayer::new_for_http().make_span_with(crate::request_id::span))
+        .layer(axum::middleware::from_fn(crate::request_id::middleware));
     Ok(app)
 }
 

@@ -10,7 +10,7 @@ use cityhub_domain::Limits;
 use cityhub_graphql::{ApiSettings, CacheSettings, EventSettings, RateLimitSettings};
 use cityhub_storage::DbConfig;
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// HTTP server settings (`[http]`).
@@ -148,6 +148,132 @@ const SECTIONS: &[&str] = &[
     "web",
 ];
 
+/// Every environment variable the configuration reads starts with this.
+pub const ENV_PREFIX: &str = "CITYHUB_";
+
+/// The variable that names the configuration file (read by the command
+/// line, not by [`Config::load`]).
+pub const CONFIG_FILE_VARIABLE: &str = "CITYHUB_CONFIG";
+
+/// The suffix of a variable naming a file that holds a setting's value.
+pub const FILE_SUFFIX: &str = "_FILE";
+
+/// The dotted setting (`database.url`) a `CITYHUB_*` variable
+/// (`CITYHUB_DATABASE_URL`) sets, if it has the shape of one; whether the
+/// setting exists is [`Config::has_setting`]'s answer.
+pub fn setting_of(variable: &str) -> Option<String> {
+    let key = variable.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    if key == "listen" {
+        return Some(key);
+    }
+    SECTIONS.iter().find_map(|section| {
+        key.strip_prefix(&format!("{section}_"))
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| format!("{section}.{rest}"))
+    })
+}
+
+/// A setting whose value a `CITYHUB_<SETTING>_FILE` variable reads from a
+/// file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileSetting {
+    /// The variable, e.g. `CITYHUB_DATABASE_URL_FILE`.
+    pub variable: String,
+    /// The dotted setting it sets, e.g. `database.url`.
+    pub setting: String,
+    /// The file's content, without its trailing line break.
+    pub value: String,
+}
+
+impl std::fmt::Debug for FileSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The value is a secret (a database URL with its password).
+        f.debug_struct("FileSetting")
+            .field("variable", &self.variable)
+            .field("setting", &self.setting)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings `CITYHUB_<SETTING>_FILE` variables among `vars` give, read
+/// from their files: Docker and Kubernetes secrets are files, so a database
+/// URL with its password need not be in the environment
+/// (`CITYHUB_DATABASE_URL_FILE=/run/secrets/database_url`). The file's
+/// content is the value, without its trailing line break. A variable whose
+/// own name is a setting (`CITYHUB_AUTH_KEY_FILE` is `auth.key_file`, a
+/// path) keeps that meaning. Setting both `CITYHUB_X` and `CITYHUB_X_FILE`,
+/// or naming a file that cannot be read, is an error naming the variable
+/// (never the content).
+pub fn file_settings(vars: &[(String, String)]) -> anyhow::Result<Vec<FileSetting>> {
+    let known = Config::known_settings();
+    let mut settings = Vec::new();
+    for (variable, path) in vars {
+        let Some(base) = variable.strip_suffix(FILE_SUFFIX) else {
+            continue;
+        };
+        if setting_of(variable).is_some_and(|own| known.has(&own)) {
+            continue;
+        }
+        let Some(setting) = setting_of(base).filter(|s| known.has(s)) else {
+            continue;
+        };
+        if vars.iter().any(|(other, _)| other == base) {
+            bail!("{base} and {variable} are both set: set one or the other");
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{variable}: cannot read {path}"))?;
+        let value = text
+            .strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(&text)
+            .to_owned();
+        settings.push(FileSetting {
+            variable: variable.clone(),
+            setting,
+            value,
+        });
+    }
+    Ok(settings)
+}
+
+/// The `CITYHUB_*` variables among `vars` that set nothing: neither a
+/// setting, nor a file of one, nor `CITYHUB_CONFIG`. `cityhub serve` warns
+/// about each (a typo would otherwise be ignored silently) and `cityhub
+/// config` refuses them.
+pub fn unknown_variables(vars: &[(String, String)]) -> Vec<String> {
+    let known = Config::known_settings();
+    let sets_something = |variable: &str| {
+        setting_of(variable).is_some_and(|s| known.has(&s))
+            || variable
+                .strip_suffix(FILE_SUFFIX)
+                .and_then(setting_of)
+                .is_some_and(|s| known.has(&s))
+    };
+    vars.iter()
+        .map(|(variable, _)| variable)
+        .filter(|v| v.starts_with(ENV_PREFIX) && v.as_str() != CONFIG_FILE_VARIABLE)
+        .filter(|v| !sets_something(v))
+        .cloned()
+        .collect()
+}
+
+/// Every setting's dotted name, read from the configuration's own shape.
+pub struct KnownSettings(serde_json::Value);
+
+impl KnownSettings {
+    /// Whether `setting` (`database.url`) is a setting.
+    pub fn has(&self, setting: &str) -> bool {
+        let mut node = &self.0;
+        for part in setting.split('.') {
+            match node.get(part) {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
 impl Config {
     /// The defaults, with the standard listen address.
     pub fn defaults() -> Self {
@@ -159,34 +285,59 @@ impl Config {
 
     /// Loads defaults, then `path` (if it exists), then the environment.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let env = Env::prefixed("CITYHUB_")
-            .filter(|key| {
-                let key = key.as_str().to_ascii_lowercase();
-                key == "listen" || SECTIONS.iter().any(|s| key.starts_with(&format!("{s}_")))
-            })
-            .map(|key| {
-                let key = key.as_str().to_ascii_lowercase();
-                SECTIONS
-                    .iter()
-                    .find_map(|s| {
-                        key.strip_prefix(&format!("{s}_"))
-                            .map(|rest| format!("{s}.{rest}"))
-                    })
-                    .unwrap_or(key)
-                    .into()
-            });
-        let config: Config = Figment::from(Serialized::defaults(Self::defaults()))
-            .merge(Toml::file(path))
-            .merge(env)
-            .extract()
-            .with_context(|| {
-                format!(
-                    "invalid configuration (from {} and CITYHUB_* variables)",
-                    path.display()
-                )
-            })?;
+        Self::load_from(path, std::env::vars())
+    }
+
+    /// Loads defaults, then `path` (if it exists), then `vars` (the
+    /// process's environment, for [`Config::load`]): `CITYHUB_LISTEN`,
+    /// `CITYHUB_<SECTION>_<KEY>`, and `CITYHUB_<SETTING>_FILE` naming a file
+    /// that holds a setting's value (see [`file_settings`]).
+    pub fn load_from(
+        path: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .collect();
+        let from_files = file_settings(&vars)?;
+        let mut env = figment::value::Dict::new();
+        for (name, value) in &vars {
+            if from_files.iter().any(|f| &f.variable == name) {
+                continue;
+            }
+            if let Some(key) = setting_of(name) {
+                // Values are read as `Env` reads them: `true`, `5`, `["a"]`
+                // are typed, anything else is text.
+                let parsed = match value.parse::<figment::value::Value>() {
+                    Ok(parsed) => parsed,
+                    Err(never) => match never {},
+                };
+                env.insert(key, parsed);
+            }
+        }
+        let mut figment =
+            Figment::from(Serialized::defaults(Self::defaults())).merge(Toml::file(path));
+        for (key, value) in env {
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        for file in &from_files {
+            figment = figment.merge(Serialized::default(&file.setting, &file.value));
+        }
+        let config: Config = figment.extract().with_context(|| {
+            format!(
+                "invalid configuration (from {} and CITYHUB_* variables)",
+                path.display()
+            )
+        })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every setting there is (the defaults, serialized: unset options are
+    /// there too, as nulls).
+    pub fn known_settings() -> KnownSettings {
+        KnownSettings(serde_json::to_value(Self::defaults()).unwrap_or_default())
     }
 
     /// Checks values that types alone cannot.
@@ -293,5 +444,81 @@ impl Config {
                 self.listen
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn variables_name_settings_by_section() {
+        assert_eq!(setting_of("CITYHUB_LISTEN").as_deref(), Some("listen"));
+        assert_eq!(
+            setting_of("CITYHUB_DATABASE_URL").as_deref(),
+            Some("database.url")
+        );
+        assert_eq!(
+            setting_of("CITYHUB_RATE_LIMIT_MUTATION_BURST").as_deref(),
+            Some("rate_limit.mutation_burst")
+        );
+        assert_eq!(setting_of("CITYHUB_NOPE_X"), None);
+        assert_eq!(setting_of("OTHER_LISTEN"), None);
+        let known = Config::known_settings();
+        assert!(known.has("database.url"));
+        assert!(known.has("auth.key_file"), "unset options are settings too");
+        assert!(!known.has("database.url_file"));
+    }
+
+    #[test]
+    fn file_variables_read_values_but_leave_path_settings_alone() {
+        let dir = std::env::temp_dir().join(format!("cityhub-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("url");
+        std::fs::write(&file, "postgres://u:p@h/db\r\n").expect("write");
+        let path = file.display().to_string();
+        let found = file_settings(&vars(&[
+            ("CITYHUB_DATABASE_URL_FILE", &path),
+            ("CITYHUB_AUTH_KEY_FILE", "/keys.json"),
+            ("CITYHUB_AUTH_KEY_ENCRYPTION_KEY_FILE", "/kek"),
+        ]))
+        .expect("read");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].setting, "database.url");
+        assert_eq!(found[0].value, "postgres://u:p@h/db");
+        assert!(!format!("{found:?}").contains("u:p"), "Debug hides values");
+        let both = file_settings(&vars(&[
+            ("CITYHUB_DATABASE_URL_FILE", &path),
+            ("CITYHUB_DATABASE_URL", "sqlite://x.db"),
+        ]));
+        assert!(both.is_err());
+        let config = Config::load_from(
+            &dir.join("absent.toml"),
+            vars(&[("CITYHUB_DATABASE_URL_FILE", &path)]),
+        )
+        .expect("load");
+        assert_eq!(config.database.url, "postgres://u:p@h/db");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn variables_that_set_nothing_are_named() {
+        let unknown = unknown_variables(&vars(&[
+            ("CITYHUB_CONFIG", "cityhub.toml"),
+            ("CITYHUB_LISTEN", "0.0.0.0:4000"),
+            ("CITYHUB_DATABASE_URL_FILE", "/run/secrets/url"),
+            ("CITYHUB_AUTH_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/kek"),
+            ("CITYHUB_DATABSE_URL", "x"),
+            ("CITYHUB_HTTP_NOPE", "x"),
+            ("PATH", "/bin"),
+        ]));
+        assert_eq!(unknown, ["CITYHUB_DATABSE_URL", "CITYHUB_HTTP_NOPE"]);
     }
 }

@@ -71,6 +71,19 @@ enum Command {
     },
     /// Print the GraphQL SDL.
     Schema,
+    /// Ask the hub this configuration describes whether it is ready
+    /// (`GET /readyz` on http.admin_listen when set, else on listen; an
+    /// unspecified address is asked on loopback): exit 0 when it answers
+    /// 200, 1 otherwise. The container image's health check.
+    Healthcheck {
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Print the effective configuration (defaults, then the file, then
+    /// CITYHUB_* variables) as JSON, the database URL's password hidden;
+    /// fails on a CITYHUB_* variable that sets nothing.
+    Config,
 }
 
 #[derive(Subcommand)]
@@ -192,6 +205,34 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut config = Config::load(&cli.config)?;
+    match &cli.command {
+        Command::Healthcheck { timeout } => {
+            let readiness =
+                ops::healthcheck(&config, std::time::Duration::from_secs(*timeout)).await?;
+            if !readiness.is_ready() {
+                anyhow::bail!("not ready: {} answered {}", readiness.url, readiness.status);
+            }
+            println!("ready: {}", readiness.url);
+            return Ok(());
+        }
+        Command::Config => {
+            let vars: Vec<(String, String)> = std::env::vars().collect();
+            let unknown = cityhub::config::unknown_variables(&vars);
+            if !unknown.is_empty() {
+                anyhow::bail!("these variables set nothing: {}", unknown.join(", "));
+            }
+            let mut shown = serde_json::to_value(&config)?;
+            shown["database"]["url"] = cityhub_storage::db::redact_url(&config.database.url).into();
+            // `cityhub config | head` must not panic on a closed pipe.
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&shown)?
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     if let Command::Demo { listen, database } = &cli.command {
         if let Some(l) = listen {
             config.listen = l.clone();
@@ -202,8 +243,12 @@ async fn main() -> anyhow::Result<()> {
         config.validate()?;
     }
     init_tracing(&config);
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    for variable in cityhub::config::unknown_variables(&vars) {
+        tracing::warn!(%variable, "this variable sets nothing (see docs/configuration.md)");
+    }
     match cli.command {
-        Command::Schema => Ok(()),
+        Command::Schema | Command::Healthcheck { .. } | Command::Config => Ok(()),
         Command::Demo { .. } => serve(config, Mode::Demo).await,
         Command::Serve => serve(config, Mode::Serve).await,
         Command::Migrate { action } => migrate(config, action.unwrap_or(MigrateAction::Up)).await,

@@ -126,3 +126,86 @@ pub async fn rewrap_keys(
 fn key_store(db: &Db, config: &Config) -> anyhow::Result<KeyStore> {
     Ok(KeyStore::for_config(db.clone(), &config.auth)?)
 }
+
+/// What `/readyz` answered a health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Where it was asked (`http://127.0.0.1:4000/readyz`).
+    pub url: String,
+    /// The HTTP status.
+    pub status: u16,
+}
+
+impl Readiness {
+    /// Ready: the hub answered 200.
+    pub fn is_ready(&self) -> bool {
+        self.status == 200
+    }
+}
+
+/// The address a health check on this machine asks: `http.admin_listen`
+/// when it is set (the operators' routes are there), else `listen`; an
+/// unspecified address (`0.0.0.0`, `[::]`) is asked on loopback.
+pub fn healthcheck_addr(config: &Config) -> anyhow::Result<std::net::SocketAddr> {
+    let mut addr = if config.http.admin_listen.is_empty() {
+        config.listen_addr()?
+    } else {
+        config
+            .http
+            .admin_listen
+            .parse()
+            .with_context(|| format!("http.admin_listen: '{}'", config.http.admin_listen))?
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(addr)
+}
+
+/// Asks `GET /readyz` of the hub `config` describes (see
+/// [`healthcheck_addr`]) over plain HTTP/1.1, within `timeout`: the
+/// container's `HEALTHCHECK` (the runtime image has no curl). An error is
+/// a hub that cannot be reached or did not answer HTTP.
+pub async fn healthcheck(
+    config: &Config,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Readiness> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let addr = healthcheck_addr(config)?;
+    let url = format!("http://{addr}/readyz");
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        let request = format!(
+            "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: cityhub-healthcheck\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        // The status line is all we need; the answer is a few bytes.
+        let mut head = Vec::with_capacity(256);
+        let mut buf = [0u8; 256];
+        while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let line = String::from_utf8_lossy(&head);
+        let status = line
+            .strip_prefix("HTTP/1.1 ")
+            .or_else(|| line.strip_prefix("HTTP/1.0 "))
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse::<u16>().ok())
+            .with_context(|| format!("{url} did not answer HTTP"))?;
+        anyhow::Ok(status)
+    };
+    let status = tokio::time::timeout(timeout, ask)
+        .await
+        .with_context(|| format!("{url} did not answer within {timeout:?}"))??;
+    Ok(Readiness { url, status })
+}

@@ -885,8 +885,8 @@ both_backends!(federation_entities_resolve, |backend: Backend| async move {
         .unwrap_or_default()
         .to_owned();
     assert!(
-        sdl.contains("type City @key(fields: \"id\")")
-            && sdl.contains("type Activity @key(fields: \"id\")"),
+        sdl.contains("type City implements Node @key(fields: \"id\")")
+            && sdl.contains("type Activity implements Node @key(fields: \"id\")"),
         "{sdl}"
     );
     let lyon = hub

@@ -1279,13 +1279,14 @@ both_backends!(
         let hub = TestHub::start(backend).await;
         let lyon = hub.token(Some("lyon")).await;
         let detail = "subscription($after: String) { activityEvents(after: $after) { \
-                      cursor type activity { id slug title summary description venue themes } } }";
+                      cursor type activity { id globalId deleted slug title summary description venue themes } } }";
         let live = WsClient::connect(&hub, None).await;
         let mut live_stream = live.subscribe(detail, json!({})).await;
         live.synced().await;
         let (_, marker) = publish(&hub, &lyon, workshop("Marker")).await;
         let first = live_stream.payload().await["data"]["activityEvents"].clone();
         assert_eq!(first["activity"]["slug"], marker.as_str());
+        assert_eq!(first["activity"]["deleted"], false, "{first}");
         let (id, slug) = publish(
             &hub,
             &lyon,
@@ -1318,6 +1319,9 @@ both_backends!(
             let a = &event["activity"];
             assert_eq!(a["id"], id.as_str(), "{event}");
             assert_eq!(a["slug"], slug.as_str(), "{event}");
+            // A tombstone says it is one, and keeps its global id.
+            assert_eq!(a["deleted"], true, "{event}");
+            assert!(a["globalId"].as_str().is_some_and(|g| !g.is_empty()));
             let text = a.to_string();
             assert!(
                 !text.contains("Secret")

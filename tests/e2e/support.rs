@@ -25,6 +25,9 @@ fn init_tracing() {
     });
 }
 
+/// The request id [`TestHub::post`] sends.
+pub const TEST_REQUEST_ID: &str = "e2e-test";
+
 /// Which database a hub runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -235,9 +238,13 @@ impl TestHub {
 
     /// POSTs a GraphQL request; returns the status and the JSON body.
     pub async fn post(&self, query: &str, variables: Value, token: Option<&str>) -> (u16, Value) {
+        // One request id for every request of the harness, so answers of
+        // two requests compare equal (errors carry it as
+        // `extensions.requestId`).
         let mut request = self
             .client
             .post(self.url())
+            .header("x-request-id", TEST_REQUEST_ID)
             .json(&json!({ "query": query, "variables": variables }));
         if let Some(t) = token {
             request = request.bearer_auth(t);

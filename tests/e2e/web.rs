@@ -665,6 +665,8 @@ async fn widget_on_another_origin_in_chromium() {
         vec![
             ("/", page("")),
             ("/down", page(&format!(" data-hub=\"{dead}\""))),
+            ("/fr", page(" data-lang=\"fr\"")),
+            ("/es", page(" data-lang=\"es-ES\"")),
         ],
         csp,
     )
@@ -724,6 +726,24 @@ async fn widget_on_another_origin_in_chromium() {
         json!([]),
         "no CSP violation under a strict host policy"
     );
+    // The host page themes it with custom properties (they cross the
+    // shadow boundary) and may style its parts.
+    let themed = browser
+        .eval(
+            "const h = document.querySelector('.cityhub-widget');
+             h.style.setProperty('--cityhub-link-color', 'rgb(1, 2, 3)');
+             document.body.style.setProperty('--cityhub-background', 'rgb(4, 5, 6)');
+             const r = h.shadowRoot;
+             return [getComputedStyle(r.querySelector('li a')).color,
+                     getComputedStyle(r.querySelector('section')).backgroundColor,
+                     r.querySelectorAll('[part~=item]').length,
+                     r.querySelector('[part~=title]').textContent];",
+        )
+        .await;
+    assert_eq!(themed[0], "rgb(1, 2, 3)", "{themed}");
+    assert_eq!(themed[1], "rgb(4, 5, 6)", "{themed}");
+    assert_eq!(themed[2], json!(titles.len()));
+    assert_eq!(themed[3], "Activities of Seoul");
     let hub_host = hub.base.trim_start_matches("http://").to_owned();
     let site_host = site.trim_start_matches("http://").to_owned();
     let mut allowed = vec![hub_host.clone(), site_host.clone()];
@@ -733,6 +753,43 @@ async fn widget_on_another_origin_in_chromium() {
         allowed,
         "no third-party request"
     );
+
+    // In French and Spanish (`data-lang`): its own strings and the dates.
+    for (path, heading, more, date) in [
+        (
+            "/fr",
+            "Activités de Seoul",
+            "S’abonner au calendrier",
+            "16 novembre 2011",
+        ),
+        (
+            "/es",
+            "Actividades de Seoul",
+            "Suscribirse al calendario",
+            "16 de noviembre de 2011",
+        ),
+    ] {
+        browser.goto(&format!("{site}{path}")).await;
+        let shown = browser
+            .wait_until(
+                "const h = document.querySelector('.cityhub-widget');
+                 if (!h || !h.shadowRoot) return null;
+                 const r = h.shadowRoot;
+                 return [r.querySelector('h2').textContent, r.querySelector('.more').textContent,
+                         [...r.querySelectorAll('time')].map(t => t.textContent),
+                         r.querySelector('section').lang];",
+            )
+            .await;
+        assert_eq!(shown[0], heading, "{path}: {shown}");
+        assert_eq!(shown[1], more, "{path}: {shown}");
+        assert!(
+            shown[2]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|t| t == date)),
+            "{path}: {shown}"
+        );
+        assert!(shown[3].as_str().is_some_and(|l| l.starts_with(&path[1..])));
+    }
 
     // The hub unreachable (as the widget sees it): the plain link stays.
     browser.goto(&format!("{site}/down")).await;

@@ -23,6 +23,9 @@ pub struct Related {
     /// Invitations, in order, every one (each reader sees those the
     /// domain's `invitation::visible_to` lets it).
     pub invitations: Vec<Invitation>,
+    /// The activity was deleted since: the event's activity is a tombstone
+    /// (identity only), and `Activity.deleted` says so.
+    pub deleted: bool,
 }
 
 /// One event, ready to deliver.
@@ -124,6 +127,7 @@ pub async fn load_live(
                 participants: p,
                 documents: d,
                 invitations: inv,
+                deleted: deleted.contains(id),
             }),
         );
     }
@@ -142,6 +146,7 @@ pub async fn load_live(
                     participants: rel.participants.clone(),
                     documents: rel.documents.clone(),
                     invitations: rel.invitations.clone(),
+                    deleted: rel.deleted,
                 };
                 copy.cities.insert(actor.id, actor.clone());
                 rel = Arc::new(copy);

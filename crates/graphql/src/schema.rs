@@ -177,6 +177,8 @@ mod tests {
             if t.is_empty()
                 || t.starts_with("\"\"\"")
                 || t == "}"
+                // The end of a field whose arguments span lines.
+                || t.starts_with(')')
                 || t.starts_with("url:")
                 || t.starts_with("import:")
             {
@@ -192,8 +194,12 @@ mod tests {
             ]
             .iter()
             .any(|k| t.starts_with(k));
+            // A field, an argument (on a line of its own once arguments
+            // are described), an input field or an enum value.
             let declares_member = line.starts_with('\t')
-                && (t.contains(':') || t.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+                && (t.contains(':')
+                    || t.ends_with('(')
+                    || t.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
             if !(declares_type || declares_member) {
                 continue;
             }

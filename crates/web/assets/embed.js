@@ -6,8 +6,17 @@
  *
  * Attributes: data-city (slug), data-limit (1-20, default 5), data-field
  * and data-kind (as in GraphQL, e.g. MUSIC, ANNUAL_MEETING), data-from
- * (YYYY-MM-DD, default today), data-lang (default the page's lang), data-hub
- * (the hub's origin, default where this script came from).
+ * (YYYY-MM-DD, default today), data-lang (default the page's lang: its
+ * strings in English, French or Spanish, dates in any language the browser
+ * knows), data-hub (the hub's origin, default where this script came from).
+ *
+ * Theming: the host page sets CSS custom properties on the widget or any
+ * ancestor (they cross the shadow boundary): --cityhub-font,
+ * --cityhub-color, --cityhub-muted-color, --cityhub-background,
+ * --cityhub-border-color, --cityhub-radius, --cityhub-link-color,
+ * --cityhub-focus-color, --cityhub-cancelled-color; or styles its parts:
+ * ::part(widget), ::part(title), ::part(item), ::part(link), ::part(meta),
+ * ::part(more).
  *
  * No framework and no request to any host but the hub (one GET /graphql).
  * The list lives in a shadow root, so host styles do not leak in or out;
@@ -26,6 +35,18 @@
   var city = attr('city');
   var limit = Math.min(20, Math.max(1, parseInt(attr('limit'), 10) || 5));
   var lang = attr('lang') || document.documentElement.lang || 'en';
+  var STRINGS = {
+    en: { of: 'Activities of ', all: 'Creative Cities activities', none: 'No upcoming activities.',
+      more: 'Subscribe to the calendar', cancelled: 'Cancelled', net: 'UNESCO Creative Cities Network activities',
+      cityNet: ' (UNESCO Creative Cities Network)' },
+    fr: { of: 'Activités de ', all: 'Activités des Villes créatives', none: 'Aucune activité à venir.',
+      more: 'S’abonner au calendrier', cancelled: 'Annulée', net: 'Activités du Réseau des villes créatives de l’UNESCO',
+      cityNet: ' (Réseau des villes créatives de l’UNESCO)' },
+    es: { of: 'Actividades de ', all: 'Actividades de las Ciudades Creativas', none: 'No hay actividades próximas.',
+      more: 'Suscribirse al calendario', cancelled: 'Cancelada', net: 'Actividades de la Red de Ciudades Creativas de la UNESCO',
+      cityNet: ' (Red de Ciudades Creativas de la UNESCO)' }
+  };
+  var T = STRINGS[lang.toLowerCase().split('-')[0]] || STRINGS.en;
   var today = new Date();
   var from = /^\d{4}-\d{2}-\d{2}$/.test(attr('from')) ? attr('from')
     : today.getFullYear() + '-' + pad(today.getMonth() + 1) + '-' + pad(today.getDate());
@@ -46,8 +67,7 @@
     script.setAttribute('data-cityhub-state', 'unreachable');
     if (fallback) { return; }
     insert(el('a', { href: calendarUrl, 'class': 'cityhub-fallback' },
-      city ? 'Activities of ' + city + ' (UNESCO Creative Cities Network)'
-        : 'UNESCO Creative Cities Network activities'));
+      city ? T.of + city + T.cityNet : T.net));
   }
 
   function when(a) {
@@ -61,12 +81,14 @@
     try { return new Intl.DateTimeFormat(lang, opts).format(d); } catch (e) { return a.startDate; }
   }
 
-  var CSS = ':host{all:initial;display:block;font:1rem/1.45 system-ui,sans-serif;color:#1a1a1a}' +
-    'section{border:1px solid #c8c8c8;border-radius:6px;padding:.75rem 1rem;background:#fff}' +
+  // `all: initial` resets every property but custom ones, which inherit
+  // from the host page: they are the theme.
+  var CSS = ':host{all:initial;display:block;font:1rem/1.45 var(--cityhub-font,system-ui,sans-serif);color:var(--cityhub-color,#1a1a1a)}' +
+    'section{border:1px solid var(--cityhub-border-color,#c8c8c8);border-radius:var(--cityhub-radius,6px);padding:.75rem 1rem;background:var(--cityhub-background,#fff)}' +
     'h2{font-size:1.05rem;margin:0 0 .5rem}ul{list-style:none;margin:0;padding:0}' +
-    'li{padding:.35rem 0;border-top:1px solid #ececec}li:first-child{border-top:0}' +
-    'a{color:#0b4f9c;text-decoration:underline}a:focus-visible{outline:3px solid #f2b600;outline-offset:2px}' +
-    '.meta{display:block;color:#4a4a4a;font-size:.875rem}.cancelled{color:#8a1010}' +
+    'li{padding:.35rem 0;border-top:1px solid var(--cityhub-border-color,#ececec)}li:first-child{border-top:0}' +
+    'a{color:var(--cityhub-link-color,#0b4f9c);text-decoration:underline}a:focus-visible{outline:3px solid var(--cityhub-focus-color,#f2b600);outline-offset:2px}' +
+    '.meta{display:block;color:var(--cityhub-muted-color,#4a4a4a);font-size:.875rem}.cancelled{color:var(--cityhub-cancelled-color,#8a1010)}' +
     '.more{display:inline-block;margin-top:.5rem;font-size:.875rem}';
 
   function render(data) {
@@ -77,17 +99,17 @@
     if (root !== host && 'adoptedStyleSheets' in root && window.CSSStyleSheet) {
       try { var sheet = new CSSStyleSheet(); sheet.replaceSync(CSS); root.adoptedStyleSheets = [sheet]; } catch (e) { /* unstyled */ }
     }
-    var title = name ? 'Activities of ' + name : 'Creative Cities activities';
-    var section = el('section', { 'aria-label': title });
-    section.appendChild(el('h2', {}, title));
+    var title = name ? T.of + name : T.all;
+    var section = el('section', { 'aria-label': title, lang: lang, part: 'widget' });
+    section.appendChild(el('h2', { part: 'title' }, title));
     if (!list.length) {
-      section.appendChild(el('p', {}, 'No upcoming activities.'));
+      section.appendChild(el('p', {}, T.none));
     } else {
       var ul = el('ul');
       list.forEach(function (a) {
-        var li = el('li');
-        li.appendChild(el('a', { href: hub + '/activities/' + encodeURIComponent(a.slug) }, a.title));
-        var span = el('span', { 'class': 'meta' });
+        var li = el('li', { part: 'item' });
+        li.appendChild(el('a', { href: hub + '/activities/' + encodeURIComponent(a.slug), part: 'link' }, a.title));
+        var span = el('span', { 'class': 'meta', part: 'meta' });
         var date = when(a);
         if (date) {
           span.appendChild(el('time', { datetime: a.datePrecision === 'YEAR' ? a.startDate.slice(0, 4)
@@ -95,13 +117,13 @@
         }
         var place = a.venue || (a.venueCity && a.venueCity.name) || '';
         if (place) { span.appendChild(document.createTextNode((date ? ' · ' : '') + place)); }
-        if (a.status === 'CANCELLED') { span.appendChild(el('strong', { 'class': 'cancelled' }, ' · Cancelled')); }
+        if (a.status === 'CANCELLED') { span.appendChild(el('strong', { 'class': 'cancelled' }, ' · ' + T.cancelled)); }
         li.appendChild(span);
         ul.appendChild(li);
       });
       section.appendChild(ul);
     }
-    section.appendChild(el('a', { href: calendarUrl, 'class': 'more' }, 'Subscribe to the calendar'));
+    section.appendChild(el('a', { href: calendarUrl, 'class': 'more', part: 'more' }, T.more));
     root.appendChild(section);
     if (fallback) { fallback.hidden = true; }
     insert(host);

@@ -12,6 +12,7 @@ use crate::enums::{
 use crate::error::ResultExt;
 use crate::objects::city::CityObject;
 use crate::objects::invitation::InvitationObject;
+use crate::objects::node::GlobalId;
 use crate::scalars::{Date, DateTime};
 use crate::state::{actor, loaders};
 
@@ -78,9 +79,19 @@ pub struct DocumentObject(pub d::Document);
 /// An activity of the network: an annual meeting, an international conference, a member meeting, a sub-network collaboration, or a city's workshop, exhibition, festival or residency.
 #[Object(name = "Activity")]
 impl ActivityObject {
-    /// Stable identifier.
+    /// Stable identifier, the activity's own (unique among activities; a city may have the same). `globalId` is unique across types.
     async fn id(&self) -> ID {
         ID(self.activity.id.to_string())
+    }
+
+    /// Opaque id unique across every type of the schema, for `node(id:)`, `nodes(ids:)` and normalised client caches.
+    pub(crate) async fn global_id(&self) -> ID {
+        GlobalId::Activity(self.activity.id).encode()
+    }
+
+    /// True only for the activity of an event (`activityEvents`) whose activity was deleted since: a tombstone, whose `id`, `globalId`, `slug`, `kind` and `status` remain and whose content is gone (`title` is empty, lists are empty). Evict it from caches. Queries never return a deleted activity.
+    async fn deleted(&self) -> bool {
+        self.related.as_ref().is_some_and(|r| r.deleted)
     }
 
     /// Stable, URL-safe name, unique in the hub.
@@ -272,9 +283,18 @@ impl ActivityObject {
 /// A document attached to an activity: a communiqué, a publication, a programme, a report, a website.
 #[Object(name = "Document")]
 impl DocumentObject {
-    /// Stable identifier.
+    /// Stable identifier, the document's own (unique among documents). `globalId` is unique across types.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
+    }
+
+    /// Opaque id unique across every type of the schema, for `node(id:)`, `nodes(ids:)` and normalised client caches.
+    pub(crate) async fn global_id(&self) -> ID {
+        GlobalId::Document {
+            activity: self.0.activity_id,
+            document: self.0.id,
+        }
+        .encode()
     }
 
     /// What the document is.

@@ -6,6 +6,7 @@ use cityhub_domain as d;
 use crate::enums::{ActivityOrder, CreativeField};
 use crate::inputs::ActivityFilterInput;
 use crate::objects::connection::ActivityConnection;
+use crate::objects::node::GlobalId;
 
 /// A member city of the network.
 pub struct CityObject(pub d::City);
@@ -13,9 +14,14 @@ pub struct CityObject(pub d::City);
 /// A member city of the UNESCO Creative Cities Network.
 #[Object(name = "City")]
 impl CityObject {
-    /// Stable identifier.
+    /// Stable identifier, the city's own (unique among cities; an activity may have the same). `globalId` is unique across types.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
+    }
+
+    /// Opaque id unique across every type of the schema, for `node(id:)`, `nodes(ids:)` and normalised client caches.
+    pub(crate) async fn global_id(&self) -> ID {
+        GlobalId::City(self.0.id).encode()
     }
 
     /// Stable, URL-safe name, e.g. `santa-fe`.
@@ -63,9 +69,19 @@ impl CityObject {
     async fn activities(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Which of the city's activities; `statuses` defaults to `[PUBLISHED]`.")]
         filter: Option<ActivityFilterInput>,
+        #[graphql(
+            desc = "Order of the listing; ties are broken by id.",
+            default_with = "Some(ActivityOrder::StartDateDesc)"
+        )]
         order_by: Option<ActivityOrder>,
+        #[graphql(
+            desc = "Page size, from 0 to `api.max_page_size` (100).",
+            default_with = "Some(20)"
+        )]
         first: Option<i32>,
+        #[graphql(desc = "`pageInfo.endCursor` of the previous page, with the same `orderBy`.")]
         after: Option<String>,
     ) -> Result<ActivityConnection> {
         ActivityConnection::list(

@@ -5,6 +5,7 @@ pub mod city;
 pub mod connection;
 pub mod invitation;
 pub mod network;
+pub mod node;
 pub mod stats;
 pub mod viewer;
 

@@ -27,11 +27,21 @@ impl ActivityQuery {
     async fn activities(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Which activities; `statuses` defaults to `[PUBLISHED]` (drafts only when asked for, and only those the token may see)."
+        )]
         filter: Option<ActivityFilterInput>,
-        #[graphql(default_with = "Some(ActivityOrder::StartDateDesc)")] order_by: Option<
-            ActivityOrder,
-        >,
-        #[graphql(default_with = "Some(20)")] first: Option<i32>,
+        #[graphql(
+            desc = "Order of the listing; ties are broken by id, so pages never overlap.",
+            default_with = "Some(ActivityOrder::StartDateDesc)"
+        )]
+        order_by: Option<ActivityOrder>,
+        #[graphql(
+            desc = "Page size, from 0 to `api.max_page_size` (100).",
+            default_with = "Some(20)"
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "`pageInfo.endCursor` of the previous page, with the same `orderBy`.")]
         after: Option<String>,
     ) -> Result<ActivityConnection> {
         ActivityConnection::list(
@@ -49,8 +59,10 @@ impl ActivityQuery {
     async fn activity(
         &self,
         ctx: &Context<'_>,
-        id: Option<ID>,
-        slug: Option<String>,
+        #[graphql(desc = "The activity's `id` (give `id` or `slug`, not both).")] id: Option<ID>,
+        #[graphql(desc = "The activity's slug (give `id` or `slug`, not both).")] slug: Option<
+            String,
+        >,
     ) -> Result<Option<ActivityObject>> {
         let scope = may_read(ctx)?;
         let db = hub(ctx).service.db();
@@ -84,6 +96,7 @@ impl ActivityQuery {
     async fn stats(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Which activities to count, as `activities` selects them.")]
         filter: Option<ActivityFilterInput>,
     ) -> Result<ActivityStats> {
         let scope = may_read(ctx)?;

@@ -76,7 +76,13 @@ impl EventSubscription {
     async fn activity_events(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Which events: those whose activity, after the event, matches. Unlike `activities`, `statuses` defaults to every status (a cancellation is an event worth seeing)."
+        )]
         filter: Option<ActivityFilterInput>,
+        #[graphql(
+            desc = "An event's `cursor`: replay every matching event after it, then go on live. Absent: new events only. Older than the log keeps (`events.retention_secs`): `CURSOR_EXPIRED`."
+        )]
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<ActivityEvent>> + use<>> {
         let h = hub(ctx);

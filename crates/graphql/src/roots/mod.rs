@@ -7,6 +7,7 @@
 pub mod activities;
 pub mod events;
 pub mod network;
+pub mod nodes;
 pub mod publishing;
 pub mod tokens;
 
@@ -19,6 +20,7 @@ pub struct Query(
     network::NetworkQuery,
     activities::ActivityQuery,
     tokens::TokenQuery,
+    nodes::NodeQuery,
 );
 
 /// The root of every write. Each mutation is one transaction with its audit record and its event.

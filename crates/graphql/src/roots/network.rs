@@ -40,9 +40,16 @@ impl NetworkQuery {
     async fn cities(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Which cities: by creative field, country or name text; every city when absent."
+        )]
         filter: Option<CityFilterInput>,
-        #[graphql(default_with = "Some(50)")] first: Option<i32>,
-        after: Option<String>,
+        #[graphql(
+            desc = "Page size, from 0 to `api.max_page_size` (100).",
+            default_with = "Some(50)"
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "`pageInfo.endCursor` of the previous page.")] after: Option<String>,
     ) -> Result<CityConnection> {
         may_read(ctx)?;
         let h = hub(ctx);
@@ -65,8 +72,9 @@ impl NetworkQuery {
     async fn city(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The city's slug, e.g. `lyon` (give `slug` or `id`, not both).")]
         slug: Option<String>,
-        id: Option<ID>,
+        #[graphql(desc = "The city's `id` (give `slug` or `id`, not both).")] id: Option<ID>,
     ) -> Result<Option<CityObject>> {
         may_read(ctx)?;
         let db = hub(ctx).service.db();
@@ -105,7 +113,14 @@ pub struct CityMutation;
 #[Object]
 impl CityMutation {
     /// Registers a member city (secretariat only).
-    async fn create_city(&self, ctx: &Context<'_>, input: CityInput) -> Result<CityObject> {
+    async fn create_city(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The city: slug, name, country, creative fields and year of designation at least."
+        )]
+        input: CityInput,
+    ) -> Result<CityObject> {
         Ok(CityObject(
             hub(ctx)
                 .service
@@ -119,7 +134,8 @@ impl CityMutation {
     async fn update_city(
         &self,
         ctx: &Context<'_>,
-        slug: String,
+        #[graphql(desc = "The city's slug (it never changes).")] slug: String,
+        #[graphql(desc = "The fields to change; a field left out keeps its value.")]
         patch: CityPatch,
     ) -> Result<CityObject> {
         check_slug_arg(ctx, "slug", &slug)?;

@@ -24,8 +24,15 @@ impl PublishingMutation {
     async fn publish_activity(
         &self,
         ctx: &Context<'_>,
-        input: ActivityInput,
-        #[graphql(default_with = "Some(false)")] draft: Option<bool>,
+        #[graphql(desc = "The activity: kind and title at least.")] input: ActivityInput,
+        #[graphql(
+            desc = "True keeps it a draft, seen only by its city and the secretariat, until `publishDraft`.",
+            default_with = "Some(false)"
+        )]
+        draft: Option<bool>,
+        #[graphql(
+            desc = "A key of the client's choosing: retrying with the same key and input returns the first result and creates nothing; the same key with another input is a `CONFLICT`."
+        )]
         idempotency_key: Option<String>,
     ) -> Result<ActivityObject> {
         if let Some(key) = &idempotency_key {
@@ -53,8 +60,12 @@ impl PublishingMutation {
     async fn update_activity(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The activity's `id`.")] id: ID,
+        #[graphql(desc = "The fields to change; a field left out keeps its value.")]
         patch: ActivityPatch,
+        #[graphql(
+            desc = "The `version` the change is based on: a `CONFLICT` if the activity changed since. Without it, the change applies to whatever version is current."
+        )]
         expected_version: Option<i32>,
     ) -> Result<ActivityObject> {
         let id = parse_activity_id(&id, "id")?;
@@ -70,7 +81,10 @@ impl PublishingMutation {
     async fn publish_draft(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The draft's `id`.")] id: ID,
+        #[graphql(
+            desc = "The `version` the publication is based on: a `CONFLICT` if the draft changed since."
+        )]
         expected_version: Option<i32>,
     ) -> Result<ActivityObject> {
         let id = parse_activity_id(&id, "id")?;
@@ -86,8 +100,8 @@ impl PublishingMutation {
     async fn cancel_activity(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        reason: Option<String>,
+        #[graphql(desc = "The activity's `id`.")] id: ID,
+        #[graphql(desc = "Why it is cancelled, shown as `cancelReason`.")] reason: Option<String>,
     ) -> Result<ActivityObject> {
         if let Some(reason) = &reason {
             cityhub_domain::chars::check_text(
@@ -106,15 +120,23 @@ impl PublishingMutation {
         Ok(ActivityObject::new(activity))
     }
 
-    /// Deletes an activity the token's city published; it disappears from every read. Returns its id.
-    async fn delete_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+    /// Deletes an activity the token's city published; it disappears from every read, and its events become tombstones (`deleted: true`). Returns the deleted activity's `id`, for clients to evict it from their caches (Apollo: `cache.evict({ id: cache.identify({ __typename: "Activity", id }) })`).
+    async fn delete_activity(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The activity's `id`.")] id: ID,
+    ) -> Result<ID> {
         let id = parse_activity_id(&id, "id")?;
         let deleted = hub(ctx).service.delete(actor(ctx), id).await.api()?;
         Ok(ID(deleted.to_string()))
     }
 
     /// The token's city joins a published activity as a participant.
-    async fn join_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ActivityObject> {
+    async fn join_activity(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The activity's `id`.")] id: ID,
+    ) -> Result<ActivityObject> {
         let id = parse_activity_id(&id, "id")?;
         Ok(ActivityObject::new(
             hub(ctx)
@@ -126,7 +148,11 @@ impl PublishingMutation {
     }
 
     /// The token's city stops participating in an activity.
-    async fn leave_activity(&self, ctx: &Context<'_>, id: ID) -> Result<ActivityObject> {
+    async fn leave_activity(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The activity's `id`.")] id: ID,
+    ) -> Result<ActivityObject> {
         let id = parse_activity_id(&id, "id")?;
         Ok(ActivityObject::new(
             hub(ctx)
@@ -138,7 +164,11 @@ impl PublishingMutation {
     }
 
     /// Accepts the token's city's invitation to an activity, as co-host, as venue city, or both: the activity becomes the city's — it appears in the city's listings, calendar, feed and counts, names the city among its hosts (or as its venue city), and the city may edit it as its other hosts do. One `UPDATED` event. `NOT_FOUND` for an activity the token cannot see, `FORBIDDEN` for a city that is not invited, `CONFLICT` when nothing is pending (already accepted, or declined: only its hosts can invite the city again).
-    async fn accept_invitation(&self, ctx: &Context<'_>, activity: ID) -> Result<ActivityObject> {
+    async fn accept_invitation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The `id` of the activity the city is invited to.")] activity: ID,
+    ) -> Result<ActivityObject> {
         let id = parse_activity_id(&activity, "activity")?;
         Ok(ActivityObject::new(
             hub(ctx)
@@ -150,7 +180,14 @@ impl PublishingMutation {
     }
 
     /// Declines the token's city's invitation to an activity, or, after accepting it, leaves the activity: the city stops hosting it (or being its venue city), and it leaves the city's surfaces. The declined invitation stays visible to the hosts as the city's answer. One `UPDATED` event. `NOT_FOUND` for an activity the token cannot see, `FORBIDDEN` for a city that is not invited, `CONFLICT` when it is already declined.
-    async fn decline_invitation(&self, ctx: &Context<'_>, activity: ID) -> Result<ActivityObject> {
+    async fn decline_invitation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The `id` of the activity the city is invited to (or hosts after accepting)."
+        )]
+        activity: ID,
+    ) -> Result<ActivityObject> {
         let id = parse_activity_id(&activity, "activity")?;
         Ok(ActivityObject::new(
             hub(ctx)

@@ -43,10 +43,19 @@ impl TokenMutation {
     async fn issue_token(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The member city's slug, with `role: CITY`; absent with `role: SECRETARIAT`."
+        )]
         city: Option<String>,
+        #[graphql(
+            desc = "What the token may do: `CITY` (its city's activities) or `SECRETARIAT` (everything)."
+        )]
         role: Role,
+        #[graphql(
+            desc = "Lifetime in seconds; default `auth.default_ttl_secs` (30 days), at most `auth.max_ttl_secs`."
+        )]
         ttl_seconds: Option<i32>,
-        label: Option<String>,
+        #[graphql(desc = "A label to recognise the token by in `tokens`.")] label: Option<String>,
     ) -> Result<IssuedToken> {
         let h = hub(ctx);
         h.service
@@ -100,7 +109,11 @@ impl TokenMutation {
     }
 
     /// Revokes a token (secretariat only); every instance refuses it within seconds.
-    async fn revoke_token(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+    async fn revoke_token(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The token's id (`IssuedToken.id`, `Token.id`, its `jti`).")] id: ID,
+    ) -> Result<bool> {
         let h = hub(ctx);
         h.service
             .policy()
