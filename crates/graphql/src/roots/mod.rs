@@ -8,6 +8,7 @@ pub mod activities;
 pub mod events;
 pub mod network;
 pub mod publishing;
+pub mod sources;
 pub mod tokens;
 
 use async_graphql::{MergedObject, MergedSubscription};
@@ -19,6 +20,7 @@ pub struct Query(
     network::NetworkQuery,
     activities::ActivityQuery,
     tokens::TokenQuery,
+    sources::SourceQuery,
 );
 
 /// The root of every write. Each mutation is one transaction with its audit record and its event.
@@ -28,6 +30,7 @@ pub struct Mutation(
     publishing::PublishingMutation,
     network::CityMutation,
     tokens::TokenMutation,
+    sources::SourceMutation,
 );
 
 /// The root of live updates, over WebSocket.
