@@ -13,7 +13,9 @@
 //!   instance) or the JSON-LD `@id`/`url` — and the activity it became,
 //!   with the hash of its content (a re-run writes only what changed) and
 //!   the item's own page. `gone` marks an item that left its feed (its
-//!   activity was cancelled if upcoming, or left as it was if past).
+//!   activity was cancelled if upcoming, or left as it was if past);
+//!   `detached` an activity its city made its own (`detachFromSource`):
+//!   the item keeps its identity, so later runs leave it alone.
 //! - `source_skipped`: why the items of the last run that were not
 //!   imported were skipped.
 //! - `activities` gains the columns of timed activities: local start and
@@ -59,6 +61,7 @@ CREATE TABLE source_items (
     content_hash TEXT NOT NULL,
     item_url TEXT,
     gone BOOLEAN NOT NULL DEFAULT FALSE,
+    detached BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (source_id, item_key)
 );
 CREATE UNIQUE INDEX source_items_activity ON source_items (activity_id);

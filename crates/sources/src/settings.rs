@@ -99,7 +99,7 @@ fn duration(key: &'static str, value: &str) -> Result<Duration, SettingsError> {
 impl SourceSettings {
     /// Checks every value; the hub refuses to start on a bad one.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let interval = self.interval()?;
+        let interval = duration("default_interval", &self.default_interval)?;
         let min = self.min_interval()?;
         if interval < min {
             return Err(SettingsError {

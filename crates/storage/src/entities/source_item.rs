@@ -15,6 +15,7 @@ pub struct Model {
     pub content_hash: String,
     pub item_url: Option<String>,
     pub gone: bool,
+    pub detached: bool,
 }
 
 /// No relations are declared: queries join explicitly.

@@ -53,6 +53,8 @@ pub struct StoredItem {
     pub url: Option<String>,
     /// It left its feed.
     pub gone: bool,
+    /// Its city made the activity its own: runs leave it alone.
+    pub detached: bool,
 }
 
 /// How a run ended, as stored.
@@ -130,6 +132,7 @@ fn to_item(m: source_item::Model) -> StoredItem {
         content_hash: m.content_hash,
         url: m.item_url,
         gone: m.gone,
+        detached: m.detached,
     }
 }
 
@@ -379,6 +382,7 @@ impl SourceRepo {
     ) -> Result<Option<StoredItem>, StorageError> {
         Ok(source_item::Entity::find()
             .filter(source_item::Column::ActivityId.eq(activity.get()))
+            .filter(source_item::Column::Detached.eq(false))
             .one(db)
             .await?
             .map(to_item))
@@ -393,6 +397,7 @@ impl SourceRepo {
         for chunk in ids.chunks(500) {
             let rows = source_item::Entity::find()
                 .filter(source_item::Column::ActivityId.is_in(chunk.iter().map(|id| id.get())))
+                .filter(source_item::Column::Detached.eq(false))
                 .all(db)
                 .await?;
             for row in rows {
@@ -444,6 +449,7 @@ impl SourceRepo {
                 content_hash: Set(item.content_hash.clone()),
                 item_url: Set(item.url.clone()),
                 gone: Set(item.gone),
+                detached: Set(item.detached),
             }
             .insert(db)
             .await?;
@@ -451,9 +457,12 @@ impl SourceRepo {
         Ok(())
     }
 
-    /// Forgets that an activity was imported (it becomes its city's own).
+    /// Marks an imported activity as its city's own: its item keeps its
+    /// identity (later runs leave the activity alone and do not import
+    /// the item again), but the activity is no longer the source's.
     pub async fn detach(db: &impl ConnectionTrait, activity: ActivityId) -> Result<(), StorageError> {
-        source_item::Entity::delete_many()
+        source_item::Entity::update_many()
+            .col_expr(source_item::Column::Detached, Expr::value(true))
             .filter(source_item::Column::ActivityId.eq(activity.get()))
             .exec(db)
             .await?;
@@ -466,6 +475,7 @@ impl SourceRepo {
         Ok(source_item::Entity::find()
             .filter(source_item::Column::SourceId.eq(id.get()))
             .filter(source_item::Column::Gone.eq(false))
+            .filter(source_item::Column::Detached.eq(false))
             .count(db)
             .await? as i64)
     }

@@ -90,6 +90,25 @@ enum Change {
     Gone(StoredItem),
 }
 
+/// An `UPDATED` event for an activity whose provenance changed (detached,
+/// or its source removed while it is kept): its `source` reads otherwise.
+async fn provenance_changed(txn: &DatabaseTransaction, id: ActivityId) -> Result<(), ServiceError> {
+    if let Some((activity, false)) = ActivityRepo::find_for_update(txn, id).await? {
+        EventLog::append(
+            txn,
+            NewEvent {
+                activity: id,
+                event_type: ActivityEventType::Updated,
+                actor: activity.published_by,
+                status: activity.status,
+                published_by: activity.published_by,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// The series an instance key belongs to (`UID#RECURRENCE-ID` → `UID`).
 fn series_of(key: &str) -> &str {
     match key.rsplit_once('#') {
@@ -253,13 +272,24 @@ impl HubService {
     ) -> Result<SourceId, ServiceError> {
         let source = self.source(actor, id).await?;
         let items = SourceRepo::items(self.db.conn(), id).await?;
-        if !keep_activities {
+        if keep_activities {
+            // Their provenance changes: an `UPDATED` event each, so caches,
+            // `ETag`s and subscribers see it.
+            for chunk in items.chunks(IMPORT_BATCH) {
+                let _guard = self.db.write_guard().await;
+                let txn = self.begin().await?;
+                for item in chunk.iter().filter(|i| !i.detached) {
+                    provenance_changed(&txn, item.activity_id).await?;
+                }
+                self.commit(txn).await?;
+            }
+        } else {
             let label = format!("source:{id}");
             let city_actor = self.city_actor(source.city_id).await?;
             for chunk in items.chunks(IMPORT_BATCH) {
                 let _guard = self.db.write_guard().await;
                 let txn = self.begin().await?;
-                for item in chunk.iter().filter(|i| !i.gone) {
+                for item in chunk.iter().filter(|i| !i.gone && !i.detached) {
                     self.cancel_imported(
                         &txn,
                         &city_actor,
@@ -306,6 +336,7 @@ impl HubService {
                 ));
             };
             SourceRepo::detach(&txn, id).await?;
+            provenance_changed(&txn, id).await?;
             AuditRepo::record(
                 &txn,
                 &AuditRepo::entry(
@@ -463,6 +494,8 @@ impl HubService {
             }
             let hash = content_hash(&item);
             match stored.get(&item.key) {
+                // Its city made the activity its own: left alone.
+                Some(known) if known.detached => report.unchanged += 1,
                 Some(known) if known.content_hash == hash && !known.gone => report.unchanged += 1,
                 Some(known) => changes.push(Change::Update(item, hash, known.clone())),
                 None if elsewhere.contains_key(&item.key) => report.unchanged += 1,
@@ -475,7 +508,7 @@ impl HubService {
             let present = seen.contains(&known.key)
                 || keep.contains(&known.key)
                 || keep.contains(series_of(&known.key));
-            if complete && !known.gone && !present {
+            if complete && !known.gone && !known.detached && !present {
                 changes.push(Change::Gone(known.clone()));
             }
         }
@@ -552,6 +585,7 @@ impl HubService {
                         content_hash: hash.clone(),
                         url: item.url.clone(),
                         gone: false,
+                        detached: false,
                     },
                     false,
                 )
