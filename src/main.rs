@@ -289,7 +289,10 @@ async fn source(config: Config, action: SourceAction) -> anyhow::Result<()> {
                 other => anyhow::bail!("--kind '{other}': use icalendar or json-ld"),
             };
             let source = ops::add_source(&db, &config, &city, kind, &url).await?;
-            eprintln!("connected source {} for {city}; its first run is due now", source.id);
+            eprintln!(
+                "connected source {} for {city}; its first run is due now",
+                source.id
+            );
             println!("{}", source.id);
         }
         SourceAction::List { city } => {
@@ -302,7 +305,10 @@ async fn source(config: Config, action: SourceAction) -> anyhow::Result<()> {
                 print_source(&source, None);
             }
         }
-        SourceAction::Remove { id, keep_activities } => {
+        SourceAction::Remove {
+            id,
+            keep_activities,
+        } => {
             ops::remove_source(&db, &config, id, keep_activities).await?;
             println!("removed source {id}");
         }

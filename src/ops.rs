@@ -154,7 +154,11 @@ pub async fn add_source(
         defaults: cityhub_domain::SourceDefaults::default(),
     };
     Ok(hub_service(db.clone(), config)
-        .connect_source(&cityhub_domain::Actor::Secretariat, request, sources.first_run_at())
+        .connect_source(
+            &cityhub_domain::Actor::Secretariat,
+            request,
+            sources.first_run_at(),
+        )
         .await?)
 }
 

@@ -439,7 +439,12 @@ impl From<SourceDefaultsInput> for d::SourceDefaults {
         d::SourceDefaults {
             kind: i.kind.map(Into::into),
             format: i.format.map(Into::into),
-            fields: i.fields.unwrap_or_default().into_iter().map(Into::into).collect(),
+            fields: i
+                .fields
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             themes: i.themes.unwrap_or_default(),
         }
     }

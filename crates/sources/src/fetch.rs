@@ -197,7 +197,8 @@ impl Fetcher {
     }
 
     async fn fetch_inner(&self, url: &str, validators: &Validators) -> Result<Fetched, FetchError> {
-        let mut url = Url::parse(url).map_err(|e| FetchError::Transport(format!("invalid URL: {e}")))?;
+        let mut url =
+            Url::parse(url).map_err(|e| FetchError::Transport(format!("invalid URL: {e}")))?;
         let mut hops = 0;
         loop {
             self.check_url(&url)?;
@@ -255,7 +256,11 @@ impl Fetcher {
             };
             let content_type = header(reqwest::header::CONTENT_TYPE);
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&url, &e))? {
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| self.transport(&url, &e))?
+            {
                 if body.len() + chunk.len() > self.max_body_bytes {
                     return Err(FetchError::TooLarge(self.max_body_bytes));
                 }
@@ -338,6 +343,9 @@ mod tests {
             );
         }
         let ftp = Url::parse("ftp://example.org/cal.ics").expect("url");
-        assert!(matches!(fetcher.check_url(&ftp), Err(FetchError::Scheme(_))));
+        assert!(matches!(
+            fetcher.check_url(&ftp),
+            Err(FetchError::Scheme(_))
+        ));
     }
 }

@@ -114,7 +114,10 @@ fn unfold(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     for raw in text.split('\n') {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        match (raw.strip_prefix(' ').or_else(|| raw.strip_prefix('\t')), lines.last_mut()) {
+        match (
+            raw.strip_prefix(' ').or_else(|| raw.strip_prefix('\t')),
+            lines.last_mut(),
+        ) {
             (Some(rest), Some(last)) => last.push_str(rest),
             _ => lines.push(raw.to_owned()),
         }
@@ -144,10 +147,14 @@ fn read_event_by_event(text: &str, parsed: &mut Parsed) -> Vec<IcalEvent> {
                 .iter()
                 .find_map(|l| {
                     let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("UID").then(|| value.trim().to_owned())
+                    name.eq_ignore_ascii_case("UID")
+                        .then(|| value.trim().to_owned())
                 })
                 .unwrap_or_else(|| format!("event {position}"));
-            let one = format!("BEGIN:VCALENDAR\r\n{}\r\nEND:VCALENDAR\r\n", lines.join("\r\n"));
+            let one = format!(
+                "BEGIN:VCALENDAR\r\n{}\r\nEND:VCALENDAR\r\n",
+                lines.join("\r\n")
+            );
             match read_whole(&one) {
                 Ok(found) => events.extend(found),
                 Err(e) => {
@@ -267,7 +274,10 @@ fn when(raw: &str, tzid: Option<&str>, date_only: bool) -> Result<When, String> 
             let local = tz
                 .from_local_datetime(&naive)
                 .earliest()
-                .or_else(|| tz.from_local_datetime(&(naive + Duration::hours(1))).earliest())
+                .or_else(|| {
+                    tz.from_local_datetime(&(naive + Duration::hours(1)))
+                        .earliest()
+                })
                 .ok_or_else(bad)?;
             Ok(When::Zoned(local))
         }
@@ -292,7 +302,9 @@ fn when_list(props: &[Property], name: &str) -> Result<Vec<When>, String> {
                 // An empty value, or a PERIOD (RDATE;VALUE=PERIOD): not read.
                 continue;
             }
-            out.push(when(raw, param(prop, "TZID"), date_only).map_err(|e| format!("{name}: {e}"))?);
+            out.push(
+                when(raw, param(prop, "TZID"), date_only).map_err(|e| format!("{name}: {e}"))?,
+            );
         }
     }
     Ok(out)
@@ -348,17 +360,25 @@ fn describe(event: &IcalEvent, key: String, start: When) -> Item {
         .filter_map(|p| p.value.as_deref())
         .flat_map(split_list)
         .collect();
-    item.cancelled = value(props, "STATUS").is_some_and(|s| s.trim().eq_ignore_ascii_case("CANCELLED"));
+    item.cancelled =
+        value(props, "STATUS").is_some_and(|s| s.trim().eq_ignore_ascii_case("CANCELLED"));
     item.organizers = property(props, "ORGANIZER")
         .and_then(|p| param(p, "CN"))
         .map(|cn| vec![cn.trim_matches('"').to_owned()])
         .unwrap_or_default();
-    if value(props, "X-GOOGLE-CONFERENCE").is_some() || location_is_online(item.location.as_deref()) {
-        item.format = Some(if item.location.as_deref().is_some_and(|l| !location_is_online(Some(l))) {
-            ActivityFormat::Hybrid
-        } else {
-            ActivityFormat::Online
-        });
+    if value(props, "X-GOOGLE-CONFERENCE").is_some() || location_is_online(item.location.as_deref())
+    {
+        item.format = Some(
+            if item
+                .location
+                .as_deref()
+                .is_some_and(|l| !location_is_online(Some(l)))
+            {
+                ActivityFormat::Hybrid
+            } else {
+                ActivityFormat::Online
+            },
+        );
     }
     item
 }
@@ -379,7 +399,8 @@ fn span(event: &IcalEvent) -> Result<(When, Option<When>, bool), String> {
         Some(end) => Some(end?),
         None => match value(props, "DURATION") {
             Some(raw) => {
-                let d = duration(raw).ok_or_else(|| format!("DURATION: '{raw}' is not a duration"))?;
+                let d =
+                    duration(raw).ok_or_else(|| format!("DURATION: '{raw}' is not a duration"))?;
                 Some(shift(start, d).ok_or("DURATION: out of range")?)
             }
             None => None,
@@ -528,7 +549,9 @@ fn read_master(
             continue;
         }
         let mut item = describe(master, key, at);
-        item.end = length.and_then(|l| instant.checked_add_signed(l)).map(|e| from_rrule(start, e));
+        item.end = length
+            .and_then(|l| instant.checked_add_signed(l))
+            .map(|e| from_rrule(start, e));
         item.end_exclusive = exclusive;
         parsed.items.push(item);
     }
@@ -552,8 +575,14 @@ mod tests {
 
     fn expansion() -> Expansion {
         Expansion {
-            from: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("from"),
-            to: Utc.with_ymd_and_hms(2027, 12, 31, 0, 0, 0).single().expect("to"),
+            from: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .expect("from"),
+            to: Utc
+                .with_ymd_and_hms(2027, 12, 31, 0, 0, 0)
+                .single()
+                .expect("to"),
             max_instances: 100,
         }
     }
@@ -577,21 +606,30 @@ mod tests {
                 "weekly-1@example.org#20260126T173000Z",
             ]
         );
-        assert_eq!(parsed.items[0].title.as_deref(), Some("Reading group, weekly"));
+        assert_eq!(
+            parsed.items[0].title.as_deref(),
+            Some("Reading group, weekly")
+        );
         assert_eq!(
             parsed.items[0].description.as_deref(),
             Some("Bring a book.\nAny book at all.")
         );
         assert_eq!(parsed.items[0].categories, vec!["Literature", "Books"]);
-        assert_eq!(parsed.items[1].title.as_deref(), Some("Reading group (moved)"));
+        assert_eq!(
+            parsed.items[1].title.as_deref(),
+            Some("Reading group (moved)")
+        );
         assert_eq!(parsed.items[1].start.date(), day(2026, 1, 20));
         assert!(parsed.items[2].cancelled);
     }
 
     #[test]
     fn html_is_not_a_calendar() {
-        let err = parse("<!DOCTYPE html><html><body>Events</body></html>", &expansion())
-            .expect_err("not ical");
+        let err = parse(
+            "<!DOCTYPE html><html><body>Events</body></html>",
+            &expansion(),
+        )
+        .expect_err("not ical");
         assert!(err.0.contains("BEGIN:VCALENDAR"), "{err}");
     }
 

@@ -4,8 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use cityhub_domain::{
-    ActivityFormat, ActivityInput, ActivityKind, DatePrecision, Limits, SkippedItem,
-    SourceDefaults,
+    ActivityFormat, ActivityInput, ActivityKind, DatePrecision, Limits, SkippedItem, SourceDefaults,
 };
 use cityhub_storage::service::ImportItem;
 
@@ -91,12 +90,17 @@ impl Item {
     /// The activity input it describes, with `defaults` for what it does
     /// not say; or why it cannot be one. Validation proper happens in the
     /// write service, as for mutations.
-    pub fn to_import(&self, defaults: &SourceDefaults, limits: &Limits) -> Result<ImportItem, SkippedItem> {
+    pub fn to_import(
+        &self,
+        defaults: &SourceDefaults,
+        limits: &Limits,
+    ) -> Result<ImportItem, SkippedItem> {
         let skip = |reason: &str| SkippedItem {
             uid: self.key.clone(),
             reason: reason.to_owned(),
         };
-        let title = clean(self.title.as_deref()).ok_or_else(|| skip("it has no title (SUMMARY or name)"))?;
+        let title = clean(self.title.as_deref())
+            .ok_or_else(|| skip("it has no title (SUMMARY or name)"))?;
         let start_date = self.start.date();
         let end_date = match self.end {
             Some(end) => {
@@ -188,12 +192,17 @@ mod tests {
             themes: vec!["jazz".into()],
             ..SourceDefaults::default()
         };
-        let import = item.to_import(&defaults, &Limits::default()).expect("import");
+        let import = item
+            .to_import(&defaults, &Limits::default())
+            .expect("import");
         assert_eq!(import.input.title, "Festival");
         assert_eq!(import.input.start_date, Some(day(2027, 3, 1)));
         assert_eq!(import.input.end_date, Some(day(2027, 3, 3)));
         assert_eq!(import.input.kind, ActivityKind::Festival);
-        assert_eq!(import.input.themes, vec!["music".to_owned(), "jazz".to_owned()]);
+        assert_eq!(
+            import.input.themes,
+            vec!["music".to_owned(), "jazz".to_owned()]
+        );
     }
 
     #[test]
@@ -202,11 +211,15 @@ mod tests {
         item.title = Some("Talk".into());
         item.end = Some(When::Date(day(2027, 3, 2)));
         item.end_exclusive = true;
-        let import = item.to_import(&SourceDefaults::default(), &Limits::default()).expect("import");
+        let import = item
+            .to_import(&SourceDefaults::default(), &Limits::default())
+            .expect("import");
         assert_eq!(import.input.end_date, None);
         item.end = Some(When::Date(day(2027, 2, 1)));
         item.end_exclusive = false;
-        let skipped = item.to_import(&SourceDefaults::default(), &Limits::default()).expect_err("skipped");
+        let skipped = item
+            .to_import(&SourceDefaults::default(), &Limits::default())
+            .expect_err("skipped");
         assert_eq!(skipped.uid, "u2");
     }
 }

@@ -75,10 +75,9 @@ impl TokenSink for ScriptSink {
                 TagKind::StartTag => {
                     let is_ld = tag.attrs.iter().any(|a| {
                         &*a.name.local == "type"
-                            && a.value
-                                .split(';')
-                                .next()
-                                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/ld+json"))
+                            && a.value.split(';').next().is_some_and(|t| {
+                                t.trim().eq_ignore_ascii_case("application/ld+json")
+                            })
                     });
                     *self.current.borrow_mut() = is_ld.then(String::new);
                     // Script content is raw text, as in a browser.
@@ -198,7 +197,11 @@ fn when(raw: &str) -> Result<When, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Ok(When::Utc(t.with_timezone(&Utc)));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%:z", "%Y-%m-%dT%H:%M%:z", "%Y-%m-%dT%H:%M%z"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%:z",
+        "%Y-%m-%dT%H:%M%:z",
+        "%Y-%m-%dT%H:%M%z",
+    ] {
         if let Ok(t) = DateTime::parse_from_str(raw, format) {
             return Ok(When::Utc(t.with_timezone(&Utc)));
         }
@@ -230,8 +233,12 @@ fn read_event(value: &Value, kind: &str) -> Result<Item, SkippedItem> {
         uid: key.clone(),
         reason,
     };
-    let start = when(start_raw.as_deref().ok_or_else(|| skip("it has no startDate".into()))?)
-        .map_err(|e| skip(format!("startDate: {e}")))?;
+    let start = when(
+        start_raw
+            .as_deref()
+            .ok_or_else(|| skip("it has no startDate".into()))?,
+    )
+    .map_err(|e| skip(format!("startDate: {e}")))?;
     let end = match get("endDate").and_then(text) {
         Some(raw) => Some(when(&raw).map_err(|e| skip(format!("endDate: {e}")))?),
         None => None,
@@ -244,7 +251,9 @@ fn read_event(value: &Value, kind: &str) -> Result<Item, SkippedItem> {
     item.cancelled = get("eventStatus")
         .and_then(text)
         .is_some_and(|s| s.ends_with("EventCancelled"));
-    let mode = get("eventAttendanceMode").and_then(text).unwrap_or_default();
+    let mode = get("eventAttendanceMode")
+        .and_then(text)
+        .unwrap_or_default();
     item.format = if mode.ends_with("OnlineEventAttendanceMode") {
         Some(ActivityFormat::Online)
     } else if mode.ends_with("MixedEventAttendanceMode") {
@@ -295,15 +304,23 @@ fn location(value: &Value) -> Option<String> {
         }
         Value::Object(map) => {
             if map.get("@type").and_then(Value::as_str) == Some("VirtualLocation") {
-                return map.get("url").and_then(text).or_else(|| map.get("name").and_then(text));
+                return map
+                    .get("url")
+                    .and_then(text)
+                    .or_else(|| map.get("name").and_then(text));
             }
             let name = map.get("name").and_then(text);
             let address = match map.get("address") {
                 Some(Value::Object(a)) => {
-                    let parts: Vec<String> = ["streetAddress", "postalCode", "addressLocality", "addressCountry"]
-                        .iter()
-                        .filter_map(|k| a.get(*k).and_then(name_of))
-                        .collect();
+                    let parts: Vec<String> = [
+                        "streetAddress",
+                        "postalCode",
+                        "addressLocality",
+                        "addressCountry",
+                    ]
+                    .iter()
+                    .filter_map(|k| a.get(*k).and_then(name_of))
+                    .collect();
                     (!parts.is_empty()).then(|| parts.join(", "))
                 }
                 Some(other) => text(other),
@@ -349,8 +366,14 @@ mod tests {
         let concert = &parsed.items[0];
         assert_eq!(concert.key, "https://city.example/events/1");
         assert_eq!(concert.title.as_deref(), Some("Open-air concert"));
-        assert_eq!(concert.start.date(), NaiveDate::from_ymd_opt(2027, 6, 21).expect("date"));
-        assert_eq!(concert.location.as_deref(), Some("Place Bellecour, Lyon, FR"));
+        assert_eq!(
+            concert.start.date(),
+            NaiveDate::from_ymd_opt(2027, 6, 21).expect("date")
+        );
+        assert_eq!(
+            concert.location.as_deref(),
+            Some("Place Bellecour, Lyon, FR")
+        );
         assert_eq!(concert.organizers, vec!["Music office"]);
         assert_eq!(concert.format, Some(ActivityFormat::InPerson));
         let webinar = &parsed.items[1];

@@ -119,9 +119,15 @@ impl Sources {
                 field: Some("id".into()),
             });
         }
-        if service.claim_source(id, &self.inner.owner, self.lease_micros()).await? {
+        if service
+            .claim_source(id, &self.inner.owner, self.lease_micros())
+            .await?
+        {
             let this = self.clone();
-            let run = self.inner.tasks.spawn(async move { this.run_claimed(id).await });
+            let run = self
+                .inner
+                .tasks
+                .spawn(async move { this.run_claimed(id).await });
             let wait = Duration::from_millis(self.inner.settings.sync_wait_ms);
             let _ = tokio::time::timeout(wait, run).await;
         }
@@ -134,7 +140,10 @@ impl Sources {
     pub async fn run_now(&self, actor: &Actor, id: SourceId) -> Result<Source, ServiceError> {
         let service = &self.inner.service;
         service.source(actor, id).await?;
-        if service.claim_source(id, &self.inner.owner, self.lease_micros()).await? {
+        if service
+            .claim_source(id, &self.inner.owner, self.lease_micros())
+            .await?
+        {
             self.run_claimed(id).await;
         }
         loop {
@@ -159,7 +168,11 @@ impl Sources {
             .await?
         {
             let this = self.clone();
-            runs.push(self.inner.tasks.spawn(async move { this.run_claimed(source.id).await }));
+            runs.push(
+                self.inner
+                    .tasks
+                    .spawn(async move { this.run_claimed(source.id).await }),
+            );
         }
         let count = runs.len();
         for run in runs {
@@ -228,7 +241,9 @@ impl Sources {
     /// went. Never panics on bad input; every failure ends in the record.
     async fn run_claimed(&self, id: SourceId) {
         let service = &self.inner.service;
-        let source = match cityhub_storage::repo::source::SourceRepo::find(service.db().conn(), id).await {
+        let source = match cityhub_storage::repo::source::SourceRepo::find(service.db().conn(), id)
+            .await
+        {
             Ok(Some(source)) => source,
             Ok(None) => return,
             Err(e) => {
@@ -310,7 +325,9 @@ impl Sources {
         };
         let (body, validators) = match fetched {
             Fetched::NotModified => return (self.not_modified(None), None),
-            Fetched::Body { body, validators, .. } => (body, validators),
+            Fetched::Body {
+                body, validators, ..
+            } => (body, validators),
         };
         let hash = hex::encode(Sha256::digest(&body));
         if source.body_hash.as_deref() == Some(hash.as_str()) {
@@ -361,7 +378,9 @@ impl Sources {
             Err(e) => {
                 tracing::warn!(error = %e, source = %source.id, "sources: an import failed");
                 let message = match e {
-                    ServiceError::Storage(_) => "the import could not be written; it will be retried".to_owned(),
+                    ServiceError::Storage(_) => {
+                        "the import could not be written; it will be retried".to_owned()
+                    }
                     other => other.to_string(),
                 };
                 return (self.failed(source, message, None), None);

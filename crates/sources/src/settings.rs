@@ -116,8 +116,14 @@ impl SourceSettings {
             ("total_timeout_secs", self.total_timeout_secs),
             ("max_body_bytes", self.max_body_bytes as u64),
             ("max_items", self.max_items as u64),
-            ("recurrence_window_days", u64::from(self.recurrence_window_days)),
-            ("max_instances_per_event", u64::from(self.max_instances_per_event)),
+            (
+                "recurrence_window_days",
+                u64::from(self.recurrence_window_days),
+            ),
+            (
+                "max_instances_per_event",
+                u64::from(self.max_instances_per_event),
+            ),
             ("poll_interval_ms", self.poll_interval_ms),
             ("max_concurrent_runs", self.max_concurrent_runs as u64),
         ];
@@ -146,8 +152,7 @@ impl SourceSettings {
 
     /// `default_interval`, never below `min_interval`.
     pub fn interval(&self) -> Result<Duration, SettingsError> {
-        Ok(duration("default_interval", &self.default_interval)?
-            .max(self.min_interval()?))
+        Ok(duration("default_interval", &self.default_interval)?.max(self.min_interval()?))
     }
 
     /// `min_interval`.

@@ -28,9 +28,7 @@ use crate::time::now_micros;
 
 mod sources;
 
-pub use sources::{
-    CANCELLED_REASON, GONE_REASON, ImportItem, ImportReport, SourceRequest,
-};
+pub use sources::{CANCELLED_REASON, GONE_REASON, ImportItem, ImportReport, SourceRequest};
 
 /// How many times a transaction is retried after a write race (a slug or
 /// idempotency key taken meanwhile, a serialization failure).

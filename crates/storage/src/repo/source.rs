@@ -98,7 +98,9 @@ fn corrupt(table: &'static str, column: &'static str, id: &str) -> StorageError 
 
 fn to_source(m: source::Model) -> Result<Source, StorageError> {
     let id = m.id.to_string();
-    let time = |column: &'static str, value: i64| micros(value).ok_or_else(|| corrupt("sources", column, &id));
+    let time = |column: &'static str, value: i64| {
+        micros(value).ok_or_else(|| corrupt("sources", column, &id))
+    };
     Ok(Source {
         id: SourceId(m.id),
         city_id: CityId(m.city_id),
@@ -139,7 +141,10 @@ fn to_item(m: source_item::Model) -> StoredItem {
 impl SourceRepo {
     /// Connects a source. A city connecting the same URL twice is a
     /// `Conflict`.
-    pub async fn insert(db: &impl ConnectionTrait, new: &NewSource) -> Result<Source, StorageError> {
+    pub async fn insert(
+        db: &impl ConnectionTrait,
+        new: &NewSource,
+    ) -> Result<Source, StorageError> {
         let defaults = serde_json::to_string(&new.defaults)
             .map_err(|e| StorageError::Other(sea_orm::DbErr::Custom(e.to_string())))?;
         let model = source::ActiveModel {
@@ -180,7 +185,10 @@ impl SourceRepo {
     }
 
     /// A source by id.
-    pub async fn find(db: &impl ConnectionTrait, id: SourceId) -> Result<Option<Source>, StorageError> {
+    pub async fn find(
+        db: &impl ConnectionTrait,
+        id: SourceId,
+    ) -> Result<Option<Source>, StorageError> {
         source::Entity::find_by_id(id.get())
             .one(db)
             .await?
@@ -311,7 +319,10 @@ impl SourceRepo {
                 source::Column::LastStatus,
                 Expr::value(outcome.status.as_str()),
             )
-            .col_expr(source::Column::LastError, Expr::value(outcome.error.clone()))
+            .col_expr(
+                source::Column::LastError,
+                Expr::value(outcome.error.clone()),
+            )
             .col_expr(source::Column::NextRunAt, Expr::value(outcome.next_run_at))
             .col_expr(source::Column::Failures, Expr::value(outcome.failures))
             .col_expr(source::Column::LeaseUntil, Expr::value(Option::<i64>::None))
@@ -460,7 +471,10 @@ impl SourceRepo {
     /// Marks an imported activity as its city's own: its item keeps its
     /// identity (later runs leave the activity alone and do not import
     /// the item again), but the activity is no longer the source's.
-    pub async fn detach(db: &impl ConnectionTrait, activity: ActivityId) -> Result<(), StorageError> {
+    pub async fn detach(
+        db: &impl ConnectionTrait,
+        activity: ActivityId,
+    ) -> Result<(), StorageError> {
         source_item::Entity::update_many()
             .col_expr(source_item::Column::Detached, Expr::value(true))
             .filter(source_item::Column::ActivityId.eq(activity.get()))
@@ -470,7 +484,10 @@ impl SourceRepo {
     }
 
     /// How many activities a source imported that are still in its feed.
-    pub async fn imported_count(db: &impl ConnectionTrait, id: SourceId) -> Result<i64, StorageError> {
+    pub async fn imported_count(
+        db: &impl ConnectionTrait,
+        id: SourceId,
+    ) -> Result<i64, StorageError> {
         use sea_orm::PaginatorTrait;
         Ok(source_item::Entity::find()
             .filter(source_item::Column::SourceId.eq(id.get()))
@@ -509,12 +526,15 @@ impl SourceRepo {
             .exec(db)
             .await?;
         for (n, chunk) in items.chunks(200).enumerate() {
-            let models = chunk.iter().enumerate().map(|(i, item)| source_skipped::ActiveModel {
-                source_id: Set(id.get()),
-                position: Set(i32::try_from(n * 200 + i).unwrap_or(i32::MAX)),
-                uid: Set(item.uid.clone()),
-                reason: Set(item.reason.clone()),
-            });
+            let models = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, item)| source_skipped::ActiveModel {
+                    source_id: Set(id.get()),
+                    position: Set(i32::try_from(n * 200 + i).unwrap_or(i32::MAX)),
+                    uid: Set(item.uid.clone()),
+                    reason: Set(item.reason.clone()),
+                });
             source_skipped::Entity::insert_many(models).exec(db).await?;
         }
         Ok(())

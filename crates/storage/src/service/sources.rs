@@ -112,7 +112,9 @@ async fn provenance_changed(txn: &DatabaseTransaction, id: ActivityId) -> Result
 /// The series an instance key belongs to (`UID#RECURRENCE-ID` → `UID`).
 fn series_of(key: &str) -> &str {
     match key.rsplit_once('#') {
-        Some((series, id)) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) => series,
+        Some((series, id)) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            series
+        }
         _ => key,
     }
 }
@@ -120,7 +122,10 @@ fn series_of(key: &str) -> &str {
 /// The hash of an item's content: what a re-run compares.
 fn content_hash(item: &ImportItem) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(crate::fingerprint::fingerprint(&item.input, PublishAs::Published));
+    hasher.update(crate::fingerprint::fingerprint(
+        &item.input,
+        PublishAs::Published,
+    ));
     hasher.update([u8::from(item.cancelled)]);
     hasher.update(item.url.as_deref().unwrap_or("").as_bytes());
     hex::encode(hasher.finalize())
@@ -134,7 +139,10 @@ impl HubService {
                 let found = CityRepo::find_by_slug(self.db.conn(), slug)
                     .await?
                     .ok_or_else(|| {
-                        FieldError::new("input.city", format!("no member city has the slug '{slug}'"))
+                        FieldError::new(
+                            "input.city",
+                            format!("no member city has the slug '{slug}'"),
+                        )
                     })?;
                 may_manage_sources(actor, found.id)?;
                 Ok(found.id)
@@ -216,23 +224,25 @@ impl HubService {
 
     /// The sources the actor manages: a city's token, its own (another
     /// city's is `FORBIDDEN`); the secretariat, every city's or one city's.
-    pub async fn sources(&self, actor: &Actor, city: Option<&str>) -> Result<Vec<Source>, ServiceError> {
+    pub async fn sources(
+        &self,
+        actor: &Actor,
+        city: Option<&str>,
+    ) -> Result<Vec<Source>, ServiceError> {
         let city = match (city, actor) {
             (None, Actor::Secretariat) => None,
-            (city, actor) => Some(
-                match city {
-                    Some(slug) => {
-                        let found = CityRepo::find_by_slug(self.db.conn(), slug)
-                            .await?
-                            .ok_or_else(|| {
-                                FieldError::new("city", format!("no member city has the slug '{slug}'"))
-                            })?;
-                        may_manage_sources(actor, found.id)?;
-                        Ok(found.id)
-                    }
-                    None => self.source_city(actor, None).await,
-                }?,
-            ),
+            (city, actor) => Some(match city {
+                Some(slug) => {
+                    let found = CityRepo::find_by_slug(self.db.conn(), slug)
+                        .await?
+                        .ok_or_else(|| {
+                            FieldError::new("city", format!("no member city has the slug '{slug}'"))
+                        })?;
+                    may_manage_sources(actor, found.id)?;
+                    Ok(found.id)
+                }
+                None => self.source_city(actor, None).await,
+            }?),
         };
         Ok(SourceRepo::list(self.db.conn(), city).await?)
     }
@@ -252,7 +262,11 @@ impl HubService {
             &txn,
             &AuditRepo::entry(
                 &actor_label(actor),
-                if paused { "pauseSource" } else { "resumeSource" },
+                if paused {
+                    "pauseSource"
+                } else {
+                    "resumeSource"
+                },
                 AuditTarget::Source(source.id),
             ),
         )
@@ -517,15 +531,26 @@ impl HubService {
             let _guard = self.db.write_guard().await;
             let txn = self.begin().await?;
             for change in chunk {
-                self.apply_change(&txn, source, &city_actor, &label, change, today, &mut report)
-                    .await?;
+                self.apply_change(
+                    &txn,
+                    source,
+                    &city_actor,
+                    &label,
+                    change,
+                    today,
+                    &mut report,
+                )
+                .await?;
             }
             self.commit(txn).await?;
         }
         Ok(report)
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one change of one run, in its transaction")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one change of one run, in its transaction"
+    )]
     async fn apply_change(
         &self,
         txn: &DatabaseTransaction,
@@ -623,8 +648,16 @@ impl HubService {
                     version = ActivityRepo::replace(txn, current.id, &write, current.version)
                         .await
                         .map_err(super::conflict_or)?;
-                    self.record_import(txn, label, &current, ActivityEventType::Updated, current.status, "updateImportedActivity", version)
-                        .await?;
+                    self.record_import(
+                        txn,
+                        label,
+                        &current,
+                        ActivityEventType::Updated,
+                        current.status,
+                        "updateImportedActivity",
+                        version,
+                    )
+                    .await?;
                     changed = true;
                 }
                 if item.cancelled && current.status == ActivityStatus::Published {
@@ -638,10 +671,21 @@ impl HubService {
                     )
                     .await
                     .map_err(super::conflict_or)?;
-                    self.record_import(txn, label, &current, ActivityEventType::Cancelled, ActivityStatus::Cancelled, "cancelImportedActivity", v)
-                        .await?;
+                    self.record_import(
+                        txn,
+                        label,
+                        &current,
+                        ActivityEventType::Cancelled,
+                        ActivityStatus::Cancelled,
+                        "cancelImportedActivity",
+                        v,
+                    )
+                    .await?;
                     report.cancelled += 1;
-                } else if !item.cancelled && known.gone && current.status == ActivityStatus::Cancelled {
+                } else if !item.cancelled
+                    && known.gone
+                    && current.status == ActivityStatus::Cancelled
+                {
                     // Back in its source after leaving it: published again.
                     let v = ActivityRepo::set_status(
                         txn,
@@ -653,8 +697,16 @@ impl HubService {
                     )
                     .await
                     .map_err(super::conflict_or)?;
-                    self.record_import(txn, label, &current, ActivityEventType::Updated, ActivityStatus::Published, "restoreImportedActivity", v)
-                        .await?;
+                    self.record_import(
+                        txn,
+                        label,
+                        &current,
+                        ActivityEventType::Updated,
+                        ActivityStatus::Published,
+                        "restoreImportedActivity",
+                        v,
+                    )
+                    .await?;
                     changed = true;
                 }
                 if changed {
@@ -677,7 +729,14 @@ impl HubService {
             }
             Change::Gone(known) => {
                 if self
-                    .cancel_imported(txn, city_actor, label, known.activity_id, GONE_REASON, Some(today))
+                    .cancel_imported(
+                        txn,
+                        city_actor,
+                        label,
+                        known.activity_id,
+                        GONE_REASON,
+                        Some(today),
+                    )
                     .await?
                 {
                     report.cancelled += 1;
@@ -744,7 +803,10 @@ impl HubService {
     }
 
     /// The event and audit row of a change a source made to `current`.
-    #[expect(clippy::too_many_arguments, reason = "the event's and the audit row's facts")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the event's and the audit row's facts"
+    )]
     async fn record_import(
         &self,
         txn: &DatabaseTransaction,
