@@ -462,7 +462,7 @@ both_backends!(
         let audit = cityhub_storage::repo::audit::AuditRepo::for_target(
             hub.db.conn(),
             "source",
-            &id.as_str().expect("id").to_owned(),
+            id.as_str().expect("id"),
         )
         .await
         .expect("audit");

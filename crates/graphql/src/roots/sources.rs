@@ -94,7 +94,7 @@ impl SourceMutation {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        #[graphql(default = false)] keep_activities: bool,
+        #[graphql(default_with = "Some(false)")] keep_activities: Option<bool>,
     ) -> Result<ID> {
         let source_id = parse_source_id(&id, "id")?;
         let removed = hub(ctx)
@@ -102,7 +102,7 @@ impl SourceMutation {
             .remove_source(
                 actor(ctx),
                 source_id,
-                keep_activities,
+                keep_activities.unwrap_or(false),
                 chrono::Utc::now().date_naive(),
             )
             .await
