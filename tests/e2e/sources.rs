@@ -1261,3 +1261,93 @@ async fn two_instances_fetch_a_source_once() {
     second.stop().await;
     first.stop().await;
 }
+
+/// Runs the real `cityhub` binary with private networks allowed (the feed
+/// server is on loopback): whether it succeeded, and its output.
+async fn cli(db_url: &str, args: &[&str]) -> (bool, String) {
+    let url = db_url.to_owned();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cityhub"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env("CITYHUB_DATABASE_URL", &url)
+            .env("CITYHUB_SOURCES_ALLOW_PRIVATE_NETWORKS", "true")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run cityhub");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    })
+    .await
+    .expect("join")
+}
+
+both_backends!(
+    the_command_line_adds_lists_syncs_and_removes_sources,
+    |backend| async move {
+        let hub = TestHub::start_with(backend, test_settings).await;
+        let feeds = FeedServer::start().await;
+        feeds.set(
+            "/cli.ics",
+            Reply::Calendar(calendar(&[all_day(
+                "cli@lyon.example",
+                "From the command line",
+                "20270801",
+                "20270802",
+            )])),
+        );
+        let url = hub.test_db.url.clone();
+        let (ok, out) = cli(
+            &url,
+            &["source", "add", "--city", "lyon", &feeds.url("/cli.ics")],
+        )
+        .await;
+        assert!(ok, "{out}");
+        let id = out
+            .lines()
+            .find(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()))
+            .unwrap_or_else(|| panic!("an id in {out}"))
+            .to_owned();
+        let (ok, out) = cli(&url, &["source", "list", "--city", "lyon"]).await;
+        assert!(
+            ok && out.contains(&feeds.url("/cli.ics")) && out.contains("NEVER_RUN"),
+            "{out}"
+        );
+        let (ok, out) = cli(&url, &["source", "sync", &id]).await;
+        assert!(ok && out.contains("\tOK\t"), "{out}");
+        assert_eq!(feeds.hits("/cli.ics"), 1);
+        let activities = activities_of(&hub, "lyon").await;
+        assert_eq!(
+            by_title(&activities, "From the command line")["source"]["id"],
+            id.as_str()
+        );
+        let (ok, out) = cli(
+            &url,
+            &[
+                "source",
+                "add",
+                "--city",
+                "lyon",
+                "--kind",
+                "rss",
+                "https://x.example/",
+            ],
+        )
+        .await;
+        assert!(!ok && out.contains("--kind"), "{out}");
+        let (ok, out) = cli(&url, &["source", "remove", &id, "--keep-activities"]).await;
+        assert!(ok && out.contains(&format!("removed source {id}")), "{out}");
+        let activities = activities_of(&hub, "lyon").await;
+        let kept = by_title(&activities, "From the command line");
+        assert_eq!(kept["status"], "PUBLISHED");
+        assert!(kept["source"].is_null());
+    }
+);
