@@ -983,6 +983,8 @@ both_backends!(bad_input_never_hurts, |backend| async move {
             "UID:nostart@lyon.example\r\nSUMMARY:No start\r\n".into(),
             "UID:control@lyon.example\r\nDTSTART;VALUE=DATE:20270603\r\nSUMMARY:Bell\u{7} here\r\n"
                 .into(),
+            "UID:nul\u{0}uid@lyon.example\r\nDTSTART;VALUE=DATE:20270604\r\nSUMMARY:NUL in its UID\r\n"
+                .into(),
         ])),
     );
     // Impossible dates.
@@ -1068,6 +1070,7 @@ both_backends!(bad_input_never_hurts, |backend| async move {
         "broken@lyon.example",
         "nostart@lyon.example",
         "control@lyon.example",
+        "nul\u{fffd}uid@lyon.example",
     ] {
         assert!(skipped.contains(&uid), "{uid} in {skipped:?}");
     }

@@ -25,6 +25,33 @@ use crate::time::now_micros;
 /// How many item changes one transaction of an import writes.
 const IMPORT_BATCH: usize = 100;
 
+/// The longest item key (`UID`, `@id`, `url`) imported.
+const MAX_KEY_CHARS: usize = 1_000;
+
+/// Most skipped items kept for a run, and the longest text of one.
+const MAX_SKIPPED: usize = 1_000;
+const MAX_SKIPPED_CHARS: usize = 500;
+
+/// Whether an item key can be stored and looked up: not empty, not too
+/// long, no control characters (PostgreSQL refuses NUL in text).
+fn usable_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().count() <= MAX_KEY_CHARS && !key.chars().any(char::is_control)
+}
+
+/// Text from a feed made storable for display: control characters (NUL
+/// included, which PostgreSQL refuses) replaced, length capped.
+fn displayable(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .take(MAX_SKIPPED_CHARS)
+        .collect();
+    if text.chars().count() > MAX_SKIPPED_CHARS {
+        out.push('…');
+    }
+    out
+}
+
 /// The reason an upcoming activity is cancelled with when its item left
 /// its source.
 pub const GONE_REASON: &str = "removed from the city's calendar (its source no longer lists it)";
@@ -431,8 +458,26 @@ impl HubService {
         let txn = self.begin().await?;
         SourceRepo::finish(&txn, id, owner, now_micros(), outcome).await?;
         if let Some(skipped) = skipped {
-            SourceRepo::replace_skipped(&txn, id, skipped).await?;
+            let mut kept: Vec<SkippedItem> = skipped
+                .iter()
+                .take(MAX_SKIPPED)
+                .map(|s| SkippedItem {
+                    uid: displayable(&s.uid),
+                    reason: displayable(&s.reason),
+                })
+                .collect();
+            if skipped.len() > MAX_SKIPPED {
+                kept.push(SkippedItem {
+                    uid: "…".into(),
+                    reason: format!("and {} more items", skipped.len() - MAX_SKIPPED),
+                });
+            }
+            SourceRepo::replace_skipped(&txn, id, &kept).await?;
         }
+        let outcome = &RunOutcome {
+            error: outcome.error.as_deref().map(displayable),
+            ..outcome.clone()
+        };
         AuditRepo::record(
             &txn,
             &AuditRepo::entry(
@@ -483,13 +528,22 @@ impl HubService {
             .collect();
         let unknown: Vec<String> = items
             .iter()
-            .filter(|i| !stored.contains_key(&i.key))
+            .filter(|i| usable_key(&i.key) && !stored.contains_key(&i.key))
             .map(|i| i.key.clone())
             .collect();
         let elsewhere = SourceRepo::items_of_city(self.db.conn(), source.city_id, &unknown).await?;
         let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
         let mut changes = Vec::new();
         for mut item in items {
+            if !usable_key(&item.key) {
+                report.skipped.push(SkippedItem {
+                    uid: displayable(&item.key),
+                    reason: format!(
+                        "its identity (UID, @id or url) is empty, longer than {MAX_KEY_CHARS} characters or holds control characters"
+                    ),
+                });
+                continue;
+            }
             if !seen.insert(item.key.clone()) {
                 report.skipped.push(SkippedItem {
                     uid: item.key,
