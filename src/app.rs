@@ -111,7 +111,18 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
             }
         }
     });
+    let sources = cityhub_sources::Sources::new(
+        service.clone(),
+        config.sources.clone(),
+        stop.clone(),
+        tasks.clone(),
+    )
+    .context("setting up sources")?;
+    if config.sources.scheduler {
+        sources.start();
+    }
     let state = HubState {
+        sources,
         service,
         auth: auth.clone(),
         settings: config.api.clone(),

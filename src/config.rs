@@ -131,6 +131,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// City-website endpoints: calendars, feeds, pages, widget.
     pub web: cityhub_web::WebSettings,
+    /// Cities' connected calendars: fetching limits, schedule, safety.
+    pub sources: cityhub_sources::SourceSettings,
 }
 
 /// The sections whose keys `CITYHUB_<SECTION>_<KEY>` variables reach.
@@ -146,6 +148,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "cache",
     "web",
+    "sources",
 ];
 
 /// Every environment variable the configuration reads starts with this.
@@ -406,6 +409,7 @@ impl Config {
             bail!("http.header_read_timeout_secs and http.max_connections must be positive");
         }
         self.trusted_proxies()?;
+        self.sources.validate()?;
         if self.events.buffer == 0 || self.events.max_subscriptions_per_connection == 0 {
             bail!("events.buffer and events.max_subscriptions_per_connection must be positive");
         }

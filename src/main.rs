@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Connect, list, run and remove cities' calendars (as the secretariat).
+    Source {
+        #[command(subcommand)]
+        action: SourceAction,
+    },
     /// Manage signing keys.
     Keys {
         #[command(subcommand)]
@@ -134,6 +139,40 @@ struct IssueArgs {
     /// A label to recognise the token by.
     #[arg(long)]
     label: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SourceAction {
+    /// Connect a calendar a city already publishes; prints its id.
+    Add {
+        /// Slug of the city whose calendar it is.
+        #[arg(long)]
+        city: String,
+        /// What it publishes: `icalendar` (the default) or `json-ld`.
+        #[arg(long, default_value = "icalendar")]
+        kind: String,
+        /// Where the hub fetches it (http or https).
+        url: String,
+    },
+    /// List connected calendars: id, city, kind, status, imported count, URL, last error.
+    List {
+        /// Only this city's.
+        #[arg(long)]
+        city: Option<String>,
+    },
+    /// Run one source now and print its outcome; without an id, run every due source.
+    Sync {
+        /// The source's id.
+        id: Option<i64>,
+    },
+    /// Remove a source: its upcoming activities are cancelled, or kept with --keep-activities.
+    Remove {
+        /// The source's id.
+        id: i64,
+        /// Keep its activities as the city's own.
+        #[arg(long)]
+        keep_activities: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,7 +306,59 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Token { action } => token(config, action).await,
         Command::Keys { action } => keys(config, action).await,
+        Command::Source { action } => source(config, action).await,
     }
+}
+
+fn print_source(source: &cityhub_domain::Source, imported: Option<i64>) {
+    println!(
+        "{}\tcity:{}\t{}\t{}\t{}\t{}\t{}",
+        source.id,
+        source.city_id,
+        source.kind,
+        source.status(),
+        imported.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        source.url,
+        source.last_error.as_deref().unwrap_or("")
+    );
+}
+
+async fn source(config: Config, action: SourceAction) -> anyhow::Result<()> {
+    let db = app::connect(&config).await?;
+    db.migrate_up().await?;
+    match action {
+        SourceAction::Add { city, kind, url } => {
+            let kind = match kind.to_ascii_lowercase().replace('_', "-").as_str() {
+                "icalendar" | "ical" | "ics" => cityhub_domain::SourceKind::Icalendar,
+                "json-ld" | "jsonld" => cityhub_domain::SourceKind::JsonLd,
+                other => anyhow::bail!("--kind '{other}': use icalendar or json-ld"),
+            };
+            let source = ops::add_source(&db, &config, &city, kind, &url).await?;
+            eprintln!(
+                "connected source {} for {city}; its first run is due now",
+                source.id
+            );
+            println!("{}", source.id);
+        }
+        SourceAction::List { city } => {
+            for (source, imported) in ops::list_sources(&db, &config, city.as_deref()).await? {
+                print_source(&source, Some(imported));
+            }
+        }
+        SourceAction::Sync { id } => {
+            for source in ops::sync_sources(&db, &config, id).await? {
+                print_source(&source, None);
+            }
+        }
+        SourceAction::Remove {
+            id,
+            keep_activities,
+        } => {
+            ops::remove_source(&db, &config, id, keep_activities).await?;
+            println!("removed source {id}");
+        }
+    }
+    Ok(())
 }
 
 /// How `serve` starts.

@@ -208,4 +208,97 @@ pub async fn healthcheck(
         .await
         .with_context(|| format!("{url} did not answer within {timeout:?}"))??;
     Ok(Readiness { url, status })
+/// The sources of the hub `db` serves, for the command line (which acts as
+/// the secretariat). Runs it starts end with the command.
+fn sources(db: &Db, config: &Config) -> anyhow::Result<cityhub_sources::Sources> {
+    Ok(cityhub_sources::Sources::new(
+        hub_service(db.clone(), config),
+        config.sources.clone(),
+        tokio_util::sync::CancellationToken::new(),
+        tokio_util::task::TaskTracker::new(),
+    )?)
+}
+
+/// Connects a city's calendar (`cityhub source add`).
+pub async fn add_source(
+    db: &Db,
+    config: &Config,
+    city: &str,
+    kind: cityhub_domain::SourceKind,
+    url: &str,
+) -> anyhow::Result<cityhub_domain::Source> {
+    let sources = sources(db, config)?;
+    let request = cityhub_storage::service::SourceRequest {
+        kind,
+        url: url.to_owned(),
+        city: Some(city.to_owned()),
+        defaults: cityhub_domain::SourceDefaults::default(),
+    };
+    Ok(hub_service(db.clone(), config)
+        .connect_source(
+            &cityhub_domain::Actor::Secretariat,
+            request,
+            sources.first_run_at(),
+        )
+        .await?)
+}
+
+/// The connected calendars of one city or of all (`cityhub source list`),
+/// each with how many activities it imported.
+pub async fn list_sources(
+    db: &Db,
+    config: &Config,
+    city: Option<&str>,
+) -> anyhow::Result<Vec<(cityhub_domain::Source, i64)>> {
+    let list = hub_service(db.clone(), config)
+        .sources(&cityhub_domain::Actor::Secretariat, city)
+        .await?;
+    let mut out = Vec::with_capacity(list.len());
+    for source in list {
+        let count =
+            cityhub_storage::repo::source::SourceRepo::imported_count(db.conn(), source.id).await?;
+        out.push((source, count));
+    }
+    Ok(out)
+}
+
+/// Runs one source now and waits for the outcome, or (without an id)
+/// every due source (`cityhub source sync`). Returns the sources run.
+pub async fn sync_sources(
+    db: &Db,
+    config: &Config,
+    id: Option<i64>,
+) -> anyhow::Result<Vec<cityhub_domain::Source>> {
+    let sources = sources(db, config)?;
+    let service = hub_service(db.clone(), config);
+    let actor = cityhub_domain::Actor::Secretariat;
+    match id {
+        Some(id) => {
+            let id = cityhub_domain::SourceId(id);
+            Ok(vec![sources.run_now(&actor, id).await?])
+        }
+        None => {
+            sources.run_due().await?;
+            Ok(service.sources(&actor, None).await?)
+        }
+    }
+}
+
+/// Removes a source (`cityhub source remove`): its upcoming activities are
+/// cancelled, or kept as the city's own.
+pub async fn remove_source(
+    db: &Db,
+    config: &Config,
+    id: i64,
+    keep_activities: bool,
+) -> anyhow::Result<()> {
+    hub_service(db.clone(), config)
+        .remove_source(
+            &cityhub_domain::Actor::Secretariat,
+            cityhub_domain::SourceId(id),
+            keep_activities,
+            chrono::Utc::now().date_naive(),
+        )
+        .await?;
+    Ok(())
 }

@@ -16,6 +16,7 @@ mod m20261206_000002_stats_refresh_once;
 mod m20261207_000001_event_horizon_own_writers;
 mod m20261208_000001_invitations;
 mod m20261208_000002_stats_deltas;
+mod m20261209_000001_sources;
 
 /// Runs cityhub's migrations in order.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_event_horizon_own_writers::Migration),
             Box::new(m20261208_000001_invitations::Migration),
             Box::new(m20261208_000002_stats_deltas::Migration),
+            Box::new(m20261209_000001_sources::Migration),
         ]
     }
 }

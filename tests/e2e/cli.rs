@@ -94,7 +94,7 @@ both_backends!(
                 "applied m20261127_000001_initial",
             ),
             (vec!["migrate", "status"], "applied m20261201_000002_stats"),
-            (vec!["migrate", "down", "--steps", "9"], "rolled back 9"),
+            (vec!["migrate", "down", "--steps", "10"], "rolled back 10"),
             (vec!["migrate", "status"], "pending m20261201_000002_stats"),
             (vec!["migrate", "down", "--steps", "3"], "rolled back 3"),
             (

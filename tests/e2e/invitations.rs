@@ -804,9 +804,9 @@ both_backends!(
         let url = test_db.url.clone();
         hub.stop().await;
 
-        // The kept counts' deltas (the newest), then the invitations.
-        let out = run(&url, &["migrate", "down", "--steps", "2"]).await;
-        assert!(out.contains("rolled back 2"), "{out}");
+        // The sources (the newest), the kept counts' deltas, then the invitations.
+        let out = run(&url, &["migrate", "down", "--steps", "3"]).await;
+        assert!(out.contains("rolled back 3"), "{out}");
         let out = run(&url, &["migrate", "status"]).await;
         assert!(
             out.contains("pending m20261208_000001_invitations"),

@@ -32,6 +32,7 @@ mod read_api;
 mod resilience;
 mod search;
 mod shutdown;
+mod sources;
 mod sqlite_reads;
 mod stats;
 mod subscriptions;

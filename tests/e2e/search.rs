@@ -129,11 +129,11 @@ async fn search_index_migrates_down_and_up_with_writes_between() {
     let url = test_db.url.clone();
     hub.stop().await;
 
-    // The kept counts' deltas (a view on SQLite), the invitations, the
-    // event horizon (nothing on SQLite), the kept counts' refresh once per
-    // write, then the search index.
-    let out = run(&url, &["migrate", "down", "--steps", "5"]).await;
-    assert!(out.contains("rolled back 5"), "{out}");
+    // The sources, the kept counts' deltas (a view on SQLite), the
+    // invitations, the event horizon (nothing on SQLite), the kept counts'
+    // refresh once per write, then the search index.
+    let out = run(&url, &["migrate", "down", "--steps", "6"]).await;
+    assert!(out.contains("rolled back 6"), "{out}");
     let db = sea_orm::Database::connect(&url).await.expect("connect");
     let exec = |sql: String| {
         let db = db.clone();

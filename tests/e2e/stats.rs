@@ -455,13 +455,13 @@ both_backends!(
         let url = test_db.url.clone();
         hub.stop().await;
 
-        // The kept counts' deltas, the invitations, the event horizon (PostgreSQL; nothing on
+        // The sources, the kept counts' deltas, the invitations, the event horizon (PostgreSQL; nothing on
         // SQLite), the refresh once per write, the search index
         // (SQLite; nothing on PostgreSQL), the refresh's `= ANY` form, the
         // lock-order migration, the event order, then the kept counts
         // themselves.
-        let out = run(&url, &["migrate", "down", "--steps", "9"]).await;
-        assert!(out.contains("rolled back 9"), "{out}");
+        let out = run(&url, &["migrate", "down", "--steps", "10"]).await;
+        assert!(out.contains("rolled back 10"), "{out}");
         let out = run(&url, &["migrate", "status"]).await;
         assert!(out.contains("pending m20261201_000002_stats"), "{out}");
         assert!(

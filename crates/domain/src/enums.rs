@@ -199,6 +199,36 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What a city's calendar publishes, as the hub reads it.
+    SourceKind {
+        /// An iCalendar (RFC 5545) feed.
+        Icalendar => "ICALENDAR",
+        /// Pages carrying schema.org `Event` JSON-LD (or a JSON-LD document).
+        JsonLd => "JSON_LD",
+    }
+}
+
+named_enum! {
+    /// How a source's last run went.
+    SourceStatus {
+        /// Connected, not fetched yet.
+        NeverRun => "NEVER_RUN",
+        /// A run is going on.
+        Running => "RUNNING",
+        /// The last run read every item.
+        Ok => "OK",
+        /// The calendar had not changed since the run before (a `304`, or the same body).
+        NotModified => "NOT_MODIFIED",
+        /// The last run imported what it could; some items were skipped.
+        Partial => "PARTIAL",
+        /// The last run failed (`lastError` says why); nothing changed.
+        Failed => "FAILED",
+        /// Paused by its city: not fetched until resumed.
+        Paused => "PAUSED",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

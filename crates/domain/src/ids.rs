@@ -45,6 +45,10 @@ id_type!(
     /// Database identifier of an activity.
     ActivityId
 );
+id_type!(
+    /// Database identifier of a city's connected calendar (a source).
+    SourceId
+);
 
 #[cfg(test)]
 mod tests {

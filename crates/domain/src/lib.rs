@@ -14,6 +14,7 @@ pub mod limits;
 pub mod policy;
 pub mod records;
 pub mod slug;
+pub mod source;
 pub mod text;
 pub mod visibility;
 
@@ -21,7 +22,7 @@ pub use activity::{ActivityInput, ActivityPatch, DocumentInput, Participation, P
 pub use city::{CityInput, CityPatch};
 pub use enums::{
     ActivityEventType, ActivityFormat, ActivityKind, ActivityOrder, ActivityStatus, CreativeField,
-    DatePrecision, DocumentKind, InvitationRole, InvitationState, Role,
+    DatePrecision, DocumentKind, InvitationRole, InvitationState, Role, SourceKind, SourceStatus,
 };
 pub use error::{DomainError, FieldError};
 pub use filter::{ActivityFilter, PreparedFilter, Surroundings};
@@ -30,8 +31,9 @@ pub use limits::Limits;
 pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
 pub use records::{Activity, City, Document};
 pub use slug::Slug;
+pub use source::{SkippedItem, Source, SourceDefaults, may_manage_sources};
 pub use visibility::ReadScope;
 
 pub mod ids;
 
-pub use ids::{ActivityId, CityId};
+pub use ids::{ActivityId, CityId, SourceId};

@@ -512,7 +512,8 @@ fn selected<'a>(
 
 /// Root fields whose answer depends on the token itself, not only on its
 /// visibility: never cached.
-const PER_TOKEN_FIELDS: &[&str] = &["viewer", "tokens"];
+/// `sources` and `source` answer each city its own sources only.
+const PER_TOKEN_FIELDS: &[&str] = &["viewer", "tokens", "sources", "source"];
 
 /// Whether the response of this operation may be cached: a query none of
 /// whose root fields (through fragments too) depends on the token itself.

@@ -163,3 +163,33 @@ pub enum InvitationState {
     /// Declined, or left after accepting; naming the city again invites it again.
     Declined,
 }
+
+/// What a city's connected calendar publishes.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "d::SourceKind")]
+pub enum SourceKind {
+    /// An iCalendar (RFC 5545) feed, as CMSs, Google Calendar, Outlook or Nextcloud publish.
+    Icalendar,
+    /// A page (or pages) carrying schema.org `Event` JSON-LD, or a JSON-LD document.
+    JsonLd,
+}
+
+/// How a source's last run went.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "d::SourceStatus")]
+pub enum SourceStatus {
+    /// Connected, not fetched yet.
+    NeverRun,
+    /// A run is going on; the source reports its outcome when it ends.
+    Running,
+    /// The last run read every item.
+    Ok,
+    /// The calendar had not changed since the run before (a `304`, or the same body): nothing was written.
+    NotModified,
+    /// The last run imported what it could; `skippedItems` says why the others were not.
+    Partial,
+    /// The last run failed; `lastError` says why. Nothing in the hub changed.
+    Failed,
+    /// Paused by its city: not fetched until resumed.
+    Paused,
+}

@@ -163,6 +163,7 @@ pub fn service(err: ServiceError) -> Error {
                 }
             })
         }
+        ServiceError::Imported => coded(Code::Forbidden, ServiceError::Imported.to_string()),
         ServiceError::Storage(e) => storage(e),
     }
 }

@@ -419,3 +419,58 @@ impl From<CityPatch> for d::CityPatch {
         }
     }
 }
+
+/// What imported activities get when their item says nothing of it.
+#[derive(InputObject, Clone, Debug, Default)]
+#[graphql(name = "SourceDefaults")]
+pub struct SourceDefaultsInput {
+    /// Kind of activity (`OTHER` when unset).
+    pub kind: Option<ActivityKind>,
+    /// Format when the item does not say (`IN_PERSON` when unset).
+    pub format: Option<ActivityFormat>,
+    /// Creative fields of every imported activity.
+    pub fields: Option<Vec<CreativeField>>,
+    /// Themes added to every imported activity, beside the item's own categories.
+    pub themes: Option<Vec<String>>,
+}
+
+impl From<SourceDefaultsInput> for d::SourceDefaults {
+    fn from(i: SourceDefaultsInput) -> Self {
+        d::SourceDefaults {
+            kind: i.kind.map(Into::into),
+            format: i.format.map(Into::into),
+            fields: i
+                .fields
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            themes: i.themes.unwrap_or_default(),
+        }
+    }
+}
+
+/// A calendar a city already publishes, to connect.
+#[derive(InputObject, Clone, Debug)]
+#[graphql(name = "SourceInput")]
+pub struct SourceInput {
+    /// What it publishes: an iCalendar feed or pages with schema.org `Event` JSON-LD.
+    pub kind: crate::enums::SourceKind,
+    /// Where the hub fetches it: an absolute http or https URL.
+    pub url: String,
+    /// The city whose calendar it is, by slug (secretariat only; a city's token connects its own).
+    pub city: Option<String>,
+    /// What imported activities get when their item says nothing of it.
+    pub defaults: Option<SourceDefaultsInput>,
+}
+
+impl From<SourceInput> for s::service::SourceRequest {
+    fn from(i: SourceInput) -> Self {
+        s::service::SourceRequest {
+            kind: i.kind.into(),
+            url: i.url,
+            city: i.city,
+            defaults: i.defaults.map(Into::into).unwrap_or_default(),
+        }
+    }
+}

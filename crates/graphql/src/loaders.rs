@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use cityhub_domain::{Activity, ActivityId, City, CityId, Document, Invitation};
+use cityhub_domain::{Activity, ActivityId, City, CityId, Document, Invitation, Source, SourceId};
 use cityhub_storage::repo::invitation::InvitationRepo;
+use cityhub_storage::repo::source::{SourceRepo, StoredItem};
 use cityhub_storage::{ActivityRepo, CityRepo, Db, StorageError};
 
 /// Loads cities by id.
@@ -75,8 +76,43 @@ impl Loader<ActivityId> for InvitationsLoader {
     }
 }
 
+/// Loads the source items activities were imported from.
+pub struct SourceItemLoader(Db);
+
+impl Loader<ActivityId> for SourceItemLoader {
+    type Value = StoredItem;
+    type Error = Arc<StorageError>;
+
+    async fn load(
+        &self,
+        keys: &[ActivityId],
+    ) -> Result<HashMap<ActivityId, StoredItem>, Self::Error> {
+        SourceRepo::items_of_activities(self.0.conn(), keys)
+            .await
+            .map_err(Arc::new)
+    }
+}
+
+/// Loads sources by id.
+pub struct SourceLoader(Db);
+
+impl Loader<SourceId> for SourceLoader {
+    type Value = Source;
+    type Error = Arc<StorageError>;
+
+    async fn load(&self, keys: &[SourceId]) -> Result<HashMap<SourceId, Source>, Self::Error> {
+        SourceRepo::find_many(self.0.conn(), keys)
+            .await
+            .map_err(Arc::new)
+    }
+}
+
 /// The loaders of one request.
 pub struct Loaders {
+    /// The source item each imported activity came from.
+    pub source_items: DataLoader<SourceItemLoader, HashMapCache>,
+    /// Sources by id.
+    pub sources: DataLoader<SourceLoader, HashMapCache>,
     /// Cities by id.
     pub cities: DataLoader<CityLoader, HashMapCache>,
     /// Participants by activity.
@@ -91,6 +127,16 @@ impl Loaders {
     /// Fresh loaders with empty caches.
     pub fn new(db: &Db) -> Self {
         Self {
+            source_items: DataLoader::with_cache(
+                SourceItemLoader(db.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            sources: DataLoader::with_cache(
+                SourceLoader(db.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
             cities: DataLoader::with_cache(
                 CityLoader(db.clone()),
                 tokio::spawn,

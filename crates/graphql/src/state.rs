@@ -74,6 +74,8 @@ pub struct HubState {
     pub events: Arc<EventBus>,
     /// The instance's rate limiters.
     pub limiters: Arc<Limiters>,
+    /// Cities' connected calendars: runs on demand and on schedule.
+    pub sources: cityhub_sources::Sources,
 }
 
 static ANONYMOUS: Actor = Actor::Anonymous;

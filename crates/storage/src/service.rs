@@ -26,6 +26,10 @@ use crate::repo::events::{EventLog, NewEvent};
 use crate::repo::invitation::InvitationRepo;
 use crate::time::now_micros;
 
+mod sources;
+
+pub use sources::{CANCELLED_REASON, GONE_REASON, ImportItem, ImportReport, SourceRequest};
+
 /// How many times a transaction is retried after a write race (a slug or
 /// idempotency key taken meanwhile, a serialization failure).
 const MAX_ATTEMPTS: u32 = 6;
@@ -50,6 +54,12 @@ pub enum ServiceError {
         /// The input concerned, if one is.
         field: Option<String>,
     },
+    /// The activity was imported from its city's calendar: it is edited
+    /// there, until the city detaches it (`detachFromSource`).
+    #[error(
+        "this activity is imported from its city's calendar and is edited at its source; detach it first (detachFromSource) to edit it here"
+    )]
+    Imported,
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -586,6 +596,7 @@ impl HubService {
         let (current, invitations) = self
             .checked(&txn, actor, Action::Update, id, expected_version)
             .await?;
+        self.refuse_imported(&txn, id).await?;
         let before = self.to_input(&txn, &current, &invitations).await?;
         let next = patch.apply(before.clone());
         next.validate("patch", &self.limits)?;
@@ -740,6 +751,7 @@ impl HubService {
             StatusChange::Delete => (Action::Delete, "deleteActivity"),
         };
         let (current, _) = self.checked(&txn, actor, action, id, expected).await?;
+        self.refuse_imported(&txn, id).await?;
         let (version, event, status) = match change {
             StatusChange::Publish => {
                 if current.status != ActivityStatus::Draft {

@@ -13,6 +13,7 @@ use crate::error::ResultExt;
 use crate::objects::city::CityObject;
 use crate::objects::invitation::InvitationObject;
 use crate::objects::node::GlobalId;
+use crate::objects::source::SourceObject;
 use crate::scalars::{Date, DateTime};
 use crate::state::{actor, loaders};
 
@@ -249,6 +250,34 @@ impl ActivityObject {
     /// Increments on every change; pass it as `expectedVersion` to update safely.
     async fn version(&self) -> i32 {
         self.activity.version
+    }
+
+    /// The city's calendar it was imported from; null for an activity published through the API (or detached from its source). Imported activities are edited at their source until detached (`detachFromSource`).
+    async fn source(&self, ctx: &Context<'_>) -> Result<Option<SourceObject>> {
+        let Some(item) = loaders(ctx)
+            .source_items
+            .load_one(self.activity.id)
+            .await
+            .api()?
+        else {
+            return Ok(None);
+        };
+        Ok(loaders(ctx)
+            .sources
+            .load_one(item.source_id)
+            .await
+            .api()?
+            .map(SourceObject))
+    }
+
+    /// The imported item's own page in its city's calendar, when it has one.
+    async fn source_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(loaders(ctx)
+            .source_items
+            .load_one(self.activity.id)
+            .await
+            .api()?
+            .and_then(|item| item.url))
     }
 
     /// Why it was cancelled, when it was and a reason was given.

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod invitation;
 pub mod network;
 pub mod node;
+pub mod source;
 pub mod stats;
 pub mod viewer;
 
@@ -25,6 +26,11 @@ fn parse_raw(id: &ID, field: &str) -> async_graphql::Result<i64> {
 /// Parses a GraphQL `ID` argument naming an activity.
 pub fn parse_activity_id(id: &ID, field: &str) -> async_graphql::Result<ActivityId> {
     parse_raw(id, field).map(ActivityId)
+}
+
+/// Parses a GraphQL `ID` argument naming a source.
+pub fn parse_source_id(id: &ID, field: &str) -> async_graphql::Result<cityhub_domain::SourceId> {
+    parse_raw(id, field).map(cityhub_domain::SourceId)
 }
 
 /// Parses a GraphQL `ID` argument naming a member city.

@@ -9,6 +9,7 @@ pub mod events;
 pub mod network;
 pub mod nodes;
 pub mod publishing;
+pub mod sources;
 pub mod tokens;
 
 use async_graphql::{MergedObject, MergedSubscription};
@@ -21,6 +22,7 @@ pub struct Query(
     activities::ActivityQuery,
     tokens::TokenQuery,
     nodes::NodeQuery,
+    sources::SourceQuery,
 );
 
 /// The root of every write. Each mutation is one transaction with its audit record and its event.
@@ -30,6 +32,7 @@ pub struct Mutation(
     publishing::PublishingMutation,
     network::CityMutation,
     tokens::TokenMutation,
+    sources::SourceMutation,
 );
 
 /// The root of live updates, over WebSocket.

@@ -13,4 +13,7 @@ pub mod city_field;
 pub mod document;
 pub mod idempotency_key;
 pub mod signing_key;
+pub mod source;
+pub mod source_item;
+pub mod source_skipped;
 pub mod token;

@@ -54,6 +54,8 @@ pub enum AuditTarget<'a> {
     Token(&'a str),
     /// A signing key, by `kid`.
     SigningKey(&'a str),
+    /// A city's connected calendar.
+    Source(cityhub_domain::SourceId),
 }
 
 impl AuditTarget<'_> {
@@ -64,6 +66,7 @@ impl AuditTarget<'_> {
             AuditTarget::City(slug) => ("city", slug.to_owned()),
             AuditTarget::Token(id) => ("token", id.to_owned()),
             AuditTarget::SigningKey(kid) => ("signingKey", kid.to_owned()),
+            AuditTarget::Source(id) => ("source", id.to_string()),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod city;
 pub mod events;
 pub mod invitation;
 pub mod persisted;
+pub mod source;
 pub mod stats;
 pub mod tokens;
 pub mod version;
