@@ -208,6 +208,8 @@ pub async fn healthcheck(
         .await
         .with_context(|| format!("{url} did not answer within {timeout:?}"))??;
     Ok(Readiness { url, status })
+}
+
 /// The sources of the hub `db` serves, for the command line (which acts as
 /// the secretariat). Runs it starts end with the command.
 fn sources(db: &Db, config: &Config) -> anyhow::Result<cityhub_sources::Sources> {
