@@ -34,6 +34,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; boxing the options would only add noise"
+)]
 enum Command {
     /// Generate a synthetic network into an empty database (reproducible from the seed).
     Generate {

@@ -22,7 +22,14 @@ pub struct SourceQuery;
 #[Object]
 impl SourceQuery {
     /// The calendars a city connected: a city's token sees its own (another city's is `FORBIDDEN`); the secretariat sees every city's, or one city's with `city` (a slug).
-    async fn sources(&self, ctx: &Context<'_>, city: Option<String>) -> Result<Vec<SourceObject>> {
+    async fn sources(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "A city's slug (the secretariat); a city's token sees its own sources whatever this says."
+        )]
+        city: Option<String>,
+    ) -> Result<Vec<SourceObject>> {
         let list = hub(ctx)
             .service
             .sources(actor(ctx), city.as_deref())
@@ -32,7 +39,11 @@ impl SourceQuery {
     }
 
     /// One connected calendar, for its city's token or the secretariat; null for any other.
-    async fn source(&self, ctx: &Context<'_>, id: ID) -> Result<Option<SourceObject>> {
+    async fn source(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The source's `id`.")] id: ID,
+    ) -> Result<Option<SourceObject>> {
         let id = parse_source_id(&id, "id")?;
         match hub(ctx).service.source(actor(ctx), id).await {
             Ok(source) => Ok(Some(SourceObject(source))),
@@ -50,7 +61,14 @@ pub struct SourceMutation;
 #[Object]
 impl SourceMutation {
     /// Connects a calendar the token's city already publishes (the secretariat names the city with `input.city`). The hub fetches it at once and then on its schedule, importing its events as the city's activities. Connecting the same URL twice is a `CONFLICT`.
-    async fn connect_source(&self, ctx: &Context<'_>, input: SourceInput) -> Result<SourceObject> {
+    async fn connect_source(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The calendar: its kind, its URL, and defaults for items that say nothing."
+        )]
+        input: SourceInput,
+    ) -> Result<SourceObject> {
         let h = hub(ctx);
         let source = h
             .service
@@ -61,14 +79,22 @@ impl SourceMutation {
     }
 
     /// Runs a source now. Answers once the run ended, or, if it goes on longer, with `lastStatus: RUNNING` (the source then reports the run's outcome). A source another run holds is not fetched twice. A paused source is a `CONFLICT`.
-    async fn sync_source(&self, ctx: &Context<'_>, id: ID) -> Result<SourceObject> {
+    async fn sync_source(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The source's `id`.")] id: ID,
+    ) -> Result<SourceObject> {
         let id = parse_source_id(&id, "id")?;
         let source = hub(ctx).sources.sync(actor(ctx), id).await.api()?;
         Ok(SourceObject(source))
     }
 
     /// Pauses a source: it is not fetched until resumed; its activities stay as they are.
-    async fn pause_source(&self, ctx: &Context<'_>, id: ID) -> Result<SourceObject> {
+    async fn pause_source(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The source's `id`.")] id: ID,
+    ) -> Result<SourceObject> {
         let id = parse_source_id(&id, "id")?;
         let source = hub(ctx)
             .service
@@ -79,7 +105,11 @@ impl SourceMutation {
     }
 
     /// Resumes a paused source; its next run is due at once.
-    async fn resume_source(&self, ctx: &Context<'_>, id: ID) -> Result<SourceObject> {
+    async fn resume_source(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The source's `id`.")] id: ID,
+    ) -> Result<SourceObject> {
         let id = parse_source_id(&id, "id")?;
         let source = hub(ctx)
             .service
@@ -93,8 +123,12 @@ impl SourceMutation {
     async fn remove_source(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        #[graphql(default_with = "Some(false)")] keep_activities: Option<bool>,
+        #[graphql(desc = "The source's `id`.")] id: ID,
+        #[graphql(
+            default_with = "Some(false)",
+            desc = "Keep its upcoming activities as the city's own instead of cancelling them."
+        )]
+        keep_activities: Option<bool>,
     ) -> Result<ID> {
         let source_id = parse_source_id(&id, "id")?;
         let removed = hub(ctx)
@@ -111,7 +145,11 @@ impl SourceMutation {
     }
 
     /// Detaches an imported activity from its source: it becomes the city's own, editable through the API again, and later runs of the source leave it alone. For the activity's hosts (and the secretariat); an activity that was not imported is a `CONFLICT`.
-    async fn detach_from_source(&self, ctx: &Context<'_>, activity: ID) -> Result<ActivityObject> {
+    async fn detach_from_source(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The imported activity's `id`.")] activity: ID,
+    ) -> Result<ActivityObject> {
         let id = parse_activity_id(&activity, "activity")?;
         let detached = hub(ctx)
             .service
