@@ -2,7 +2,6 @@
 //! down and up again on both databases, idempotent seeding, configuration
 //! errors, and the demo printing a working URL and tokens.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -139,33 +138,8 @@ async fn demo_serves_the_seeded_network_and_prints_working_tokens() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        let mut reader = BufReader::new(stdout).lines();
-        for line in reader.by_ref().map_while(Result::ok) {
-            let done = line.contains("Secretariat token");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        // Keep draining, so the demo never writes into a closed pipe.
-        std::thread::spawn(move || reader.for_each(drop));
-        lines
-    });
-    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
-        .await
-        .expect("demo printed in time")
-        .expect("join");
-    let find = |label: &str| {
-        lines
-            .iter()
-            .find(|l| l.contains(label))
-            .and_then(|l| l.split_whitespace().last())
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no {label} in {lines:?}"))
-    };
+    let banner = crate::support::demo_banner(&mut child).await;
+    let find = |label: &str| banner.value(label);
     let url = find("GraphQL and GraphiQL:");
     let city_token = find("City token");
     // The demo binds its listener before printing the URL, so the first

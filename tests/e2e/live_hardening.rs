@@ -3,7 +3,6 @@
 //! fsync), the process is killed with SIGKILL mid-stream, and every publish
 //! that was acknowledged must be in the database file afterwards.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,32 +21,8 @@ async fn no_acknowledged_publish_is_lost_to_a_kill_9() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        let mut reader = BufReader::new(stdout).lines();
-        for line in reader.by_ref().map_while(Result::ok) {
-            let done = line.contains("Secretariat token");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        std::thread::spawn(move || reader.for_each(drop));
-        lines
-    });
-    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
-        .await
-        .expect("demo printed in time")
-        .expect("join");
-    let find = |label: &str| {
-        lines
-            .iter()
-            .find(|l| l.contains(label))
-            .and_then(|l| l.split_whitespace().last())
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no {label} in {lines:?}"))
-    };
+    let banner = crate::support::demo_banner(&mut child).await;
+    let find = |label: &str| banner.value(label);
     let url = find("GraphQL and GraphiQL:");
     let token = find("Secretariat token");
     let client = reqwest::Client::new();

@@ -2,7 +2,6 @@
 //! a new one) on the response, in every error's `extensions.requestId`,
 //! and in every log line the request writes.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -164,32 +163,8 @@ async fn every_log_line_of_a_request_names_its_id() {
         .stderr(Stdio::from(log))
         .spawn()
         .expect("spawn demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        let mut reader = BufReader::new(stdout).lines();
-        for line in reader.by_ref().map_while(Result::ok) {
-            let done = line.contains("Secretariat token");
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        std::thread::spawn(move || reader.for_each(drop));
-        lines
-    });
-    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
-        .await
-        .expect("demo printed in time")
-        .expect("join");
-    let find = |label: &str| {
-        lines
-            .iter()
-            .find(|l| l.contains(label))
-            .and_then(|l| l.split_whitespace().last())
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no {label} in {lines:?}"))
-    };
+    let banner = crate::support::demo_banner(&mut child).await;
+    let find = |label: &str| banner.value(label);
     let url = find("GraphQL and GraphiQL:");
     let secretariat = find("Secretariat token");
     let client = reqwest::Client::builder()

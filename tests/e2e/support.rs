@@ -403,3 +403,47 @@ pub async fn cityhub_ok(db_url: &str, args: &[&str]) -> String {
     assert!(ok, "{out}{err}");
     format!("{out}{err}")
 }
+
+/// What `cityhub demo` printed on its standard output, up to its last
+/// line (the secretariat token).
+pub struct DemoBanner {
+    lines: Vec<String>,
+}
+
+impl DemoBanner {
+    /// The last word of the line that holds `label` (a URL or a token).
+    pub fn value(&self, label: &str) -> String {
+        self.lines
+            .iter()
+            .find(|l| l.contains(label))
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {label} in {:?}", self.lines))
+    }
+}
+
+/// Reads the banner of a `cityhub demo` started with a piped standard
+/// output, then keeps draining it, so the demo never writes into a closed
+/// pipe.
+pub async fn demo_banner(child: &mut std::process::Child) -> DemoBanner {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        let mut reader = BufReader::new(stdout).lines();
+        for line in reader.by_ref().map_while(Result::ok) {
+            let done = line.contains("Secretariat token");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        std::thread::spawn(move || reader.for_each(drop));
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("demo printed in time")
+        .expect("join");
+    DemoBanner { lines }
+}

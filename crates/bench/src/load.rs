@@ -283,14 +283,8 @@ impl Part {
     }
 
     fn merge(&mut self, other: Part) {
-        self.result.ok += other.result.ok;
-        self.result.errors += other.result.errors;
-        for s in other.result.error_samples {
-            if self.result.error_samples.len() < 5 && !self.result.error_samples.contains(&s) {
-                self.result.error_samples.push(s);
-            }
-        }
-        let _ = self.result.histogram.add(&other.result.histogram);
+        // A worker's part has no seconds of its own: the span says them.
+        self.result.absorb(&other.result);
         self.first = match (self.first, other.first) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -303,7 +297,8 @@ impl Part {
 }
 
 impl LoadResult {
-    fn empty(secs: f64) -> Self {
+    /// No request yet, over `secs` seconds.
+    pub fn empty(secs: f64) -> Self {
         Self {
             ok: 0,
             errors: 0,
@@ -438,12 +433,6 @@ async fn worker_loop(
 }
 
 impl LoadResult {
-    /// An empty result to [`absorb`](Self::absorb) `parts` into.
-    pub fn default_for(parts: &[LoadResult]) -> Self {
-        let _ = parts;
-        Self::empty(0.0)
-    }
-
     /// Adds `other`'s requests, latencies and seconds (consecutive
     /// buckets of one run).
     pub fn absorb(&mut self, other: &LoadResult) {
