@@ -38,6 +38,7 @@ mod stats;
 mod subscriptions;
 mod text_safety;
 mod tokens;
+mod traces;
 mod web;
 mod ws;
 mod ws_raw;
