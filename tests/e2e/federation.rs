@@ -50,7 +50,8 @@ impl Example {
     /// printed reason otherwise, or a failure under `CI=true`.
     fn find() -> Option<Example> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/federation");
-        let node = std::env::var_os("NODE_BIN").map_or_else(|| PathBuf::from("node"), PathBuf::from);
+        let node =
+            std::env::var_os("NODE_BIN").map_or_else(|| PathBuf::from("node"), PathBuf::from);
         let reason = match Self::missing(&node, &dir) {
             None => return Some(Example { node, dir }),
             Some(reason) => reason,
@@ -93,7 +94,8 @@ impl Example {
             ));
         }
         let manifest: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("package.json")).expect("deploy/federation/package.json"),
+            &std::fs::read_to_string(dir.join("package.json"))
+                .expect("deploy/federation/package.json"),
         )
         .expect("package.json is JSON");
         let dependencies = manifest["dependencies"]
@@ -102,7 +104,12 @@ impl Example {
         let absent: Vec<&str> = dependencies
             .keys()
             .map(String::as_str)
-            .filter(|name| !dir.join("node_modules").join(name).join("package.json").exists())
+            .filter(|name| {
+                !dir.join("node_modules")
+                    .join(name)
+                    .join("package.json")
+                    .exists()
+            })
             .collect();
         if !absent.is_empty() {
             return Some(format!(
@@ -331,13 +338,19 @@ crate::both_backends!(
         };
         let hub = TestHub::start(backend).await;
         // The seeded activities, read from the hub itself.
-        let listing = format!("{{ activities(first: 2, orderBy: START_DATE_ASC) {{ nodes {{ {HUB_FIELDS} }} }} }}");
+        let listing = format!(
+            "{{ activities(first: 2, orderBy: START_DATE_ASC) {{ nodes {{ {HUB_FIELDS} }} }} }}"
+        );
         let direct = hub.ok(&listing, json!({}), None).await;
         let activities = direct["activities"]["nodes"]
             .as_array()
             .expect("the hub lists activities")
             .clone();
-        assert_eq!(activities.len(), 2, "the seeded hub has activities: {direct}");
+        assert_eq!(
+            activities.len(),
+            2,
+            "the seeded hub has activities: {direct}"
+        );
         let described = activities[0]["id"].as_str().expect("an id").to_owned();
         let accessibility = described_accessibility();
         let mut data = serde_json::Map::new();
@@ -349,7 +362,11 @@ crate::both_backends!(
         );
         let (status, body) = supergraph.post(&spanning, None).await;
         assert_eq!(status, 200, "{body}\n{}", supergraph.logs());
-        assert!(body.get("errors").is_none(), "{body}\n{}", supergraph.logs());
+        assert!(
+            body.get("errors").is_none(),
+            "{body}\n{}",
+            supergraph.logs()
+        );
         let nodes = body["data"]["activities"]["nodes"]
             .as_array()
             .unwrap_or_else(|| panic!("a listing through the gateway: {body}"));
@@ -393,9 +410,7 @@ crate::both_backends!(
         let token = hub.token(Some("lyon")).await;
         // The hub's own refusal, read from the hub directly.
         let too_many = "{ activities(first: 101) { nodes { id } } }";
-        let refused = hub
-            .fails(too_many, json!({}), None, "BAD_USER_INPUT")
-            .await;
+        let refused = hub.fails(too_many, json!({}), None, "BAD_USER_INPUT").await;
         let supergraph = Supergraph::start(&example, hub, &json!({})).await;
 
         // The gateway passes the bearer token on to the hub
@@ -411,27 +426,36 @@ crate::both_backends!(
             supergraph.logs()
         );
 
-        // A query the hub refuses keeps the hub's error as it is, code,
-        // input path, message and the request id the client sent, also
-        // when it spans both subgraphs.
-        let spanning = format!("{{ activities(first: 101) {{ nodes {{ id {ACCESSIBILITY_FIELDS} }} }} }}");
-        let (_, body) = supergraph.post(&spanning, None).await;
+        // A query the hub refuses keeps the hub's error as it is (code,
+        // input path, message, and the request id the client sent), also
+        // when it spans both subgraphs; Hive Gateway adds the subgraph's
+        // name and answers with its own status.
+        let spanning =
+            format!("{{ activities(first: 101) {{ nodes {{ id {ACCESSIBILITY_FIELDS} }} }} }}");
+        let (status, body) = supergraph.post(&spanning, None).await;
+        assert_eq!(status, 200, "{body}");
         let error = &body["errors"][0];
         assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{body}");
         assert_eq!(error["extensions"]["field"], "first", "{body}");
         assert_eq!(error["extensions"]["requestId"], TEST_REQUEST_ID, "{body}");
+        assert_eq!(error["extensions"]["serviceName"], "hub", "{body}");
         assert_eq!(error["message"], refused["message"], "{body}");
+        assert_eq!(body["data"], Value::Null, "{body}");
 
         // A token the hub does not accept is the hub's UNAUTHENTICATED,
-        // never an anonymous answer.
-        let (_, body) = supergraph
+        // never an anonymous answer. The hub says it with status 401; the
+        // client of the gateway gets the error in a 200 answer.
+        let (status, body) = supergraph
             .post("{ viewer { role } }", Some("not-a-token"))
             .await;
+        assert_eq!(status, 200, "{body}");
         assert_eq!(
-            body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            body["errors"][0]["extensions"]["code"],
+            "UNAUTHENTICATED",
             "{body}\n{}",
             supergraph.logs()
         );
+        assert_eq!(body["data"]["viewer"], Value::Null, "{body}");
         supergraph.hub.stop().await;
     }
 );
