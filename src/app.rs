@@ -284,6 +284,10 @@ pub fn serve_admin(
 pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router> {
     let mut app = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        // One set of shared subscription streams per instance (`ws::Groups`).
+        .layer(axum::Extension(Arc::new(
+            cityhub_graphql::ws::Groups::default(),
+        )))
         .route("/graphiql/{file}", get(graphiql_asset))
         .route("/schema.graphql", get(schema_sdl))
         .route("/.well-known/jwks.json", get(jwks))

@@ -6,7 +6,7 @@ use crate::{ActivityStatus, Actor, CityId};
 
 /// Whose drafts a reader may see. Built from the actor, so no call site can
 /// forget it; soft-deleted activities are never seen by anyone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReadScope {
     /// Published and cancelled activities only.
     Public,

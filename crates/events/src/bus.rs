@@ -2,7 +2,6 @@
 //! the PostgreSQL listener that wakes it, the pruner, and the counters of
 //! subscribers and per-token connections.
 
-use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -88,7 +87,6 @@ pub struct EventBus {
     delivered: AtomicI64,
     subscribers: AtomicUsize,
     connections: std::sync::Mutex<HashMap<String, usize>>,
-    shared: std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// The last head read: when it started, and what it found.
     head: tokio::sync::Mutex<(Option<std::time::Instant>, i64)>,
     /// Seconds from an event's commit to its hand-over to subscribers.
@@ -125,7 +123,6 @@ impl EventBus {
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16),
             ),
             connections: std::sync::Mutex::new(HashMap::new()),
-            shared: std::sync::Mutex::new(HashMap::new()),
             head: tokio::sync::Mutex::new((None, 0)),
         })
     }
@@ -144,26 +141,6 @@ impl EventBus {
     /// The database the log lives in.
     pub fn db(&self) -> &Db {
         &self.db
-    }
-
-    /// The one `T` of this bus, created on first use: state that the
-    /// transports keep per instance (e.g. groups of shared subscriptions).
-    pub fn shared<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
-        let mut map = match self.shared.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let entry = map
-            .entry(TypeId::of::<T>())
-            .or_insert_with(|| Arc::new(T::default()));
-        match entry.clone().downcast::<T>() {
-            Ok(t) => t,
-            Err(_) => {
-                let fresh = Arc::new(T::default());
-                *entry = fresh.clone();
-                fresh
-            }
-        }
     }
 
     /// The log head as of now (at least every event committed before the
