@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cityhub_storage::db::HUB_APPLICATION_NAME;
 use cityhub_storage::repo::events::{EventLog, NewEvent};
@@ -370,18 +370,15 @@ async fn postgres_every_hub_connection_is_named_as_the_hubs() {
     })
     .await;
     let admin = connect_as(&hub.test_db.url, FOREIGN).await;
-    let deadline = Instant::now() + WAIT;
-    let seen = loop {
+    let seen = crate::support::eventually("a LISTEN connection", WAIT, || async {
         let seen = sessions(&admin).await;
         if seen.iter().any(|(_, query)| query.starts_with("LISTEN")) {
-            break seen;
+            Ok(seen)
+        } else {
+            Err(seen)
         }
-        assert!(
-            Instant::now() < deadline,
-            "no LISTEN connection within 10 s: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert!(seen.len() >= 2, "the pool and the listener: {seen:?}");
     assert!(
         seen.iter().all(|(name, _)| name == HUB_APPLICATION_NAME),

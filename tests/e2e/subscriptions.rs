@@ -46,18 +46,16 @@ async fn assert_subscribers(hub: &TestHub, n: usize) {
 /// closed. Polled: a socket's teardown, after the client closed it, is
 /// announced to no one.
 async fn wait_subscribers_after_close(hub: &TestHub, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let what = format!("the hub counting {n} subscriptions");
+    crate::support::eventually(&what, WAIT, || async {
         let count = subscribers(hub).await;
         if count == Some(n as f64) {
-            return;
+            Ok(())
+        } else {
+            Err(count)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the hub counts {count:?} subscriptions, expected {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 /// Publishes an activity (a draft if `draft`); returns its id and slug.
@@ -598,18 +596,12 @@ async fn listeners(admin: &sea_orm::DatabaseConnection) -> i64 {
 /// Waits until the test database has `n` `LISTEN` connections. Polled:
 /// PostgreSQL announces no new session.
 async fn wait_listeners(admin: &sea_orm::DatabaseConnection, n: i64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let what = format!("{n} LISTEN connections");
+    crate::support::eventually(&what, WAIT, || async {
         let now = listeners(admin).await;
-        if now == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{now} LISTEN connections, expected {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if now == n { Ok(()) } else { Err(now) }
+    })
+    .await;
 }
 
 /// Publishes through `hub` and expects `stream` to see it (within

@@ -447,3 +447,28 @@ pub async fn demo_banner(child: &mut std::process::Child) -> DemoBanner {
         .expect("join");
     DemoBanner { lines }
 }
+
+/// Polls `check` until it yields `Some`, and returns that. For what no event
+/// announces (a socket's teardown, a session PostgreSQL opens, a database
+/// coming back): `within` is a deadline for what must happen, never a
+/// measure of how fast it happens; past it, the test fails naming `what`
+/// and the last state `check` saw.
+pub async fn eventually<T, S, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    S: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let last = match check().await {
+            Ok(found) => return found,
+            Err(last) => last,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}; last seen: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -117,18 +117,11 @@ impl Receiver {
 
     /// Waits until `found` holds of the spans received so far.
     async fn until<T>(&self, what: &str, found: impl Fn(&[Received]) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(t) = found(&self.spans()) {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not received within 30 s; spans: {:#?}",
-                self.spans()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::support::eventually(what, Duration::from_secs(30), || async {
+            let spans = self.spans();
+            found(&spans).ok_or_else(|| format!("{} spans received", spans.len()))
+        })
+        .await
     }
 }
 

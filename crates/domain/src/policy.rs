@@ -152,12 +152,6 @@ impl Policy {
             Err(Denied::Forbidden)
         }
     }
-
-    /// Whether `actor` may see an activity with these facts at all.
-    pub fn can_see(&self, actor: &Actor, activity: &ActivityFacts) -> bool {
-        self.authorize(actor, Action::ReadActivity, Some(activity))
-            .is_ok()
-    }
 }
 
 #[cfg(test)]

@@ -38,11 +38,6 @@ impl Slug {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// Consumes the slug into its text.
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
 impl std::fmt::Display for Slug {

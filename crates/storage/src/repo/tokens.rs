@@ -140,20 +140,6 @@ impl TokenRepo {
         Ok(Self::find(db, id).await?.is_some())
     }
 
-    /// Ids of tokens revoked at or after `since_micros` (for the revocation cache).
-    pub async fn revoked_since(
-        db: &impl ConnectionTrait,
-        since_micros: i64,
-    ) -> Result<Vec<(String, i64)>, StorageError> {
-        Ok(token::Entity::find()
-            .filter(token::Column::RevokedAt.gte(since_micros))
-            .all(db)
-            .await?
-            .into_iter()
-            .filter_map(|m| m.revoked_at.map(|at| (m.id, at)))
-            .collect())
-    }
-
     /// Every signing key, oldest first.
     pub async fn keys(db: &impl ConnectionTrait) -> Result<Vec<KeyRecord>, StorageError> {
         Ok(signing_key::Entity::find()
