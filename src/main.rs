@@ -139,6 +139,10 @@ struct IssueArgs {
     /// A label to recognise the token by.
     #[arg(long)]
     label: Option<String>,
+    /// Print the publishing desk's sign-in link (`<public URL>/publish#token=…`)
+    /// instead of the bare token.
+    #[arg(long)]
+    link: bool,
 }
 
 #[derive(Subcommand)]
@@ -472,7 +476,11 @@ async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
                 record.subject,
                 record.expires_at.to_rfc3339()
             );
-            println!("{token}");
+            if args.link {
+                println!("{}", ops::desk_link(&config, &token)?);
+            } else {
+                println!("{token}");
+            }
         }
         TokenAction::List => {
             for t in ops::list_tokens(&db).await? {

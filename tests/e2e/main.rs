@@ -18,6 +18,7 @@ mod cache;
 mod cli;
 mod dashboard;
 mod deploy;
+mod desk;
 mod filter_agreement;
 mod hardening;
 mod horizon;

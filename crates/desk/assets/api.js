@@ -1,0 +1,124 @@
+// cityhub publishing desk: the GraphQL API, spoken as every client speaks
+// it (POST /graphql with the bearer token), and what its errors mean.
+
+/** A request that did not reach the hub, or whose answer did not come back. */
+export class NetworkError extends Error {
+  constructor(cause) {
+    super(String(cause?.message || cause));
+    this.name = "NetworkError";
+  }
+}
+
+/**
+ * An answer with errors. `code` is the first error's `extensions.code`,
+ * `field` its input path (`input.title`, `input.documents[2].url`),
+ * `errors` every error as { code, field, message }.
+ */
+export class ApiError extends Error {
+  constructor(errors, status) {
+    const first = errors[0] || {};
+    super(first.message || `HTTP ${status}`);
+    this.name = "ApiError";
+    this.status = status;
+    this.errors = errors.map((e) => ({
+      code: e.extensions?.code || "INTERNAL_SERVER_ERROR",
+      field: e.extensions?.field || null,
+      message: e.message || "",
+      errorId: e.extensions?.errorId || null,
+    }));
+    this.code = this.errors[0]?.code || "INTERNAL_SERVER_ERROR";
+    this.field = this.errors[0]?.field || null;
+  }
+}
+
+/** Runs a GraphQL operation; returns `data`, or throws `ApiError` / `NetworkError`. */
+export async function gql(query, variables, token) {
+  const headers = {
+    "Content-Type": "application/json",
+    Accept: "application/graphql-response+json, application/json",
+  };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch("/graphql", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ query, variables: variables || {} }),
+      credentials: "omit",
+      cache: "no-store",
+    });
+  } catch (error) {
+    throw new NetworkError(error);
+  }
+  let body;
+  try {
+    body = await response.json();
+  } catch (error) {
+    if (response.status === 429) throw new ApiError([{ extensions: { code: "RATE_LIMITED" } }], 429);
+    throw new NetworkError(error);
+  }
+  if (body.errors && body.errors.length > 0) throw new ApiError(body.errors, response.status);
+  if (!body.data) throw new ApiError([{ message: "no data" }], response.status);
+  return body.data;
+}
+
+/** The claims of a JWT (unverified: the hub verifies; the desk only reads `exp`). */
+export function claims(token) {
+  try {
+    const part = token.split(".")[1];
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
+    return JSON.parse(json);
+  } catch {
+    return null;
+  }
+}
+
+/** A fresh idempotency key. */
+export function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+}
+
+// ---- the operations ----
+
+export const ACTIVITY_FIELDS = `id slug kind format status title summary description startDate endDate datePrecision
+  venue venueCity { slug name } hosts { slug name } publishedBy { slug name }
+  invitations { city { slug name } role state }
+  organizations fields themes objectives
+  documents { kind title url issuedOn issuedPrecision editors }
+  publishedAt updatedAt version cancelReason sourceUrl source { id url kind }`;
+
+export const Q = {
+  viewer: `query DeskViewer { viewer { role tokenId expiresAt city { slug name country } } }`,
+  capabilities: `query DeskCapabilities {
+    input: __type(name: "ActivityInput") { inputFields { name } }
+    query: __type(name: "Query") { fields { name } } }`,
+  cities: `query DeskCities($after: String) { cities(first: 100, after: $after) {
+    nodes { slug name country } pageInfo { hasNextPage endCursor } } }`,
+  activities: `query DeskActivities($filter: ActivityFilter, $after: String, $first: Int) {
+    activities(filter: $filter, orderBy: UPDATED_AT_DESC, first: $first, after: $after) {
+      totalCount pageInfo { hasNextPage endCursor }
+      nodes { ${ACTIVITY_FIELDS} } } }`,
+  activity: `query DeskActivity($id: ID!) { activity(id: $id) { ${ACTIVITY_FIELDS} } }`,
+  invitations: `query DeskInvitations { viewer { invitations { ${ACTIVITY_FIELDS} } } }`,
+  preview: `query DeskPreview($markdown: String!) { markdownPreview(markdown: $markdown) }`,
+  sources: `query DeskSources($city: String) { sources(city: $city) {
+    id kind url paused lastRunAt lastChangeAt lastStatus lastError importedCount nextRunAt
+    skippedItems { uid reason } city { slug name } } }`,
+  publish: `mutation DeskPublish($input: ActivityInput!, $draft: Boolean, $key: String) {
+    publishActivity(input: $input, draft: $draft, idempotencyKey: $key) { ${ACTIVITY_FIELDS} } }`,
+  update: `mutation DeskUpdate($id: ID!, $patch: ActivityPatch!, $version: Int) {
+    updateActivity(id: $id, patch: $patch, expectedVersion: $version) { ${ACTIVITY_FIELDS} } }`,
+  publishDraft: `mutation DeskPublishDraft($id: ID!, $version: Int) {
+    publishDraft(id: $id, expectedVersion: $version) { ${ACTIVITY_FIELDS} } }`,
+  cancel: `mutation DeskCancel($id: ID!, $reason: String) { cancelActivity(id: $id, reason: $reason) { ${ACTIVITY_FIELDS} } }`,
+  remove: `mutation DeskDelete($id: ID!) { deleteActivity(id: $id) }`,
+  detach: `mutation DeskDetach($id: ID!) { detachFromSource(activity: $id) { ${ACTIVITY_FIELDS} } }`,
+  leave: `mutation DeskLeave($id: ID!) { leaveActivity(id: $id) { id } }`,
+  accept: `mutation DeskAccept($id: ID!) { acceptInvitation(activity: $id) { id } }`,
+  decline: `mutation DeskDecline($id: ID!) { declineInvitation(activity: $id) { id } }`,
+  connectSource: `mutation DeskConnect($input: SourceInput!) { connectSource(input: $input) { id } }`,
+  syncSource: `mutation DeskSync($id: ID!) { syncSource(id: $id) { id lastStatus } }`,
+  pauseSource: `mutation DeskPause($id: ID!) { pauseSource(id: $id) { id } }`,
+  resumeSource: `mutation DeskResume($id: ID!) { resumeSource(id: $id) { id } }`,
+  removeSource: `mutation DeskRemoveSource($id: ID!, $keep: Boolean) { removeSource(id: $id, keepActivities: $keep) }`,
+};
