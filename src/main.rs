@@ -423,7 +423,12 @@ async fn print_demo(config: &Config, db: &cityhub_storage::Db, url: &str) -> any
         report.activities_created
     );
     say!();
+    let desk = format!(
+        "{}/publish#token={city_token}",
+        url.trim_end_matches("/graphql")
+    );
     say!("  GraphQL and GraphiQL: {url}");
+    say!("  Publishing desk (Lyon): {desk}");
     say!("  City token (Lyon, 7 days):   {city_token}");
     say!("  Secretariat token (7 days):  {secretariat_token}");
     say!();

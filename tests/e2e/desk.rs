@@ -176,8 +176,11 @@ impl Desk {
     async fn screen(&self, hash: &str) {
         self.browser
             .eval(&format!(
-                "document.getElementById('screen-title')?.removeAttribute('id'); location.hash = {};",
-                json!(hash)
+                "if (location.hash !== {hash}) {{
+                   document.getElementById('screen-title')?.removeAttribute('id');
+                   location.hash = {hash};
+                 }}",
+                hash = json!(hash)
             ))
             .await;
         self.browser.wait_for("#screen-title").await;
@@ -380,9 +383,13 @@ both_backends!(
         );
         desk.axe("sign-in").await;
 
-        // Pasted by hand, it works too.
-        desk.set("#token-input", &token).await;
-        desk.click(".signin button[type=submit]").await;
+        // Pasted by hand, with the keyboard alone (Enter submits), it works too.
+        desk.browser
+            .wait_for("#token-input")
+            .await
+            .send_keys(&format!("{token}\u{E007}"))
+            .await
+            .expect("type the token");
         desk.wait_text("#who", "Lyon").await;
 
         // Revoked while signed in: the next request sends the user back
@@ -541,6 +548,10 @@ both_backends!(
         desk.browser
             .wait_for(&format!("#activity-list li[data-slug='{slug}'][data-status=PUBLISHED]"))
             .await;
+        // Nothing but the hub was asked for anything.
+        let hosts = desk.browser.requested_hosts().await;
+        let hub_host = hub.base.trim_start_matches("http://").to_owned();
+        assert!(hosts.iter().all(|h| *h == hub_host), "{hosts:?}");
         desk.close().await;
     }
 );
@@ -639,7 +650,7 @@ both_backends!(
             )
             .await;
         desk.click("#publish").await;
-        desk.wait_text("#screen-alert", "could not be reached").await;
+        desk.wait_text("#action-alert", "could not be reached").await;
         assert_eq!(count_titled(&hub, &secretariat, lost).await, 1, "the first try went through");
         desk.click("#publish").await;
         desk.editing_id().await;
@@ -861,3 +872,48 @@ both_backends!(
         desk.close().await;
     }
 );
+
+/// Refreshes the README's screenshot of the desk (`docs/desk.png`): a
+/// draft with the server's answer beside the field it names. Run by hand:
+/// `cargo test --test e2e -- --ignored desk::readme_screenshot`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/desk.png; run by hand to refresh the README's screenshot"]
+async fn readme_screenshot() {
+    let hub = TestHub::start(Backend::Sqlite).await;
+    let Some(desk) = Desk::start(&hub).await else {
+        return;
+    };
+    let lyon = hub.token(Some("lyon")).await;
+    desk.browser
+        .client()
+        .set_window_size(1280, 1400)
+        .await
+        .expect("resize");
+    desk.sign_in(&lyon, "Lyon").await;
+    desk.screen("#/new").await;
+    for (selector, value) in [
+        ("form [name=title]", "Printmaking workshop at the Musée de l'imprimerie"),
+        ("form [name=startDate]", "2027-03-04"),
+        ("form [name=endDate]", "2027-03-06"),
+        ("form [name=summary]", "Three days of etching and lithography with the museum's printers."),
+        ("form [name=description]", "A **three-day** workshop for designers of the network.\n\n- etching\n- lithography\n\nRegister on [the museum's site](https://example.org)."),
+    ] {
+        desk.set(selector, value).await;
+    }
+    desk.click(".field-fields input[value=DESIGN]").await;
+    desk.browser
+        .wait_until("return document.querySelector('.preview strong');")
+        .await;
+    desk.click(".documents + button").await;
+    desk.set(".document .field-doc-title input", "Programme").await;
+    desk.set(".document .field-doc-url input", "ftp://example.org/programme.pdf")
+        .await;
+    desk.click("#save-draft").await;
+    desk.browser
+        .wait_until("return document.querySelector('.document .field-doc-url input')?.getAttribute('aria-invalid') === 'true';")
+        .await;
+    desk.browser.eval("window.scrollTo(0, 0);").await;
+    let png = desk.browser.client().screenshot().await.expect("png");
+    std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/desk.png"), png).expect("write");
+    desk.close().await;
+}

@@ -80,39 +80,62 @@ export function newKey() {
 
 // ---- the operations ----
 
-export const ACTIVITY_FIELDS = `id slug kind format status title summary description startDate endDate datePrecision
+const BASE_FIELDS = `id slug kind format status title summary description startDate endDate datePrecision
   venue venueCity { slug name } hosts { slug name } publishedBy { slug name }
   invitations { city { slug name } role state }
   organizations fields themes objectives
   documents { kind title url issuedOn issuedPrecision editors }
   publishedAt updatedAt version cancelReason sourceUrl source { id url kind }`;
+let activityFields = BASE_FIELDS;
+
+/** Asks for activities' times too, once the hub's activities carry them. */
+export function withTimes(on) {
+  activityFields = on ? `${BASE_FIELDS} startTime endTime timeZone` : BASE_FIELDS;
+}
 
 export const Q = {
   viewer: `query DeskViewer { viewer { role tokenId expiresAt city { slug name country } } }`,
   capabilities: `query DeskCapabilities {
     input: __type(name: "ActivityInput") { inputFields { name } }
+    activity: __type(name: "Activity") { fields { name } }
     query: __type(name: "Query") { fields { name } } }`,
   cities: `query DeskCities($after: String) { cities(first: 100, after: $after) {
     nodes { slug name country } pageInfo { hasNextPage endCursor } } }`,
-  activities: `query DeskActivities($filter: ActivityFilter, $after: String, $first: Int) {
+  get activities() {
+    return `query DeskActivities($filter: ActivityFilter, $after: String, $first: Int) {
     activities(filter: $filter, orderBy: UPDATED_AT_DESC, first: $first, after: $after) {
       totalCount pageInfo { hasNextPage endCursor }
-      nodes { ${ACTIVITY_FIELDS} } } }`,
-  activity: `query DeskActivity($id: ID!) { activity(id: $id) { ${ACTIVITY_FIELDS} } }`,
-  invitations: `query DeskInvitations { viewer { invitations { ${ACTIVITY_FIELDS} } } }`,
+      nodes { ${activityFields} } } }`;
+  },
+  get activity() {
+    return `query DeskActivity($id: ID!) { activity(id: $id) { ${activityFields} } }`;
+  },
+  get invitations() {
+    return `query DeskInvitations { viewer { invitations { ${activityFields} } } }`;
+  },
   preview: `query DeskPreview($markdown: String!) { markdownPreview(markdown: $markdown) }`,
   sources: `query DeskSources($city: String) { sources(city: $city) {
     id kind url paused lastRunAt lastChangeAt lastStatus lastError importedCount nextRunAt
     skippedItems { uid reason } city { slug name } } }`,
-  publish: `mutation DeskPublish($input: ActivityInput!, $draft: Boolean, $key: String) {
-    publishActivity(input: $input, draft: $draft, idempotencyKey: $key) { ${ACTIVITY_FIELDS} } }`,
-  update: `mutation DeskUpdate($id: ID!, $patch: ActivityPatch!, $version: Int) {
-    updateActivity(id: $id, patch: $patch, expectedVersion: $version) { ${ACTIVITY_FIELDS} } }`,
-  publishDraft: `mutation DeskPublishDraft($id: ID!, $version: Int) {
-    publishDraft(id: $id, expectedVersion: $version) { ${ACTIVITY_FIELDS} } }`,
-  cancel: `mutation DeskCancel($id: ID!, $reason: String) { cancelActivity(id: $id, reason: $reason) { ${ACTIVITY_FIELDS} } }`,
+  get publish() {
+    return `mutation DeskPublish($input: ActivityInput!, $draft: Boolean, $key: String) {
+    publishActivity(input: $input, draft: $draft, idempotencyKey: $key) { ${activityFields} } }`;
+  },
+  get update() {
+    return `mutation DeskUpdate($id: ID!, $patch: ActivityPatch!, $version: Int) {
+    updateActivity(id: $id, patch: $patch, expectedVersion: $version) { ${activityFields} } }`;
+  },
+  get publishDraft() {
+    return `mutation DeskPublishDraft($id: ID!, $version: Int) {
+    publishDraft(id: $id, expectedVersion: $version) { ${activityFields} } }`;
+  },
+  get cancel() {
+    return `mutation DeskCancel($id: ID!, $reason: String) { cancelActivity(id: $id, reason: $reason) { ${activityFields} } }`;
+  },
   remove: `mutation DeskDelete($id: ID!) { deleteActivity(id: $id) }`,
-  detach: `mutation DeskDetach($id: ID!) { detachFromSource(activity: $id) { ${ACTIVITY_FIELDS} } }`,
+  get detach() {
+    return `mutation DeskDetach($id: ID!) { detachFromSource(activity: $id) { ${activityFields} } }`;
+  },
   leave: `mutation DeskLeave($id: ID!) { leaveActivity(id: $id) { id } }`,
   accept: `mutation DeskAccept($id: ID!) { acceptInvitation(activity: $id) { id } }`,
   decline: `mutation DeskDecline($id: ID!) { declineInvitation(activity: $id) { id } }`,

@@ -4,7 +4,7 @@
 // sessionStorage only.
 
 import { h, fill, t, announce, initialLanguage, setLanguage, currentLanguage, languages } from "./dom.js";
-import { gql, claims, newKey, ApiError, NetworkError, Q } from "./api.js";
+import { gql, claims, newKey, withTimes, ApiError, NetworkError, Q } from "./api.js";
 import { activityForm, valuesOf, inputOf, patchOf, changedFields, describeValue, explainFailure, KINDS, FIELDS, FORMATS } from "./form.js";
 
 const TOKEN_KEY = "cityhub-desk:token";
@@ -96,13 +96,17 @@ async function loadContext() {
   try {
     const caps = await gql(Q.capabilities, {}, app.token);
     const inputs = new Set((caps.input?.inputFields || []).map((f) => f.name));
+    const outputs = new Set((caps.activity?.fields || []).map((f) => f.name));
     const roots = new Set((caps.query?.fields || []).map((f) => f.name));
-    app.caps.times = inputs.has("startTime") && inputs.has("timeZone");
+    // Timed activities and calendars are capabilities of newer hubs: the
+    // desk shows their parts only where the API has them.
+    app.caps.times = ["startTime", "endTime", "timeZone"].every((n) => inputs.has(n) && outputs.has(n));
     app.caps.sources = roots.has("sources");
   } catch {
     // Without introspection the desk shows what every hub has.
     app.caps = { times: false, sources: false };
   }
+  withTimes(app.caps.times);
   const cities = [];
   let after = null;
   for (let page = 0; page < 50; page += 1) {
@@ -336,10 +340,13 @@ async function takeTokenFromAddress() {
 
 // ---- the city's activities ----
 
+/** Whether the city is one of the activity's cities: a host, or its accepted venue city. */
+function ours(a) {
+  return isSecretariat() || (a.hosts || []).some((c) => c.slug === ownCity()) || a.venueCity?.slug === ownCity();
+}
+
 function editable(a) {
-  if (a.source) return false;
-  if (isSecretariat()) return true;
-  return (a.hosts || []).some((c) => c.slug === ownCity());
+  return !a.source && ours(a);
 }
 
 function deletable(a) {
@@ -418,7 +425,22 @@ function activityCard(a, alert, reload) {
   const actions = [];
   if (editable(a)) actions.push(h("a", { class: "button", href: `#/edit/${encodeURIComponent(a.id)}` }, t("action.edit")));
   if (a.status !== "DRAFT") actions.push(h("a", { class: "button secondary", href: `/activities/${encodeURIComponent(a.slug)}` }, t("action.view")));
-  if (imported && (isSecretariat() || (a.hosts || []).some((c) => c.slug === ownCity()))) {
+  if (!ours(a) && !isSecretariat()) {
+    // Listed because the city joined it as a participant.
+    actions.push(h("button", { type: "button", class: "secondary", "aria-describedby": titleId, onclick: async (e) => {
+      if (!(await confirmDialog(t("leave.title"), t("leave.body", { title: a.title }), t("leave.confirm")))) return;
+      e.target.disabled = true;
+      try {
+        await call(Q.leave, { id: a.id });
+        announce(t("leave.done", { title: a.title }));
+        reload();
+      } catch (error) {
+        e.target.disabled = false;
+        showAlert(alert, explainFailure(error));
+      }
+    } }, t("action.leave")));
+  }
+  if (imported && ours(a)) {
     actions.push(h("button", { type: "button", class: "secondary", onclick: async (e) => {
       e.target.disabled = true;
       try {
@@ -483,6 +505,8 @@ function showEditor(main, activity, values, alert) {
   const form = activityForm(values, { cities: app.cities, times: app.caps.times, token: app.token, actingFor });
   form.rebase(activity ? base : valuesOf(null, app.caps.times));
   const conflictBox = h("div", { class: "conflict", tabindex: "-1", hidden: true, role: "alert", id: "conflict" });
+  // Failures of an action are said beside its buttons, where the user is.
+  const actionAlert = h("div", { class: "alert", role: "alert", id: "action-alert" });
   const dirtyNote = h("p", { class: "dirty-note hint", "aria-live": "polite" });
   const updateDirty = () => { dirtyNote.textContent = form.isDirty() ? t("editor.unsaved") : ""; };
   form.onChange(updateDirty);
@@ -504,8 +528,8 @@ function showEditor(main, activity, values, alert) {
     busy = true;
     for (const other of buttons) other.disabled = true;
     b.setAttribute("aria-busy", "true");
-    alert.textContent = "";
-    alert.className = "alert";
+    actionAlert.textContent = "";
+    actionAlert.className = "alert";
     try {
       await action();
     } catch (error) {
@@ -520,12 +544,15 @@ function showEditor(main, activity, values, alert) {
   function handleFailure(error) {
     if (error instanceof ApiError && error.code === "BAD_USER_INPUT") {
       form.showServerErrors(error);
+    } else if (error instanceof ApiError && error.code === "CONFLICT" && error.field === "expectedVersion") {
+      // publishDraft's version check: the draft changed since it was opened.
+      showAlert(actionAlert, t("editor.changedMeanwhile"));
     } else if (error instanceof ApiError && error.code === "CONFLICT" && error.field) {
       form.showServerErrors(error);
     } else if (error instanceof NetworkError) {
-      showAlert(alert, t("error.network.form"));
+      showAlert(actionAlert, t("error.network.form"));
     } else if (!(error instanceof ApiError && error.code === "UNAUTHENTICATED")) {
-      showAlert(alert, explainFailure(error));
+      showAlert(actionAlert, explainFailure(error));
     }
   }
 
@@ -559,7 +586,7 @@ function showEditor(main, activity, values, alert) {
       const data = await call(Q.update, { id: activity.id, patch: patchOf(form.values(), names), version: activity.version });
       return data.updateActivity;
     } catch (error) {
-      if (error instanceof ApiError && error.code === "CONFLICT" && !error.field) {
+      if (error instanceof ApiError && error.code === "CONFLICT" && error.field === "expectedVersion") {
         await showConflict();
         return null;
       }
@@ -571,7 +598,7 @@ function showEditor(main, activity, values, alert) {
   async function showConflict() {
     const current = (await call(Q.activity, { id: activity.id })).activity;
     if (!current) {
-      showAlert(alert, t("editor.goneMeanwhile"));
+      showAlert(actionAlert, t("editor.goneMeanwhile"));
       return;
     }
     const theirs = valuesOf(current, app.caps.times);
@@ -660,6 +687,7 @@ function showEditor(main, activity, values, alert) {
   fill(main, h("section", { class: "screen editor" },
     screenTitle(heading), facts, forCity, readOnly, alert, conflictBox,
     activity?.source ? null : form.element,
+    actionAlert,
     activity?.source ? null : h("div", { class: "actions sticky" }, actions, dirtyNote),
     activity?.source && actions.length ? h("div", { class: "actions" }, actions) : null));
 }
