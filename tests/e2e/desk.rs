@@ -96,12 +96,20 @@ both_backends!(
             .await;
         let html = data["markdownPreview"].as_str().expect("html");
         assert!(html.contains("<strong>Bold</strong>"), "{html}");
-        assert!(!html.contains("<script") && html.contains("&lt;script&gt;"), "{html}");
+        assert!(
+            !html.contains("<script") && html.contains("&lt;script&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("javascript:"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         // The description's rules: a NUL is refused, naming the argument.
         let error = hub
-            .fails(query, json!({"m": "a\u{0}b"}), Some(&lyon), "BAD_USER_INPUT")
+            .fails(
+                query,
+                json!({"m": "a\u{0}b"}),
+                Some(&lyon),
+                "BAD_USER_INPUT",
+            )
             .await;
         assert_eq!(error["extensions"]["field"], "markdown");
         // And its size limit.
@@ -121,12 +129,14 @@ both_backends!(
 fn axe_source() -> Option<Arc<String>> {
     static AXE: std::sync::OnceLock<Option<Arc<String>>> = std::sync::OnceLock::new();
     AXE.get_or_init(|| {
-        let candidates = std::env::var("AXE_CORE_JS").map(|p| vec![p]).unwrap_or_else(|_| {
-            vec![
-                "/usr/lib/node_modules/axe-core/axe.min.js".into(),
-                "/usr/local/lib/node_modules/axe-core/axe.min.js".into(),
-            ]
-        });
+        let candidates = std::env::var("AXE_CORE_JS")
+            .map(|p| vec![p])
+            .unwrap_or_else(|_| {
+                vec![
+                    "/usr/lib/node_modules/axe-core/axe.min.js".into(),
+                    "/usr/local/lib/node_modules/axe-core/axe.min.js".into(),
+                ]
+            });
         candidates
             .iter()
             .find_map(|path| std::fs::read_to_string(path).ok())
@@ -342,7 +352,9 @@ both_backends!(
         let base = hub.base.clone();
         let out = tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_cityhub"))
-                .args(["token", "issue", "--city", "lyon", "--link", "--label", "desk"])
+                .args([
+                    "token", "issue", "--city", "lyon", "--link", "--label", "desk",
+                ])
                 .env("CITYHUB_DATABASE_URL", url)
                 .env("CITYHUB_API_PUBLIC_URL", base)
                 .env("RUST_LOG", "warn")
@@ -351,8 +363,15 @@ both_backends!(
         })
         .await
         .expect("join");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let link = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let link = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned();
         let prefix = format!("{}/publish#token=", hub.base);
         assert!(link.starts_with(&prefix), "{link}");
         let token = link[prefix.len()..].to_owned();
@@ -412,11 +431,16 @@ both_backends!(
         // Every instance refuses it within seconds (the revocation cache).
         let deadline = std::time::Instant::now() + crate::browser::DEADLINE;
         loop {
-            let (_, body) = hub.post("{ viewer { role } }", json!({}), Some(&token)).await;
+            let (_, body) = hub
+                .post("{ viewer { role } }", json!({}), Some(&token))
+                .await;
             if body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED" {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "the token stays valid");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the token stays valid"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         desk.screen("#/invitations").await;
@@ -458,7 +482,9 @@ both_backends!(
         .await;
         // The live preview is the hub's rendering.
         desk.browser
-            .wait_until("return document.querySelector('.preview strong')?.textContent === 'three-day';")
+            .wait_until(
+                "return document.querySelector('.preview strong')?.textContent === 'three-day';",
+            )
             .await;
         assert_eq!(
             desk.browser
@@ -468,9 +494,13 @@ both_backends!(
         );
         // A document whose address only the server refuses (not http or https).
         desk.click(".documents + button").await;
-        desk.set(".document .field-doc-title input", "Programme").await;
-        desk.set(".document .field-doc-url input", "ftp://example.org/programme.pdf")
+        desk.set(".document .field-doc-title input", "Programme")
             .await;
+        desk.set(
+            ".document .field-doc-url input",
+            "ftp://example.org/programme.pdf",
+        )
+        .await;
         desk.click("#save-draft").await;
         // The server's answer is shown beside the field it names, and in
         // the summary, announced.
@@ -490,8 +520,11 @@ both_backends!(
         desk.axe("a form with the server's error").await;
 
         // Corrected, it saves as a draft.
-        desk.set(".document .field-doc-url input", "https://example.org/programme.pdf")
-            .await;
+        desk.set(
+            ".document .field-doc-url input",
+            "https://example.org/programme.pdf",
+        )
+        .await;
         desk.click("#save-draft").await;
         let id = desk.editing_id().await;
         desk.wait_text("#screen-alert", "draft").await;
@@ -501,14 +534,21 @@ both_backends!(
         let slug = saved["slug"].as_str().expect("slug").to_owned();
         // A draft is on no public surface.
         let public = hub
-            .ok("query($s: String!) { activity(slug: $s) { id } }", json!({"s": slug}), None)
+            .ok(
+                "query($s: String!) { activity(slug: $s) { id } }",
+                json!({"s": slug}),
+                None,
+            )
             .await;
         assert_eq!(public["activity"], Value::Null);
 
         // Published from the desk.
         desk.click("#publish").await;
         desk.wait_text("#screen-alert", "Published").await;
-        assert_eq!(activity(&hub, &secretariat, &id).await["status"], "PUBLISHED");
+        assert_eq!(
+            activity(&hub, &secretariat, &id).await["status"],
+            "PUBLISHED"
+        );
         // On the public listing, its page and the calendar.
         let listing = hub
             .ok(
@@ -546,7 +586,9 @@ both_backends!(
         // And in the desk's own listing, marked published.
         desk.screen("#/activities").await;
         desk.browser
-            .wait_for(&format!("#activity-list li[data-slug='{slug}'][data-status=PUBLISHED]"))
+            .wait_for(&format!(
+                "#activity-list li[data-slug='{slug}'][data-status=PUBLISHED]"
+            ))
             .await;
         // Nothing but the hub was asked for anything.
         let hosts = desk.browser.requested_hosts().await;
@@ -587,8 +629,11 @@ both_backends!(
         desk.click("#save").await;
         // The conflict: what changed, and the user's own change.
         desk.browser.wait_for("#conflict:not([hidden])").await;
-        desk.wait_text("#conflict li[data-field=summary]", "The colleague's summary.")
-            .await;
+        desk.wait_text(
+            "#conflict li[data-field=summary]",
+            "The colleague's summary.",
+        )
+        .await;
         desk.wait_text("#conflict", "Title").await;
         assert_eq!(
             activity(&hub, &secretariat, &id).await["title"],
@@ -650,12 +695,21 @@ both_backends!(
             )
             .await;
         desk.click("#publish").await;
-        desk.wait_text("#action-alert", "could not be reached").await;
-        assert_eq!(count_titled(&hub, &secretariat, lost).await, 1, "the first try went through");
+        desk.wait_text("#action-alert", "could not be reached")
+            .await;
+        assert_eq!(
+            count_titled(&hub, &secretariat, lost).await,
+            1,
+            "the first try went through"
+        );
         desk.click("#publish").await;
         desk.editing_id().await;
         desk.wait_text("#screen-alert", "Published").await;
-        assert_eq!(count_titled(&hub, &secretariat, lost).await, 1, "published once");
+        assert_eq!(
+            count_titled(&hub, &secretariat, lost).await,
+            1,
+            "published once"
+        );
         desk.close().await;
     }
 );
@@ -681,7 +735,8 @@ both_backends!(
         desk.click("#cancel-activity").await;
         desk.browser.wait_for("dialog[open] #cancel-reason").await;
         desk.axe("the cancel dialog").await;
-        desk.set("#cancel-reason", "The venue is closed for works.").await;
+        desk.set("#cancel-reason", "The venue is closed for works.")
+            .await;
         desk.click("dialog[open] #dialog-confirm").await;
         desk.wait_text("#screen-alert", "cancelled").await;
         let now = activity(&hub, &secretariat, &id).await;
@@ -704,45 +759,46 @@ both_backends!(
     }
 );
 
-both_backends!(
-    desk_accepts_an_invitation,
-    |backend: Backend| async move {
-        let hub = TestHub::start(backend).await;
-        let Some(desk) = Desk::start(&hub).await else {
-            return;
-        };
-        let lyon = hub.token(Some("lyon")).await;
-        let bologna = hub.token(Some("bologna")).await;
-        let secretariat = hub.token(None).await;
-        let created = publish_via_api(
+both_backends!(desk_accepts_an_invitation, |backend: Backend| async move {
+    let hub = TestHub::start(backend).await;
+    let Some(desk) = Desk::start(&hub).await else {
+        return;
+    };
+    let lyon = hub.token(Some("lyon")).await;
+    let bologna = hub.token(Some("bologna")).await;
+    let secretariat = hub.token(None).await;
+    let created = publish_via_api(
             &hub,
             &bologna,
             json!({ "kind": "SUB_NETWORK_COLLABORATION", "title": "Desk invitation from Bologna", "startDate": "2027-09-10", "coHosts": ["lyon"] }),
         )
         .await;
-        let id = created["id"].as_str().expect("id").to_owned();
-        desk.sign_in(&lyon, "Lyon").await;
-        desk.screen("#/invitations").await;
-        let card = format!("#received-list li[data-id='{id}']");
-        desk.wait_text(&card, "Desk invitation from Bologna").await;
-        desk.wait_text(&card, "co-host").await;
-        desk.axe("invitations").await;
-        desk.click(&format!("{card} button.primary")).await;
-        desk.wait_text("#screen-alert", "Accepted").await;
-        let hosts = activity(&hub, &secretariat, &id).await["hosts"].clone();
-        assert!(
-            hosts.as_array().expect("hosts").iter().any(|h| h["slug"] == "lyon"),
-            "{hosts}"
-        );
-        // Bologna's desk shows the answer among the invitations it sent.
-        desk.click("#sign-out").await;
-        desk.sign_in(&bologna, "Bologna").await;
-        desk.screen("#/invitations").await;
-        desk.wait_text("#sent-table", "Lyon").await;
-        desk.wait_text("#sent-table", "Accepted").await;
-        desk.close().await;
-    }
-);
+    let id = created["id"].as_str().expect("id").to_owned();
+    desk.sign_in(&lyon, "Lyon").await;
+    desk.screen("#/invitations").await;
+    let card = format!("#received-list li[data-id='{id}']");
+    desk.wait_text(&card, "Desk invitation from Bologna").await;
+    desk.wait_text(&card, "co-host").await;
+    desk.axe("invitations").await;
+    desk.click(&format!("{card} button.primary")).await;
+    desk.wait_text("#screen-alert", "Accepted").await;
+    let hosts = activity(&hub, &secretariat, &id).await["hosts"].clone();
+    assert!(
+        hosts
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .any(|h| h["slug"] == "lyon"),
+        "{hosts}"
+    );
+    // Bologna's desk shows the answer among the invitations it sent.
+    desk.click("#sign-out").await;
+    desk.sign_in(&bologna, "Bologna").await;
+    desk.screen("#/invitations").await;
+    desk.wait_text("#sent-table", "Lyon").await;
+    desk.wait_text("#sent-table", "Accepted").await;
+    desk.close().await;
+});
 
 both_backends!(
     desk_connects_and_runs_a_calendar,
@@ -787,8 +843,10 @@ both_backends!(
         desk.wait_text("#source-list dd", "1").await;
         // Its activity is in the listing, imported and read-only.
         desk.screen("#/activities").await;
-        desk.wait_text("#activity-list li", "Desk imported reading").await;
-        desk.wait_text("#activity-list .badge-imported", "Imported").await;
+        desk.wait_text("#activity-list li", "Desk imported reading")
+            .await;
+        desk.wait_text("#activity-list .badge-imported", "Imported")
+            .await;
         // Paused, then removed.
         desk.screen("#/calendars").await;
         desk.wait_text("#source-list button", "Pause").await;
@@ -831,7 +889,10 @@ both_backends!(
         desk.browser.goto(&format!("{}/publish", hub.base)).await;
         desk.browser.wait_for("#token-input").await;
         let width = desk.browser.eval("return window.innerWidth;").await;
-        assert!(width.as_i64().is_some_and(|w| w <= 400), "a narrow window: {width}");
+        assert!(
+            width.as_i64().is_some_and(|w| w <= 400),
+            "a narrow window: {width}"
+        );
         for language in ["en", "fr"] {
             if language == "fr" {
                 desk.click(".language-switch button[lang=fr]").await;
@@ -892,11 +953,20 @@ async fn readme_screenshot() {
     desk.sign_in(&lyon, "Lyon").await;
     desk.screen("#/new").await;
     for (selector, value) in [
-        ("form [name=title]", "Printmaking workshop at the Musée de l'imprimerie"),
+        (
+            "form [name=title]",
+            "Printmaking workshop at the Musée de l'imprimerie",
+        ),
         ("form [name=startDate]", "2027-03-04"),
         ("form [name=endDate]", "2027-03-06"),
-        ("form [name=summary]", "Three days of etching and lithography with the museum's printers."),
-        ("form [name=description]", "A **three-day** workshop for designers of the network.\n\n- etching\n- lithography\n\nRegister on [the museum's site](https://example.org)."),
+        (
+            "form [name=summary]",
+            "Three days of etching and lithography with the museum's printers.",
+        ),
+        (
+            "form [name=description]",
+            "A **three-day** workshop for designers of the network.\n\n- etching\n- lithography\n\nRegister on [the museum's site](https://example.org).",
+        ),
     ] {
         desk.set(selector, value).await;
     }
@@ -905,9 +975,13 @@ async fn readme_screenshot() {
         .wait_until("return document.querySelector('.preview strong');")
         .await;
     desk.click(".documents + button").await;
-    desk.set(".document .field-doc-title input", "Programme").await;
-    desk.set(".document .field-doc-url input", "ftp://example.org/programme.pdf")
+    desk.set(".document .field-doc-title input", "Programme")
         .await;
+    desk.set(
+        ".document .field-doc-url input",
+        "ftp://example.org/programme.pdf",
+    )
+    .await;
     desk.click("#save-draft").await;
     desk.browser
         .wait_until("return document.querySelector('.document .field-doc-url input')?.getAttribute('aria-invalid') === 'true';")

@@ -152,7 +152,10 @@ mod tests {
             assert_eq!(h[header::CONTENT_SECURITY_POLICY], DESK_CSP);
             assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
         }
-        assert_eq!(get("/publish/nope.js").await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            get("/publish/nope.js").await.status(),
+            StatusCode::NOT_FOUND
+        );
         assert_eq!(
             get("/publish/..%2Fdesk.js").await.status(),
             StatusCode::NOT_FOUND
