@@ -62,17 +62,6 @@ export async function gql(query, variables, token) {
   return body.data;
 }
 
-/** The claims of a JWT (unverified: the hub verifies; the desk only reads `exp`). */
-export function claims(token) {
-  try {
-    const part = token.split(".")[1];
-    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
-    return JSON.parse(json);
-  } catch {
-    return null;
-  }
-}
-
 /** A fresh idempotency key. */
 export function newKey() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`;

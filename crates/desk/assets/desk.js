@@ -4,7 +4,7 @@
 // sessionStorage only.
 
 import { h, fill, t, announce, initialLanguage, setLanguage, currentLanguage, languages } from "./dom.js";
-import { gql, claims, newKey, withTimes, ApiError, NetworkError, Q } from "./api.js";
+import { gql, newKey, withTimes, ApiError, NetworkError, Q } from "./api.js";
 import { activityForm, valuesOf, inputOf, patchOf, changedFields, describeValue, explainFailure, KINDS, FIELDS, FORMATS } from "./form.js";
 
 const TOKEN_KEY = "cityhub-desk:token";
@@ -93,6 +93,15 @@ async function signIn(token, { fromLink } = {}) {
 }
 
 async function loadContext() {
+  // What the hub can do and its cities, asked together.
+  const [caps, cities] = await Promise.all([loadCapabilities(), loadCities()]);
+  app.caps = caps;
+  withTimes(caps.times);
+  app.cities = cities;
+  if (isSecretariat() && app.actingFor && !cities.some((c) => c.slug === app.actingFor)) app.actingFor = "";
+}
+
+async function loadCapabilities() {
   try {
     const caps = await gql(Q.capabilities, {}, app.token);
     const inputs = new Set((caps.input?.inputFields || []).map((f) => f.name));
@@ -100,13 +109,17 @@ async function loadContext() {
     const roots = new Set((caps.query?.fields || []).map((f) => f.name));
     // Timed activities and calendars are capabilities of newer hubs: the
     // desk shows their parts only where the API has them.
-    app.caps.times = ["startTime", "endTime", "timeZone"].every((n) => inputs.has(n) && outputs.has(n));
-    app.caps.sources = roots.has("sources");
+    return {
+      times: ["startTime", "endTime", "timeZone"].every((n) => inputs.has(n) && outputs.has(n)),
+      sources: roots.has("sources"),
+    };
   } catch {
     // Without introspection the desk shows what every hub has.
-    app.caps = { times: false, sources: false };
+    return { times: false, sources: false };
   }
-  withTimes(app.caps.times);
+}
+
+async function loadCities() {
   const cities = [];
   let after = null;
   for (let page = 0; page < 50; page += 1) {
@@ -115,8 +128,7 @@ async function loadContext() {
     if (!data.cities.pageInfo.hasNextPage) break;
     after = data.cities.pageInfo.endCursor;
   }
-  app.cities = cities;
-  if (isSecretariat() && app.actingFor && !cities.some((c) => c.slug === app.actingFor)) app.actingFor = "";
+  return cities;
 }
 
 function scheduleExpiry() {
@@ -936,8 +948,5 @@ async function start() {
   app.lastHash = location.hash;
   render();
 }
-
-// The token's own expiry, read for the header before the hub answers.
-export const tokenExpiry = (token) => claims(token)?.exp || null;
 
 start();
