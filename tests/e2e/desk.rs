@@ -492,6 +492,26 @@ both_backends!(
                 .await,
             json!(2)
         );
+        // Themes with the keyboard alone: typed, Enter adds each.
+        let themes = desk.browser.wait_for(".field-themes input").await;
+        themes
+            .send_keys("etching\u{E007}")
+            .await
+            .expect("type a theme");
+        themes
+            .send_keys("lithography\u{E007}")
+            .await
+            .expect("type a theme");
+        desk.browser
+            .wait_until("return document.querySelectorAll('.field-themes .chips li').length === 2;")
+            .await;
+        assert_eq!(
+            desk.browser
+                .eval("return document.activeElement === document.querySelector('.field-themes input');")
+                .await,
+            json!(true),
+            "focus stays in the box"
+        );
         // A document whose address only the server refuses (not http or https).
         desk.click(".documents + button").await;
         desk.set(".document .field-doc-title input", "Programme")
@@ -530,6 +550,14 @@ both_backends!(
         desk.wait_text("#screen-alert", "draft").await;
         let saved = activity(&hub, &secretariat, &id).await;
         assert_eq!(saved["status"], "DRAFT", "{saved}");
+        let themes = hub
+            .ok("query($id: ID!) { activity(id: $id) { themes fields venue endDate documents { url } } }", json!({"id": id}), Some(&secretariat))
+            .await;
+        assert_eq!(
+            themes["activity"],
+            json!({ "themes": ["etching", "lithography"], "fields": ["DESIGN"], "venue": "Musée de l'imprimerie",
+                    "endDate": "2027-03-06", "documents": [{ "url": "https://example.org/programme.pdf" }] })
+        );
         assert_eq!(saved["title"], title);
         let slug = saved["slug"].as_str().expect("slug").to_owned();
         // A draft is on no public surface.
@@ -991,3 +1019,42 @@ async fn readme_screenshot() {
     std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/desk.png"), png).expect("write");
     desk.close().await;
 }
+
+both_backends!(
+    desk_lets_the_secretariat_publish_for_a_city_it_chooses,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let Some(desk) = Desk::start(&hub).await else {
+            return;
+        };
+        let secretariat = hub.token(None).await;
+        desk.sign_in(&secretariat, "secretariat").await;
+        // No city until one is chosen.
+        desk.wait_text("#screen-title", "network").await;
+        desk.set("#acting-for", "montreal").await;
+        desk.wait_text("#screen-title", "Montréal").await;
+        desk.screen("#/new").await;
+        desk.wait_text("#screen-title ~ .hint", "Montréal").await;
+        let title = "Desk secretariat design day";
+        desk.set("form [name=title]", title).await;
+        desk.click("#publish").await;
+        let id = desk.editing_id().await;
+        desk.wait_text("#screen-alert", "Published").await;
+        let data = hub
+            .ok(
+                "query($id: ID!) { activity(id: $id) { status publishedBy { slug } hosts { slug } } }",
+                json!({ "id": id }),
+                None,
+            )
+            .await;
+        // Published by the secretariat, hosted by the city it chose, at once.
+        assert_eq!(
+            data["activity"],
+            json!({ "status": "PUBLISHED", "publishedBy": null, "hosts": [{ "slug": "montreal" }] })
+        );
+        // And it is among that city's activities in the desk.
+        desk.screen("#/activities").await;
+        desk.wait_text("#activity-list", title).await;
+        desk.close().await;
+    }
+);

@@ -931,6 +931,11 @@ async function renderCalendars(main) {
 // ---- start ----
 
 async function start() {
+  // The skip link moves focus; the address's fragment is the desk's route.
+  $("skip").addEventListener("click", (e) => {
+    e.preventDefault();
+    $("main").focus();
+  });
   setLanguage(initialLanguage(), false);
   renderChrome();
   if (location.hash.startsWith("#token=")) {
