@@ -1058,3 +1058,63 @@ both_backends!(
         desk.close().await;
     }
 );
+
+both_backends!(
+    desk_says_when_the_hub_limits_its_pace_and_loses_nothing,
+    |backend: Backend| async move {
+        // One mutation per second per token, no burst above it.
+        let hub = TestHub::start_with(backend, |c| {
+            c.rate_limit.mutations_per_sec = 1;
+            c.rate_limit.mutation_burst = 1;
+        })
+        .await;
+        let Some(desk) = Desk::start(&hub).await else {
+            return;
+        };
+        // The draft comes from another of Lyon's tokens (limits are per token).
+        let colleague = hub.token(Some("lyon")).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let secretariat = hub.token(None).await;
+        let draft = hub
+            .ok(
+                "mutation { publishActivity(input: { kind: MEMBER_MEETING, title: \"Desk paced meeting\" }, draft: true) { id } }",
+                json!({}),
+                Some(&colleague),
+            )
+            .await["publishActivity"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        desk.sign_in(&lyon, "Lyon").await;
+        desk.screen(&format!("#/edit/{draft}")).await;
+        desk.set("form [name=title]", "Desk paced meeting, renamed")
+            .await;
+        // Publishing a changed draft is two mutations back to back: the
+        // change, then the publication, which the hub refuses for now.
+        desk.click("#publish").await;
+        desk.wait_text("#action-alert", "Too many changes").await;
+        let now = activity(&hub, &secretariat, &draft).await;
+        assert_eq!(
+            now["title"], "Desk paced meeting, renamed",
+            "the change was kept"
+        );
+        assert_eq!(now["status"], "DRAFT", "{now}");
+        // Once the hub takes changes again, Publish publishes what was
+        // kept, without a conflict with the desk's own change.
+        let deadline = std::time::Instant::now() + crate::browser::DEADLINE;
+        loop {
+            desk.click("#publish").await;
+            desk.browser
+                .wait_until("return !document.querySelector('#publish[aria-busy]') && (document.getElementById('action-alert')?.textContent || document.getElementById('screen-alert')?.textContent);")
+                .await;
+            if activity(&hub, &secretariat, &draft).await["status"] == "PUBLISHED" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never published");
+            // The hub's pace: one change a second.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        assert!(desk.browser.eval("return document.getElementById('conflict') === null || document.getElementById('conflict').hidden;").await.as_bool().unwrap_or(false));
+        desk.close().await;
+    }
+);

@@ -596,7 +596,10 @@ function showEditor(main, activity, values, alert) {
     if (names.length === 0) return activity;
     try {
       const data = await call(Q.update, { id: activity.id, patch: patchOf(form.values(), names), version: activity.version });
-      return data.updateActivity;
+      // Saved: the next step (publishing the draft) or a retry starts here.
+      activity = data.updateActivity;
+      form.rebase(valuesOf(activity, app.caps.times));
+      return activity;
     } catch (error) {
       if (error instanceof ApiError && error.code === "CONFLICT" && error.field === "expectedVersion") {
         await showConflict();
@@ -613,6 +616,7 @@ function showEditor(main, activity, values, alert) {
       showAlert(actionAlert, t("editor.goneMeanwhile"));
       return;
     }
+    const base = form.base();
     const theirs = valuesOf(current, app.caps.times);
     const mine = form.values();
     const myNames = form.changed();
