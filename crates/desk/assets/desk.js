@@ -84,8 +84,14 @@ async function signIn(token, { fromLink } = {}) {
   if (!data.viewer) return t("signin.refused");
   app.token = token;
   app.viewer = data.viewer;
+  try {
+    await loadContext();
+  } catch (error) {
+    app.token = null;
+    app.viewer = null;
+    return explainFailure(error);
+  }
   sessionStorage.setItem(TOKEN_KEY, token);
-  await loadContext();
   scheduleExpiry();
   renderChrome();
   announce(t("signin.done", { who: whoText() }));
