@@ -14,7 +14,9 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cityhub_domain::Policy;
+use cityhub_graphql::guard::Limit;
 use cityhub_graphql::http::{graphiql_asset, graphql_get, graphql_post, jwks, schema_sdl};
+use cityhub_graphql::metrics::Samples;
 use cityhub_graphql::{
     Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Limiters, Metrics,
     build_fast_schema, build_schema, request_guard,
@@ -121,6 +123,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     if config.sources.scheduler {
         sources.start();
     }
+    let metrics = {
+        let limiters = limiters.clone();
+        let sources = sources.clone();
+        Metrics::new()
+            .with_delivery_lag(events.delivery_lag().clone())
+            .with_sampler(move |samples| {
+                samples.rate_limited = Limit::ALL
+                    .into_iter()
+                    .zip(limiters.refusals())
+                    .map(|(limit, refused)| (limit.as_str(), refused))
+                    .collect();
+                samples.source_runs = sources.run_counts();
+            })
+    };
     let state = HubState {
         sources,
         service,
@@ -142,18 +158,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         ws_max_write_buffer: config.http.ws_max_write_buffer_bytes,
         trusted_proxies: config.trusted_proxies()?,
     };
-    let service = GraphqlService::new(
-        schema,
-        auth,
-        db,
-        Arc::new(Metrics::new()),
-        events,
-        settings,
-        guard,
-    )
-    .with_cache(config.cache.clone())
-    .with_fast_path(fast_schema)
-    .with_lifetime(stop.clone(), tasks.clone());
+    let service = GraphqlService::new(schema, auth, db, Arc::new(metrics), events, settings, guard)
+        .with_cache(config.cache.clone())
+        .with_fast_path(fast_schema)
+        .with_lifetime(stop.clone(), tasks.clone());
     let router = router(service.clone(), config)?;
     let admin = (!config.http.admin_listen.is_empty()).then(|| admin_router(service.clone()));
     Ok(Hub {
@@ -300,7 +308,11 @@ pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router
         ))
         .layer(cors(config)?)
         // Inside the request id's middleware: the span carries the id.
-        .layer(TraceLayer::new_for_http().make_span_with(crate::request_id::span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(crate::request_id::span)
+                .on_response(crate::request_id::record_status),
+        )
         .layer(axum::middleware::from_fn(crate::request_id::middleware));
     Ok(app)
 }
@@ -323,12 +335,13 @@ async fn readyz(State(service): State<GraphqlService>) -> Response {
 async fn metrics(State(service): State<GraphqlService>) -> Response {
     let (size, idle) = service.db().pool_stats();
     service.metrics().set_cache(service.cache().counts());
-    let body = service.metrics().render(
-        size,
-        idle,
-        service.db().query_count(),
-        service.events().subscriber_count(),
-    );
+    let body = service.metrics().render(Samples {
+        pool_size: size,
+        pool_idle: idle,
+        queries: service.db().query_count(),
+        subscribers: service.events().subscriber_count(),
+        ..Samples::default()
+    });
     (
         [(
             header::CONTENT_TYPE,

@@ -103,6 +103,35 @@ impl Default for LogConfig {
     }
 }
 
+/// Traces over OpenTelemetry's OTLP (`[otel]`): off unless `endpoint` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtelConfig {
+    /// The OTLP/HTTP address of a collector or agent near the hub, e.g.
+    /// `http://otel-collector:4318` (plain HTTP: the collector forwards
+    /// with TLS). Spans go to `<endpoint>/v1/traces`; a URL that already
+    /// ends in `/v1/traces` is used as it is. Empty: no traces are exported.
+    pub endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of new traces recorded, 0.0 to 1.0; a request that carries a
+    /// W3C `traceparent` follows its caller's sampling decision.
+    pub sample_ratio: f64,
+    /// Seconds an export to the collector may take before it is dropped.
+    pub export_timeout_secs: u64,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            service_name: "cityhub".into(),
+            sample_ratio: 1.0,
+            export_timeout_secs: 10,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -127,6 +156,8 @@ pub struct Config {
     pub rate_limit: RateLimitSettings,
     /// Logging.
     pub log: LogConfig,
+    /// Traces exported over OTLP.
+    pub otel: OtelConfig,
     /// Read caches, HTTP caching and persisted queries.
     pub cache: CacheSettings,
     /// City-website endpoints: calendars, feeds, pages, widget.
@@ -146,6 +177,7 @@ const SECTIONS: &[&str] = &[
     "cors",
     "rate_limit",
     "log",
+    "otel",
     "cache",
     "web",
     "sources",
@@ -358,6 +390,21 @@ impl Config {
         }
         if !(10..=60_000).contains(&self.database.stats_fold_interval_ms) {
             bail!("database.stats_fold_interval_ms must be between 10 and 60000");
+        }
+        let otel = &self.otel;
+        if !(otel.endpoint.is_empty() || otel.endpoint.starts_with("http://")) {
+            bail!(
+                "otel.endpoint must be an http:// address of a collector or agent near the hub (or be empty)"
+            );
+        }
+        if !(0.0..=1.0).contains(&otel.sample_ratio) {
+            bail!("otel.sample_ratio must be between 0.0 and 1.0");
+        }
+        if !(1..=300).contains(&otel.export_timeout_secs) {
+            bail!("otel.export_timeout_secs must be between 1 and 300");
+        }
+        if otel.service_name.trim().is_empty() {
+            bail!("otel.service_name must not be empty");
         }
         if self.http.body_limit_bytes < 1024 {
             bail!("http.body_limit_bytes must be at least 1024");

@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod ops;
 pub mod request_id;
+pub mod telemetry;
 
 /// The network's dataset (member cities and activities), as shipped.
 pub const DATASET: &str = include_str!("../data/network.toml");

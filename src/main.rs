@@ -227,19 +227,6 @@ enum KekAction {
     },
 }
 
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -285,12 +272,18 @@ async fn main() -> anyhow::Result<()> {
         }
         config.validate()?;
     }
-    init_tracing(&config);
+    let telemetry = cityhub::telemetry::init(&config)?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
     for variable in cityhub::config::unknown_variables(&vars) {
         tracing::warn!(%variable, "this variable sets nothing (see docs/configuration.md)");
     }
-    match cli.command {
+    let outcome = run(cli.command, config).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
         Command::Schema | Command::Healthcheck { .. } | Command::Config => Ok(()),
         Command::Demo { .. } => serve(config, Mode::Demo).await,
         Command::Serve => serve(config, Mode::Serve).await,

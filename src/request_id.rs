@@ -66,12 +66,39 @@ pub fn span(request: &axum::http::Request<Body>) -> tracing::Span {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!(
+    let path = request.uri().path();
+    // Spans are named by method and first path segment (`GET /graphql`,
+    // `GET /activities`): bounded, unlike the paths themselves.
+    let route = path.split('/').nth(1).unwrap_or_default();
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
-        path = %request.uri().path(),
+        path = %path,
         request_id = %id,
-    )
+        otel.name = %format_args!("{} /{route}", request.method()),
+        otel.kind = "server",
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
+}
+
+/// Records the status on the request's span (for traces) and logs the
+/// answer at debug level, as the trace layer's default did.
+pub fn record_status(
+    response: &axum::http::Response<Body>,
+    latency: std::time::Duration,
+    span: &tracing::Span,
+) {
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    // Where tower-http's own line was: `tower_http=debug` still shows it.
+    tracing::debug!(
+        target: "tower_http::trace::on_response",
+        status,
+        latency_ms = latency.as_millis() as u64,
+        "finished processing request"
+    );
 }
 
 /// Whether a response is JSON whose errors get the id.

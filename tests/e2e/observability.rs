@@ -239,3 +239,166 @@ async fn every_log_line_of_a_request_names_its_id() {
         }
     }
 }
+
+/// The metrics `docs/observability.md` lists, by name.
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/observability.md"
+    ))
+    .expect("docs/observability.md");
+    doc.lines()
+        .filter_map(|line| line.strip_prefix("| `cityhub_"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(|name| format!("cityhub_{name}"))
+        .collect()
+}
+
+/// The value of the first sample line starting with `series`.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_is_documented_and_counts_what_it_says() {
+    let hub = crate::support::TestHub::start_with(Backend::Sqlite, |config| {
+        config.rate_limit.anonymous_per_sec = 1;
+        config.rate_limit.anonymous_burst = 2;
+    })
+    .await;
+    let token = hub.token(Some("lyon")).await;
+    // A subscriber, and an event it receives.
+    let socket = crate::ws::WsClient::connect(&hub, Some(&token)).await;
+    let mut events = socket.events(json!({}), None).await;
+    socket.synced().await;
+    hub.ok(
+        "mutation Publish { publishActivity(input: { kind: WORKSHOP, title: \"Measured\", startDate: \"2027-03-01\", fields: [GASTRONOMY] }) { id } }",
+        json!({}),
+        Some(&token),
+    )
+    .await;
+    assert_eq!(events.event().await.title, "Measured");
+    // Anonymous requests past the budget are refused.
+    let mut refused = 0;
+    for i in 0..6 {
+        // Each its own document: cached answers are not rate limited.
+        let query = format!("query Anon {{ n{i}: network {{ name }} }}");
+        let (_, body) = hub.post(&query, json!({}), None).await;
+        if body["errors"][0]["extensions"]["code"] == "RATE_LIMITED" {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the anonymous budget refused nothing");
+    let metrics = hub.metrics().await;
+    let exposed: std::collections::BTreeSet<String> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        exposed,
+        documented_metrics(),
+        "what /metrics exposes and what docs/observability.md lists differ"
+    );
+    assert_eq!(sample(&metrics, "cityhub_websockets "), 1.0);
+    assert_eq!(sample(&metrics, "cityhub_subscribers "), 1.0);
+    assert!(sample(&metrics, "cityhub_event_delivery_lag_seconds_count ") >= 1.0);
+    assert_eq!(
+        sample(&metrics, "cityhub_rate_limited_total{limit=\"anonymous\"} "),
+        f64::from(refused)
+    );
+    assert!(
+        sample(
+            &metrics,
+            "cityhub_graphql_request_duration_seconds_count{operation=\"Publish\",type=\"mutation\"} "
+        ) >= 1.0
+    );
+    socket.close().await;
+    // The socket is counted until it is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sample(&hub.metrics().await, "cityhub_websockets ") != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed socket is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_over_a_websocket_carry_the_id_of_the_request_that_opened_it() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let hub = crate::support::TestHub::start(Backend::Sqlite).await;
+    let mut request = hub.ws_url().into_client_request().expect("ws request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    request
+        .headers_mut()
+        .insert("x-request-id", "ws-req-7".parse().expect("header"));
+    let (mut socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("handshake");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("ws-req-7")
+    );
+    let mut send = async |value: Value| {
+        socket
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .expect("send");
+    };
+    send(json!({ "type": "connection_init", "payload": {} })).await;
+    send(json!({ "id": "bad-page", "type": "subscribe",
+        "payload": { "query": "{ cities(first: -1) { totalCount } }" } }))
+    .await;
+    send(json!({ "id": "bad-field", "type": "subscribe",
+        "payload": { "query": "subscription { nope }" } }))
+    .await;
+    let mut seen = std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("answers within 10 s")
+            .expect("open")
+            .expect("message");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).expect("json");
+        let errors = match value["type"].as_str() {
+            Some("next") => value["payload"]["errors"].clone(),
+            Some("error") => value["payload"].clone(),
+            _ => continue,
+        };
+        seen.insert(value["id"].as_str().expect("id").to_owned(), errors);
+    }
+    for (id, errors) in seen {
+        let errors = errors
+            .as_array()
+            .unwrap_or_else(|| panic!("{id}: {errors}"));
+        assert!(!errors.is_empty(), "{id}");
+        for error in errors {
+            assert_eq!(
+                error["extensions"]["requestId"], "ws-req-7",
+                "{id}: {error}"
+            );
+        }
+    }
+    hub.stop().await;
+}

@@ -47,7 +47,16 @@ pub async fn open_socket(
     hub: &TestHub,
     protocol: &'static str,
 ) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
-    let mut request = hub.ws_url().into_client_request().expect("ws request");
+    open_socket_at(&hub.ws_url(), protocol).await
+}
+
+/// [`open_socket`] at a WebSocket URL (a hub the test did not start in
+/// process).
+pub async fn open_socket_at(
+    ws_url: &str,
+    protocol: &'static str,
+) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    let mut request = ws_url.into_client_request().expect("ws request");
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
@@ -187,7 +196,12 @@ impl WsClient {
     /// Opens a socket and initializes it with `token`; the hub must
     /// acknowledge.
     pub async fn connect(hub: &TestHub, token: Option<&str>) -> Self {
-        let socket = open_socket(hub, SUB_PROTOCOL).await;
+        Self::connect_at(&hub.ws_url(), token).await
+    }
+
+    /// [`WsClient::connect`] at a WebSocket URL.
+    pub async fn connect_at(ws_url: &str, token: Option<&str>) -> Self {
+        let socket = open_socket_at(ws_url, SUB_PROTOCOL).await;
         let builder = graphql_ws_client::Client::build(Socket(socket))
             .payload(init_payload(token))
             .expect("connection_init payload")

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use cityhub_storage::repo::events::{EventLog, NOTIFY_CHANNEL};
 use cityhub_storage::{Db, StorageError};
@@ -90,6 +91,8 @@ pub struct EventBus {
     shared: std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// The last head read: when it started, and what it found.
     head: tokio::sync::Mutex<(Option<std::time::Instant>, i64)>,
+    /// Seconds from an event's commit to its hand-over to subscribers.
+    delivery_lag: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -118,6 +121,9 @@ impl EventBus {
             committed,
             delivered: AtomicI64::new(0),
             subscribers: AtomicUsize::new(0),
+            delivery_lag: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16),
+            ),
             connections: std::sync::Mutex::new(HashMap::new()),
             shared: std::sync::Mutex::new(HashMap::new()),
             head: tokio::sync::Mutex::new((None, 0)),
@@ -176,6 +182,12 @@ impl EventBus {
         let seq = EventLog::head(self.db.conn()).await?;
         *last = (Some(started), seq);
         Ok(seq)
+    }
+
+    /// How late events reach this instance's subscribers: seconds from
+    /// the event's time in the log to its hand-over (for the metrics).
+    pub fn delivery_lag(&self) -> &prometheus_client::metrics::histogram::Histogram {
+        &self.delivery_lag
     }
 
     /// Active subscriptions on this instance.
@@ -287,19 +299,33 @@ impl EventBus {
                     }
                     continue;
                 }
-                let events = match load_live(&self.db, batch).await {
+                let span = tracing::info_span!(
+                    "deliver",
+                    events = batch.len(),
+                    from_seq = batch.first().map_or(0, |r| r.seq),
+                    to_seq = batch.last().map_or(0, |r| r.seq),
+                    subscribers = self.sender.receiver_count(),
+                );
+                let events = match load_live(&self.db, batch).instrument(span.clone()).await {
                     Ok(e) => e,
                     Err(e) => {
                         tracing::warn!(error = %e, "event pump could not load activities; retrying");
                         break;
                     }
                 };
+                let now = chrono::Utc::now();
+                let delivering = span.enter();
                 for event in events {
                     last = event.record.seq;
                     self.delivered.store(last, Ordering::SeqCst);
+                    let lag = (now - event.record.occurred_at)
+                        .num_microseconds()
+                        .unwrap_or(0);
+                    self.delivery_lag.observe(lag.max(0) as f64 / 1e6);
                     // No receivers is fine: nobody is watching right now.
                     let _ = self.sender.send(event);
                 }
+                drop(delivering);
                 if !full {
                     break;
                 }

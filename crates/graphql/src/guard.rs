@@ -84,6 +84,33 @@ pub struct Limiters {
     anonymous: Option<DefaultKeyedRateLimiter<IpAddr>>,
     registrations: Option<DefaultKeyedRateLimiter<Registrant>>,
     clock: DefaultClock,
+    /// Refusals so far, by [`Limit`] (for `cityhub_rate_limited`).
+    refused: [std::sync::atomic::AtomicU64; 3],
+}
+
+/// Which budget refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A token's mutations.
+    Mutations,
+    /// An address's anonymous requests (GraphQL, pages, calendars, feeds).
+    Anonymous,
+    /// Persisted-query registrations.
+    Registrations,
+}
+
+impl Limit {
+    /// Every budget, in the order of [`Limiters::refusals`].
+    pub const ALL: [Limit; 3] = [Limit::Mutations, Limit::Anonymous, Limit::Registrations];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Mutations => "mutations",
+            Limit::Anonymous => "anonymous",
+            Limit::Registrations => "registrations",
+        }
+    }
 }
 
 /// Who registers a persisted query: a token, or an address without one.
@@ -129,7 +156,15 @@ impl Limiters {
             registrations: NonZeroU32::new(registrations_per_minute)
                 .map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))),
             clock: DefaultClock::default(),
+            refused: Default::default(),
         }
+    }
+
+    /// Requests refused so far by each budget, in [`Limit::ALL`]'s order.
+    pub fn refusals(&self) -> [u64; 3] {
+        self.refused
+            .each_ref()
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Whether the anonymous per-address limiter is on.
@@ -142,7 +177,7 @@ impl Limiters {
     /// when it is spent. Always `Ok` when the limiter is off.
     pub fn take_anonymous(&self, ip: IpAddr) -> Result<(), u64> {
         match &self.anonymous {
-            Some(limiter) => self.take(limiter, &ip, 1),
+            Some(limiter) => self.take(Limit::Anonymous, limiter, &ip, 1),
             None => Ok(()),
         }
     }
@@ -151,27 +186,36 @@ impl Limiters {
     /// `Err(seconds to wait)` when it is spent.
     pub fn take_registration(&self, who: Registrant) -> Result<(), u64> {
         match &self.registrations {
-            Some(limiter) => self.take(limiter, &who, 1),
+            Some(limiter) => self.take(Limit::Registrations, limiter, &who, 1),
             None => Ok(()),
         }
     }
 
     /// Takes `n` cells from `key`'s bucket; `Err(seconds to wait)` if empty.
-    fn take<K>(&self, limiter: &DefaultKeyedRateLimiter<K>, key: &K, n: usize) -> Result<(), u64>
+    fn take<K>(
+        &self,
+        budget: Limit,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+        n: usize,
+    ) -> Result<(), u64>
     where
         K: std::hash::Hash + Eq + Clone,
     {
         let n = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
-        match limiter.check_key_n(key, n) {
-            Ok(Ok(())) => Ok(()),
+        let refused = match limiter.check_key_n(key, n) {
+            Ok(Ok(())) => return Ok(()),
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(self.clock.now());
-                Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
             }
             // More than the burst at once can never pass: wait a second and
             // send fewer (the per-request mutation cap keeps this rare).
-            Err(_) => Err(1),
-        }
+            Err(_) => 1,
+        };
+        let index = Limit::ALL.iter().position(|l| *l == budget).unwrap_or(0);
+        self.refused[index].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(refused)
     }
 
     /// Drops the state of keys whose buckets are full again (bounded memory).
@@ -283,7 +327,9 @@ impl RequestGuard {
         match principal {
             Some(p) if shape.mutations > 0 => {
                 if let Some(limiter) = &self.limiters.mutations
-                    && let Err(wait) = self.limiters.take(limiter, &p.token_id, shape.mutations)
+                    && let Err(wait) =
+                        self.limiters
+                            .take(Limit::Mutations, limiter, &p.token_id, shape.mutations)
                 {
                     return Err(refuse(
                         Code::RateLimited,
@@ -295,7 +341,7 @@ impl RequestGuard {
             Some(_) => {}
             None => {
                 if let (Some(limiter), Some(ClientAddr(ip))) = (&self.limiters.anonymous, client)
-                    && let Err(wait) = self.limiters.take(limiter, ip, 1)
+                    && let Err(wait) = self.limiters.take(Limit::Anonymous, limiter, ip, 1)
                 {
                     return Err(refuse(
                         Code::RateLimited,

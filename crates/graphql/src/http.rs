@@ -128,10 +128,52 @@ fn http_cache_headers(response: &mut Response, tag: &str, cache_control: &str) {
     );
 }
 
+/// [`execute_untraced`] inside a `graphql` span that names the operation
+/// (`graphql.operation.name`, `graphql.operation.type`) once it is parsed.
+async fn execute(
+    svc: &GraphqlService,
+    parts: &axum::http::request::Parts,
+    request: async_graphql::Request,
+) -> Response {
+    use tracing::Instrument as _;
+    // The request's id again: log lines written here name it in their
+    // innermost span too.
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "graphql",
+        request_id,
+        otel.name = "graphql",
+        graphql.operation.name = tracing::field::Empty,
+        graphql.operation.type = tracing::field::Empty,
+    );
+    execute_untraced(svc, parts, request).instrument(span).await
+}
+
+/// Names the current `graphql` span after its operation.
+fn record_operation(name: Option<&str>, kind: Option<OperationType>) {
+    let kind = match kind {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => return,
+    };
+    // The exporter names the span from these (`query Name`): a span's name
+    // cannot change once it started.
+    let span = tracing::Span::current();
+    span.record("graphql.operation.type", kind);
+    if let Some(name) = name {
+        span.record("graphql.operation.name", name);
+    }
+}
+
 /// Runs a request and renders its response: persisted query resolution,
 /// the parsed-document cache, then (for token-independent queries) the
 /// response cache and, over `GET`, `ETag`/`If-None-Match`.
-async fn execute(
+async fn execute_untraced(
     svc: &GraphqlService,
     parts: &axum::http::request::Parts,
     mut request: async_graphql::Request,
@@ -162,13 +204,21 @@ async fn execute(
         .ok()
         .flatten();
     let operation = request.operation_name.clone();
+    let selected = document
+        .as_deref()
+        .and_then(|d| crate::document::selected_operation(d, operation.as_deref()));
+    let kind = selected.map(|(_, op)| op.node.ty);
+    // A document's only operation may be named without the request naming it.
+    let named = operation
+        .as_deref()
+        .or(selected.and_then(|(n, _)| n))
+        .map(str::to_owned);
+    record_operation(named.as_deref(), kind);
     if get
-        && document.as_deref().is_some_and(|d| {
-            matches!(
-                crate::cache::operation_type(d, operation.as_deref()),
-                Some(OperationType::Mutation | OperationType::Subscription)
-            )
-        })
+        && matches!(
+            kind,
+            Some(OperationType::Mutation | OperationType::Subscription)
+        )
     {
         return method_not_allowed();
     }
@@ -225,7 +275,7 @@ async fn execute(
         && let Some(body) = svc.cache.get(k, v)
     {
         svc.metrics
-            .observe(operation.as_deref(), Outcome::Ok, Duration::ZERO);
+            .observe(named.as_deref(), kind, Outcome::Ok, Duration::ZERO);
         let mut response =
             (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
         if let Some(tag) = &tag {
@@ -314,7 +364,8 @@ async fn execute(
     // of the wrong type) get their code here.
     let executed = crate::error::assign_missing_codes(&mut response);
     svc.metrics.observe(
-        operation.as_deref(),
+        named.as_deref(),
+        kind,
         Outcome::of(&response),
         started.elapsed(),
     );

@@ -1,5 +1,8 @@
 //! Prometheus metrics: GraphQL requests by operation and outcome, their
-//! latency, the database pool and query count, and live subscribers.
+//! latency by operation and type, the database pool and query count, open
+//! sockets, live subscribers and how late their events leave, rate-limit
+//! refusals, the read caches, and cities' calendar runs. Every name is
+//! listed in `docs/metrics.md` (a test holds both to each other).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -42,6 +45,50 @@ pub struct RequestLabels {
     pub outcome: String,
 }
 
+/// Labels of a GraphQL request's latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    /// The operation name, as in [`RequestLabels`].
+    pub operation: String,
+    /// `query`, `mutation`, `subscription`, or `unknown` (not parsed).
+    pub r#type: String,
+}
+
+/// Labels of a rate-limit refusal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `mutations`, `anonymous` or `registrations`.
+    pub limit: String,
+}
+
+/// Labels of a calendar run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    /// The status the run ended with (`OK`, `NOT_MODIFIED`, `PARTIAL`,
+    /// `FAILED`).
+    pub status: String,
+}
+
+/// What [`Metrics::render`] samples from the rest of the hub.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    /// Open database connections.
+    pub pool_size: u32,
+    /// Idle database connections.
+    pub pool_idle: usize,
+    /// SQL statements run so far.
+    pub queries: u64,
+    /// Active subscriptions.
+    pub subscribers: usize,
+    /// Refusals so far per budget (`Limiters::refusals`).
+    pub rate_limited: Vec<(&'static str, u64)>,
+    /// Calendar runs so far per final status.
+    pub source_runs: Vec<(String, u64)>,
+}
+
+/// Reads samples at rendering time.
+type Sampler = Box<dyn Fn(&mut Samples) + Send + Sync>;
+
 /// The most distinct operation names kept as labels.
 const MAX_OPERATIONS: usize = 200;
 
@@ -49,12 +96,16 @@ const MAX_OPERATIONS: usize = 200;
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    latency: Histogram,
+    latency: Family<LatencyLabels, Histogram>,
+    sockets: Gauge,
+    rate_limited: Family<LimitLabels, Counter>,
+    source_runs: Family<RunLabels, Counter>,
     pool_size: Gauge,
     pool_idle: Gauge,
     queries: Counter<u64, AtomicU64>,
     subscribers: Gauge,
     operations: Mutex<HashSet<String>>,
+    samplers: Vec<Sampler>,
     cache: Family<CacheLabels, Counter>,
     cache_bytes: Gauge,
     cache_entries: Gauge,
@@ -118,11 +169,34 @@ impl Metrics {
             "GraphQL requests by operation and outcome",
             requests.clone(),
         );
-        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
+        );
         registry.register(
             "graphql_request_duration_seconds",
-            "GraphQL request latency",
+            "GraphQL request latency by operation name and type",
             latency.clone(),
+        );
+        let sockets = Gauge::default();
+        registry.register("websockets", "Open WebSocket connections", sockets.clone());
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by budget",
+            rate_limited.clone(),
+        );
+        let source_runs = Family::<RunLabels, Counter>::default();
+        // Every status from the start: a rate over a series that appears
+        // only with its first run would miss that run.
+        for status in ["OK", "NOT_MODIFIED", "PARTIAL", "FAILED"] {
+            let _ = source_runs.get_or_create(&RunLabels {
+                status: status.to_owned(),
+            });
+        }
+        registry.register(
+            "source_runs",
+            "Runs of cities' connected calendars, by final status",
+            source_runs.clone(),
         );
         let pool_size = Gauge::default();
         registry.register(
@@ -183,17 +257,54 @@ impl Metrics {
             registry,
             requests,
             latency,
+            sockets,
+            rate_limited,
+            source_runs,
             pool_size,
             pool_idle,
             queries,
             subscribers,
             operations: Mutex::new(HashSet::new()),
+            samplers: Vec::new(),
         }
     }
 
-    /// Records one GraphQL request: its operation name, outcome and
-    /// duration.
-    pub fn observe(&self, operation: Option<&str>, outcome: Outcome, took: Duration) {
+    /// Registers the event bus's delivery lag histogram
+    /// (`cityhub_event_delivery_lag_seconds`).
+    #[must_use]
+    pub fn with_delivery_lag(mut self, lag: Histogram) -> Self {
+        self.registry.register(
+            "event_delivery_lag_seconds",
+            "From an event's commit to its hand-over to this instance's subscribers",
+            lag,
+        );
+        self
+    }
+
+    /// Adds what `sample` reads (from parts of the hub this crate does not
+    /// know, such as cities' calendars) to every rendering.
+    #[must_use]
+    pub fn with_sampler(mut self, sample: impl Fn(&mut Samples) + Send + Sync + 'static) -> Self {
+        self.samplers.push(Box::new(sample));
+        self
+    }
+
+    /// Counts an open WebSocket until the guard is dropped.
+    pub fn socket_opened(&self) -> SocketGuard {
+        self.sockets.inc();
+        SocketGuard(self.sockets.clone())
+    }
+
+    /// Records one GraphQL request: its operation name and type, outcome
+    /// and duration.
+    pub fn observe(
+        &self,
+        operation: Option<&str>,
+        kind: Option<async_graphql::parser::types::OperationType>,
+        outcome: Outcome,
+        took: Duration,
+    ) {
+        use async_graphql::parser::types::OperationType;
         let seconds = took.as_secs_f64();
         let name = match operation {
             None => "anonymous".to_owned(),
@@ -218,13 +329,24 @@ impl Metrics {
             Outcome::Error => "error",
         }
         .to_owned();
+        let kind = match kind {
+            Some(OperationType::Query) => "query",
+            Some(OperationType::Mutation) => "mutation",
+            Some(OperationType::Subscription) => "subscription",
+            None => "unknown",
+        };
+        self.latency
+            .get_or_create(&LatencyLabels {
+                operation: name.clone(),
+                r#type: kind.to_owned(),
+            })
+            .observe(seconds);
         self.requests
             .get_or_create(&RequestLabels {
                 operation: name,
                 outcome,
             })
             .inc();
-        self.latency.observe(seconds);
     }
 
     /// Brings the read-cache metrics up to these totals.
@@ -257,26 +379,53 @@ impl Metrics {
     }
 
     /// Renders the text exposition, after refreshing the sampled gauges.
-    pub fn render(
-        &self,
-        pool_size: u32,
-        pool_idle: usize,
-        queries: u64,
-        subscribers: usize,
-    ) -> String {
-        self.pool_size.set(i64::from(pool_size));
+    pub fn render(&self, mut samples: Samples) -> String {
+        for sample in &self.samplers {
+            sample(&mut samples);
+        }
+        self.pool_size.set(i64::from(samples.pool_size));
         self.pool_idle
-            .set(i64::try_from(pool_idle).unwrap_or(i64::MAX));
+            .set(i64::try_from(samples.pool_idle).unwrap_or(i64::MAX));
         let seen = self.queries.get();
-        if queries > seen {
-            self.queries.inc_by(queries - seen);
+        if samples.queries > seen {
+            self.queries.inc_by(samples.queries - seen);
         }
         self.subscribers
-            .set(i64::try_from(subscribers).unwrap_or(i64::MAX));
+            .set(i64::try_from(samples.subscribers).unwrap_or(i64::MAX));
+        for (limit, total) in &samples.rate_limited {
+            let counter = self.rate_limited.get_or_create(&LimitLabels {
+                limit: (*limit).to_owned(),
+            });
+            catch_up(&counter, *total);
+        }
+        for (status, total) in &samples.source_runs {
+            let counter = self.source_runs.get_or_create(&RunLabels {
+                status: status.clone(),
+            });
+            catch_up(&counter, *total);
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
+    }
+}
+
+/// Brings a counter up to a total sampled elsewhere.
+fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
+/// An open WebSocket, counted in `cityhub_websockets` until dropped.
+#[derive(Debug)]
+pub struct SocketGuard(Gauge);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

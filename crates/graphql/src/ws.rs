@@ -164,6 +164,11 @@ pub async fn upgrade(svc: GraphqlService, parts: &mut Parts) -> HttpResponse {
             &parts.headers,
         ))
     });
+    let request_id: Option<Arc<str>> = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(Arc::from);
     ws.on_upgrade(move |socket| {
         // The socket's task is the hub's: it ends (dropping the socket, so
         // clients see the connection go and resume with their cursor) as
@@ -174,7 +179,8 @@ pub async fn upgrade(svc: GraphqlService, parts: &mut Parts) -> HttpResponse {
         // `run_until_cancelled_owned`): 17 KiB per idle socket instead of
         // 8.5 KiB at 10,000 subscribers (BENCHMARKS.md).
         let served = Box::pin(async move {
-            let mut connection = Connection::new(svc, protocol);
+            let _open = svc.metrics.socket_opened();
+            let mut connection = Connection::new(svc, protocol, request_id);
             connection.client = client;
             connection.serve(socket).await;
         });
@@ -245,6 +251,8 @@ struct Outbox {
     limit: usize,
     /// Signalled when a full queue gets room again.
     drained: tokio::sync::Notify,
+    /// The id of the request that opened the socket, in every error sent.
+    request_id: Option<Arc<str>>,
 }
 
 impl Outbox {
@@ -289,13 +297,25 @@ impl Outbox {
 
     /// Ends an operation whose client fell behind.
     fn lagged(&self, tag: &Arc<OpTag>) {
-        self.finish(tag, Some(error_payload(Code::RateLimited, FELL_BEHIND)));
+        self.finish(
+            tag,
+            Some(error_payload(
+                Code::RateLimited,
+                FELL_BEHIND,
+                self.request_id.as_deref(),
+            )),
+        );
     }
 }
 
-/// A `{"errors":[…]}` payload with one coded error.
-fn error_payload(code: Code, message: &str) -> Arc<str> {
-    serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] })
+/// A `{"errors":[…]}` payload with one coded error (and the id of the
+/// request that opened the socket, as over HTTP).
+fn error_payload(code: Code, message: &str, request_id: Option<&str>) -> Arc<str> {
+    let mut extensions = serde_json::json!({ "code": code.as_str() });
+    if let Some(id) = request_id {
+        extensions["requestId"] = id.into();
+    }
+    serde_json::json!({ "errors": [{ "message": message, "extensions": extensions }] })
         .to_string()
         .into()
 }
@@ -344,11 +364,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Group {
     /// Hands one result to every member past its floor.
-    fn distribute(&self, seq: i64, payload: Arc<str>) {
+    fn distribute(&self, seq: i64, payload: Arc<str>, has_errors: bool) {
         let mut inner = lock(&self.inner);
         let mut behind = Vec::new();
         for (i, m) in inner.members.iter().enumerate() {
-            if seq > m.floor && !m.out.next(&m.tag, &payload) {
+            if seq <= m.floor {
+                continue;
+            }
+            // Errors name each member's own request (rare: results are
+            // shared as they are otherwise).
+            let delivered = match (has_errors, m.out.request_id.as_deref()) {
+                (true, Some(id)) => m.out.next(&m.tag, &stamped(&payload, id)),
+                _ => m.out.next(&m.tag, &payload),
+            };
+            if !delivered {
                 behind.push(i);
             }
         }
@@ -436,7 +465,7 @@ async fn run_group(
             }
         };
         let fatal = seq == i64::MAX;
-        group.distribute(seq, payload);
+        group.distribute(seq, payload, !response.errors.is_empty());
         if fatal {
             break;
         }
@@ -508,7 +537,7 @@ enum Step {
 }
 
 impl Connection {
-    fn new(svc: GraphqlService, protocol: Protocol) -> Self {
+    fn new(svc: GraphqlService, protocol: Protocol, request_id: Option<Arc<str>>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let limit = svc.events.settings().max_queued_messages.max(1);
         Self {
@@ -526,6 +555,7 @@ impl Connection {
                 queued: AtomicUsize::new(0),
                 limit,
                 drained: tokio::sync::Notify::new(),
+                request_id,
             }),
             rx,
         }
@@ -876,9 +906,12 @@ impl Connection {
                 Ok(h) => h,
                 Err(e) => {
                     let err = crate::error::storage(e);
-                    let payload = response_payload(&Response::from_errors(vec![
-                        err.into_server_error(async_graphql::Pos::default()),
-                    ]));
+                    let payload = response_payload(
+                        Response::from_errors(vec![
+                            err.into_server_error(async_graphql::Pos::default()),
+                        ]),
+                        self.out.request_id.as_deref(),
+                    );
                     self.refuse_payload(&tag, OpKind::Subscription, payload);
                     return Step::Continue;
                 }
@@ -911,7 +944,8 @@ impl Connection {
             let op_tag = tag.clone();
             let handle = tokio::spawn(async move {
                 let response = execute(&schema, request).await;
-                out.finish(&op_tag, Some(response_payload(&response)));
+                let payload = response_payload(response, out.request_id.as_deref());
+                out.finish(&op_tag, Some(payload));
             });
             self.ops.insert(
                 id.to_owned(),
@@ -929,7 +963,8 @@ impl Connection {
 
     /// Answers an operation with one error and completes it.
     fn refuse_op(&mut self, tag: &Arc<OpTag>, kind: OpKind, code: Code, message: &str) {
-        self.refuse_payload(tag, kind, error_payload(code, message));
+        let payload = error_payload(code, message, self.out.request_id.as_deref());
+        self.refuse_payload(tag, kind, payload);
     }
 
     fn refuse_payload(&mut self, tag: &Arc<OpTag>, kind: OpKind, payload: Arc<str>) {
@@ -1022,7 +1057,7 @@ impl Connection {
         let tag = tag.clone();
         let handle = tokio::spawn(async move {
             while let Some(response) = stream.next().await {
-                let payload = response_payload(&response);
+                let payload = response_payload(response, out.request_id.as_deref());
                 if tap.yielded.load(Ordering::SeqCst) == i64::MAX {
                     out.finish(&tag, Some(payload));
                     return;
@@ -1047,12 +1082,42 @@ async fn execute(schema: &HubSchema, request: async_graphql::Request) -> Respons
     response
 }
 
-fn response_payload(response: &Response) -> Arc<str> {
-    match serde_json::to_string(response) {
+/// A serialized response whose errors carry `requestId: id`.
+fn stamped(payload: &Arc<str>, id: &str) -> Arc<str> {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return payload.clone();
+    };
+    if let Some(errors) = value.get_mut("errors").and_then(|e| e.as_array_mut()) {
+        for error in errors {
+            if let Some(error) = error.as_object_mut() {
+                let extensions = error
+                    .entry("extensions")
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if let Some(extensions) = extensions.as_object_mut() {
+                    extensions.insert("requestId".into(), id.into());
+                }
+            }
+        }
+    }
+    value.to_string().into()
+}
+
+/// A response as a payload, its errors stamped with the id of the request
+/// that opened the socket.
+fn response_payload(mut response: Response, request_id: Option<&str>) -> Arc<str> {
+    if let Some(id) = request_id {
+        for error in &mut response.errors {
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("requestId", id);
+        }
+    }
+    match serde_json::to_string(&response) {
         Ok(s) => s.into(),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize a response");
-            error_payload(Code::InternalServerError, "internal error")
+            error_payload(Code::InternalServerError, "internal error", request_id)
         }
     }
 }

@@ -56,6 +56,8 @@ struct Inner {
     hosts: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Runs at once on this instance.
     runs: Semaphore,
+    /// Runs ended on this instance, by final status (for the metrics).
+    ended: Mutex<HashMap<String, u64>>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -81,11 +83,23 @@ impl Sources {
                 fetcher,
                 owner: uuid::Uuid::new_v4().to_string(),
                 hosts: Mutex::new(HashMap::new()),
+                ended: Mutex::new(HashMap::new()),
                 settings,
                 stop,
                 tasks,
             }),
         })
+    }
+
+    /// Runs ended on this instance so far, by final status (`OK`,
+    /// `NOT_MODIFIED`, `PARTIAL`, `FAILED`).
+    #[must_use]
+    pub fn run_counts(&self) -> Vec<(String, u64)> {
+        let ended = match self.inner.ended.lock() {
+            Ok(ended) => ended,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        ended.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// The settings in force.
@@ -264,6 +278,13 @@ impl Sources {
             .await
         {
             tracing::warn!(error = %e, source = %id, "sources: cannot record a run");
+        }
+        {
+            let mut ended = match self.inner.ended.lock() {
+                Ok(ended) => ended,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *ended.entry(outcome.status.to_string()).or_default() += 1;
         }
         tracing::info!(source = %id, status = %outcome.status, error = ?outcome.error, "sources: run ended");
     }

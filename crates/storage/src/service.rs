@@ -232,6 +232,7 @@ impl HubService {
     /// Publishes an activity as `actor`, public or as a draft (`mode`).
     /// With an idempotency key, the same key and input return the first
     /// result.
+    #[tracing::instrument(name = "publish", skip_all, fields(idempotent = idempotency_key.is_some()))]
     pub async fn publish(
         &self,
         actor: &Actor,
