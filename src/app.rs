@@ -298,6 +298,7 @@ pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router
     }
     let app = app
         .merge(cityhub_dashboard::routes())
+        .merge(cityhub_desk::routes())
         .with_state(service.clone())
         .merge(cityhub_web::router(cityhub_web::WebState {
             service,

@@ -139,6 +139,10 @@ struct IssueArgs {
     /// A label to recognise the token by.
     #[arg(long)]
     label: Option<String>,
+    /// Print the publishing desk's sign-in link (`<public URL>/publish#token=…`)
+    /// instead of the bare token.
+    #[arg(long)]
+    link: bool,
 }
 
 #[derive(Subcommand)]
@@ -412,7 +416,12 @@ async fn print_demo(config: &Config, db: &cityhub_storage::Db, url: &str) -> any
         report.activities_created
     );
     say!();
+    let desk = format!(
+        "{}/publish#token={city_token}",
+        url.trim_end_matches("/graphql")
+    );
     say!("  GraphQL and GraphiQL: {url}");
+    say!("  Publishing desk (Lyon): {desk}");
     say!("  City token (Lyon, 7 days):   {city_token}");
     say!("  Secretariat token (7 days):  {secretariat_token}");
     say!();
@@ -465,7 +474,11 @@ async fn token(config: Config, action: TokenAction) -> anyhow::Result<()> {
                 record.subject,
                 record.expires_at.to_rfc3339()
             );
-            println!("{token}");
+            if args.link {
+                println!("{}", ops::desk_link(&config, &token)?);
+            } else {
+                println!("{token}");
+            }
         }
         TokenAction::List => {
             for t in ops::list_tokens(&db).await? {

@@ -165,6 +165,27 @@ pub fn healthcheck_addr(config: &Config) -> anyhow::Result<std::net::SocketAddr>
     Ok(addr)
 }
 
+/// The publishing desk's sign-in link for `token`:
+/// `<base>/publish#token=<JWT>`, the base being `api.public_url` when set,
+/// else the address the hub listens on (an unspecified one as loopback).
+/// The token travels in the fragment, which browsers never send to a
+/// server, so it reaches no log; the desk takes it out of the address bar.
+pub fn desk_link(config: &Config, token: &str) -> anyhow::Result<String> {
+    let base = if config.api.public_url.is_empty() {
+        let mut addr = config.listen_addr()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
+    } else {
+        config.api.public_url.trim_end_matches('/').to_owned()
+    };
+    Ok(format!("{base}/publish#token={token}"))
+}
+
 /// Asks `GET /readyz` of the hub `config` describes (see
 /// [`healthcheck_addr`]) over plain HTTP/1.1, within `timeout`: the
 /// container's `HEALTHCHECK` (the runtime image has no curl). An error is

@@ -158,8 +158,15 @@ async fn demo_serves_the_seeded_network_and_prints_working_tokens() {
         .json::<Value>()
         .await
         .expect("json");
+    // The publishing desk's link carries the city's token in its fragment.
+    let desk = find("Publishing desk (Lyon):");
+    let (page, token) = desk.split_once("#token=").expect("a desk link");
+    assert_eq!(token, city_token);
+    assert_eq!(page, url.replace("/graphql", "/publish"));
+    let desk_status = client.get(page).send().await.expect("the desk").status();
     let _ = child.kill();
     let _ = child.wait();
+    assert_eq!(desk_status, 200);
     assert_eq!(
         viewer["data"]["viewer"],
         json!({ "role": "CITY", "city": { "slug": "lyon" } }),

@@ -18,6 +18,7 @@ mod cache;
 mod cli;
 mod dashboard;
 mod deploy;
+mod desk;
 mod federation;
 mod filter_agreement;
 mod hardening;

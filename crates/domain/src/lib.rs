@@ -11,6 +11,7 @@ pub mod filter;
 pub mod invitation;
 pub mod jsonld;
 pub mod limits;
+pub mod markdown;
 pub mod policy;
 pub mod records;
 pub mod slug;

@@ -13,10 +13,12 @@ pub mod feed;
 pub mod http;
 pub mod ics;
 pub mod listing;
-pub mod markdown;
 pub mod page;
 pub mod params;
 pub mod widget;
+
+/// The hub's one Markdown renderer (the domain's), which pages and feeds use.
+pub use cityhub_domain::markdown;
 
 use axum::Router;
 use axum::routing::get;

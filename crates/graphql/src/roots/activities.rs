@@ -1,4 +1,5 @@
-//! Reading activities: `activities`, `activity`, `stats` and the `Activity`
+//! Reading activities: `activities`, `activity`, `stats`,
+//! `markdownPreview` (the pages' renderer, for editors) and the `Activity`
 //! entity resolver.
 
 use async_graphql::{Context, ID, Object, Result};
@@ -101,6 +102,32 @@ impl ActivityQuery {
     ) -> Result<ActivityStats> {
         let scope = may_read(ctx)?;
         activity_stats(ctx, scope, filter).await
+    }
+
+    /// The HTML the hub renders this Markdown as, exactly as activity pages and feeds show a `description`: raw HTML shown as text, links only to `http`, `https`, `mailto` or relative targets, images as plain links. For editors' live previews (the publishing desk's); the text obeys the rules of `description` (`BAD_USER_INPUT` naming `markdown` otherwise).
+    async fn markdown_preview(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Markdown, as `ActivityInput.description` takes it (at most `limits.description_bytes`)."
+        )]
+        markdown: String,
+    ) -> Result<String> {
+        let limit = hub(ctx).service.limits().description_bytes;
+        if markdown.len() > limit {
+            return Err(bad_input(
+                "markdown",
+                format!("must be at most {limit} bytes"),
+            ));
+        }
+        cityhub_domain::chars::check_text(
+            "markdown",
+            &markdown,
+            cityhub_domain::chars::TextKind::Prose,
+        )
+        .map_err(crate::error::domain)?;
+        let html = cityhub_domain::markdown::to_safe_html(&markdown);
+        Ok(cityhub_domain::chars::for_output(&html).into_owned())
     }
 
     /// Federation: resolves an `Activity` entity by id.
