@@ -213,3 +213,68 @@ async fn driver_ready(url: &str, driver: &mut tokio::process::Child) -> bool {
     }
     false
 }
+
+/// The axe-core script the tests inject: `AXE_CORE_JS`, else where `npm
+/// install -g axe-core` puts it (`.ci/run` does).
+fn axe_source() -> Option<&'static str> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let candidates = std::env::var("AXE_CORE_JS")
+            .map(|p| vec![p])
+            .unwrap_or_else(|_| {
+                vec![
+                    "/usr/lib/node_modules/axe-core/axe.min.js".into(),
+                    "/usr/local/lib/node_modules/axe-core/axe.min.js".into(),
+                ]
+            });
+        candidates
+            .iter()
+            .find_map(|path| std::fs::read_to_string(path).ok())
+    })
+    .as_deref()
+}
+
+/// Whether axe-core is there; missing, the caller skips (with a printed
+/// reason), except under `CI=true`, where this fails the test.
+pub fn axe_available() -> bool {
+    if axe_source().is_some() {
+        return true;
+    }
+    let reason = "axe-core is not installed (npm install -g axe-core, or set AXE_CORE_JS)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason} and CI=true: the accessibility checks must run in CI");
+    }
+    eprintln!("skipping: {reason}");
+    false
+}
+
+impl Browser {
+    /// Runs axe-core (WCAG 2.0–2.2 A and AA rules) on the page as it is,
+    /// and fails on any serious or critical violation. Call
+    /// [`axe_available`] first (a test without axe-core skips).
+    pub async fn axe(&self, screen: &str) {
+        let axe = axe_source().unwrap_or_else(|| panic!("axe-core is missing ({screen})"));
+        self.eval(&format!("{axe}\nreturn typeof window.axe;"))
+            .await;
+        let result = self
+            .client()
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
+                   .then(r => done({ ok: true, violations: r.violations
+                     .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                  nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')) })) }))
+                   .catch(e => done({ ok: false, error: String(e) }));",
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("axe on {screen}: {e}"));
+        assert_eq!(result["ok"], true, "axe failed on {screen}: {result}");
+        assert_eq!(
+            result["violations"],
+            json!([]),
+            "serious or critical accessibility violations on {screen}"
+        );
+    }
+}

@@ -10,7 +10,6 @@
 //! connecting a calendar; axe-core on every screen and the 360 px layout.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -123,52 +122,23 @@ both_backends!(
 
 // ---- the desk in Chromium ----
 
-/// The axe-core script the tests inject: `AXE_CORE_JS`, else where `npm
-/// install -g axe-core` puts it (`.ci/run` does). Missing: the browser
-/// tests skip, except under `CI=true`, where they fail.
-fn axe_source() -> Option<Arc<String>> {
-    static AXE: std::sync::OnceLock<Option<Arc<String>>> = std::sync::OnceLock::new();
-    AXE.get_or_init(|| {
-        let candidates = std::env::var("AXE_CORE_JS")
-            .map(|p| vec![p])
-            .unwrap_or_else(|_| {
-                vec![
-                    "/usr/lib/node_modules/axe-core/axe.min.js".into(),
-                    "/usr/local/lib/node_modules/axe-core/axe.min.js".into(),
-                ]
-            });
-        candidates
-            .iter()
-            .find_map(|path| std::fs::read_to_string(path).ok())
-            .map(Arc::new)
-    })
-    .clone()
-}
-
 /// A city's staff at the desk: a headless Chromium on the hub's `/publish`.
 struct Desk {
     browser: Browser,
     base: String,
-    axe: Arc<String>,
 }
 
 impl Desk {
     /// A browser on the hub, not signed in; `None` when Chromium or
     /// axe-core is missing outside CI.
     async fn start(hub: &TestHub) -> Option<Desk> {
-        let Some(axe) = axe_source() else {
-            let reason = "axe-core is not installed (npm install -g axe-core, or set AXE_CORE_JS)";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{reason} and CI=true: the desk's accessibility tests must run in CI");
-            }
-            eprintln!("skipping: {reason}");
+        if !crate::browser::axe_available() {
             return None;
-        };
+        }
         let browser = Browser::start().await?;
         Some(Desk {
             browser,
             base: hub.base.clone(),
-            axe,
         })
     }
 
@@ -256,33 +226,9 @@ impl Desk {
             .to_owned()
     }
 
-    /// Runs axe-core (WCAG 2.0–2.2 A and AA rules) on the page as it is,
-    /// and fails on any serious or critical violation.
+    /// axe-core on the desk as it is now (see [`Browser::axe`]).
     async fn axe(&self, screen: &str) {
-        self.browser
-            .eval(&format!("{}\nreturn typeof window.axe;", self.axe))
-            .await;
-        let result = self
-            .browser
-            .client()
-            .execute_async(
-                "const done = arguments[arguments.length - 1];
-                 axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } })
-                   .then(r => done({ ok: true, violations: r.violations
-                     .filter(v => v.impact === 'serious' || v.impact === 'critical')
-                     .map(v => ({ id: v.id, impact: v.impact, help: v.help,
-                                  nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')) })) }))
-                   .catch(e => done({ ok: false, error: String(e) }));",
-                vec![],
-            )
-            .await
-            .unwrap_or_else(|e| panic!("axe on {screen}: {e}"));
-        assert_eq!(result["ok"], true, "axe failed on {screen}: {result}");
-        assert_eq!(
-            result["violations"],
-            json!([]),
-            "serious or critical accessibility violations on {screen}"
-        );
+        self.browser.axe(screen).await;
     }
 
     /// Whether the page fits the window's width (no sideways scrolling).
