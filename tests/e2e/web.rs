@@ -638,6 +638,9 @@ async fn other_origin(pages: Vec<(&'static str, String)>, csp: String) -> String
 /// reached, it leaves a plain link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn widget_on_another_origin_in_chromium() {
+    if !crate::browser::axe_available() {
+        return;
+    }
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -711,6 +714,7 @@ async fn widget_on_another_origin_in_chromium() {
         .eval("return document.querySelector('script[data-city]').dataset.cityhubState;")
         .await;
     assert_eq!(ready, json!("ready"));
+    browser.axe("a city's page with the widget").await;
     let fallback_hidden = browser
         .eval("return document.querySelector('[data-cityhub-fallback]').hidden;")
         .await;
@@ -809,6 +813,9 @@ async fn widget_on_another_origin_in_chromium() {
 /// The activity page renders in Chromium and its JSON-LD parses there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_page_in_chromium() {
+    if !crate::browser::axe_available() {
+        return;
+    }
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -826,6 +833,7 @@ async fn activity_page_in_chromium() {
         .and_then(|a| a["title"].as_str().map(str::to_owned))
         .expect("title");
     assert_eq!(h1, title);
+    browser.axe("an activity page").await;
     let ld = browser
         .eval("return JSON.parse(document.querySelector('script[type=\"application/ld+json\"]').textContent);")
         .await;
@@ -844,6 +852,9 @@ async fn activity_page_in_chromium() {
 /// GraphiQL loads from the hub alone (no CDN) and runs its default query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_loads_and_runs_a_query_in_chromium() {
+    if !crate::browser::axe_available() {
+        return;
+    }
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -865,6 +876,7 @@ async fn graphiql_loads_and_runs_a_query_in_chromium() {
         text.contains("UNESCO Creative Cities Network"),
         "the response panel shows the network: {text}"
     );
+    browser.axe("GraphiQL").await;
     let hub_host = hub.base.trim_start_matches("http://").to_owned();
     assert_eq!(
         browser.requested_hosts().await,

@@ -70,6 +70,36 @@
 
   var defaultHeaders = '{"Authorization": "Bearer <token>"}';
 
+  // Accessibility the vendored editor lacks (checked with axe-core in the
+  // browser tests): every editor's input gets a label, and each scrolling
+  // editor area can take the keyboard's focus.
+  function labelEditors() {
+    var editors = [
+      ['.graphiql-query-editor', 'GraphQL query'],
+      ['.graphiql-editor-tool [aria-label], .graphiql-editor-tool', 'Variables or headers (JSON)'],
+      ['.graphiql-response', 'Response']
+    ];
+    document.querySelectorAll('.CodeMirror').forEach(function (cm) {
+      var label = 'Editor';
+      for (var i = 0; i < editors.length; i++) {
+        if (cm.closest(editors[i][0])) {
+          label = editors[i][1];
+          break;
+        }
+      }
+      var input = cm.querySelector('textarea');
+      if (input && !input.hasAttribute('aria-label')) {
+        input.setAttribute('aria-label', label);
+      }
+      var scroll = cm.querySelector('.CodeMirror-scroll');
+      if (scroll && scroll.getAttribute('tabindex') !== '0') {
+        scroll.setAttribute('tabindex', '0');
+        scroll.setAttribute('aria-label', label);
+      }
+    });
+  }
+  new MutationObserver(labelEditors).observe(root, { childList: true, subtree: true });
+
   ReactDOM.createRoot(root).render(
     React.createElement(GraphiQL, {
       fetcher: fetcher,
