@@ -37,6 +37,7 @@ mod sqlite_reads;
 mod stats;
 mod subscriptions;
 mod text_safety;
+mod timed;
 mod tokens;
 mod web;
 mod ws;

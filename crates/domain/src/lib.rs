@@ -16,6 +16,7 @@ pub mod records;
 pub mod slug;
 pub mod source;
 pub mod text;
+pub mod timing;
 pub mod visibility;
 
 pub use activity::{ActivityInput, ActivityPatch, DocumentInput, Participation, PublishAs};
@@ -31,6 +32,7 @@ pub use limits::Limits;
 pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
 pub use records::{Activity, City, Document};
 pub use slug::Slug;
+pub use timing::Timing;
 pub use source::{SkippedItem, Source, SourceDefaults, may_manage_sources};
 pub use visibility::ReadScope;
 

@@ -16,6 +16,7 @@ pub mod listing;
 pub mod markdown;
 pub mod page;
 pub mod params;
+pub mod vtimezone;
 pub mod widget;
 
 use axum::Router;
