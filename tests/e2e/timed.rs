@@ -223,19 +223,34 @@ both_backends!(
         assert_eq!(timed["DTSTART"].1, "20270327T220000");
         assert_eq!(tzid(timed, "DTEND"), "Europe/Paris");
         assert_eq!(timed["DTEND"].1, "20270328T040000");
-        let paris = zones.get("Europe/Paris").expect("a VTIMEZONE for Europe/Paris");
-        assert_eq!(resolve(paris, local(&timed["DTSTART"].1)), instant(&night["startsAt"]));
-        assert_eq!(resolve(paris, local(&timed["DTEND"].1)), instant(&night["endsAt"]));
+        let paris = zones
+            .get("Europe/Paris")
+            .expect("a VTIMEZONE for Europe/Paris");
+        assert_eq!(
+            resolve(paris, local(&timed["DTSTART"].1)),
+            instant(&night["startsAt"])
+        );
+        assert_eq!(
+            resolve(paris, local(&timed["DTEND"].1)),
+            instant(&night["endsAt"])
+        );
         let all_day = event_of(day["slug"].as_str().expect("slug"));
         assert_eq!(all_day["DTSTART"].1, "20270701");
         assert!(
-            all_day["DTSTART"].0.iter().any(|(k, v)| k == "VALUE" && v == &["DATE"]),
+            all_day["DTSTART"]
+                .0
+                .iter()
+                .any(|(k, v)| k == "VALUE" && v == &["DATE"]),
             "{:?}",
             all_day["DTSTART"]
         );
 
         // The page and the feed show the times.
-        let page = get(&hub, &format!("/activities/{}", night["slug"].as_str().expect("slug"))).await;
+        let page = get(
+            &hub,
+            &format!("/activities/{}", night["slug"].as_str().expect("slug")),
+        )
+        .await;
         assert!(page.contains("22:00"), "{page}");
         assert!(page.contains("2027-03-27T22:00:00+01:00"), "{page}");
         let feed = get(&hub, "/cities/lyon/feed.atom").await;
@@ -276,16 +291,28 @@ both_backends!(
         let hub = TestHub::start(backend).await;
         let lyon = hub.token(Some("lyon")).await;
         let cases = [
-            (json!({ "startTime": "19:00", "timeZone": "Mars/Olympus_Mons" }), "input.timeZone"),
-            (json!({ "startTime": "25:00", "timeZone": "Europe/Paris" }), "input.startTime"),
-            (json!({ "startTime": "7pm", "timeZone": "Europe/Paris" }), "input.startTime"),
+            (
+                json!({ "startTime": "19:00", "timeZone": "Mars/Olympus_Mons" }),
+                "input.timeZone",
+            ),
+            (
+                json!({ "startTime": "25:00", "timeZone": "Europe/Paris" }),
+                "input.startTime",
+            ),
+            (
+                json!({ "startTime": "7pm", "timeZone": "Europe/Paris" }),
+                "input.startTime",
+            ),
             (
                 json!({ "endDate": null, "startTime": "19:00", "endTime": "18:00", "timeZone": "Europe/Paris" }),
                 "input.endTime",
             ),
             (json!({ "startTime": "19:00" }), "input.timeZone"),
             (json!({ "timeZone": "Europe/Paris" }), "input.timeZone"),
-            (json!({ "endTime": "19:00", "timeZone": "Europe/Paris" }), "input.endTime"),
+            (
+                json!({ "endTime": "19:00", "timeZone": "Europe/Paris" }),
+                "input.endTime",
+            ),
             (
                 json!({ "startDate": "2027-03-01", "endDate": null, "datePrecision": "MONTH", "startTime": "19:00", "timeZone": "Europe/Paris" }),
                 "input.startTime",
@@ -304,7 +331,11 @@ both_backends!(
         }
         // A patch names its own path.
         let id = hub
-            .ok(&publish_query(), json!({ "input": input("Dated", json!({})) }), Some(&lyon))
+            .ok(
+                &publish_query(),
+                json!({ "input": input("Dated", json!({})) }),
+                Some(&lyon),
+            )
             .await["publishActivity"]["id"]
             .clone();
         let err = hub
@@ -377,7 +408,8 @@ both_backends!(
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let find = |title: &str| -> Vec<&Value> { nodes.iter().filter(|a| a["title"] == title).collect() };
+        let find =
+            |title: &str| -> Vec<&Value> { nodes.iter().filter(|a| a["title"] == title).collect() };
         let one = |title: &str| -> Value {
             let found = find(title);
             assert_eq!(found.len(), 1, "{title} in {nodes:?}");
@@ -411,7 +443,11 @@ both_backends!(
                 "2027-04-01T17:00:00Z"
             ]
         );
-        assert!(weekly.iter().all(|a| a["startTime"] == "19:00" && a["endTime"] == "21:00"));
+        assert!(
+            weekly
+                .iter()
+                .all(|a| a["startTime"] == "19:00" && a["endTime"] == "21:00")
+        );
 
         // And the hub's calendar gives them back, each in its zone.
         let text = get(&hub, "/cities/lyon/calendar.ics").await;
@@ -433,6 +469,46 @@ both_backends!(
                 "{slug}"
             );
         }
+        hub.stop().await;
+    }
+);
+
+both_backends!(
+    json_ld_date_times_keep_their_local_time_and_offset,
+    |backend| async move {
+        let hub = TestHub::start_with(backend, test_settings).await;
+        let feeds = FeedServer::start().await;
+        let lyon = hub.token(Some("lyon")).await;
+        feeds.set(
+            "/events.html",
+            Reply::Html(
+                r#"<!DOCTYPE html><html><head><script type="application/ld+json">
+{"@context":"https://schema.org","@type":"MusicEvent","@id":"https://city.example/e/1",
+ "name":"Midsummer concert","startDate":"2027-06-21T20:00:00+02:00","endDate":"2027-06-21T23:30:00+02:00",
+ "location":{"@type":"Place","name":"Place Bellecour"}}
+</script></head><body></body></html>"#
+                    .into(),
+            ),
+        );
+        let source = connect(&hub, &lyon, "JSON_LD", &feeds.url("/events.html")).await;
+        let source = sync(&hub, &lyon, &source["id"]).await;
+        assert_eq!(source["lastStatus"], "OK", "{source}");
+        let nodes = hub
+            .ok(
+                &format!("{{ activities(filter: {{ cities: [\"lyon\"], text: \"midsummer\" }}) {{ nodes {{ {FIELDS} }} }} }}"),
+                json!({}),
+                None,
+            )
+            .await["activities"]["nodes"]
+            .clone();
+        let concert = &nodes[0];
+        assert_eq!(concert["title"], "Midsummer concert", "{nodes}");
+        assert_eq!(concert["startTime"], "20:00");
+        assert_eq!(concert["endTime"], "23:30");
+        assert_eq!(concert["timeZone"], "Etc/GMT-2");
+        assert_eq!(concert["startsAt"], "2027-06-21T18:00:00Z");
+        assert_eq!(concert["endsAt"], "2027-06-21T21:30:00Z");
+        assert_eq!(concert["jsonLd"]["startDate"], "2027-06-21T20:00:00+02:00");
         hub.stop().await;
     }
 );

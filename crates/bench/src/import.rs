@@ -230,9 +230,10 @@ async fn phase(
         ));
     }
     if skipped > 0 {
-        report
-            .failures
-            .push(format!("{skipped} items skipped: {}", source["skippedItems"]));
+        report.failures.push(format!(
+            "{skipped} items skipped: {}",
+            source["skippedItems"]
+        ));
     }
     Ok(report)
 }
@@ -274,7 +275,9 @@ async fn phases(
         Some(run.secretariat),
     )
     .await
-    .context("connectSource (the hub must allow private networks: sources.allow_private_networks)")?;
+    .context(
+        "connectSource (the hub must allow private networks: sources.allow_private_networks)",
+    )?;
     let id = data["connectSource"]["id"]
         .as_str()
         .context("connectSource gave no id")?
@@ -286,18 +289,18 @@ async fn phases(
     feed.set(calendar(run.run_id, run.events, "20260102T000000Z", &none));
     reports.push(phase(run, &id, "import-restamped", "OK", 0).await?);
     // Every hundredth event, spread over the feed.
-    let changed: HashSet<usize> = (0..run.events).step_by(100).map(|i| i + 7).filter(|i| *i < run.events).collect();
-    feed.set(calendar(run.run_id, run.events, "20260103T000000Z", &changed));
-    reports.push(
-        phase(
-            run,
-            &id,
-            "import-1pct",
-            "OK",
-            i64::try_from(changed.len())?,
-        )
-        .await?,
-    );
+    let changed: HashSet<usize> = (0..run.events)
+        .step_by(100)
+        .map(|i| i + 7)
+        .filter(|i| *i < run.events)
+        .collect();
+    feed.set(calendar(
+        run.run_id,
+        run.events,
+        "20260103T000000Z",
+        &changed,
+    ));
+    reports.push(phase(run, &id, "import-1pct", "OK", i64::try_from(changed.len())?).await?);
     Ok(reports)
 }
 

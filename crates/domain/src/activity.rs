@@ -718,9 +718,18 @@ mod tests {
             Some("2026-05-03T20:00:00+00:00")
         );
         assert_eq!(sample().timing(), None);
-        assert_eq!(field_of(&timed("25:00", None, Some("Europe/Paris"))), "input.startTime");
-        assert_eq!(field_of(&timed("10:00", Some("7pm"), Some("Europe/Paris"))), "input.endTime");
-        assert_eq!(field_of(&timed("10:00", None, Some("Europe/Pariss"))), "input.timeZone");
+        assert_eq!(
+            field_of(&timed("25:00", None, Some("Europe/Paris"))),
+            "input.startTime"
+        );
+        assert_eq!(
+            field_of(&timed("10:00", Some("7pm"), Some("Europe/Paris"))),
+            "input.endTime"
+        );
+        assert_eq!(
+            field_of(&timed("10:00", None, Some("Europe/Pariss"))),
+            "input.timeZone"
+        );
         assert_eq!(field_of(&timed("10:00", None, None)), "input.timeZone");
         let mut a = timed("10:00", Some("09:00"), Some("Europe/Paris"));
         a.end_date = None;

@@ -88,10 +88,7 @@ pub fn event_json_ld(activity: &Activity, ctx: JsonLdContext<'_>) -> Value {
         event.insert("description".into(), json!(text));
     }
     if let Some(timing) = &activity.timing {
-        event.insert(
-            "startDate".into(),
-            json!(timing.local_start().to_rfc3339()),
-        );
+        event.insert("startDate".into(), json!(timing.local_start().to_rfc3339()));
         if let Some(end) = timing.local_end() {
             event.insert("endDate".into(), json!(end.to_rfc3339()));
         } else if let Some(end) = activity.end_date {

@@ -32,8 +32,8 @@ pub use limits::Limits;
 pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
 pub use records::{Activity, City, Document};
 pub use slug::Slug;
-pub use timing::Timing;
 pub use source::{SkippedItem, Source, SourceDefaults, may_manage_sources};
+pub use timing::Timing;
 pub use visibility::ReadScope;
 
 pub mod ids;

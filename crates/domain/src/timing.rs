@@ -50,7 +50,8 @@ impl Timing {
         zone: Tz,
     ) -> Self {
         let starts_at = instant(start_date.and_time(start_time), zone);
-        let ends_at = end_time.map(|end| instant(end_date.unwrap_or(start_date).and_time(end), zone));
+        let ends_at =
+            end_time.map(|end| instant(end_date.unwrap_or(start_date).and_time(end), zone));
         Self {
             start_time,
             end_time,
@@ -111,23 +112,16 @@ pub fn parse_local_time(field: &str, value: &str) -> Result<NaiveTime, DomainErr
             "must be a local time written HH:MM (24-hour clock)",
         ));
     }
-    NaiveTime::parse_from_str(value, "%H:%M").map_err(|_| {
-        DomainError::invalid(
-            field,
-            "must be a time of day between 00:00 and 23:59",
-        )
-    })
+    NaiveTime::parse_from_str(value, "%H:%M")
+        .map_err(|_| DomainError::invalid(field, "must be a time of day between 00:00 and 23:59"))
 }
 
 /// Parses an IANA time-zone name (`Europe/Paris`); `field` is the input
 /// path for the error.
 pub fn parse_zone(field: &str, value: &str) -> Result<Tz, DomainError> {
-    value.parse::<Tz>().map_err(|_| {
-        DomainError::invalid(
-            field,
-            "must be an IANA time zone, e.g. Europe/Paris",
-        )
-    })
+    value
+        .parse::<Tz>()
+        .map_err(|_| DomainError::invalid(field, "must be an IANA time zone, e.g. Europe/Paris"))
 }
 
 /// A local time as the API writes it: `HH:MM`.
@@ -147,33 +141,53 @@ mod tests {
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("rfc3339")
+            .with_timezone(&Utc)
     }
 
     #[test]
     fn ordinary_times_take_the_offset_in_force() {
         let paris: Tz = "Europe/Paris".parse().expect("zone");
-        assert_eq!(instant(at((2026, 1, 15), (19, 30)), paris), utc("2026-01-15T18:30:00Z"));
-        assert_eq!(instant(at((2026, 7, 15), (19, 30)), paris), utc("2026-07-15T17:30:00Z"));
+        assert_eq!(
+            instant(at((2026, 1, 15), (19, 30)), paris),
+            utc("2026-01-15T18:30:00Z")
+        );
+        assert_eq!(
+            instant(at((2026, 7, 15), (19, 30)), paris),
+            utc("2026-07-15T17:30:00Z")
+        );
     }
 
     #[test]
     fn a_time_that_occurs_twice_is_the_first() {
         let new_york: Tz = "America/New_York".parse().expect("zone");
         // RFC 5545's own example: 2007-11-04 01:30 is 01:30 EDT.
-        assert_eq!(instant(at((2007, 11, 4), (1, 30)), new_york), utc("2007-11-04T05:30:00Z"));
+        assert_eq!(
+            instant(at((2007, 11, 4), (1, 30)), new_york),
+            utc("2007-11-04T05:30:00Z")
+        );
     }
 
     #[test]
     fn a_time_in_a_gap_takes_the_offset_before_it() {
         let new_york: Tz = "America/New_York".parse().expect("zone");
         // RFC 5545's own example: 2007-03-11 02:30 is 03:30 EDT.
-        assert_eq!(instant(at((2007, 3, 11), (2, 30)), new_york), utc("2007-03-11T07:30:00Z"));
+        assert_eq!(
+            instant(at((2007, 3, 11), (2, 30)), new_york),
+            utc("2007-03-11T07:30:00Z")
+        );
         let paris: Tz = "Europe/Paris".parse().expect("zone");
-        assert_eq!(instant(at((2026, 3, 29), (2, 30)), paris), utc("2026-03-29T01:30:00Z"));
+        assert_eq!(
+            instant(at((2026, 3, 29), (2, 30)), paris),
+            utc("2026-03-29T01:30:00Z")
+        );
         // Samoa skipped 2011-12-30 whole.
         let apia: Tz = "Pacific/Apia".parse().expect("zone");
-        assert_eq!(instant(at((2011, 12, 30), (12, 0)), apia), utc("2011-12-30T22:00:00Z"));
+        assert_eq!(
+            instant(at((2011, 12, 30), (12, 0)), apia),
+            utc("2011-12-30T22:00:00Z")
+        );
     }
 
     #[test]
@@ -182,7 +196,9 @@ mod tests {
             parse_local_time("input.startTime", "09:05").ok(),
             NaiveTime::from_hms_opt(9, 5, 0)
         );
-        for bad in ["25:00", "24:00", "12:60", "9:05", "09:05:00", "0905", "ab:cd", "", "09:0５"] {
+        for bad in [
+            "25:00", "24:00", "12:60", "9:05", "09:05:00", "0905", "ab:cd", "", "09:0５",
+        ] {
             let err = parse_local_time("input.startTime", bad).expect_err(bad);
             let DomainError::Invalid(e) = err;
             assert_eq!(e.field, "input.startTime");
@@ -212,6 +228,9 @@ mod tests {
         assert_eq!(timing.starts_at, utc("2026-10-24T20:00:00Z"));
         // The clocks go back in between: 04:00 CET.
         assert_eq!(timing.ends_at, Some(utc("2026-10-25T03:00:00Z")));
-        assert_eq!(timing.local_start().to_rfc3339(), "2026-10-24T22:00:00+02:00");
+        assert_eq!(
+            timing.local_start().to_rfc3339(),
+            "2026-10-24T22:00:00+02:00"
+        );
     }
 }

@@ -622,6 +622,55 @@ fn read_master(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tzids_as_calendar_software_writes_them() {
+        let name = |tzid: &str| zone(tzid).map(|tz| tz.name());
+        assert_eq!(name("Europe/Paris"), Some("Europe/Paris"));
+        assert_eq!(name("\"Europe/Paris\""), Some("Europe/Paris"));
+        assert_eq!(
+            name("/mozilla.org/20050126_1/America/New_York"),
+            Some("America/New_York")
+        );
+        assert_eq!(
+            name("/softwarestudio.org/Olson_20011030_5/Europe/Lisbon"),
+            Some("Europe/Lisbon")
+        );
+        assert_eq!(name("W. Europe Standard Time"), Some("Europe/Berlin"));
+        assert_eq!(name("Romance Standard Time"), Some("Europe/Paris"));
+        assert_eq!(name("Tokyo Standard Time"), Some("Asia/Tokyo"));
+        assert_eq!(name("Customized Time Zone"), None);
+        assert_eq!(name(""), None);
+    }
+
+    #[test]
+    fn an_unknown_tzid_is_a_reason_and_a_gap_is_read_by_rfc_5545() {
+        let err =
+            when("20270305T150000", Some("Customized Time Zone"), false).expect_err("unknown zone");
+        assert!(err.contains("TZID 'Customized Time Zone'"), "{err}");
+        // 02:30 on the night Paris goes to summer time: 03:30 CEST.
+        let When::Zoned(at) =
+            when("20270328T023000", Some("Europe/Paris"), false).expect("a zoned time")
+        else {
+            panic!("not zoned");
+        };
+        assert_eq!(at.to_rfc3339(), "2027-03-28T03:30:00+02:00");
+    }
+
+    #[test]
+    fn floating_times_take_the_calendar_zone() {
+        let feed = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-TIMEZONE:Europe/Lisbon\r\nBEGIN:VEVENT\r\nUID:f1\r\nDTSTART:20270710T210000\r\nSUMMARY:Fado\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let expansion = Expansion {
+            from: Utc::now() - Duration::days(365),
+            to: Utc::now() + Duration::days(3650),
+            max_instances: 10,
+        };
+        let parsed = parse(feed, &expansion).expect("a calendar");
+        let When::Zoned(at) = parsed.items[0].start else {
+            panic!("not zoned: {:?}", parsed.items[0].start);
+        };
+        assert_eq!(at.to_rfc3339(), "2027-07-10T21:00:00+01:00");
+    }
     use proptest::prelude::*;
 
     fn expansion() -> Expansion {

@@ -3,10 +3,10 @@
 //! item does not say.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use cityhub_domain::timing::format_local_time;
 use cityhub_domain::{
     ActivityFormat, ActivityInput, ActivityKind, DatePrecision, Limits, SkippedItem, SourceDefaults,
 };
-use cityhub_domain::timing::format_local_time;
 use cityhub_storage::service::ImportItem;
 
 /// When an event starts or ends, as its feed wrote it.
@@ -130,8 +130,8 @@ impl Item {
         // A timed start keeps its local time and zone; a timed end is read
         // in the start's zone (minutes: seconds are dropped).
         let start_local = self.start.local();
-        let end_local = start_local
-            .and_then(|(_, zone)| self.end.and_then(|end| end.local_in(zone)));
+        let end_local =
+            start_local.and_then(|(_, zone)| self.end.and_then(|end| end.local_in(zone)));
         let end_date = match (self.end, end_local) {
             (_, Some(local)) => Some(local.date()),
             (Some(end), None) => {

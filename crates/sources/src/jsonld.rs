@@ -384,6 +384,32 @@ mod tests {
 </head><body></body></html>"#;
 
     #[test]
+    fn offsets_become_fixed_zones_and_keep_the_local_time() {
+        let zoned = |raw: &str| match when(raw).expect("a date-time") {
+            When::Zoned(t) => (t.timezone().name().to_owned(), t.naive_local().to_string()),
+            When::Utc(t) => ("UTC".to_owned(), t.naive_utc().to_string()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            zoned("2027-06-21T20:00:00+02:00"),
+            ("Etc/GMT-2".to_owned(), "2027-06-21 20:00:00".to_owned())
+        );
+        assert_eq!(
+            zoned("2027-06-21T20:00-05:00"),
+            ("Etc/GMT+5".to_owned(), "2027-06-21 20:00:00".to_owned())
+        );
+        assert_eq!(
+            zoned("2027-06-21T18:00:00Z"),
+            ("UTC".to_owned(), "2027-06-21 18:00:00".to_owned())
+        );
+        // Part of an hour: no fixed IANA zone, kept as UTC.
+        assert_eq!(
+            zoned("2027-06-21T20:00:00+05:30"),
+            ("UTC".to_owned(), "2027-06-21 14:30:00".to_owned())
+        );
+    }
+
+    #[test]
     fn events_of_a_page_graph_and_arrays_included() {
         let parsed = parse(PAGE);
         assert_eq!(parsed.items.len(), 2, "{:?}", parsed.items);

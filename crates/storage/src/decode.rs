@@ -84,7 +84,9 @@ impl<'a> Row<'a> {
         let zone = columns
             .time_zone
             .ok_or_else(|| self.corrupt("time_zone", "missing beside start_time"))
-            .and_then(|z| parse_zone("time_zone", z).map_err(|e| self.corrupt("time_zone", e.to_string())))?;
+            .and_then(|z| {
+                parse_zone("time_zone", z).map_err(|e| self.corrupt("time_zone", e.to_string()))
+            })?;
         let starts_at = columns
             .starts_at
             .ok_or_else(|| self.corrupt("starts_at", "missing beside start_time"))

@@ -150,7 +150,9 @@ fn legacy_v1(input: &ActivityInput, mode: PublishAs) -> Option<String> {
     }
     let draft = mode == PublishAs::Draft;
     let debug = format!("{input:?}").replacen(LATER_DEBUG_FIELDS, " }", 1);
-    Some(hex::encode(Sha256::digest(format!("{debug}|{draft}").as_bytes())))
+    Some(hex::encode(Sha256::digest(
+        format!("{debug}|{draft}").as_bytes(),
+    )))
 }
 
 /// The end of an input's `Debug` output since the times were added.

@@ -188,7 +188,10 @@ pub fn render(
         std::collections::BTreeMap::new();
     for timing in dated.iter().filter_map(|(a, _)| a.timing.as_ref()) {
         let first = timing.local_start().year();
-        let last = timing.local_end().map_or(first, |end| end.year()).max(first);
+        let last = timing
+            .local_end()
+            .map_or(first, |end| end.year())
+            .max(first);
         let entry = zones
             .entry(timing.zone_name())
             .or_insert((timing.zone, first, last));

@@ -145,7 +145,12 @@ pub fn write(ics: &mut IcsWriter, zone: Tz, first_year: i32, last_year: i32) {
         .iter()
         .filter(|t| local(t.at, t.from.offset_seconds) > first_onset)
     {
-        observance(ics, local(change.at, change.from.offset_seconds), &change.from, &change.to);
+        observance(
+            ics,
+            local(change.at, change.from.offset_seconds),
+            &change.from,
+            &change.to,
+        );
     }
     ics.end("VTIMEZONE");
 }
@@ -167,7 +172,10 @@ mod tests {
         let mut ics = IcsWriter::new();
         write(&mut ics, "Europe/Paris".parse().expect("zone"), 2026, 2026);
         let text = ics.finish();
-        assert!(text.starts_with("BEGIN:VTIMEZONE\r\nTZID:Europe/Paris\r\n"), "{text}");
+        assert!(
+            text.starts_with("BEGIN:VTIMEZONE\r\nTZID:Europe/Paris\r\n"),
+            "{text}"
+        );
         // The opening observance, then spring forward and fall back.
         assert!(text.contains(
             "BEGIN:STANDARD\r\nDTSTART:20260101T000000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0100\r\nTZNAME:CET\r\nEND:STANDARD"
@@ -190,12 +198,20 @@ mod tests {
         assert_eq!(text.matches("BEGIN:STANDARD").count(), 1, "{text}");
         assert!(text.contains("TZOFFSETTO:+0900"));
         let mut ics = IcsWriter::new();
-        write(&mut ics, "Australia/Sydney".parse().expect("zone"), 2026, 2026);
+        write(
+            &mut ics,
+            "Australia/Sydney".parse().expect("zone"),
+            2026,
+            2026,
+        );
         let text = ics.finish();
         // January is summer there.
         assert!(text.contains(
             "BEGIN:DAYLIGHT\r\nDTSTART:20260101T000000\r\nTZOFFSETFROM:+1100\r\nTZOFFSETTO:+1100"
         ), "{text}");
-        assert!(text.contains("DTSTART:20260405T030000\r\nTZOFFSETFROM:+1100\r\nTZOFFSETTO:+1000"), "{text}");
+        assert!(
+            text.contains("DTSTART:20260405T030000\r\nTZOFFSETFROM:+1100\r\nTZOFFSETTO:+1000"),
+            "{text}"
+        );
     }
 }

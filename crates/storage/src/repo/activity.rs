@@ -1122,7 +1122,9 @@ impl ActivityRepo {
             end_time: Set(timing.and_then(|t| t.end_time).map(format_local_time)),
             time_zone: Set(timing.map(|t| t.zone_name().to_owned())),
             starts_at: Set(timing.map(|t| t.starts_at.timestamp_micros())),
-            ends_at: Set(timing.and_then(|t| t.ends_at).map(|at| at.timestamp_micros())),
+            ends_at: Set(timing
+                .and_then(|t| t.ends_at)
+                .map(|at| at.timestamp_micros())),
             ..Default::default()
         }
     }
