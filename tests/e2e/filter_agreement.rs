@@ -309,6 +309,9 @@ async fn generate(hub: &TestHub, runner: &mut TestRunner, cities: &[City]) -> us
             objectives: Vec::new(),
             documents: Vec::new(),
             slug: None,
+            start_time: None,
+            end_time: None,
+            time_zone: None,
         };
         let publisher = actor(spec.publisher);
         let draft = matches!(spec.fate, Fate::Draft | Fate::DraftThenPublished);

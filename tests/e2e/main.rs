@@ -39,6 +39,7 @@ mod sqlite_reads;
 mod stats;
 mod subscriptions;
 mod text_safety;
+mod timed;
 mod tokens;
 mod traces;
 mod web;

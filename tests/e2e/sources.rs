@@ -22,7 +22,7 @@ use crate::support::{Backend, TestHub, pg_available};
 
 /// What the feed server answers on a path.
 #[derive(Clone)]
-enum Reply {
+pub(crate) enum Reply {
     /// `text/calendar`, with an `ETag` honoured by `If-None-Match`.
     Calendar(String),
     /// `text/calendar` without validators: every fetch gets the body.
@@ -50,13 +50,13 @@ struct Feeds {
 }
 
 /// A local HTTP server of feeds.
-struct FeedServer {
+pub(crate) struct FeedServer {
     addr: SocketAddr,
     feeds: Arc<Feeds>,
 }
 
 impl FeedServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let feeds = Arc::new(Feeds::default());
         let app = axum::Router::new()
             .fallback(serve_feed)
@@ -71,7 +71,7 @@ impl FeedServer {
         Self { addr, feeds }
     }
 
-    fn set(&self, path: &str, reply: Reply) {
+    pub(crate) fn set(&self, path: &str, reply: Reply) {
         self.feeds
             .replies
             .lock()
@@ -79,7 +79,7 @@ impl FeedServer {
             .insert(path.to_owned(), reply);
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -185,7 +185,7 @@ async fn serve_feed(State(feeds): State<Arc<Feeds>>, request: Request) -> Respon
 }
 
 /// An iCalendar feed of `events` (already written VEVENT bodies).
-fn calendar(events: &[String]) -> String {
+pub(crate) fn calendar(events: &[String]) -> String {
     let mut text =
         String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cityhub tests//EN\r\n");
     for event in events {
@@ -213,7 +213,7 @@ fn timed(uid: &str, summary: &str, zone: &str, start: &str, end: &str) -> String
 
 const SOURCE_FIELDS: &str = "id kind url paused lastStatus lastError importedCount nextRunAt lastRunAt lastChangeAt city { slug } skippedItems { uid reason }";
 
-async fn connect(hub: &TestHub, token: &str, kind: &str, url: &str) -> Value {
+pub(crate) async fn connect(hub: &TestHub, token: &str, kind: &str, url: &str) -> Value {
     let data = hub
         .ok(
             &format!(
@@ -227,7 +227,7 @@ async fn connect(hub: &TestHub, token: &str, kind: &str, url: &str) -> Value {
 }
 
 /// Runs a source and waits (with a generous deadline) for its outcome.
-async fn sync(hub: &TestHub, token: &str, id: &Value) -> Value {
+pub(crate) async fn sync(hub: &TestHub, token: &str, id: &Value) -> Value {
     let data = hub
         .ok(
             &format!("mutation($id: ID!) {{ syncSource(id: $id) {{ {SOURCE_FIELDS} }} }}"),
@@ -315,7 +315,7 @@ async fn write_counts(hub: &TestHub) -> (i64, i64) {
     )
 }
 
-fn test_settings(config: &mut cityhub::config::Config) {
+pub(crate) fn test_settings(config: &mut cityhub::config::Config) {
     config.sources.allow_private_networks = true;
     config.sources.scheduler = false;
 }

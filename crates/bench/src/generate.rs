@@ -458,6 +458,9 @@ fn activity(
         objectives,
         documents,
         slug: Some(slug.clone()),
+        start_time: None,
+        end_time: None,
+        time_zone: None,
     };
     input
         .validate("input", limits)

@@ -12,6 +12,7 @@ mod baseline;
 mod bulk;
 mod fanout;
 mod generate;
+mod import;
 mod load;
 mod report;
 mod run;
@@ -59,7 +60,7 @@ enum Command {
     },
     /// Run a scenario (or `all`) and report it.
     Run {
-        /// listing, detail, overview, search, dashboard, calendar, feed, baseline, fanout, publish or all.
+        /// listing, detail, overview, search, dashboard, calendar, feed, baseline, fanout, publish, import or all.
         scenario: String,
         /// A running hub to load (loopback only), e.g. http://127.0.0.1:4000.
         #[arg(long)]
@@ -117,6 +118,9 @@ enum Command {
         /// Publish: cities publishing at once.
         #[arg(long, default_value_t = 20)]
         publishers: usize,
+        /// Import: events in the city's calendar (default 5000; 50 with --smoke).
+        #[arg(long)]
+        events: Option<usize>,
         /// Keep the hub's response cache on (`cache.enabled`); off by default,
         /// so every request reaches the database.
         #[arg(long)]
@@ -182,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
             cache,
             total,
             bucket,
+            events,
         } => {
             let scenario_is_fanout = scenario == "fanout";
             let options = run::RunOptions {
@@ -208,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
                 rate: if scenario_is_fanout { None } else { rate },
                 total,
                 bucket,
+                events: events.unwrap_or(if smoke { 50 } else { 5_000 }),
             };
             if run::run(options).await? {
                 Ok(())

@@ -32,6 +32,7 @@ pub const ALL: &[&str] = &[
     "abuse-memory",
     "fanout",
     "publish",
+    "import",
 ];
 
 /// What to run and against what.
@@ -69,6 +70,8 @@ pub struct RunOptions {
     pub total: Option<u64>,
     /// Publish with `total`: publishes per bucket.
     pub bucket: Option<u64>,
+    /// Import: events in the city's calendar.
+    pub events: usize,
 }
 
 struct Ctx {
@@ -318,6 +321,7 @@ async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport
         "abuse-memory" => return abuse_memory(ctx).await.map(|r| vec![r]),
         "fanout" => return fanout(ctx).await.map(|r| vec![r]),
         "publish" => return publish(ctx).await.map(|r| vec![r]),
+        "import" => return import(ctx).await,
         other => bail!("unknown scenario {other}"),
     };
     let mut report = base(ctx, name, c);
@@ -430,6 +434,35 @@ async fn baseline(ctx: &mut Ctx) -> anyhow::Result<Vec<ScenarioReport>> {
     }
     out.push(report);
     Ok(out)
+}
+
+/// A city's calendar imported, re-run unchanged, re-stamped and with 1 %
+/// changed (`import.rs`).
+async fn import(ctx: &mut Ctx) -> anyhow::Result<Vec<ScenarioReport>> {
+    let (Some(db), Some(secretariat)) = (ctx.db.clone(), ctx.secretariat.clone()) else {
+        bail!("import needs --database (to issue a token and count the rows it writes)");
+    };
+    let Some(city) = ctx.targets.city_slugs.first().cloned() else {
+        bail!("import needs a city");
+    };
+    let mut reports = crate::import::run(crate::import::ImportRun {
+        hub: ctx.hub.addr,
+        db: &db,
+        secretariat: &secretariat,
+        city: &city,
+        run_id: &ctx.run_id,
+        events: ctx.options.events,
+        backend: &ctx.backend,
+    })
+    .await?;
+    let activities = activities(ctx).await;
+    for report in &mut reports {
+        report.activities = activities;
+        if ctx.hub.in_process() {
+            report.note = format!("in-process: {}", report.note);
+        }
+    }
+    Ok(reports)
 }
 
 /// Cities publishing at once (`--concurrency` in flight, rotating over

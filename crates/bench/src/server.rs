@@ -178,6 +178,10 @@ pub async fn spawn_child(bin: &Path, database: &str, cache: bool) -> anyhow::Res
             "CITYHUB_EVENTS_MAX_ANONYMOUS_SOCKETS_PER_ADDRESS",
             "1000000",
         )
+        // The import scenario serves its calendar from loopback and syncs
+        // it itself.
+        .env("CITYHUB_SOURCES_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("CITYHUB_SOURCES_SCHEDULER", "false")
         .env_remove("RUST_LOG");
     start(
         command,
@@ -240,6 +244,10 @@ pub async fn spawn_in_process(database: &str, cache: bool) -> anyhow::Result<Hub
     config.database.url = database.to_owned();
     // Every bench subscriber connects from 127.0.0.1 without a token.
     config.events.max_anonymous_sockets_per_address = 1_000_000;
+    // The import scenario serves its calendar from loopback and syncs it
+    // itself.
+    config.sources.allow_private_networks = true;
+    config.sources.scheduler = false;
     let running = cityhub::app::spawn(&config).await?;
     let addr = running.addr;
     let tx = running.stop;

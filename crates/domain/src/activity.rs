@@ -8,6 +8,7 @@ use crate::enums::{ActivityFormat, ActivityKind, CreativeField, DatePrecision, D
 use crate::error::DomainError;
 use crate::limits::Limits;
 use crate::slug::Slug;
+use crate::timing::{Timing, parse_local_time, parse_zone};
 
 /// How a new activity is published: visible to the network, or as a
 /// draft only its publisher (and the secretariat) sees.
@@ -119,6 +120,13 @@ pub struct ActivityInput {
     pub documents: Vec<DocumentInput>,
     /// Requested slug; derived from the title when absent.
     pub slug: Option<String>,
+    /// Local start time, `HH:MM`, on `start_date` (which needs precision
+    /// `DAY`); `None` for a date-only activity.
+    pub start_time: Option<String>,
+    /// Local end time, `HH:MM`, on `end_date` (or `start_date`).
+    pub end_time: Option<String>,
+    /// IANA time zone of the times (`Europe/Paris`); required with them.
+    pub time_zone: Option<String>,
 }
 
 /// A partial change to an activity: `None` leaves a field as it is;
@@ -160,6 +168,12 @@ pub struct ActivityPatch {
     pub documents: Option<Vec<DocumentInput>>,
     /// New slug.
     pub slug: Option<String>,
+    /// New start time, or cleared.
+    pub start_time: Option<Option<String>>,
+    /// New end time, or cleared.
+    pub end_time: Option<Option<String>>,
+    /// New time zone, or cleared.
+    pub time_zone: Option<Option<String>>,
 }
 
 /// Makes a prose value's line endings LF (CRLF and a lone CR included).
@@ -211,7 +225,10 @@ impl ActivityPatch {
             fields,
             themes,
             objectives,
-            documents
+            documents,
+            start_time,
+            end_time,
+            time_zone
         );
         if let Some(slug) = self.slug {
             current.slug = Some(slug);
@@ -446,7 +463,76 @@ impl ActivityInput {
         if let Some(slug) = &self.slug {
             Slug::parse(slug, limits.slug_chars, &format!("{path}.slug"))?;
         }
+        self.resolve_timing(path)?;
         Ok(())
+    }
+
+    /// The timing of a validated input: `None` for a date-only activity
+    /// (or an input that [`ActivityInput::validate`] refuses).
+    #[must_use]
+    pub fn timing(&self) -> Option<Timing> {
+        self.resolve_timing("input").ok().flatten()
+    }
+
+    /// The rules of timed activities (see `timing.rs`): times only on a
+    /// day (`DAY` precision), a zone with them and only with them, valid
+    /// `HH:MM` times and IANA zone, and no end before the start.
+    fn resolve_timing(&self, path: &str) -> Result<Option<Timing>, DomainError> {
+        let start_field = format!("{path}.startTime");
+        let end_field = format!("{path}.endTime");
+        let zone_field = format!("{path}.timeZone");
+        let start_time = self
+            .start_time
+            .as_deref()
+            .map(|t| parse_local_time(&start_field, t))
+            .transpose()?;
+        let end_time = self
+            .end_time
+            .as_deref()
+            .map(|t| parse_local_time(&end_field, t))
+            .transpose()?;
+        let zone = self
+            .time_zone
+            .as_deref()
+            .map(|z| parse_zone(&zone_field, z))
+            .transpose()?;
+        let Some(start_time) = start_time else {
+            if end_time.is_some() {
+                return Err(DomainError::invalid(end_field, "needs a startTime"));
+            }
+            if zone.is_some() {
+                return Err(DomainError::invalid(
+                    zone_field,
+                    "is only given with a startTime",
+                ));
+            }
+            return Ok(None);
+        };
+        let Some(start_date) = self.start_date else {
+            return Err(DomainError::invalid(start_field, "needs a startDate"));
+        };
+        if self.date_precision != DatePrecision::Day {
+            return Err(DomainError::invalid(
+                start_field,
+                "needs a startDate with precision DAY",
+            ));
+        }
+        let Some(zone) = zone else {
+            return Err(DomainError::invalid(
+                zone_field,
+                "is required with startTime (an IANA time zone, e.g. Europe/Paris)",
+            ));
+        };
+        let timing = Timing::new(start_date, self.end_date, start_time, end_time, zone);
+        if let Some(ends_at) = timing.ends_at
+            && ends_at < timing.starts_at
+        {
+            return Err(DomainError::invalid(
+                end_field,
+                "must not be before the start",
+            ));
+        }
+        Ok(Some(timing))
     }
 
     /// The text that full-text search indexes: title, summary, description
@@ -484,6 +570,9 @@ mod tests {
             objectives: vec![],
             documents: vec![],
             slug: None,
+            start_time: None,
+            end_time: None,
+            time_zone: None,
         }
     }
 
@@ -606,6 +695,81 @@ mod tests {
         .normalized();
         assert_eq!(patch.summary, Some(Some("a\nb".into())));
         assert_eq!(patch.description, Some(None));
+    }
+
+    fn timed(start: &str, end: Option<&str>, zone: Option<&str>) -> ActivityInput {
+        ActivityInput {
+            start_time: Some(start.into()),
+            end_time: end.map(Into::into),
+            time_zone: zone.map(Into::into),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn timed_activities_follow_their_rules() {
+        let ok = timed("19:30", Some("22:00"), Some("Europe/Paris"));
+        assert_eq!(field_of(&ok), "ok");
+        let timing = ok.timing().expect("timed");
+        // 2026-05-01 19:30 CEST and 2026-05-03 22:00 CEST (the end date).
+        assert_eq!(timing.starts_at.to_rfc3339(), "2026-05-01T17:30:00+00:00");
+        assert_eq!(
+            timing.ends_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-05-03T20:00:00+00:00")
+        );
+        assert_eq!(sample().timing(), None);
+        assert_eq!(
+            field_of(&timed("25:00", None, Some("Europe/Paris"))),
+            "input.startTime"
+        );
+        assert_eq!(
+            field_of(&timed("10:00", Some("7pm"), Some("Europe/Paris"))),
+            "input.endTime"
+        );
+        assert_eq!(
+            field_of(&timed("10:00", None, Some("Europe/Pariss"))),
+            "input.timeZone"
+        );
+        assert_eq!(field_of(&timed("10:00", None, None)), "input.timeZone");
+        let mut a = timed("10:00", Some("09:00"), Some("Europe/Paris"));
+        a.end_date = None;
+        assert_eq!(field_of(&a), "input.endTime");
+        // Later days may end earlier in the day.
+        let a = timed("10:00", Some("09:00"), Some("Europe/Paris"));
+        assert_eq!(field_of(&a), "ok");
+        let mut a = timed("10:00", None, Some("Europe/Paris"));
+        a.start_date = None;
+        a.end_date = None;
+        assert_eq!(field_of(&a), "input.startTime");
+        let mut a = timed("10:00", None, Some("Europe/Paris"));
+        a.date_precision = DatePrecision::Month;
+        a.start_date = NaiveDate::from_ymd_opt(2026, 5, 1);
+        assert_eq!(field_of(&a), "input.startTime");
+        let mut a = sample();
+        a.end_time = Some("10:00".into());
+        assert_eq!(field_of(&a), "input.endTime");
+        let mut a = sample();
+        a.time_zone = Some("Europe/Paris".into());
+        assert_eq!(field_of(&a), "input.timeZone");
+    }
+
+    #[test]
+    fn patches_set_and_clear_times() {
+        let patch = ActivityPatch {
+            start_time: Some(Some("08:00".into())),
+            time_zone: Some(Some("Asia/Tokyo".into())),
+            ..ActivityPatch::default()
+        };
+        let timed = patch.apply(sample());
+        assert_eq!(field_of(&timed), "ok");
+        assert_eq!(timed.timing().map(|t| t.zone_name()), Some("Asia/Tokyo"));
+        let clear = ActivityPatch {
+            start_time: Some(None),
+            time_zone: Some(None),
+            ..ActivityPatch::default()
+        };
+        let cleared = clear.apply(timed);
+        assert_eq!(cleared, sample());
     }
 
     #[test]

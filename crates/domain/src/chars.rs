@@ -288,6 +288,9 @@ mod properties {
                 objectives: Vec::new(),
                 documents: Vec::new(),
                 slug,
+                start_time: None,
+                end_time: None,
+                time_zone: None,
             };
             if input.validate("input", &Limits::default()).is_ok() {
                 let all = [Some(&input.title), input.summary.as_ref(), input.description.as_ref(), input.slug.as_ref(), input.themes.first()];

@@ -362,6 +362,7 @@ mod tests {
             start_date: None,
             end_date: None,
             date_precision: crate::DatePrecision::Day,
+            timing: None,
             venue: None,
             venue_city_id: cities.venue,
             organizations: Vec::new(),

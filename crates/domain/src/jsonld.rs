@@ -5,6 +5,8 @@
 //! Dates keep their precision: a DAY date is `2014-09-15`, a MONTH date
 //! `2014-09`, a YEAR date `2014` (all ISO 8601); an end date is given only
 //! when the days are known, and undated activities have no `startDate`.
+//! A timed activity's `startDate` / `endDate` are local date-times with
+//! their offset (`2026-05-01T19:30:00+02:00`), as schema.org asks.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -85,7 +87,17 @@ pub fn event_json_ld(activity: &Activity, ctx: JsonLdContext<'_>) -> Value {
     if let Some(text) = activity.summary.as_ref().or(activity.description.as_ref()) {
         event.insert("description".into(), json!(text));
     }
-    if let Some(start) = activity.start_date {
+    if let Some(timing) = &activity.timing {
+        event.insert("startDate".into(), json!(timing.local_start().to_rfc3339()));
+        if let Some(end) = timing.local_end() {
+            event.insert("endDate".into(), json!(end.to_rfc3339()));
+        } else if let Some(end) = activity.end_date {
+            event.insert(
+                "endDate".into(),
+                json!(date_at_precision(end, DatePrecision::Day)),
+            );
+        }
+    } else if let Some(start) = activity.start_date {
         event.insert(
             "startDate".into(),
             json!(date_at_precision(start, activity.date_precision)),
@@ -225,6 +237,7 @@ mod tests {
             start_date: NaiveDate::from_ymd_opt(2011, 1, 1),
             end_date: NaiveDate::from_ymd_opt(2011, 1, 3),
             date_precision: precision,
+            timing: None,
             venue: None,
             venue_city_id: Some(CityId(1)),
             organizations: vec!["UNESCO".into()],
@@ -291,6 +304,23 @@ mod tests {
         let ld = build(&activity(DatePrecision::Day, ActivityFormat::Hybrid));
         assert_eq!(ld["location"][0]["@type"], "Place");
         assert_eq!(ld["location"][1]["@type"], "VirtualLocation");
+    }
+
+    #[test]
+    fn timed_activities_have_date_times_with_their_offset() {
+        let mut a = activity(DatePrecision::Day, ActivityFormat::InPerson);
+        a.start_date = NaiveDate::from_ymd_opt(2026, 5, 1);
+        a.end_date = None;
+        a.timing = Some(crate::Timing::new(
+            NaiveDate::from_ymd_opt(2026, 5, 1).expect("date"),
+            None,
+            chrono::NaiveTime::from_hms_opt(19, 30, 0).expect("time"),
+            chrono::NaiveTime::from_hms_opt(22, 0, 0),
+            "Europe/Paris".parse().expect("zone"),
+        ));
+        let ld = build(&a);
+        assert_eq!(ld["startDate"], "2026-05-01T19:30:00+02:00");
+        assert_eq!(ld["endDate"], "2026-05-01T22:00:00+02:00");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod records;
 pub mod slug;
 pub mod source;
 pub mod text;
+pub mod timing;
 pub mod visibility;
 
 pub use activity::{ActivityInput, ActivityPatch, DocumentInput, Participation, PublishAs};
@@ -33,6 +34,7 @@ pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
 pub use records::{Activity, City, Document};
 pub use slug::Slug;
 pub use source::{SkippedItem, Source, SourceDefaults, may_manage_sources};
+pub use timing::Timing;
 pub use visibility::ReadScope;
 
 pub mod ids;

@@ -8,6 +8,7 @@ use crate::enums::{
 };
 use crate::invitation::Invitation;
 use crate::policy::ActivityFacts;
+use crate::timing::Timing;
 use crate::{ActivityId, CityId};
 
 /// A member city.
@@ -80,6 +81,9 @@ pub struct Activity {
     pub end_date: Option<NaiveDate>,
     /// How exact the start date is.
     pub date_precision: DatePrecision,
+    /// Start and end times with their zone and instants; `None` for a
+    /// date-only activity.
+    pub timing: Option<Timing>,
     /// Venue text.
     pub venue: Option<String>,
     /// Venue member city, as it counts: the publisher itself or a city

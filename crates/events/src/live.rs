@@ -47,6 +47,7 @@ fn tombstone(a: &Activity) -> Activity {
         description: None,
         start_date: None,
         end_date: None,
+        timing: None,
         venue: None,
         venue_city_id: None,
         organizations: Vec::new(),

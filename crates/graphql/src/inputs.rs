@@ -241,6 +241,12 @@ pub struct ActivityInput {
     pub documents: Option<Vec<DocumentInput>>,
     /// The slug to use; derived from the title when absent.
     pub slug: Option<String>,
+    /// Local start time on `startDate`, `HH:MM` (24-hour clock): makes a timed activity. Needs `startDate` with precision `DAY` and `timeZone`.
+    pub start_time: Option<String>,
+    /// Local end time on `endDate` (or `startDate`), `HH:MM`; needs `startTime`, and must not end before the start.
+    pub end_time: Option<String>,
+    /// IANA time zone of the times, e.g. `Europe/Paris`; required with `startTime`, and only with it.
+    pub time_zone: Option<String>,
 }
 
 impl From<ActivityInput> for d::ActivityInput {
@@ -273,6 +279,9 @@ impl From<ActivityInput> for d::ActivityInput {
                 .map(Into::into)
                 .collect(),
             slug: i.slug,
+            start_time: i.start_time,
+            end_time: i.end_time,
+            time_zone: i.time_zone,
         }
     }
 }
@@ -315,6 +324,12 @@ pub struct ActivityPatch {
     pub documents: Option<Vec<DocumentInput>>,
     /// New slug.
     pub slug: Option<String>,
+    /// New local start time, `HH:MM` (null clears it, with `endTime` and `timeZone` to clear alongside).
+    pub start_time: MaybeUndefined<String>,
+    /// New local end time, `HH:MM` (null clears it).
+    pub end_time: MaybeUndefined<String>,
+    /// New IANA time zone of the times (null clears it).
+    pub time_zone: MaybeUndefined<String>,
 }
 
 fn maybe<T, U>(value: MaybeUndefined<T>, f: impl FnOnce(T) -> U) -> Option<Option<U>> {
@@ -347,6 +362,9 @@ impl From<ActivityPatch> for d::ActivityPatch {
                 .documents
                 .map(|docs| docs.into_iter().map(Into::into).collect()),
             slug: p.slug,
+            start_time: maybe(p.start_time, |s| s),
+            end_time: maybe(p.end_time, |s| s),
+            time_zone: maybe(p.time_zone, |s| s),
         }
     }
 }

@@ -98,7 +98,40 @@ pub fn parse(text: &str, expansion: &Expansion) -> Result<Parsed, NotICalendar> 
             }
         }
     }
+    // Floating times are the calendar's own local time: with the zone it
+    // names (`X-WR-TIMEZONE`, as Google Calendar and Apple write it), they
+    // are times in that zone.
+    if let Some(tz) = calendar_zone(text) {
+        for item in &mut parsed.items {
+            item.start = in_zone(item.start, tz);
+            item.end = item.end.map(|end| in_zone(end, tz));
+        }
+    }
     Ok(parsed)
+}
+
+/// The zone a calendar names for itself (`X-WR-TIMEZONE`), read from the
+/// lines before its first event.
+fn calendar_zone(text: &str) -> Option<chrono_tz::Tz> {
+    text.lines()
+        .take_while(|line| !line.trim().eq_ignore_ascii_case("BEGIN:VEVENT"))
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("X-WR-TIMEZONE")
+                .then(|| zone(value))
+                .flatten()
+        })
+}
+
+/// A floating time read as a local time in `tz`; other times unchanged.
+fn in_zone(w: When, tz: chrono_tz::Tz) -> When {
+    match w {
+        When::Floating(local) => {
+            When::Zoned(cityhub_domain::timing::instant(local, tz).with_timezone(&tz))
+        }
+        other => other,
+    }
 }
 
 fn read_whole(text: &str) -> Result<Vec<IcalEvent>, ical::parser::ParserError> {
@@ -248,12 +281,32 @@ fn split_list(text: &str) -> Vec<String> {
     items.into_iter().filter(|s| !s.trim().is_empty()).collect()
 }
 
-/// The IANA zone a `TZID` names (quotes and a leading `/` tolerated).
-fn zone(tzid: &str) -> Option<chrono_tz::Tz> {
-    tzid.trim_matches('"').trim_start_matches('/').parse().ok()
+/// The IANA zone a `TZID` names. Besides IANA names (quotes tolerated),
+/// it reads what real calendar software writes: a path whose tail is an
+/// IANA name (`/mozilla.org/20050126_1/Europe/Paris`,
+/// `/softwarestudio.org/Olson_20011030_5/America/New_York`), and the
+/// Windows zone names of Outlook and Exchange (`W. Europe Standard Time`),
+/// mapped through CLDR's `windowsZones` table (its world-wide `001` rows,
+/// as the `localzone` crate ships them). Anything else is `None`.
+pub fn zone(tzid: &str) -> Option<chrono_tz::Tz> {
+    let tzid = tzid.trim().trim_matches('"').trim();
+    if let Ok(tz) = tzid.parse() {
+        return Some(tz);
+    }
+    // The longest tail of the path that is an IANA name.
+    let tail = tzid
+        .match_indices('/')
+        .map(|(at, _)| &tzid[at + 1..])
+        .find_map(|tail| tail.parse().ok());
+    if tail.is_some() {
+        return tail;
+    }
+    localzone::win_zone_to_iana(tzid, None).and_then(|iana| iana.parse().ok())
 }
 
-/// A DATE or DATE-TIME value with its `TZID`.
+/// A DATE or DATE-TIME value with its `TZID`. A local time in a zone is
+/// read by RFC 5545's rule (the domain's `timing::instant`): of a time
+/// that occurs twice the first, a time in a gap with the offset before it.
 fn when(raw: &str, tzid: Option<&str>, date_only: bool) -> Result<When, String> {
     let raw = raw.trim();
     let bad = || format!("'{raw}' is not a valid date or date-time");
@@ -267,19 +320,17 @@ fn when(raw: &str, tzid: Option<&str>, date_only: bool) -> Result<When, String> 
         return Ok(When::Utc(Utc.from_utc_datetime(&naive)));
     }
     let naive = NaiveDateTime::parse_from_str(raw, "%Y%m%dT%H%M%S").map_err(|_| bad())?;
-    match tzid.and_then(zone) {
-        Some(tz) => {
-            // A local time that does not exist (a DST gap) is taken an
-            // hour later, as calendar software does.
-            let local = tz
-                .from_local_datetime(&naive)
-                .earliest()
-                .or_else(|| {
-                    tz.from_local_datetime(&(naive + Duration::hours(1)))
-                        .earliest()
-                })
-                .ok_or_else(bad)?;
-            Ok(When::Zoned(local))
+    match tzid {
+        Some(tzid) => {
+            let tz = zone(tzid).ok_or_else(|| {
+                format!(
+                    "TZID '{}' is not a time zone the hub knows (an IANA name, or a Windows zone name)",
+                    tzid.trim_matches('"')
+                )
+            })?;
+            Ok(When::Zoned(
+                cityhub_domain::timing::instant(naive, tz).with_timezone(&tz),
+            ))
         }
         None => Ok(When::Floating(naive)),
     }
@@ -571,6 +622,55 @@ fn read_master(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tzids_as_calendar_software_writes_them() {
+        let name = |tzid: &str| zone(tzid).map(|tz| tz.name());
+        assert_eq!(name("Europe/Paris"), Some("Europe/Paris"));
+        assert_eq!(name("\"Europe/Paris\""), Some("Europe/Paris"));
+        assert_eq!(
+            name("/mozilla.org/20050126_1/America/New_York"),
+            Some("America/New_York")
+        );
+        assert_eq!(
+            name("/softwarestudio.org/Olson_20011030_5/Europe/Lisbon"),
+            Some("Europe/Lisbon")
+        );
+        assert_eq!(name("W. Europe Standard Time"), Some("Europe/Berlin"));
+        assert_eq!(name("Romance Standard Time"), Some("Europe/Paris"));
+        assert_eq!(name("Tokyo Standard Time"), Some("Asia/Tokyo"));
+        assert_eq!(name("Customized Time Zone"), None);
+        assert_eq!(name(""), None);
+    }
+
+    #[test]
+    fn an_unknown_tzid_is_a_reason_and_a_gap_is_read_by_rfc_5545() {
+        let err =
+            when("20270305T150000", Some("Customized Time Zone"), false).expect_err("unknown zone");
+        assert!(err.contains("TZID 'Customized Time Zone'"), "{err}");
+        // 02:30 on the night Paris goes to summer time: 03:30 CEST.
+        let When::Zoned(at) =
+            when("20270328T023000", Some("Europe/Paris"), false).expect("a zoned time")
+        else {
+            panic!("not zoned");
+        };
+        assert_eq!(at.to_rfc3339(), "2027-03-28T03:30:00+02:00");
+    }
+
+    #[test]
+    fn floating_times_take_the_calendar_zone() {
+        let feed = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-TIMEZONE:Europe/Lisbon\r\nBEGIN:VEVENT\r\nUID:f1\r\nDTSTART:20270710T210000\r\nSUMMARY:Fado\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let expansion = Expansion {
+            from: Utc::now() - Duration::days(365),
+            to: Utc::now() + Duration::days(3650),
+            max_instances: 10,
+        };
+        let parsed = parse(feed, &expansion).expect("a calendar");
+        let When::Zoned(at) = parsed.items[0].start else {
+            panic!("not zoned: {:?}", parsed.items[0].start);
+        };
+        assert_eq!(at.to_rfc3339(), "2027-07-10T21:00:00+01:00");
+    }
     use proptest::prelude::*;
 
     fn expansion() -> Expansion {

@@ -3,6 +3,7 @@
 //! item does not say.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use cityhub_domain::timing::format_local_time;
 use cityhub_domain::{
     ActivityFormat, ActivityInput, ActivityKind, DatePrecision, Limits, SkippedItem, SourceDefaults,
 };
@@ -14,7 +15,7 @@ pub enum When {
     /// A whole day (`VALUE=DATE`, or a JSON-LD date without time).
     Date(NaiveDate),
     /// A local time in an IANA zone (`TZID=Europe/Paris`, or a JSON-LD
-    /// time with an offset, kept as UTC).
+    /// time with a whole-hour offset, in that offset's `Etc/GMT` zone).
     Zoned(DateTime<chrono_tz::Tz>),
     /// A UTC instant (`…Z`).
     Utc(DateTime<Utc>),
@@ -23,6 +24,30 @@ pub enum When {
 }
 
 impl When {
+    /// A timed value's local date-time and zone: zoned times in their
+    /// zone, UTC instants in `UTC`, floating times (no zone at all, not
+    /// even the calendar's) as UTC; `None` for a whole day.
+    #[must_use]
+    pub fn local(&self) -> Option<(NaiveDateTime, chrono_tz::Tz)> {
+        match self {
+            When::Date(_) => None,
+            When::Zoned(t) => Some((t.naive_local(), t.timezone())),
+            When::Utc(t) => Some((t.naive_utc(), chrono_tz::Tz::UTC)),
+            When::Floating(t) => Some((*t, chrono_tz::Tz::UTC)),
+        }
+    }
+
+    /// The same moment as a local date-time in `zone` (a floating time
+    /// is taken as written).
+    fn local_in(&self, zone: chrono_tz::Tz) -> Option<NaiveDateTime> {
+        match self {
+            When::Date(_) => None,
+            When::Zoned(t) => Some(t.with_timezone(&zone).naive_local()),
+            When::Utc(t) => Some(t.with_timezone(&zone).naive_local()),
+            When::Floating(t) => Some(*t),
+        }
+    }
+
     /// The calendar day it falls on, where it happens.
     #[must_use]
     pub fn date(&self) -> NaiveDate {
@@ -102,15 +127,21 @@ impl Item {
         let title = clean(self.title.as_deref())
             .ok_or_else(|| skip("it has no title (SUMMARY or name)"))?;
         let start_date = self.start.date();
-        let end_date = match self.end {
-            Some(end) => {
+        // A timed start keeps its local time and zone; a timed end is read
+        // in the start's zone (minutes: seconds are dropped).
+        let start_local = self.start.local();
+        let end_local =
+            start_local.and_then(|(_, zone)| self.end.and_then(|end| end.local_in(zone)));
+        let end_date = match (self.end, end_local) {
+            (_, Some(local)) => Some(local.date()),
+            (Some(end), None) => {
                 let mut day = end.date();
                 if self.end_exclusive && day > start_date {
                     day = day.pred_opt().unwrap_or(day);
                 }
                 Some(day)
             }
-            None => None,
+            (None, None) => None,
         };
         if end_date.is_some_and(|end| end < start_date) {
             return Err(skip("it ends before it starts"));
@@ -159,6 +190,9 @@ impl Item {
                 objectives: Vec::new(),
                 documents: Vec::new(),
                 slug: None,
+                start_time: start_local.map(|(local, _)| format_local_time(local.time())),
+                end_time: end_local.map(|local| format_local_time(local.time())),
+                time_zone: start_local.map(|(_, zone)| zone.name().to_owned()),
             },
             cancelled: self.cancelled,
             url,
@@ -203,6 +237,47 @@ mod tests {
             import.input.themes,
             vec!["music".to_owned(), "jazz".to_owned()]
         );
+    }
+
+    #[test]
+    fn timed_events_keep_their_local_times_and_zone() {
+        let paris: chrono_tz::Tz = "Europe/Paris".parse().expect("zone");
+        let local = |d: NaiveDate, h: u32, m: u32| {
+            When::Zoned(
+                cityhub_domain::timing::instant(d.and_hms_opt(h, m, 0).expect("time"), paris)
+                    .with_timezone(&paris),
+            )
+        };
+        let mut item = Item::new("t1".into(), local(day(2027, 3, 1), 19, 30));
+        item.title = Some("Concert".into());
+        item.end = Some(local(day(2027, 3, 1), 22, 0));
+        let input = item
+            .to_import(&SourceDefaults::default(), &Limits::default())
+            .expect("import")
+            .input;
+        assert_eq!(input.start_time.as_deref(), Some("19:30"));
+        assert_eq!(input.end_time.as_deref(), Some("22:00"));
+        assert_eq!(input.time_zone.as_deref(), Some("Europe/Paris"));
+        assert_eq!(input.end_date, None);
+        assert_eq!(input.validate("input", &Limits::default()), Ok(()));
+        // A UTC time is a time in UTC; an end in another zone is read in
+        // the start's.
+        let start = When::Utc(
+            DateTime::parse_from_rfc3339("2027-03-01T23:30:00Z")
+                .expect("utc")
+                .with_timezone(&Utc),
+        );
+        let mut item = Item::new("t2".into(), start);
+        item.title = Some("Night".into());
+        item.end = Some(local(day(2027, 3, 2), 2, 0));
+        let input = item
+            .to_import(&SourceDefaults::default(), &Limits::default())
+            .expect("import")
+            .input;
+        assert_eq!(input.time_zone.as_deref(), Some("UTC"));
+        assert_eq!(input.start_time.as_deref(), Some("23:30"));
+        assert_eq!(input.end_date, Some(day(2027, 3, 2)));
+        assert_eq!(input.end_time.as_deref(), Some("01:00"));
     }
 
     #[test]

@@ -188,6 +188,30 @@ fn name_of(value: &Value) -> Option<String> {
     }
 }
 
+/// A date-time written with its UTC offset. JSON-LD names no zone, only
+/// the offset: a whole-hour offset becomes the IANA zone of that fixed
+/// offset (`+02:00` is `Etc/GMT-2`, whose sign POSIX inverts), so the
+/// activity keeps the local time the page shows; `Z`, `+00:00` and
+/// offsets of part of an hour are kept as UTC.
+fn with_offset(t: DateTime<chrono::FixedOffset>) -> When {
+    let seconds = t.offset().local_minus_utc();
+    let hours = seconds / 3600;
+    let fixed = (seconds != 0 && seconds % 3600 == 0)
+        .then(|| {
+            let name = if hours > 0 {
+                format!("Etc/GMT-{hours}")
+            } else {
+                format!("Etc/GMT+{}", -hours)
+            };
+            name.parse::<chrono_tz::Tz>().ok()
+        })
+        .flatten();
+    match fixed {
+        Some(tz) => When::Zoned(t.with_timezone(&tz)),
+        None => When::Utc(t.with_timezone(&Utc)),
+    }
+}
+
 /// A schema.org date or date-time (ISO 8601).
 fn when(raw: &str) -> Result<When, String> {
     let raw = raw.trim();
@@ -195,7 +219,7 @@ fn when(raw: &str) -> Result<When, String> {
         return Ok(When::Date(date));
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(When::Utc(t.with_timezone(&Utc)));
+        return Ok(with_offset(t));
     }
     for format in [
         "%Y-%m-%dT%H:%M:%S%:z",
@@ -203,7 +227,7 @@ fn when(raw: &str) -> Result<When, String> {
         "%Y-%m-%dT%H:%M%z",
     ] {
         if let Ok(t) = DateTime::parse_from_str(raw, format) {
-            return Ok(When::Utc(t.with_timezone(&Utc)));
+            return Ok(with_offset(t));
         }
     }
     for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
@@ -358,6 +382,32 @@ mod tests {
   "eventStatus":"EventCancelled","location":{"@type":"VirtualLocation","url":"https://meet.example/x"},"url":"https://city.example/events/2"}]</script>
 <script type="application/ld+json">{ not json </script>
 </head><body></body></html>"#;
+
+    #[test]
+    fn offsets_become_fixed_zones_and_keep_the_local_time() {
+        let zoned = |raw: &str| match when(raw).expect("a date-time") {
+            When::Zoned(t) => (t.timezone().name().to_owned(), t.naive_local().to_string()),
+            When::Utc(t) => ("UTC".to_owned(), t.naive_utc().to_string()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            zoned("2027-06-21T20:00:00+02:00"),
+            ("Etc/GMT-2".to_owned(), "2027-06-21 20:00:00".to_owned())
+        );
+        assert_eq!(
+            zoned("2027-06-21T20:00-05:00"),
+            ("Etc/GMT+5".to_owned(), "2027-06-21 20:00:00".to_owned())
+        );
+        assert_eq!(
+            zoned("2027-06-21T18:00:00Z"),
+            ("UTC".to_owned(), "2027-06-21 18:00:00".to_owned())
+        );
+        // Part of an hour: no fixed IANA zone, kept as UTC.
+        assert_eq!(
+            zoned("2027-06-21T20:00:00+05:30"),
+            ("UTC".to_owned(), "2027-06-21 14:30:00".to_owned())
+        );
+    }
 
     #[test]
     fn events_of_a_page_graph_and_arrays_included() {

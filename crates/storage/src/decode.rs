@@ -64,6 +64,43 @@ impl<'a> Row<'a> {
             .ok_or_else(|| self.corrupt(column, format!("timestamp {micros} out of range")))
     }
 
+    /// The timing columns of an activity (`start_time`, `end_time`,
+    /// `time_zone`, `starts_at`, `ends_at`): `None` without a start time.
+    pub(crate) fn timing(
+        &self,
+        columns: TimingColumns<'_>,
+    ) -> Result<Option<cityhub_domain::Timing>, StorageError> {
+        use cityhub_domain::timing::{parse_local_time, parse_zone};
+        let Some(start_time) = columns.start_time else {
+            return Ok(None);
+        };
+        let start_time = parse_local_time("start_time", start_time)
+            .map_err(|e| self.corrupt("start_time", e.to_string()))?;
+        let end_time = columns
+            .end_time
+            .map(|t| parse_local_time("end_time", t))
+            .transpose()
+            .map_err(|e| self.corrupt("end_time", e.to_string()))?;
+        let zone = columns
+            .time_zone
+            .ok_or_else(|| self.corrupt("time_zone", "missing beside start_time"))
+            .and_then(|z| {
+                parse_zone("time_zone", z).map_err(|e| self.corrupt("time_zone", e.to_string()))
+            })?;
+        let starts_at = columns
+            .starts_at
+            .ok_or_else(|| self.corrupt("starts_at", "missing beside start_time"))
+            .and_then(|m| self.micros("starts_at", m))?;
+        let ends_at = self.micros_opt("ends_at", columns.ends_at)?;
+        Ok(Some(cityhub_domain::Timing {
+            start_time,
+            end_time,
+            zone,
+            starts_at,
+            ends_at,
+        }))
+    }
+
     /// A nullable timestamp column.
     pub(crate) fn micros_opt(
         &self,
@@ -72,6 +109,21 @@ impl<'a> Row<'a> {
     ) -> Result<Option<DateTime<Utc>>, StorageError> {
         micros.map(|m| self.micros(column, m)).transpose()
     }
+}
+
+/// The stored timing columns of an activity row, as read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimingColumns<'a> {
+    /// `start_time`, `HH:MM`.
+    pub(crate) start_time: Option<&'a str>,
+    /// `end_time`, `HH:MM`.
+    pub(crate) end_time: Option<&'a str>,
+    /// `time_zone`, an IANA name.
+    pub(crate) time_zone: Option<&'a str>,
+    /// `starts_at`, microseconds since the epoch.
+    pub(crate) starts_at: Option<i64>,
+    /// `ends_at`, microseconds since the epoch.
+    pub(crate) ends_at: Option<i64>,
 }
 
 #[cfg(test)]

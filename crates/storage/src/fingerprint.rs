@@ -43,6 +43,14 @@ struct CanonicalPublish<'a> {
     objectives: &'a [String],
     documents: Vec<CanonicalDocument<'a>>,
     slug: Option<&'a str>,
+    // The times came after version 2 was pinned: absent, they are left
+    // out, so an input without times keeps the fingerprint it always had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_zone: Option<&'a str>,
 }
 
 /// A document as the fingerprint sees it (version 2).
@@ -76,6 +84,9 @@ fn canonical(input: &ActivityInput, mode: PublishAs) -> CanonicalPublish<'_> {
         objectives,
         documents,
         slug,
+        start_time,
+        end_time,
+        time_zone,
     } = input;
     CanonicalPublish {
         draft: mode == PublishAs::Draft,
@@ -96,6 +107,9 @@ fn canonical(input: &ActivityInput, mode: PublishAs) -> CanonicalPublish<'_> {
         objectives,
         documents: documents.iter().map(canonical_document).collect(),
         slug: slug.as_deref(),
+        start_time: start_time.as_deref(),
+        end_time: end_time.as_deref(),
+        time_zone: time_zone.as_deref(),
     }
 }
 
@@ -127,17 +141,29 @@ pub fn fingerprint(input: &ActivityInput, mode: PublishAs) -> String {
 
 /// The version-1 fingerprint (`Debug` output), kept only to recognise
 /// records written before version 2.
-fn legacy_v1(input: &ActivityInput, mode: PublishAs) -> String {
+/// Version 1 predates the times: an input without them is hashed with
+/// the `Debug` output it had then (without the three time fields); one
+/// with times cannot match a version-1 record.
+fn legacy_v1(input: &ActivityInput, mode: PublishAs) -> Option<String> {
+    if input.start_time.is_some() || input.end_time.is_some() || input.time_zone.is_some() {
+        return None;
+    }
     let draft = mode == PublishAs::Draft;
-    hex::encode(Sha256::digest(format!("{input:?}|{draft}").as_bytes()))
+    let debug = format!("{input:?}").replacen(LATER_DEBUG_FIELDS, " }", 1);
+    Some(hex::encode(Sha256::digest(
+        format!("{debug}|{draft}").as_bytes(),
+    )))
 }
+
+/// The end of an input's `Debug` output since the times were added.
+const LATER_DEBUG_FIELDS: &str = ", start_time: None, end_time: None, time_zone: None }";
 
 /// Whether a stored fingerprint (of any version) was made from this input.
 pub fn matches(stored: &str, input: &ActivityInput, mode: PublishAs) -> bool {
     if stored.starts_with(V2) {
         stored == fingerprint(input, mode)
     } else {
-        stored == legacy_v1(input, mode)
+        legacy_v1(input, mode).is_some_and(|old| stored == old)
     }
 }
 
@@ -176,6 +202,9 @@ mod tests {
                 editors: vec![],
             }],
             slug: None,
+            start_time: None,
+            end_time: None,
+            time_zone: None,
         }
     }
 
@@ -190,6 +219,24 @@ mod tests {
             fingerprint(&input(), PublishAs::Published),
             "v2:dc4a66222839d16cd4bafad2602444533b903ccd496062476c0bb54cba64b781"
         );
+    }
+
+    #[test]
+    fn times_enter_the_fingerprint_only_when_given() {
+        let mut timed = input();
+        timed.start_time = Some("19:00".into());
+        timed.time_zone = Some("Europe/Paris".into());
+        assert_ne!(
+            fingerprint(&timed, PublishAs::Published),
+            fingerprint(&input(), PublishAs::Published)
+        );
+        let mut later = timed.clone();
+        later.start_time = Some("20:00".into());
+        assert_ne!(
+            fingerprint(&timed, PublishAs::Published),
+            fingerprint(&later, PublishAs::Published)
+        );
+        assert!(legacy_v1(&timed, PublishAs::Published).is_none());
     }
 
     #[test]
@@ -220,8 +267,10 @@ mod tests {
     #[test]
     fn recognises_version_1_records() {
         let a = input();
-        let old = legacy_v1(&a, PublishAs::Draft);
+        let old = legacy_v1(&a, PublishAs::Draft).expect("no times");
         assert_eq!(old.len(), 64);
+        // The `Debug` output version 1 hashed ended with the slug.
+        assert!(format!("{a:?}").ends_with(LATER_DEBUG_FIELDS));
         assert!(matches(&old, &a, PublishAs::Draft));
         assert!(!matches(&old, &a, PublishAs::Published));
     }

@@ -181,6 +181,9 @@ impl SeedActivity {
                 })
                 .collect(),
             slug: Some(self.slug.clone()),
+            start_time: None,
+            end_time: None,
+            time_zone: None,
         }
     }
 }

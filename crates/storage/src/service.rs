@@ -3,6 +3,7 @@
 //! single transaction. A method that returns `Ok` has committed; one that
 //! returns `Err` has changed nothing.
 
+use cityhub_domain::timing::format_local_time;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -692,6 +693,9 @@ impl HubService {
                 })
                 .collect(),
             slug: Some(a.slug.clone()),
+            start_time: a.timing.map(|t| format_local_time(t.start_time)),
+            end_time: a.timing.and_then(|t| t.end_time).map(format_local_time),
+            time_zone: a.timing.map(|t| t.zone_name().to_owned()),
         })
     }
 

@@ -471,6 +471,11 @@ impl FromSqliteRow for activity::Model {
             deleted_at: c.int_opt(26, "deleted_at")?,
             // Folded text for search only; no read needs it back.
             search_text: String::new(),
+            start_time: c.text_opt(28, "start_time")?,
+            end_time: c.text_opt(29, "end_time")?,
+            time_zone: c.text_opt(30, "time_zone")?,
+            starts_at: c.int_opt(31, "starts_at")?,
+            ends_at: c.int_opt(32, "ends_at")?,
         })
     }
 }

@@ -12,6 +12,11 @@
 //! exact dates not known)"), in `DESCRIPTION` and in
 //! `X-CITYHUB-DATE-PRECISION`, and `TRANSP:TRANSPARENT` so it blocks no
 //! time. Undated activities are never in calendars.
+//!
+//! A timed activity (`startTime` in `timeZone`) is a timed event:
+//! `DTSTART;TZID=…` (and `DTEND;TZID=…` when its end time is known) in
+//! local time, with one `VTIMEZONE` per zone the calendar uses, covering
+//! the years its events span (`vtimezone.rs`).
 
 use std::collections::HashMap;
 
@@ -178,6 +183,24 @@ pub fn render(
         .filter_map(|a| span(a, approximate).map(|s| (a, s)))
         .collect();
     dated.sort_by_key(|(a, (start, _))| (*start, a.id));
+    // The zones of timed events, each with the years it must cover.
+    let mut zones: std::collections::BTreeMap<&'static str, (chrono_tz::Tz, i32, i32)> =
+        std::collections::BTreeMap::new();
+    for timing in dated.iter().filter_map(|(a, _)| a.timing.as_ref()) {
+        let first = timing.local_start().year();
+        let last = timing
+            .local_end()
+            .map_or(first, |end| end.year())
+            .max(first);
+        let entry = zones
+            .entry(timing.zone_name())
+            .or_insert((timing.zone, first, last));
+        entry.1 = entry.1.min(first);
+        entry.2 = entry.2.max(last);
+    }
+    for (zone, first, last) in zones.into_values() {
+        crate::vtimezone::write(&mut ics, zone, first, last);
+    }
     for (activity, (start, end)) in dated {
         event(&mut ics, base, activity, (start, end), cities);
     }
@@ -208,8 +231,19 @@ fn event(
             .unwrap_or(0)
             .to_string(),
     );
-    ics.date("DTSTART", start);
-    ics.date("DTEND", end);
+    match &activity.timing {
+        Some(timing) => {
+            let zone = timing.zone_name();
+            ics.zoned_date_time("DTSTART", zone, timing.local_start().naive_local());
+            if let Some(end) = timing.local_end() {
+                ics.zoned_date_time("DTEND", zone, end.naive_local());
+            }
+        }
+        None => {
+            ics.date("DTSTART", start);
+            ics.date("DTEND", end);
+        }
+    }
     let mut description = String::new();
     match &approximate {
         Some(label) => {
@@ -278,6 +312,7 @@ mod tests {
             start_date: start,
             end_date: end,
             date_precision: p,
+            timing: None,
             venue: None,
             venue_city_id: None,
             organizations: vec![],

@@ -117,6 +117,9 @@ pub struct FeedInfo<'a> {
 
 fn when(activity: &Activity) -> Option<String> {
     let start = activity.start_date?;
+    if let Some(timing) = &activity.timing {
+        return Some(crate::page::timed_text(timing));
+    }
     let text = date_at_precision(start, activity.date_precision);
     Some(match (activity.date_precision, activity.end_date) {
         (DatePrecision::Day, Some(end)) if end != start => format!("{text} to {end}"),

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use cityhub_domain::chars::for_output;
 
 /// The longest physical line, in octets, without its CRLF.
@@ -64,6 +64,16 @@ impl IcsWriter {
     /// A UTC DATE-TIME (`20240131T120000Z`).
     pub fn date_time(&mut self, name: &str, at: DateTime<Utc>) {
         self.line(name, &at.format("%Y%m%dT%H%M%SZ").to_string());
+    }
+
+    /// A local DATE-TIME in a zone
+    /// (`{name};TZID=Europe/Paris:20240131T193000`); the zone's name is an
+    /// IANA name, which needs no quoting.
+    pub fn zoned_date_time(&mut self, name: &str, zone: &str, at: NaiveDateTime) {
+        self.line(
+            &format!("{name};TZID={zone}"),
+            &at.format("%Y%m%dT%H%M%S").to_string(),
+        );
     }
 
     /// A DATE (`{name};VALUE=DATE:20240131`).

@@ -15,6 +15,7 @@ pub mod ics;
 pub mod listing;
 pub mod page;
 pub mod params;
+pub mod vtimezone;
 pub mod widget;
 
 /// The hub's one Markdown renderer (the domain's), which pages and feeds use.

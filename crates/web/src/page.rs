@@ -156,6 +156,9 @@ fn day(d: NaiveDate) -> String {
 /// machine-readable `datetime` of the start.
 pub fn dates(activity: &Activity) -> Option<(String, String)> {
     let start = activity.start_date?;
+    if let Some(timing) = &activity.timing {
+        return Some((timed_text(timing), timing.local_start().to_rfc3339()));
+    }
     Some(match activity.date_precision {
         DatePrecision::Year => (
             format!("{} (exact dates not known)", start.year()),
@@ -180,6 +183,29 @@ pub fn dates(activity: &Activity) -> Option<(String, String)> {
             (text, iso)
         }
     })
+}
+
+/// A timed activity's dates and times as people read them, in its zone:
+/// "1 May 2026, 19:30–22:00 (Europe/Paris)".
+pub fn timed_text(timing: &cityhub_domain::Timing) -> String {
+    let start = timing.local_start();
+    let zone = timing.zone_name();
+    let start_day = start.date_naive();
+    let start_time = start.format("%H:%M");
+    match timing.local_end() {
+        Some(end) if end.date_naive() == start_day => format!(
+            "{}, {start_time}–{} ({zone})",
+            day(start_day),
+            end.format("%H:%M")
+        ),
+        Some(end) => format!(
+            "{}, {start_time} – {}, {} ({zone})",
+            day(start_day),
+            day(end.date_naive()),
+            end.format("%H:%M")
+        ),
+        None => format!("{}, {start_time} ({zone})", day(start_day)),
+    }
 }
 
 fn city_item(out: &mut String, city: &City) {

@@ -161,6 +161,7 @@ fn activity(n: usize, t: &Texts) -> Activity {
         start_date: start,
         end_date: start,
         date_precision: DatePrecision::Day,
+        timing: None,
         venue: Some(t.venue.clone()),
         venue_city_id: None,
         organizations: vec![t.organization.clone()],

@@ -145,6 +145,36 @@ impl ActivityObject {
         self.activity.date_precision.into()
     }
 
+    /// Local start time on `startDate`, `HH:MM` (24-hour clock) in `timeZone`; null for a date-only activity.
+    async fn start_time(&self) -> Option<String> {
+        self.activity
+            .timing
+            .map(|t| d::timing::format_local_time(t.start_time))
+    }
+
+    /// Local end time on `endDate` (or `startDate` when there is none), `HH:MM` in `timeZone`; null when no end time is known.
+    async fn end_time(&self) -> Option<String> {
+        self.activity
+            .timing
+            .and_then(|t| t.end_time)
+            .map(d::timing::format_local_time)
+    }
+
+    /// IANA time zone of `startTime` and `endTime`, e.g. `Europe/Paris`; null for a date-only activity.
+    async fn time_zone(&self) -> Option<&'static str> {
+        self.activity.timing.as_ref().map(d::Timing::zone_name)
+    }
+
+    /// The start as a UTC instant (`startDate` at `startTime` in `timeZone`); null for a date-only activity. A local time that occurs twice is the first; one skipped by a daylight-saving change is read with the offset before it (RFC 5545).
+    async fn starts_at(&self) -> Option<DateTime> {
+        self.activity.timing.map(|t| DateTime(t.starts_at))
+    }
+
+    /// The end as a UTC instant; null for a date-only activity or when no end time is known.
+    async fn ends_at(&self) -> Option<DateTime> {
+        self.activity.timing.and_then(|t| t.ends_at).map(DateTime)
+    }
+
     /// Where it takes place, as free text.
     async fn venue(&self) -> Option<&str> {
         self.activity.venue.as_deref()

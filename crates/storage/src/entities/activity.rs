@@ -35,6 +35,11 @@ pub struct Model {
     pub cancel_reason: Option<String>,
     pub deleted_at: Option<i64>,
     pub search_text: String,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub time_zone: Option<String>,
+    pub starts_at: Option<i64>,
+    pub ends_at: Option<i64>,
 }
 
 /// No relations are declared: queries join explicitly.

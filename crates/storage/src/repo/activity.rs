@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use cityhub_domain::filter::{MAX_SEARCH_TERMS, theme_key};
+use cityhub_domain::timing::format_local_time;
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
     ActivityStatus, Cities, CityId, DatePrecision, Document, DocumentKind, Invitation,
@@ -19,7 +20,7 @@ use super::invitation::InvitationRepo;
 use super::{Page, count_all, find_all, find_one, in_list, to_json};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
-use crate::decode::Row;
+use crate::decode::{Row, TimingColumns};
 use crate::entities::{activity, activity_city, activity_field, activity_theme, document};
 use crate::error::StorageError;
 use crate::sqlite_read::{Columns, FromSqliteRow, reader_error};
@@ -109,6 +110,13 @@ fn to_activity(m: activity::Model, hosts: Vec<CityId>) -> Result<Activity, Stora
         fields: row.json_list("fields", &m.fields)?,
         themes: row.json_list("themes", &m.themes)?,
         objectives: row.json_list("objectives", &m.objectives)?,
+        timing: row.timing(TimingColumns {
+            start_time: m.start_time.as_deref(),
+            end_time: m.end_time.as_deref(),
+            time_zone: m.time_zone.as_deref(),
+            starts_at: m.starts_at,
+            ends_at: m.ends_at,
+        })?,
         published_at: row.micros_opt("published_at", m.published_at)?,
         updated_at: row.micros("updated_at", m.updated_at)?,
         slug: m.slug,
@@ -1088,6 +1096,8 @@ impl ActivityRepo {
 
     fn columns(write: &ActivityWrite) -> activity::ActiveModel {
         let i = &write.input;
+        // The input was validated: a timing it names is a valid one.
+        let timing = i.timing();
         activity::ActiveModel {
             slug: Set(write.slug.clone()),
             kind: Set(i.kind.as_str().to_owned()),
@@ -1108,6 +1118,13 @@ impl ActivityRepo {
             themes: Set(to_json(&i.themes)),
             objectives: Set(to_json(&i.objectives)),
             search_text: Set(i.search_document()),
+            start_time: Set(timing.map(|t| format_local_time(t.start_time))),
+            end_time: Set(timing.and_then(|t| t.end_time).map(format_local_time)),
+            time_zone: Set(timing.map(|t| t.zone_name().to_owned())),
+            starts_at: Set(timing.map(|t| t.starts_at.timestamp_micros())),
+            ends_at: Set(timing
+                .and_then(|t| t.ends_at)
+                .map(|at| at.timestamp_micros())),
             ..Default::default()
         }
     }
