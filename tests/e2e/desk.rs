@@ -1064,3 +1064,54 @@ both_backends!(
         desk.close().await;
     }
 );
+
+both_backends!(
+    desk_publishes_a_timed_activity_in_its_time_zone,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let Some(desk) = Desk::start(&hub).await else {
+            return;
+        };
+        let lyon = hub.token(Some("lyon")).await;
+        desk.sign_in(&lyon, "Lyon").await;
+        desk.screen("#/new").await;
+        // The hub's activities carry times: the form asks for them.
+        desk.browser.wait_for("form [name=startTime]").await;
+        let title = "Desk evening concert";
+        desk.set("form [name=title]", title).await;
+        desk.set("form [name=kind]", "FESTIVAL").await;
+        desk.set("form [name=startDate]", "2027-07-14").await;
+        desk.set("form [name=startTime]", "21:30").await;
+        desk.set("form [name=endTime]", "23:00").await;
+        desk.set("form [name=timeZone]", "Europe/Paris").await;
+        desk.click("#publish").await;
+        let id = desk.editing_id().await;
+        desk.wait_text("#screen-alert", "Published").await;
+        let data = hub
+            .ok(
+                "query($id: ID!) { activity(id: $id) { title startTime endTime timeZone startsAt endsAt } }",
+                json!({ "id": id }),
+                None,
+            )
+            .await;
+        // 21:30 in Paris in July is 19:30 UTC.
+        assert_eq!(data["activity"]["title"], title);
+        assert_eq!(data["activity"]["startTime"], "21:30");
+        assert_eq!(data["activity"]["endTime"], "23:00");
+        assert_eq!(data["activity"]["timeZone"], "Europe/Paris");
+        assert!(
+            data["activity"]["startsAt"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("2027-07-14T19:30:00")),
+            "{data}"
+        );
+        assert!(
+            data["activity"]["endsAt"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("2027-07-14T21:00:00")),
+            "{data}"
+        );
+        desk.axe("a timed activity").await;
+        desk.close().await;
+    }
+);
