@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use async_graphql::Value;
-use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+use async_graphql::parser::types::{OperationType, Selection};
 
 /// What a document would run.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,19 +35,9 @@ impl Shape {
         let Ok(doc) = async_graphql::parser::parse_query(query) else {
             return none;
         };
-        let op = match (&doc.operations, operation) {
-            (DocumentOperations::Single(op), _) => op,
-            (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-                Some(op) => op,
-                None => return none,
-            },
-            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-                match ops.values().next() {
-                    Some(op) => op,
-                    None => return none,
-                }
-            }
-            _ => return none,
+        // The operation that would run, chosen as execution chooses it.
+        let Some((_, op)) = crate::document::selected_operation(&doc, operation) else {
+            return none;
         };
         if op.node.ty != OperationType::Subscription {
             return none;
