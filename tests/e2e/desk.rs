@@ -1115,3 +1115,69 @@ both_backends!(
         desk.close().await;
     }
 );
+
+both_backends!(
+    desk_joins_another_citys_activity_and_leaves_it,
+    |backend: Backend| async move {
+        let hub = TestHub::start(backend).await;
+        let Some(desk) = Desk::start(&hub).await else {
+            return;
+        };
+        let lyon = hub.token(Some("lyon")).await;
+        let secretariat = hub.token(None).await;
+        // A seeded activity of another city.
+        let slug = "annual-meeting-2015-kanazawa";
+        let seeded = hub
+            .ok(
+                "query($s: String) { activity(slug: $s) { id title hosts { slug } participants { slug } } }",
+                json!({ "s": slug }),
+                None,
+            )
+            .await;
+        let id = seeded["activity"]["id"].as_str().expect("id").to_owned();
+        let title = seeded["activity"]["title"]
+            .as_str()
+            .expect("title")
+            .to_owned();
+        assert!(
+            !seeded.to_string().contains("\"lyon\""),
+            "Lyon neither hosts nor joined it yet: {seeded}"
+        );
+        desk.sign_in(&lyon, "Lyon").await;
+        desk.screen("#/activities").await;
+        desk.set("#search-scope", "network").await;
+        desk.click(".filters button[type=submit]").await;
+        desk.browser.wait_for("#search-text").await;
+        desk.set("#search-text", "Kanazawa").await;
+        desk.click(".filters button[type=submit]").await;
+        let card = format!("#activity-list li[data-slug=\"{slug}\"]");
+        desk.wait_text(&card, &title).await;
+        desk.axe("the network's activities").await;
+        desk.click(&format!("{card} .actions button")).await;
+        desk.browser.wait_for("dialog[open] #dialog-confirm").await;
+        desk.click("dialog[open] #dialog-confirm").await;
+        desk.wait_text(&card, "Leave").await;
+        let participants = || async {
+            hub.ok(
+                "query($id: ID!) { activity(id: $id) { participants { slug } } }",
+                json!({ "id": id }),
+                Some(&secretariat),
+            )
+            .await["activity"]["participants"]
+                .as_array()
+                .expect("participants")
+                .iter()
+                .filter_map(|c| c["slug"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        };
+        let now = participants().await;
+        assert!(now.contains(&"lyon".to_owned()), "{now:?}");
+        // And it leaves again, after its confirmation.
+        desk.click(&format!("{card} .actions button")).await;
+        desk.click("dialog[open] #dialog-confirm").await;
+        desk.wait_text(&card, "Join").await;
+        let now = participants().await;
+        assert!(!now.contains(&"lyon".to_owned()), "{now:?}");
+        desk.close().await;
+    }
+);

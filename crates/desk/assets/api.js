@@ -70,7 +70,7 @@ export function newKey() {
 // ---- the operations ----
 
 const BASE_FIELDS = `id slug kind format status title summary description startDate endDate datePrecision
-  venue venueCity { slug name } hosts { slug name } publishedBy { slug name }
+  venue venueCity { slug name } hosts { slug name } participants { slug name } publishedBy { slug name }
   invitations { city { slug name } role state }
   organizations fields themes objectives
   documents { kind title url issuedOn issuedPrecision editors }
@@ -125,6 +125,7 @@ export const Q = {
   get detach() {
     return `mutation DeskDetach($id: ID!) { detachFromSource(activity: $id) { ${activityFields} } }`;
   },
+  join: `mutation DeskJoin($id: ID!) { joinActivity(id: $id) { id } }`,
   leave: `mutation DeskLeave($id: ID!) { leaveActivity(id: $id) { id } }`,
   accept: `mutation DeskAccept($id: ID!) { acceptInvitation(activity: $id) { id } }`,
   decline: `mutation DeskDecline($id: ID!) { declineInvitation(activity: $id) { id } }`,

@@ -25,7 +25,7 @@ const app = {
   quietNavigation: false,
   lastHash: location.hash,
   signInMessage: "",
-  list: { text: "", status: "ALL", kind: "", field: "", cursors: [null], page: 0 },
+  list: { scope: "city", text: "", status: "ALL", kind: "", field: "", cursors: [null], page: 0 },
 };
 
 const isSecretariat = () => app.viewer?.role === "SECRETARIAT";
@@ -376,7 +376,10 @@ function statusBadge(status) {
 }
 
 async function renderActivities(main) {
-  const city = cityInScope();
+  // A city's staff may look at the whole network, to join other cities'
+  // activities as participants.
+  const network = !isSecretariat() && app.list.scope === "network";
+  const city = network ? null : cityInScope();
   const heading = city ? t("activities.title.city", { city: cityName(city) }) : t("activities.title.network");
   const alert = alertBox();
   const results = h("div", { class: "results", "aria-live": "polite", "aria-busy": "true" });
@@ -387,11 +390,20 @@ async function renderActivities(main) {
     KINDS.map((k) => h("option", { value: k, selected: app.list.kind === k }, t(`kind.${k}`))));
   const field = h("select", { id: "search-field" }, h("option", { value: "" }, t("filter.anyField")),
     FIELDS.map((f) => h("option", { value: f, selected: app.list.field === f }, t(`field.${f}`))));
+  const scope = isSecretariat() ? null : h("select", { id: "search-scope" },
+    ["city", "network"].map((s) => h("option", { value: s, selected: app.list.scope === s }, t(`filter.scope.${s}`))));
   const search = h("form", { class: "filters", role: "search", onsubmit: (e) => {
     e.preventDefault();
+    const rescoped = scope && scope.value !== app.list.scope;
     Object.assign(app.list, { text: text.value, status: status.value, kind: kind.value, field: field.value, cursors: [null], page: 0 });
+    if (rescoped) {
+      app.list.scope = scope.value;
+      render();
+      return;
+    }
     load();
   } },
+  scope ? h("div", { class: "field" }, h("label", { for: "search-scope" }, t("filter.scope")), scope) : null,
   h("div", { class: "field" }, h("label", { for: "search-text" }, t("filter.text")), text),
   h("div", { class: "field" }, h("label", { for: "search-status" }, t("filter.status")), status),
   h("div", { class: "field" }, h("label", { for: "search-kind" }, t("filter.kind")), kind),
@@ -443,8 +455,23 @@ function activityCard(a, alert, reload) {
   const actions = [];
   if (editable(a)) actions.push(h("a", { class: "button", href: `#/edit/${encodeURIComponent(a.id)}` }, t("action.edit")));
   if (a.status !== "DRAFT") actions.push(h("a", { class: "button secondary", href: `/activities/${encodeURIComponent(a.slug)}` }, t("action.view")));
-  if (!ours(a) && !isSecretariat()) {
-    // Listed because the city joined it as a participant.
+  const joined = (a.participants || []).some((c) => c.slug === ownCity());
+  if (!ours(a) && !isSecretariat() && !joined && a.status === "PUBLISHED") {
+    actions.push(h("button", { type: "button", class: "secondary", "aria-describedby": titleId, onclick: async (e) => {
+      if (!(await confirmDialog(t("join.title"), t("join.body", { title: a.title }), t("join.confirm")))) return;
+      e.target.disabled = true;
+      try {
+        await call(Q.join, { id: a.id });
+        announce(t("join.done", { title: a.title }));
+        reload();
+      } catch (error) {
+        e.target.disabled = false;
+        showAlert(alert, explainFailure(error));
+      }
+    } }, t("action.join")));
+  }
+  if (!ours(a) && !isSecretariat() && joined) {
+    // The city joined it as a participant.
     actions.push(h("button", { type: "button", class: "secondary", "aria-describedby": titleId, onclick: async (e) => {
       if (!(await confirmDialog(t("leave.title"), t("leave.body", { title: a.title }), t("leave.confirm")))) return;
       e.target.disabled = true;
@@ -479,7 +506,7 @@ function activityCard(a, alert, reload) {
       h("span", {}, formatDates(a)), a.venue ? h("span", {}, ` · ${a.venue}`) : null),
     imported ? h("p", { class: "imported-note" }, t("activities.importedNote"), " ",
       sourceLink ? h("a", { href: sourceLink, rel: "noopener noreferrer", target: "_blank" }, t("activities.source")) : null) : null,
-    !editable(a) && !imported ? h("p", { class: "hint" }, t("activities.readOnly")) : null,
+    !editable(a) && !imported ? h("p", { class: "hint" }, t(ours(a) || joined || isSecretariat() ? "activities.readOnly" : "activities.others")) : null,
     pending.length ? h("p", { class: "hint" }, t("activities.pendingInvitations", {
       cities: pending.map((i) => `${i.city.name} (${t(`role.${i.role}`)})`).join(", "),
     })) : null,
