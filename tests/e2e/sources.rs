@@ -1354,3 +1354,63 @@ both_backends!(
         assert!(kept["source"].is_null());
     }
 );
+
+both_backends!(
+    one_import_gives_events_of_one_title_distinct_slugs_beside_those_taken,
+    |backend| async move {
+        let hub = TestHub::start_with(backend, test_settings).await;
+        let feeds = FeedServer::start().await;
+        let lyon = hub.token(Some("lyon")).await;
+        // A slug of the family already taken by a published activity.
+        let taken = hub
+            .ok(
+                r#"mutation { publishActivity(input: { kind: WORKSHOP, title: "Open studio" }) { slug } }"#,
+                json!({}),
+                Some(&lyon),
+            )
+            .await["publishActivity"]["slug"]
+            .as_str()
+            .expect("slug")
+            .to_owned();
+        assert_eq!(taken, "open-studio");
+        // Three events of that title in one run (one batch).
+        let feed = calendar(&[
+            all_day("studio-1@lyon.example", "Open studio", "20270401", "20270402"),
+            all_day("studio-2@lyon.example", "Open studio", "20270501", "20270502"),
+            all_day("studio-3@lyon.example", "Open studio", "20270601", "20270602"),
+        ]);
+        feeds.set("/studios.ics", Reply::Calendar(feed));
+        let source = connect(&hub, &lyon, "ICALENDAR", &feeds.url("/studios.ics")).await;
+        let source = sync(&hub, &lyon, &source["id"]).await;
+        assert_eq!(source["lastStatus"], "OK", "{source}");
+        assert_eq!(source["importedCount"], 3);
+        let data = hub
+            .ok(
+                r#"{ activities(first: 10, filter: { cities: ["lyon"], text: "Open studio" }) { nodes { slug startDate } } }"#,
+                json!({}),
+                None,
+            )
+            .await;
+        let mut slugs: Vec<String> = data["activities"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["slug"].as_str().expect("slug").to_owned())
+            .collect();
+        slugs.sort();
+        assert_eq!(
+            slugs,
+            ["open-studio", "open-studio-2", "open-studio-3", "open-studio-4"],
+            "{data}"
+        );
+        // Each imported event is published once, with its audit row.
+        let audited = hub
+            .ok(
+                "query($s: String) { activity(slug: $s) { version } }",
+                json!({ "s": "open-studio-3" }),
+                None,
+            )
+            .await;
+        assert_eq!(audited["activity"]["version"], 1);
+    }
+);

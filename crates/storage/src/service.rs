@@ -503,24 +503,26 @@ impl HubService {
         txn: &DatabaseTransaction,
         input: &ActivityInput,
     ) -> Result<String, ServiceError> {
-        let max = self.limits.slug_chars.saturating_sub(8).max(8);
-        let mut base = text::slugify(&input.title, max);
-        if base.is_empty() {
-            base = "activity".into();
-        }
+        let base = self.slug_base(&input.title);
         ActivityRepo::lock_slug_base(txn, &base).await?;
         // One query for every slug of this family (`base`, `base-2`, …).
         let taken: std::collections::HashSet<String> = ActivityRepo::slugs_with_base(txn, &base)
             .await?
             .into_iter()
             .collect();
-        if !taken.contains(&base) {
-            return Ok(base);
+        Ok(first_free_slug(base, &taken))
+    }
+
+    /// The family of slugs a title's activity takes one of (`base`,
+    /// `base-2`, …).
+    fn slug_base(&self, title: &str) -> String {
+        let max = self.limits.slug_chars.saturating_sub(8).max(8);
+        let base = text::slugify(title, max);
+        if base.is_empty() {
+            "activity".into()
+        } else {
+            base
         }
-        Ok((2..)
-            .map(|n| format!("{base}-{n}"))
-            .find(|candidate| !taken.contains(candidate))
-            .unwrap_or(base))
     }
 
     /// Loads an activity for the response of a committed write.
@@ -976,7 +978,9 @@ struct Resolving<'a> {
     naming: Naming,
     /// The input's path, for errors (`input`, `patch`).
     path: &'a str,
-    /// The activity's slug now, for an update.
+    /// The activity's slug now, for an update; for a new activity, the
+    /// slug already reserved for it (an import reserves its batch's slugs
+    /// at once); `None`: pick a free one.
     current_slug: Option<&'a str>,
 }
 
@@ -1040,4 +1044,15 @@ async fn record_city_change(
     )
     .await?;
     Ok(())
+}
+
+/// The first slug of `base`'s family that `taken` does not hold.
+fn first_free_slug(base: String, taken: &std::collections::HashSet<String>) -> String {
+    if !taken.contains(&base) {
+        return base;
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|candidate| !taken.contains(candidate))
+        .unwrap_or(base)
 }

@@ -29,6 +29,16 @@ use crate::time::{date_key, now_micros};
 /// The first key of the advisory locks that serialize slug choices.
 const SLUG_LOCK_CLASS: i32 = 0x736c_7567;
 
+/// The second key of a slug base's advisory lock (the two-key form: its key
+/// space is apart from the event log's single-key lock): the base's FNV-1a
+/// hash.
+fn slug_lock_key(base: &str) -> i32 {
+    let hash = base.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    i32::from_ne_bytes(hash.to_ne_bytes())
+}
+
 /// Role of a city in `activity_cities`.
 const HOST: &str = "HOST";
 /// Role of a city in `activity_cities`.
@@ -1035,6 +1045,59 @@ impl ActivityRepo {
         Ok(out)
     }
 
+    /// [`ActivityRepo::lock_slug_base`] for several bases at once, in one
+    /// statement (a batch of imports): the locks are taken in the order of
+    /// their keys, as every batch takes them, so two batches cannot wait on
+    /// each other.
+    pub async fn lock_slug_bases(
+        db: &impl ConnectionTrait,
+        bases: &[String],
+    ) -> Result<(), StorageError> {
+        if db.get_database_backend() != DatabaseBackend::Postgres || bases.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<i32> = bases.iter().map(|b| slug_lock_key(b)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let list = keys
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        db.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, k) FROM unnest(string_to_array($2, ',')::int[]) AS t(k)",
+            [SLUG_LOCK_CLASS.into(), list.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// [`ActivityRepo::slugs_with_base`] for several bases, in one query.
+    pub async fn slugs_with_bases(
+        db: &impl ConnectionTrait,
+        bases: &[String],
+    ) -> Result<Vec<String>, StorageError> {
+        if bases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut any = Condition::any();
+        for base in bases {
+            any = any.add(activity::Column::Slug.eq(base.as_str())).add(
+                Condition::all()
+                    .add(activity::Column::Slug.gt(format!("{base}-")))
+                    .add(activity::Column::Slug.lt(format!("{base}."))),
+            );
+        }
+        Ok(activity::Entity::find()
+            .select_only()
+            .column(activity::Column::Slug)
+            .filter(any)
+            .into_tuple::<String>()
+            .all(db)
+            .await?)
+    }
+
     /// Serializes, until the transaction ends, the choice of slugs derived
     /// from `base` on PostgreSQL: concurrent publications of one title then
     /// see each other's slug instead of all taking the same free one and
@@ -1043,18 +1106,10 @@ impl ActivityRepo {
         if db.get_database_backend() != DatabaseBackend::Postgres {
             return Ok(());
         }
-        // The two-key form: its key space is apart from the event log's
-        // single-key lock. The second key is the base's FNV-1a hash.
-        let hash = base.bytes().fold(0x811c_9dc5_u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        });
         db.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_advisory_xact_lock($1, $2)",
-            [
-                SLUG_LOCK_CLASS.into(),
-                i32::from_ne_bytes(hash.to_ne_bytes()).into(),
-            ],
+            [SLUG_LOCK_CLASS.into(), slug_lock_key(base).into()],
         ))
         .await?;
         Ok(())

@@ -96,6 +96,30 @@ impl AuditRepo {
         Ok(())
     }
 
+    /// Appends several records in one statement (a batch of imports).
+    pub async fn record_many(
+        db: &impl ConnectionTrait,
+        entries: &[AuditRecord],
+    ) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        audit_log::Entity::insert_many(entries.iter().map(|entry| audit_log::ActiveModel {
+            at: Set(entry.at.timestamp_micros()),
+            actor: Set(entry.actor.clone()),
+            action: Set(entry.action.clone()),
+            target_type: Set(entry.target_type.clone()),
+            target_id: Set(entry.target_id.clone()),
+            version_before: Set(entry.version_before),
+            version_after: Set(entry.version_after),
+            detail: Set(None),
+            ..Default::default()
+        }))
+        .exec_without_returning(db)
+        .await?;
+        Ok(())
+    }
+
     /// Builds a record stamped now, without versions (see
     /// [`AuditRecord::versions`]).
     pub fn entry(actor: &str, action: &str, target: AuditTarget<'_>) -> AuditRecord {

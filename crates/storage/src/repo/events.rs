@@ -97,6 +97,30 @@ impl EventLog {
         Ok(seq)
     }
 
+    /// Appends several events in one statement, in their order (a batch of
+    /// imports), as [`EventLog::append`] appends each.
+    pub async fn append_many(
+        db: &impl ConnectionTrait,
+        events: &[NewEvent],
+    ) -> Result<(), StorageError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let at = now_micros();
+        activity_event::Entity::insert_many(events.iter().map(|e| activity_event::ActiveModel {
+            activity_id: Set(e.activity.get()),
+            event_type: Set(e.event_type.as_str().to_owned()),
+            occurred_at: Set(at),
+            actor_city_id: Set(e.actor.map(CityId::get)),
+            status: Set(e.status.as_str().to_owned()),
+            published_by: Set(e.published_by.map(CityId::get)),
+            ..Default::default()
+        }))
+        .exec_without_returning(db)
+        .await?;
+        Ok(())
+    }
+
     /// Tells every instance listening on PostgreSQL that events were
     /// committed (`NOTIFY`, empty payload; a no-op elsewhere). Sent outside
     /// the writers' transactions: a `NOTIFY` inside one would take

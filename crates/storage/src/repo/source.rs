@@ -468,6 +468,30 @@ impl SourceRepo {
         Ok(())
     }
 
+    /// Stores several new items in one statement (a batch of imports).
+    pub async fn insert_items(
+        db: &impl ConnectionTrait,
+        city: CityId,
+        items: &[StoredItem],
+    ) -> Result<(), StorageError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        source_item::Entity::insert_many(items.iter().map(|item| source_item::ActiveModel {
+            source_id: Set(item.source_id.get()),
+            item_key: Set(item.key.clone()),
+            city_id: Set(city.get()),
+            activity_id: Set(item.activity_id.get()),
+            content_hash: Set(item.content_hash.clone()),
+            item_url: Set(item.url.clone()),
+            gone: Set(item.gone),
+            detached: Set(item.detached),
+        }))
+        .exec_without_returning(db)
+        .await?;
+        Ok(())
+    }
+
     /// Marks an imported activity as its city's own: its item keeps its
     /// identity (later runs leave the activity alone and do not import
     /// the item again), but the activity is no longer the source's.

@@ -25,6 +25,34 @@ use crate::time::now_micros;
 /// How many item changes one transaction of an import writes.
 const IMPORT_BATCH: usize = 100;
 
+/// A new imported activity, as [`HubService::create_imported`] writes it.
+struct NewImport<'a> {
+    source: &'a Source,
+    city_actor: &'a Actor,
+    label: &'a str,
+    item: &'a ImportItem,
+    hash: &'a String,
+    slug: &'a str,
+}
+
+/// What a batch's new activities still need written: their events, audit
+/// rows and items, one statement each.
+#[derive(Default)]
+struct Created {
+    events: Vec<NewEvent>,
+    audit: Vec<crate::repo::audit::AuditRecord>,
+    items: Vec<StoredItem>,
+}
+
+impl Created {
+    async fn write(&self, txn: &DatabaseTransaction, city: CityId) -> Result<(), ServiceError> {
+        EventLog::append_many(txn, &self.events).await?;
+        AuditRepo::record_many(txn, &self.audit).await?;
+        SourceRepo::insert_items(txn, city, &self.items).await?;
+        Ok(())
+    }
+}
+
 /// The longest item key (`UID`, `@id`, `url`) imported.
 const MAX_KEY_CHARS: usize = 1_000;
 
@@ -584,18 +612,39 @@ impl HubService {
         for chunk in changes.chunks(IMPORT_BATCH) {
             let _guard = self.db.write_guard().await;
             let txn = self.begin().await?;
-            for change in chunk {
-                self.apply_change(
-                    &txn,
-                    source,
-                    &city_actor,
-                    &label,
-                    change,
-                    today,
-                    &mut report,
-                )
-                .await?;
+            // New activities: their slugs reserved at once, their events,
+            // audit rows and items written in one statement each.
+            let slugs = self.reserve_slugs(&txn, chunk).await?;
+            let mut created = Created::default();
+            for (change, slug) in chunk.iter().zip(slugs) {
+                match (change, slug) {
+                    (Change::Create(item, hash), Some(slug)) => {
+                        let new = NewImport {
+                            source,
+                            city_actor: &city_actor,
+                            label: &label,
+                            item,
+                            hash,
+                            slug: &slug,
+                        };
+                        self.create_imported(&txn, new, &mut created).await?;
+                        report.created += 1;
+                    }
+                    _ => {
+                        self.apply_change(
+                            &txn,
+                            source,
+                            &city_actor,
+                            &label,
+                            change,
+                            today,
+                            &mut report,
+                        )
+                        .await?;
+                    }
+                }
             }
+            created.write(&txn, source.city_id).await?;
             self.commit(txn).await?;
         }
         Ok(report)
@@ -605,6 +654,103 @@ impl HubService {
         clippy::too_many_arguments,
         reason = "one change of one run, in its transaction"
     )]
+    /// Reserves a slug for each new activity of `chunk` whose item names
+    /// none (`None` for the other changes): one lock statement for the
+    /// batch's slug families and one query for their taken slugs, where a
+    /// publish takes one of each per activity.
+    async fn reserve_slugs(
+        &self,
+        txn: &DatabaseTransaction,
+        chunk: &[Change],
+    ) -> Result<Vec<Option<String>>, ServiceError> {
+        let bases: Vec<Option<String>> = chunk
+            .iter()
+            .map(|change| match change {
+                Change::Create(item, _) if item.input.slug.is_none() => {
+                    Some(self.slug_base(&item.input.title))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut families: Vec<String> = bases.iter().flatten().cloned().collect();
+        families.sort_unstable();
+        families.dedup();
+        ActivityRepo::lock_slug_bases(txn, &families).await?;
+        let mut taken: HashSet<String> = ActivityRepo::slugs_with_bases(txn, &families)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(bases
+            .into_iter()
+            .map(|base| {
+                base.map(|base| {
+                    let slug = super::first_free_slug(base, &taken);
+                    taken.insert(slug.clone());
+                    slug
+                })
+            })
+            .collect())
+    }
+
+    /// Writes a new imported activity under its reserved slug; its event,
+    /// audit row and item wait in `created` for the batch's statements.
+    async fn create_imported(
+        &self,
+        txn: &DatabaseTransaction,
+        new: NewImport<'_>,
+        created: &mut Created,
+    ) -> Result<(), ServiceError> {
+        let NewImport {
+            source,
+            city_actor,
+            label,
+            item,
+            hash,
+            slug,
+        } = new;
+        let write = self
+            .resolve(
+                txn,
+                item.input.clone(),
+                Resolving {
+                    publisher: Some(source.city_id),
+                    current: &[],
+                    naming: Naming::of(city_actor),
+                    path: "item",
+                    current_slug: Some(slug),
+                },
+            )
+            .await?;
+        let activity = ActivityRepo::insert_returning(
+            txn,
+            &write,
+            ActivityStatus::Published,
+            Some(source.city_id),
+        )
+        .await?;
+        created.events.push(NewEvent {
+            activity: activity.id,
+            event_type: ActivityEventType::Published,
+            actor: Some(source.city_id),
+            status: ActivityStatus::Published,
+            published_by: Some(source.city_id),
+        });
+        created.audit.push(
+            AuditRepo::entry(label, "importActivity", AuditTarget::Activity(activity.id))
+                .versions(None, 1),
+        );
+        created.items.push(StoredItem {
+            source_id: source.id,
+            key: item.key.clone(),
+            activity_id: activity.id,
+            content_hash: hash.clone(),
+            url: item.url.clone(),
+            gone: false,
+            detached: false,
+        });
+        Ok(())
+    }
+
     async fn apply_change(
         &self,
         txn: &DatabaseTransaction,
