@@ -1375,9 +1375,24 @@ both_backends!(
         assert_eq!(taken, "open-studio");
         // Three events of that title in one run (one batch).
         let feed = calendar(&[
-            all_day("studio-1@lyon.example", "Open studio", "20270401", "20270402"),
-            all_day("studio-2@lyon.example", "Open studio", "20270501", "20270502"),
-            all_day("studio-3@lyon.example", "Open studio", "20270601", "20270602"),
+            all_day(
+                "studio-1@lyon.example",
+                "Open studio",
+                "20270401",
+                "20270402",
+            ),
+            all_day(
+                "studio-2@lyon.example",
+                "Open studio",
+                "20270501",
+                "20270502",
+            ),
+            all_day(
+                "studio-3@lyon.example",
+                "Open studio",
+                "20270601",
+                "20270602",
+            ),
         ]);
         feeds.set("/studios.ics", Reply::Calendar(feed));
         let source = connect(&hub, &lyon, "ICALENDAR", &feeds.url("/studios.ics")).await;
@@ -1400,7 +1415,12 @@ both_backends!(
         slugs.sort();
         assert_eq!(
             slugs,
-            ["open-studio", "open-studio-2", "open-studio-3", "open-studio-4"],
+            [
+                "open-studio",
+                "open-studio-2",
+                "open-studio-3",
+                "open-studio-4"
+            ],
             "{data}"
         );
         // Each imported event is published once, with its audit row.
