@@ -650,10 +650,6 @@ impl HubService {
         Ok(report)
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one change of one run, in its transaction"
-    )]
     /// Reserves a slug for each new activity of `chunk` whose item names
     /// none (`None` for the other changes): one lock statement for the
     /// batch's slug families and one query for their taken slugs, where a
@@ -751,6 +747,10 @@ impl HubService {
         Ok(())
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one change of one run, in its transaction"
+    )]
     async fn apply_change(
         &self,
         txn: &DatabaseTransaction,
