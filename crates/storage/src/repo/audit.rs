@@ -1,8 +1,6 @@
 //! The audit trail: who changed what, when, with the versions around it.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use cityhub_domain::ActivityId;
 
@@ -80,20 +78,7 @@ impl AuditRepo {
         db: &impl ConnectionTrait,
         entry: &AuditRecord,
     ) -> Result<(), StorageError> {
-        audit_log::ActiveModel {
-            at: Set(entry.at.timestamp_micros()),
-            actor: Set(entry.actor.clone()),
-            action: Set(entry.action.clone()),
-            target_type: Set(entry.target_type.clone()),
-            target_id: Set(entry.target_id.clone()),
-            version_before: Set(entry.version_before),
-            version_after: Set(entry.version_after),
-            detail: Set(None),
-            ..Default::default()
-        }
-        .insert(db)
-        .await?;
-        Ok(())
+        Self::record_many(db, std::slice::from_ref(entry)).await
     }
 
     /// Appends several records in one statement (a batch of imports).

@@ -452,18 +452,7 @@ impl SourceRepo {
                 .exec(db)
                 .await?;
         } else {
-            source_item::ActiveModel {
-                source_id: Set(item.source_id.get()),
-                item_key: Set(item.key.clone()),
-                city_id: Set(city.get()),
-                activity_id: Set(item.activity_id.get()),
-                content_hash: Set(item.content_hash.clone()),
-                item_url: Set(item.url.clone()),
-                gone: Set(item.gone),
-                detached: Set(item.detached),
-            }
-            .insert(db)
-            .await?;
+            Self::insert_items(db, city, std::slice::from_ref(item)).await?;
         }
         Ok(())
     }
