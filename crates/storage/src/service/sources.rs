@@ -32,7 +32,9 @@ struct NewImport<'a> {
     label: &'a str,
     item: &'a ImportItem,
     hash: &'a String,
-    slug: &'a str,
+    /// Its reserved slug; `None`: the item names one, checked as a
+    /// publish's is.
+    slug: Option<&'a str>,
 }
 
 /// What a batch's new activities still need written: their events, audit
@@ -625,7 +627,7 @@ impl HubService {
                             label: &label,
                             item,
                             hash,
-                            slug: &slug,
+                            slug: Some(&slug),
                         };
                         self.create_imported(&txn, new, &mut created).await?;
                         report.created += 1;
@@ -688,7 +690,7 @@ impl HubService {
             .collect())
     }
 
-    /// Writes a new imported activity under its reserved slug; its event,
+    /// Writes a new imported activity (under its reserved slug, if any); its event,
     /// audit row and item wait in `created` for the batch's statements.
     async fn create_imported(
         &self,
@@ -713,7 +715,7 @@ impl HubService {
                     current: &[],
                     naming: Naming::of(city_actor),
                     path: "item",
-                    current_slug: Some(slug),
+                    current_slug: slug,
                 },
             )
             .await?;
@@ -763,58 +765,17 @@ impl HubService {
     ) -> Result<(), ServiceError> {
         match change {
             Change::Create(item, hash) => {
-                let write = self
-                    .resolve(
-                        txn,
-                        item.input.clone(),
-                        Resolving {
-                            publisher: Some(source.city_id),
-                            current: &[],
-                            naming: Naming::of(city_actor),
-                            path: "item",
-                            current_slug: None,
-                        },
-                    )
-                    .await?;
-                let activity = ActivityRepo::insert_returning(
-                    txn,
-                    &write,
-                    ActivityStatus::Published,
-                    Some(source.city_id),
-                )
-                .await?;
-                EventLog::append(
-                    txn,
-                    NewEvent {
-                        activity: activity.id,
-                        event_type: ActivityEventType::Published,
-                        actor: Some(source.city_id),
-                        status: ActivityStatus::Published,
-                        published_by: Some(source.city_id),
-                    },
-                )
-                .await?;
-                AuditRepo::record(
-                    txn,
-                    &AuditRepo::entry(label, "importActivity", AuditTarget::Activity(activity.id))
-                        .versions(None, 1),
-                )
-                .await?;
-                SourceRepo::upsert_item(
-                    txn,
-                    source.city_id,
-                    &StoredItem {
-                        source_id: source.id,
-                        key: item.key.clone(),
-                        activity_id: activity.id,
-                        content_hash: hash.clone(),
-                        url: item.url.clone(),
-                        gone: false,
-                        detached: false,
-                    },
-                    false,
-                )
-                .await?;
+                let mut created = Created::default();
+                let new = NewImport {
+                    source,
+                    city_actor,
+                    label,
+                    item,
+                    hash,
+                    slug: None,
+                };
+                self.create_imported(txn, new, &mut created).await?;
+                created.write(txn, source.city_id).await?;
                 report.created += 1;
             }
             Change::Update(item, hash, known) => {
