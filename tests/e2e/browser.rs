@@ -193,6 +193,21 @@ impl Browser {
     }
 }
 
+impl Drop for Browser {
+    /// `chromedriver` dies with the `Browser` (`kill_on_drop`), but the
+    /// Chromium it started would outlive it when a test fails before
+    /// `close`: it is ended here, found by its profile directory, which is
+    /// this `Browser`'s alone.
+    fn drop(&mut self) {
+        let profile = format!("--user-data-dir={}", self._profile.path().display());
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &profile])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Waits until the driver answers `/status` with `ready: true`.
 async fn driver_ready(url: &str, driver: &mut tokio::process::Child) -> bool {
     let http = reqwest::Client::new();
