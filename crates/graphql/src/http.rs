@@ -209,11 +209,8 @@ async fn execute_untraced(
         .and_then(|d| crate::document::selected_operation(d, operation.as_deref()));
     let kind = selected.map(|(_, op)| op.node.ty);
     // A document's only operation may be named without the request naming it.
-    let named = operation
-        .as_deref()
-        .or(selected.and_then(|(n, _)| n))
-        .map(str::to_owned);
-    record_operation(named.as_deref(), kind);
+    let named: Option<&str> = operation.as_deref().or(selected.and_then(|(n, _)| n));
+    record_operation(named, kind);
     if get
         && matches!(
             kind,
@@ -275,7 +272,7 @@ async fn execute_untraced(
         && let Some(body) = svc.cache.get(k, v)
     {
         svc.metrics
-            .observe(named.as_deref(), kind, Outcome::Ok, Duration::ZERO);
+            .observe(named, kind, Outcome::Ok, Duration::ZERO);
         let mut response =
             (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
         if let Some(tag) = &tag {
@@ -363,12 +360,8 @@ async fn execute_untraced(
     // Errors raised before any hook (an unknown operation name, a variable
     // of the wrong type) get their code here.
     let executed = crate::error::assign_missing_codes(&mut response);
-    svc.metrics.observe(
-        named.as_deref(),
-        kind,
-        Outcome::of(&response),
-        started.elapsed(),
-    );
+    svc.metrics
+        .observe(named, kind, Outcome::of(&response), started.elapsed());
     let request_error = !executed && response.errors.iter().any(is_request_error);
     let rate_limited = response
         .errors
