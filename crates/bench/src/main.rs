@@ -14,6 +14,7 @@ mod fanout;
 mod generate;
 mod import;
 mod load;
+mod poll;
 mod report;
 mod run;
 mod scenarios;
@@ -60,7 +61,7 @@ enum Command {
     },
     /// Run a scenario (or `all`) and report it.
     Run {
-        /// listing, detail, overview, search, dashboard, calendar, feed, baseline, fanout, publish, import or all.
+        /// listing, detail, overview, search, dashboard, calendar, feed, baseline, fanout, publish, import, poll or all.
         scenario: String,
         /// A running hub to load (loopback only), e.g. http://127.0.0.1:4000.
         #[arg(long)]
@@ -121,6 +122,12 @@ enum Command {
         /// Import: events in the city's calendar (default 5000; 50 with --smoke).
         #[arg(long)]
         events: Option<usize>,
+        /// Poll: calendars connected and polled (default 200; 5 with --smoke).
+        #[arg(long)]
+        sources: Option<usize>,
+        /// Poll: how often each source is due (`60` or `60s`; default 60 s, 2 s with --smoke).
+        #[arg(long, value_parser = seconds)]
+        interval: Option<Duration>,
         /// Keep the hub's response cache on (`cache.enabled`); off by default,
         /// so every request reaches the database.
         #[arg(long)]
@@ -187,6 +194,8 @@ async fn main() -> anyhow::Result<()> {
             total,
             bucket,
             events,
+            sources,
+            interval,
         } => {
             let scenario_is_fanout = scenario == "fanout";
             let options = run::RunOptions {
@@ -214,6 +223,8 @@ async fn main() -> anyhow::Result<()> {
                 total,
                 bucket,
                 events: events.unwrap_or(if smoke { 50 } else { 5_000 }),
+                sources: sources.unwrap_or(if smoke { 5 } else { 200 }),
+                interval: interval.unwrap_or(Duration::from_secs(if smoke { 2 } else { 60 })),
             };
             if run::run(options).await? {
                 Ok(())

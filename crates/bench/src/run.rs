@@ -33,6 +33,7 @@ pub const ALL: &[&str] = &[
     "fanout",
     "publish",
     "import",
+    "poll",
 ];
 
 /// What to run and against what.
@@ -72,6 +73,10 @@ pub struct RunOptions {
     pub bucket: Option<u64>,
     /// Import: events in the city's calendar.
     pub events: usize,
+    /// Poll: sources connected.
+    pub sources: usize,
+    /// Poll: how often each source is due.
+    pub interval: Duration,
 }
 
 struct Ctx {
@@ -190,11 +195,20 @@ async fn start_hub(options: &RunOptions) -> anyhow::Result<Hub> {
     if let Some(url) = &options.url {
         return server::external(url).await;
     }
+    start_own_hub(options, Vec::new()).await
+}
+
+/// Starts a hub of this run's (a child process, or in this process), with
+/// `settings` (`CITYHUB_*` variables) beside the bench's own.
+async fn start_own_hub(
+    options: &RunOptions,
+    settings: Vec<(String, String)>,
+) -> anyhow::Result<Hub> {
     let Some(database) = &options.database else {
         bail!("give --url of a running hub or --database to start one on");
     };
     if options.in_process || (options.smoke && options.server_bin.is_none()) {
-        return server::spawn_in_process(database, options.cache).await;
+        return server::spawn_in_process(database, options.cache, &settings).await;
     }
     let bin = match &options.server_bin {
         Some(b) => b.clone(),
@@ -202,7 +216,7 @@ async fn start_hub(options: &RunOptions) -> anyhow::Result<Hub> {
             "no `cityhub` binary next to this one: build it (cargo build --release -p cityhub -p cityhub-bench), pass --server-bin, or use --in-process",
         )?,
     };
-    server::spawn_child(&bin, database, options.cache).await
+    server::spawn_child(&bin, database, options.cache, &settings).await
 }
 
 /// Issues a one-hour token for a city (or the secretariat) on the database.
@@ -322,6 +336,7 @@ async fn run_one(ctx: &mut Ctx, name: &str) -> anyhow::Result<Vec<ScenarioReport
         "fanout" => return fanout(ctx).await.map(|r| vec![r]),
         "publish" => return publish(ctx).await.map(|r| vec![r]),
         "import" => return import(ctx).await,
+        "poll" => return poll(ctx).await.map(|r| vec![r]),
         other => bail!("unknown scenario {other}"),
     };
     let mut report = base(ctx, name, c);
@@ -463,6 +478,39 @@ async fn import(ctx: &mut Ctx) -> anyhow::Result<Vec<ScenarioReport>> {
         }
     }
     Ok(reports)
+}
+
+/// Connected calendars polled on the hub's schedule (`poll.rs`), by a
+/// second hub of this run's with its scheduler on.
+async fn poll(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+    let Some(secretariat) = ctx.secretariat.clone() else {
+        bail!("poll needs --database (to issue a token)");
+    };
+    if ctx.options.url.is_some() {
+        bail!("poll starts a hub of its own with its scheduler on: give --database, not --url");
+    }
+    let options = ctx.options.clone();
+    let start = move |settings: Vec<(String, String)>| -> crate::poll::HubFuture {
+        let options = options.clone();
+        Box::pin(async move { start_own_hub(&options, settings).await })
+    };
+    let mut report = crate::poll::run(crate::poll::PollRun {
+        start: &start,
+        secretariat: &secretariat,
+        cities: &ctx.targets.city_slugs,
+        sources: ctx.options.sources,
+        interval: ctx.options.interval,
+        idle: ctx
+            .options
+            .warmup
+            .max(Duration::from_secs(if ctx.options.smoke { 1 } else { 5 })),
+        window: ctx.options.duration,
+        run_id: &ctx.run_id,
+        backend: &ctx.backend,
+    })
+    .await?;
+    report.activities = activities(ctx).await;
+    Ok(report)
 }
 
 /// Cities publishing at once (`--concurrency` in flight, rotating over

@@ -162,7 +162,13 @@ pub fn default_server_bin() -> Option<PathBuf> {
 }
 
 /// Starts `bin serve` on `database`, on a free port, and waits until it answers.
-pub async fn spawn_child(bin: &Path, database: &str, cache: bool) -> anyhow::Result<Hub> {
+/// `settings` are further `CITYHUB_*` variables, set after the bench's own.
+pub async fn spawn_child(
+    bin: &Path,
+    database: &str,
+    cache: bool,
+    settings: &[(String, String)],
+) -> anyhow::Result<Hub> {
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let mut command = Command::new(bin);
@@ -182,6 +188,7 @@ pub async fn spawn_child(bin: &Path, database: &str, cache: bool) -> anyhow::Res
         // it itself.
         .env("CITYHUB_SOURCES_ALLOW_PRIVATE_NETWORKS", "true")
         .env("CITYHUB_SOURCES_SCHEDULER", "false")
+        .envs(settings.iter().map(|(k, v)| (k, v)))
         .env_remove("RUST_LOG");
     start(
         command,
@@ -236,18 +243,40 @@ async fn start(mut command: Command, addr: SocketAddr, describe: String) -> anyh
     Ok(hub)
 }
 
-/// Starts a hub in this process on `database`.
-pub async fn spawn_in_process(database: &str, cache: bool) -> anyhow::Result<Hub> {
-    let mut config = cityhub::config::Config::defaults();
-    config.cache.enabled = cache;
-    config.listen = "127.0.0.1:0".into();
-    config.database.url = database.to_owned();
-    // Every bench subscriber connects from 127.0.0.1 without a token.
-    config.events.max_anonymous_sockets_per_address = 1_000_000;
-    // The import scenario serves its calendar from loopback and syncs it
-    // itself.
-    config.sources.allow_private_networks = true;
-    config.sources.scheduler = false;
+/// Starts a hub in this process on `database`; `settings` are `CITYHUB_*`
+/// variables applied to its configuration as the binary would.
+pub async fn spawn_in_process(
+    database: &str,
+    cache: bool,
+    settings: &[(String, String)],
+) -> anyhow::Result<Hub> {
+    // The same settings as a child's (see `spawn_child`), then `settings`.
+    let mut vars: Vec<(String, String)> = [
+        ("CITYHUB_DATABASE_URL", database),
+        ("CITYHUB_LISTEN", "127.0.0.1:0"),
+        (
+            "CITYHUB_CACHE_ENABLED",
+            if cache { "true" } else { "false" },
+        ),
+        // Every bench subscriber connects from 127.0.0.1 without a token.
+        (
+            "CITYHUB_EVENTS_MAX_ANONYMOUS_SOCKETS_PER_ADDRESS",
+            "1000000",
+        ),
+        // The import scenario serves its calendar from loopback and syncs
+        // it itself.
+        ("CITYHUB_SOURCES_ALLOW_PRIVATE_NETWORKS", "true"),
+        ("CITYHUB_SOURCES_SCHEDULER", "false"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    vars.retain(|(k, _)| !settings.iter().any(|(s, _)| s == k));
+    vars.extend(settings.iter().cloned());
+    let config = cityhub::config::Config::load_from(
+        std::path::Path::new("/nonexistent/cityhub-bench.toml"),
+        vars,
+    )?;
     let running = cityhub::app::spawn(&config).await?;
     let addr = running.addr;
     let tx = running.stop;
