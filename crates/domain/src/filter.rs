@@ -1,7 +1,7 @@
 //! Which activities a listing, a count or a subscription selects: the one
 //! rule. [`PreparedFilter::matches`] evaluates it in memory (live events,
 //! replays); storage translates the same [`ActivityFilter`] to SQL
-//! (`storage::repo::activity::filter_condition`), and a test
+//! (`storage::repo::conditions::filter_condition`), and a test
 //! (`tests/e2e/filter_agreement.rs`) runs generated filters both ways over
 //! the same data and proves they select the same activities.
 

@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod audit;
 pub mod city;
+pub(crate) mod conditions;
 pub mod events;
 pub mod invitation;
 pub mod persisted;

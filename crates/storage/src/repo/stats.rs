@@ -19,14 +19,16 @@
 
 use std::collections::HashMap;
 
-use cityhub_domain::{ActivityFormat, ActivityKind, ActivityStatus, CreativeField};
+use cityhub_domain::{
+    ActivityFilter, ActivityFormat, ActivityKind, ActivityStatus, CreativeField, ReadScope,
+};
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
     Statement, Value,
 };
 
-use super::activity::{ActivityFilter, ReadScope, ScopeCondition, filter_condition};
 use super::city::{CityRepo, FieldCount, NetworkCounts};
+use super::conditions::{ScopeCondition, filter_condition};
 use super::{in_list, mark};
 use crate::db::ReadConnection;
 use crate::entities::activity;

@@ -1,0 +1,495 @@
+//! Activity reads: scoped finders, filtered keyset listings (one city's
+//! through `city_activities`), counts, and relations loaded in batches.
+
+use std::collections::HashMap;
+
+use cityhub_domain::{
+    Activity, ActivityFilter, ActivityId, ActivityOrder, CityId, DatePrecision, Document,
+    DocumentKind, InvitationState, ReadScope,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select, Statement,
+};
+
+use super::sql::BoundSql;
+use super::{ActivityRepo, HOST, PARTICIPANT, to_activity};
+use crate::cursor::{Cursor, CursorKey};
+use crate::db::ReadConnection;
+use crate::decode::Row;
+use crate::entities::{activity, activity_city, document};
+use crate::error::StorageError;
+use crate::repo::conditions::{ScopeCondition, filter_condition};
+use crate::repo::stats::StatsRepo;
+use crate::repo::{Page, count_all, find_all, find_one};
+use crate::sqlite_read::{Columns, FromSqliteRow};
+
+/// For the start-date orders, whether the latest come first.
+fn start_date_descending(order: ActivityOrder) -> Option<bool> {
+    match order {
+        ActivityOrder::StartDateDesc => Some(true),
+        ActivityOrder::StartDateAsc => Some(false),
+        ActivityOrder::UpdatedAtDesc | ActivityOrder::TitleAsc => None,
+    }
+}
+
+/// The city whose `city_activities` range answers this filter: exactly one
+/// city and nothing but statuses and dates besides.
+fn city_index_slug(filter: &ActivityFilter) -> Option<&str> {
+    match filter.cities.as_slice() {
+        [city]
+            if filter.kinds.is_empty()
+                && filter.fields.is_empty()
+                && filter.formats.is_empty()
+                && filter.themes.is_empty()
+                && filter.countries.is_empty()
+                && filter.text.is_none() =>
+        {
+            Some(city)
+        }
+        _ => None,
+    }
+}
+fn keyset(order: ActivityOrder, cursor: &Cursor) -> Condition {
+    use activity::Column as C;
+    let id = cursor.id;
+    let (column, descending) = match order {
+        ActivityOrder::StartDateDesc => (C::StartKey, true),
+        ActivityOrder::StartDateAsc => (C::StartKey, false),
+        ActivityOrder::UpdatedAtDesc => (C::UpdatedAt, true),
+        ActivityOrder::TitleAsc => (C::TitleKey, false),
+    };
+    let value: sea_orm::Value = match &cursor.key {
+        CursorKey::Int(k) => (*k).into(),
+        CursorKey::Text(k) => k.clone().into(),
+    };
+    if descending {
+        Condition::any()
+            .add(column.lt(value.clone()))
+            .add(Condition::all().add(column.eq(value)).add(C::Id.lt(id)))
+    } else {
+        Condition::any()
+            .add(column.gt(value.clone()))
+            .add(Condition::all().add(column.eq(value)).add(C::Id.gt(id)))
+    }
+}
+
+fn ordered(query: Select<activity::Entity>, order: ActivityOrder) -> Select<activity::Entity> {
+    use activity::Column as C;
+    match order {
+        ActivityOrder::StartDateDesc => query.order_by_desc(C::StartKey).order_by_desc(C::Id),
+        ActivityOrder::StartDateAsc => query.order_by_asc(C::StartKey).order_by_asc(C::Id),
+        ActivityOrder::UpdatedAtDesc => query.order_by_desc(C::UpdatedAt).order_by_desc(C::Id),
+        ActivityOrder::TitleAsc => query.order_by_asc(C::TitleKey).order_by_asc(C::Id),
+    }
+}
+
+impl ActivityRepo {
+    async fn with_hosts(
+        db: &impl ReadConnection,
+        models: Vec<activity::Model>,
+    ) -> Result<Vec<Activity>, StorageError> {
+        let ids: Vec<ActivityId> = models.iter().map(|m| ActivityId(m.id)).collect();
+        let mut hosts = Self::cities_of(db, &ids, HOST).await?;
+        models
+            .into_iter()
+            .map(|m| {
+                let h = hosts.remove(&ActivityId(m.id)).unwrap_or_default();
+                to_activity(m, h)
+            })
+            .collect()
+    }
+
+    /// The activity with this id, if the scope may see it.
+    pub async fn find_by_id(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        id: ActivityId,
+    ) -> Result<Option<Activity>, StorageError> {
+        let model = find_one(
+            db,
+            activity::Entity::find_by_id(id.get()).filter(scope.condition()),
+        )
+        .await?;
+        Ok(Self::with_hosts(db, model.into_iter().collect())
+            .await?
+            .pop())
+    }
+
+    /// The activity with this slug, if the scope may see it.
+    pub async fn find_by_slug(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        slug: &str,
+    ) -> Result<Option<Activity>, StorageError> {
+        let model = find_one(
+            db,
+            activity::Entity::find()
+                .filter(activity::Column::Slug.eq(slug))
+                .filter(scope.condition()),
+        )
+        .await?;
+        Ok(Self::with_hosts(db, model.into_iter().collect())
+            .await?
+            .pop())
+    }
+
+    /// The activity with this id, including deleted ones and every draft,
+    /// locked for update on PostgreSQL (for the services' permission checks).
+    pub async fn find_for_update(
+        db: &impl ReadConnection,
+        id: ActivityId,
+    ) -> Result<Option<(Activity, bool)>, StorageError> {
+        let mut query = activity::Entity::find_by_id(id.get());
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            query = query.lock_exclusive();
+        }
+        let Some(model) = query.one(db).await? else {
+            return Ok(None);
+        };
+        let deleted = model.deleted_at.is_some();
+        Ok(Self::with_hosts(db, vec![model])
+            .await?
+            .pop()
+            .map(|a| (a, deleted)))
+    }
+
+    /// Activities by id regardless of scope (the caller filters visibility).
+    pub async fn find_by_ids_unscoped(
+        db: &impl ReadConnection,
+        ids: &[ActivityId],
+    ) -> Result<HashMap<ActivityId, Activity>, StorageError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let models = find_all(
+            db,
+            activity::Entity::find().filter(crate::repo::id_in(
+                db.get_database_backend(),
+                "activities.id",
+                ids,
+            )),
+        )
+        .await?;
+        Ok(Self::with_hosts(db, models)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect())
+    }
+
+    /// The activities waiting for `city`'s answer (a pending invitation),
+    /// that `scope` sees, latest start first, at most `limit`.
+    pub async fn awaiting_answer(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        city: CityId,
+        limit: u64,
+    ) -> Result<Vec<Activity>, StorageError> {
+        let backend = db.get_database_backend();
+        let (city_mark, state_mark) =
+            (crate::repo::mark(backend, 1), crate::repo::mark(backend, 2));
+        let invited = Expr::cust_with_values(
+            format!(
+                "activities.id IN (SELECT activity_id FROM activity_invitations \
+                 WHERE city_id = {city_mark} AND state = {state_mark})"
+            ),
+            [
+                sea_orm::Value::from(city.get()),
+                InvitationState::Pending.as_str().into(),
+            ],
+        );
+        let query = activity::Entity::find()
+            .filter(scope.condition())
+            .filter(invited);
+        let models = find_all(
+            db,
+            ordered(query, ActivityOrder::StartDateDesc).limit(limit),
+        )
+        .await?;
+        Self::with_hosts(db, models).await
+    }
+
+    /// One page of matching activities in `order`, strictly after `after`.
+    /// Two queries, whatever the page size: the rows and their hosts.
+    pub async fn page(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        order: ActivityOrder,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Activity>, StorageError> {
+        if let Some(city) = city_index_slug(filter) {
+            if let Some(descending) = start_date_descending(order) {
+                return Self::city_page(db, scope, filter, city, descending, first, after).await;
+            }
+            if order == ActivityOrder::UpdatedAtDesc {
+                let statement = Self::city_updated_statement(
+                    db.get_database_backend(),
+                    scope,
+                    filter,
+                    city,
+                    first,
+                    after,
+                );
+                return Self::city_rows(db, statement, first).await;
+            }
+        }
+        if filter.text.is_some()
+            && db.get_database_backend() == DatabaseBackend::Sqlite
+            && let Some(descending) = start_date_descending(order)
+        {
+            return Self::search_page(db, scope, filter, descending, first, after).await;
+        }
+        let mut query = activity::Entity::find()
+            .filter(scope.condition())
+            .filter(filter_condition(filter, db.get_database_backend()));
+        if let Some(cursor) = after {
+            query = query.filter(keyset(order, cursor));
+        }
+        let mut models = find_all(db, ordered(query, order).limit(first + 1)).await?;
+        let has_next = models.len() as u64 > first;
+        models.truncate(first as usize);
+        Ok(Page {
+            items: Self::with_hosts(db, models).await?,
+            has_next,
+        })
+    }
+
+    /// How many activities match (for `totalCount`).
+    pub async fn count(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+    ) -> Result<u64, StorageError> {
+        if let Some(city) = city_index_slug(filter) {
+            let mut sql = BoundSql::new(db.get_database_backend());
+            sql.text
+                .push_str("SELECT COUNT(*) AS n FROM city_activities ca WHERE ");
+            sql.city_conditions(scope, filter, city);
+            return crate::repo::count(db, sql.statement()).await;
+        }
+        if let Some(total) = StatsRepo::kept_total(db, scope, filter).await? {
+            return Ok(u64::try_from(total).unwrap_or(0));
+        }
+        count_all(
+            db,
+            activity::Entity::find()
+                .filter(scope.condition())
+                .filter(filter_condition(filter, db.get_database_backend())),
+        )
+        .await
+    }
+
+    /// A page of one city's activities by start date, through the
+    /// `city_activities` index: a range scan of `first + 1` entries, then
+    /// the rows by primary key, in one statement. The inner query is limited
+    /// before the join, so the plan cannot depend on table statistics.
+    async fn city_page(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        city: &str,
+        descending: bool,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Result<Page<Activity>, StorageError> {
+        let statement = Self::city_page_statement(
+            db.get_database_backend(),
+            scope,
+            filter,
+            city,
+            descending,
+            first,
+            after,
+        );
+        Self::city_rows(db, statement, first).await
+    }
+    /// The page of a city statement's rows (the activity's columns and its
+    /// `host_ids`).
+    pub(super) async fn city_rows(
+        db: &impl ReadConnection,
+        statement: Statement,
+        first: u64,
+    ) -> Result<Page<Activity>, StorageError> {
+        let host_ids = |model: &activity::Model, text: Option<&str>| {
+            text.unwrap_or_default()
+                .split(',')
+                .filter(|id| !id.is_empty())
+                .map(|id| {
+                    id.parse().map(CityId).map_err(|_| {
+                        Row::new("activity_cities", &model.id)
+                            .corrupt("city_id", format!("not an id: {id:?}"))
+                    })
+                })
+                .collect::<Result<Vec<CityId>, _>>()
+        };
+        let mut items = if let Some(reader) = db.sqlite_reader() {
+            let host_column = activity::Model::columns().len();
+            reader.query_models_with(&statement, |model: activity::Model, row| {
+                let text = Columns::new("activities", row)?.str_opt(host_column, "host_ids")?;
+                let hosts = host_ids(&model, text)?;
+                to_activity(model, hosts)
+            })?
+        } else {
+            let rows = db.query_all_raw(statement).await?;
+            let mut items = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let model =
+                    <activity::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
+                let hosts: Option<String> = row.try_get("", "host_ids")?;
+                let hosts = host_ids(&model, hosts.as_deref())?;
+                items.push(to_activity(model, hosts)?);
+            }
+            items
+        };
+        let has_next = items.len() as u64 > first;
+        items.truncate(first as usize);
+        Ok(Page { items, has_next })
+    }
+
+    /// The statement of [`Self::page`] for one city by start date, the
+    /// page's hosts included (in order, as `host_ids` "1,2,3"): one
+    /// statement. Public so tests can `EXPLAIN` exactly what runs.
+    pub fn city_page_statement(
+        backend: DatabaseBackend,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        city: &str,
+        descending: bool,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Statement {
+        let mut sql = BoundSql::city_rows(backend, scope, filter, city, ", ca.start_key");
+        let dir = if descending { "DESC" } else { "ASC" };
+        if let Some(cursor) = after {
+            let op = if descending { "<" } else { ">" };
+            let (k, id) = sql.bind_cursor(cursor);
+            sql.text.push_str(&format!(
+                " AND (ca.start_key, ca.activity_id) {op} ({k}, {id})"
+            ));
+        }
+        let limit = sql.bind_limit(first);
+        sql.text.push_str(&format!(
+            " ORDER BY ca.start_key {dir}, ca.activity_id {dir} LIMIT {limit}) ca \
+             JOIN activities ON activities.id = ca.activity_id \
+             ORDER BY ca.start_key {dir}, ca.activity_id {dir}"
+        ));
+        sql.statement()
+    }
+
+    /// One city's activities, latest change first: the city's entries of
+    /// `city_activities` (one index range, a few hundred rows at most)
+    /// select the rows by primary key, which are then sorted. Without it the
+    /// database walks the whole network's `updated_at` order testing each
+    /// activity for the city.
+    fn city_updated_statement(
+        backend: DatabaseBackend,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        city: &str,
+        first: u64,
+        after: Option<&Cursor>,
+    ) -> Statement {
+        let mut sql = BoundSql::city_rows(backend, scope, filter, city, "");
+        sql.text
+            .push_str(") ca JOIN activities ON activities.id = ca.activity_id");
+        if let Some(cursor) = after {
+            let (k, id) = sql.bind_cursor(cursor);
+            sql.text.push_str(&format!(
+                " WHERE (activities.updated_at < {k} OR (activities.updated_at = {k} AND activities.id < {id}))"
+            ));
+        }
+        let limit = sql.bind_limit(first);
+        // `+` keeps SQLite from walking `activities_by_updated` in order
+        // (the whole network) instead of the city's few rows.
+        sql.text.push_str(&format!(
+            " ORDER BY +activities.updated_at DESC, activities.id DESC LIMIT {limit}"
+        ));
+        sql.statement()
+    }
+
+    async fn cities_of(
+        db: &impl ReadConnection,
+        ids: &[ActivityId],
+        role: &str,
+    ) -> Result<HashMap<ActivityId, Vec<CityId>>, StorageError> {
+        let mut out: HashMap<ActivityId, Vec<CityId>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = find_all(
+            db,
+            activity_city::Entity::find()
+                .filter(crate::repo::id_in(
+                    db.get_database_backend(),
+                    "activity_cities.activity_id",
+                    ids,
+                ))
+                .filter(activity_city::Column::Role.eq(role))
+                .order_by_asc(activity_city::Column::ActivityId)
+                .order_by_asc(activity_city::Column::Position),
+        )
+        .await?;
+        for row in rows {
+            out.entry(ActivityId(row.activity_id))
+                .or_default()
+                .push(CityId(row.city_id));
+        }
+        Ok(out)
+    }
+
+    /// Participant city ids of these activities (one query).
+    pub async fn participants_of(
+        db: &impl ReadConnection,
+        ids: &[ActivityId],
+    ) -> Result<HashMap<ActivityId, Vec<CityId>>, StorageError> {
+        Self::cities_of(db, ids, PARTICIPANT).await
+    }
+
+    /// Documents of these activities, in order (one query).
+    pub async fn documents_of(
+        db: &impl ReadConnection,
+        ids: &[ActivityId],
+    ) -> Result<HashMap<ActivityId, Vec<Document>>, StorageError> {
+        let mut out: HashMap<ActivityId, Vec<Document>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = find_all(
+            db,
+            document::Entity::find()
+                .filter(crate::repo::id_in(
+                    db.get_database_backend(),
+                    "documents.activity_id",
+                    ids,
+                ))
+                .order_by_asc(document::Column::ActivityId)
+                .order_by_asc(document::Column::Position),
+        )
+        .await?;
+        for m in rows {
+            let row = Row::new("documents", &m.id);
+            let document = Document {
+                id: m.id,
+                activity_id: ActivityId(m.activity_id),
+                kind: row.enumeration("kind", &m.kind, DocumentKind::parse)?,
+                issued_precision: row.enumeration(
+                    "issued_precision",
+                    &m.issued_precision,
+                    DatePrecision::parse,
+                )?,
+                editors: row.json_list("editors", &m.editors)?,
+                title: m.title,
+                url: m.url,
+                issued_on: m.issued_on,
+            };
+            out.entry(ActivityId(m.activity_id))
+                .or_default()
+                .push(document);
+        }
+        Ok(out)
+    }
+}
