@@ -723,7 +723,7 @@ async fn response_cache_is_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn city_listing_plan_holds_without_statistics() {
     use cityhub_domain::ActivityOrder;
-    use cityhub_storage::{ActivityFilter, ActivityRepo, ReadScope};
+    use cityhub_storage::{ActivityFilter, ActivityRepo, ActivityTexts, ReadScope};
     use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
     if !crate::support::pg_available().await {
         return;
@@ -785,6 +785,7 @@ async fn city_listing_plan_holds_without_statistics() {
                 descending,
                 20,
                 None,
+                ActivityTexts::WithoutDescription,
             );
             let explain = Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,

@@ -924,3 +924,78 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_listing_reads_the_description_when_its_nodes_ask_for_it,
+    |backend: Backend| async move {
+        // Listings whose nodes select no `description` leave it unread; one
+        // that selects it, through `nodes` or `edges.node`, on every page
+        // path (a city by start date or by update, search, the network),
+        // must return the activity's own.
+        let hub = TestHub::start(backend).await;
+        let token = hub.token(Some("lyon")).await;
+        let description = "A workshop on **paper** and print, in Lyon.\n\nOpen to all.";
+        hub.ok(
+            "mutation($d: String) { publishActivity(input: { kind: WORKSHOP, title: \"Paper and print\", description: $d, startDate: \"2026-05-04\" }) { slug } }",
+            json!({ "d": description }),
+            Some(&token),
+        )
+        .await;
+        let detail = |slug: String| {
+            let hub = &hub;
+            async move {
+                hub.ok(
+                    "query($s: String) { activity(slug: $s) { description } }",
+                    json!({ "s": slug }),
+                    None,
+                )
+                .await["activity"]["description"]
+                    .clone()
+            }
+        };
+        let filters = [
+            json!({ "cities": ["lyon"] }),
+            json!({ "cities": ["lyon"], "text": "paper" }),
+            json!({ "text": "paper" }),
+            json!({}),
+        ];
+        let mut seen = 0;
+        for filter in &filters {
+            for order in ["START_DATE_DESC", "UPDATED_AT_DESC"] {
+                for shape in [
+                    "nodes { slug description }",
+                    "edges { node { slug description } }",
+                ] {
+                    let data = hub
+                        .ok(
+                            &format!("query($f: ActivityFilter, $o: ActivityOrder) {{ activities(first: 100, filter: $f, orderBy: $o) {{ {shape} }} }}"),
+                            json!({ "f": filter, "o": order }),
+                            None,
+                        )
+                        .await;
+                    let list = &data["activities"];
+                    let nodes: Vec<Value> = match list["nodes"].as_array() {
+                        Some(nodes) => nodes.clone(),
+                        None => list["edges"]
+                            .as_array()
+                            .map(|e| e.iter().map(|e| e["node"].clone()).collect())
+                            .unwrap_or_default(),
+                    };
+                    assert!(!nodes.is_empty(), "{filter} {order} {shape}: no node");
+                    for node in &nodes {
+                        let slug = node["slug"].as_str().unwrap_or_default().to_owned();
+                        assert_eq!(
+                            node["description"],
+                            detail(slug.clone()).await,
+                            "{filter} {order} {shape}: {slug}"
+                        );
+                        if node["description"] == description {
+                            seen += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, filters.len() * 4, "the new activity on every path");
+    }
+);

@@ -187,7 +187,7 @@ async fn search_index_migrates_down_and_up_with_writes_between() {
 async fn the_search_page_reads_the_index_in_order_without_sorting() {
     use cityhub_domain::{ActivityKind, CityId};
     use cityhub_storage::cursor::CursorKey;
-    use cityhub_storage::{ActivityFilter, ActivityRepo, Cursor, ReadScope};
+    use cityhub_storage::{ActivityFilter, ActivityRepo, ActivityTexts, Cursor, ReadScope};
     use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
     let hub = TestHub::start(Backend::Sqlite).await;
@@ -222,6 +222,7 @@ async fn the_search_page_reads_the_index_in_order_without_sorting() {
                         descending,
                         20,
                         after,
+                        ActivityTexts::All,
                     );
                     let explain = Statement::from_sql_and_values(
                         DatabaseBackend::Sqlite,

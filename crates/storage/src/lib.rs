@@ -26,6 +26,6 @@ pub use db::{Db, DbConfig, ReadConnection};
 pub use error::StorageError;
 pub use keys::{FirstKey, KeyError, KeyListing, KeyStore, RewrapReport};
 pub use repo::Page;
-pub use repo::activity::{ActivityFilter, ActivityRepo, ReadScope};
+pub use repo::activity::{ActivityFilter, ActivityRepo, ActivityTexts, ReadScope};
 pub use repo::city::{CityFilter, CityRepo, FieldCount, NetworkCounts};
 pub use repo::stats::{ActivityCounts, StatsRepo, StatsSource};

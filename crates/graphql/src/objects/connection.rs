@@ -7,7 +7,7 @@ use cityhub_domain::ActivityOrder;
 use cityhub_storage::cursor::KeyKind;
 use cityhub_storage::repo::activity::cursor_of;
 use cityhub_storage::{
-    ActivityFilter, ActivityRepo, CityFilter, CityRepo, Cursor, Page, ReadScope,
+    ActivityFilter, ActivityRepo, ActivityTexts, CityFilter, CityRepo, Cursor, Page, ReadScope,
 };
 
 use crate::access::{may_read, page_size};
@@ -90,18 +90,25 @@ impl ActivityConnection {
             }
             None => None,
         };
-        let page = ActivityRepo::page(
+        let look = ctx.look_ahead();
+        let nodes = [look.field("nodes"), look.field("edges").field("node")];
+        // The description is the longest column: read only when asked.
+        let texts = if nodes.iter().any(|n| n.field("description").exists()) {
+            ActivityTexts::All
+        } else {
+            ActivityTexts::WithoutDescription
+        };
+        let page = ActivityRepo::page_of(
             h.service.db(),
             scope,
             &filter,
             order,
             first,
             after_cursor.as_ref(),
+            texts,
         )
         .await
         .api()?;
-        let look = ctx.look_ahead();
-        let nodes = [look.field("nodes"), look.field("edges").field("node")];
         loaders(ctx)
             .prefetch(h.service.db(), &page.items, |name| {
                 nodes.iter().any(|n| n.field(name).exists())

@@ -15,7 +15,7 @@ use sea_orm::DatabaseTransaction;
 use sha2::{Digest, Sha256};
 
 use super::{HubService, Resolving, ServiceError, actor_label};
-use crate::repo::activity::ActivityRepo;
+use crate::repo::activity::{ActivityRepo, ActivityWrite};
 use crate::repo::audit::{AuditRepo, AuditTarget};
 use crate::repo::city::CityRepo;
 use crate::repo::events::{EventLog, NewEvent};
@@ -25,11 +25,10 @@ use crate::time::now_micros;
 /// How many item changes one transaction of an import writes.
 const IMPORT_BATCH: usize = 100;
 
-/// A new imported activity, as [`HubService::create_imported`] writes it.
+/// A new imported activity, as [`HubService::create_imported`] prepares it.
 struct NewImport<'a> {
     source: &'a Source,
     city_actor: &'a Actor,
-    label: &'a str,
     item: &'a ImportItem,
     hash: &'a String,
     /// Its reserved slug; `None`: the item names one, checked as a
@@ -37,20 +36,52 @@ struct NewImport<'a> {
     slug: Option<&'a str>,
 }
 
-/// What a batch's new activities still need written: their events, audit
-/// rows and items, one statement each.
+/// A batch's new activities, written together at the batch's end: their
+/// rows and relations, events, audit rows and items, one statement per
+/// table.
 #[derive(Default)]
 struct Created {
-    events: Vec<NewEvent>,
-    audit: Vec<crate::repo::audit::AuditRecord>,
-    items: Vec<StoredItem>,
+    /// Each new activity and its source item (whose `activity_id` the
+    /// insert fills in).
+    new: Vec<(ActivityWrite, StoredItem)>,
 }
 
 impl Created {
-    async fn write(&self, txn: &DatabaseTransaction, city: CityId) -> Result<(), ServiceError> {
-        EventLog::append_many(txn, &self.events).await?;
-        AuditRepo::record_many(txn, &self.audit).await?;
-        SourceRepo::insert_items(txn, city, &self.items).await?;
+    async fn write(
+        self,
+        txn: &DatabaseTransaction,
+        city: CityId,
+        label: &str,
+    ) -> Result<(), ServiceError> {
+        let writes: Vec<&ActivityWrite> = self.new.iter().map(|(write, _)| write).collect();
+        let stored = ActivityRepo::insert_many_returning(
+            txn,
+            &writes,
+            ActivityStatus::Published,
+            Some(city),
+        )
+        .await?;
+        let mut events = Vec::with_capacity(stored.len());
+        let mut audit = Vec::with_capacity(stored.len());
+        let mut items = Vec::with_capacity(stored.len());
+        for (activity, (_, mut item)) in stored.iter().zip(self.new) {
+            events.push(NewEvent {
+                activity: activity.id,
+                event_type: ActivityEventType::Published,
+                actor: Some(city),
+                status: ActivityStatus::Published,
+                published_by: Some(city),
+            });
+            audit.push(
+                AuditRepo::entry(label, "importActivity", AuditTarget::Activity(activity.id))
+                    .versions(None, 1),
+            );
+            item.activity_id = activity.id;
+            items.push(item);
+        }
+        EventLog::append_many(txn, &events).await?;
+        AuditRepo::record_many(txn, &audit).await?;
+        SourceRepo::insert_items(txn, city, &items).await?;
         Ok(())
     }
 }
@@ -624,7 +655,6 @@ impl HubService {
                         let new = NewImport {
                             source,
                             city_actor: &city_actor,
-                            label: &label,
                             item,
                             hash,
                             slug: Some(&slug),
@@ -646,7 +676,7 @@ impl HubService {
                     }
                 }
             }
-            created.write(&txn, source.city_id).await?;
+            created.write(&txn, source.city_id, &label).await?;
             self.commit(txn).await?;
         }
         Ok(report)
@@ -690,8 +720,8 @@ impl HubService {
             .collect())
     }
 
-    /// Writes a new imported activity (under its reserved slug, if any); its event,
-    /// audit row and item wait in `created` for the batch's statements.
+    /// Prepares a new imported activity (under its reserved slug, if any);
+    /// it is written with the rest of its batch (`created`).
     async fn create_imported(
         &self,
         txn: &DatabaseTransaction,
@@ -701,7 +731,6 @@ impl HubService {
         let NewImport {
             source,
             city_actor,
-            label,
             item,
             hash,
             slug,
@@ -719,33 +748,19 @@ impl HubService {
                 },
             )
             .await?;
-        let activity = ActivityRepo::insert_returning(
-            txn,
-            &write,
-            ActivityStatus::Published,
-            Some(source.city_id),
-        )
-        .await?;
-        created.events.push(NewEvent {
-            activity: activity.id,
-            event_type: ActivityEventType::Published,
-            actor: Some(source.city_id),
-            status: ActivityStatus::Published,
-            published_by: Some(source.city_id),
-        });
-        created.audit.push(
-            AuditRepo::entry(label, "importActivity", AuditTarget::Activity(activity.id))
-                .versions(None, 1),
-        );
-        created.items.push(StoredItem {
-            source_id: source.id,
-            key: item.key.clone(),
-            activity_id: activity.id,
-            content_hash: hash.clone(),
-            url: item.url.clone(),
-            gone: false,
-            detached: false,
-        });
+        created.new.push((
+            write,
+            StoredItem {
+                source_id: source.id,
+                key: item.key.clone(),
+                // Filled in when the batch's activities are inserted.
+                activity_id: ActivityId(0),
+                content_hash: hash.clone(),
+                url: item.url.clone(),
+                gone: false,
+                detached: false,
+            },
+        ));
         Ok(())
     }
 
@@ -769,13 +784,12 @@ impl HubService {
                 let new = NewImport {
                     source,
                     city_actor,
-                    label,
                     item,
                     hash,
                     slug: None,
                 };
                 self.create_imported(txn, new, &mut created).await?;
-                created.write(txn, source.city_id).await?;
+                created.write(txn, source.city_id, label).await?;
                 report.created += 1;
             }
             Change::Update(item, hash, known) => {

@@ -13,6 +13,8 @@ mod search;
 mod sql;
 mod write;
 
+pub use sql::ActivityTexts;
+
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,
     ActivityStatus, Cities, CityId, DatePrecision, Invitation, text,

@@ -13,7 +13,7 @@ use sea_orm::{
     Select, Statement,
 };
 
-use super::sql::BoundSql;
+use super::sql::{ActivityTexts, BoundSql, select_texts};
 use super::{ActivityRepo, HOST, PARTICIPANT, to_activity};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
@@ -109,7 +109,8 @@ impl ActivityRepo {
     ) -> Result<Option<Activity>, StorageError> {
         let model = find_one(
             db,
-            activity::Entity::find_by_id(id.get()).filter(scope.condition()),
+            select_texts(activity::Entity::find_by_id(id.get()), ActivityTexts::All)
+                .filter(scope.condition()),
         )
         .await?;
         Ok(Self::with_hosts(db, model.into_iter().collect())
@@ -125,7 +126,7 @@ impl ActivityRepo {
     ) -> Result<Option<Activity>, StorageError> {
         let model = find_one(
             db,
-            activity::Entity::find()
+            select_texts(activity::Entity::find(), ActivityTexts::All)
                 .filter(activity::Column::Slug.eq(slug))
                 .filter(scope.condition()),
         )
@@ -163,15 +164,14 @@ impl ActivityRepo {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let models = find_all(
-            db,
-            activity::Entity::find().filter(crate::repo::id_in(
-                db.get_database_backend(),
-                "activities.id",
-                ids,
-            )),
-        )
-        .await?;
+        let models =
+            find_all(
+                db,
+                select_texts(activity::Entity::find(), ActivityTexts::All).filter(
+                    crate::repo::id_in(db.get_database_backend(), "activities.id", ids),
+                ),
+            )
+            .await?;
         Ok(Self::with_hosts(db, models)
             .await?
             .into_iter()
@@ -221,9 +221,36 @@ impl ActivityRepo {
         first: u64,
         after: Option<&Cursor>,
     ) -> Result<Page<Activity>, StorageError> {
+        Self::page_of(db, scope, filter, order, first, after, ActivityTexts::All).await
+    }
+
+    /// [`Self::page`], reading only the long texts `texts` names.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a page's scope, filter, order, size, cursor and columns"
+    )]
+    pub async fn page_of(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        order: ActivityOrder,
+        first: u64,
+        after: Option<&Cursor>,
+        texts: ActivityTexts,
+    ) -> Result<Page<Activity>, StorageError> {
         if let Some(city) = city_index_slug(filter) {
             if let Some(descending) = start_date_descending(order) {
-                return Self::city_page(db, scope, filter, city, descending, first, after).await;
+                let statement = Self::city_page_statement(
+                    db.get_database_backend(),
+                    scope,
+                    filter,
+                    city,
+                    descending,
+                    first,
+                    after,
+                    texts,
+                );
+                return Self::city_rows(db, statement, first).await;
             }
             if order == ActivityOrder::UpdatedAtDesc {
                 let statement = Self::city_updated_statement(
@@ -233,6 +260,7 @@ impl ActivityRepo {
                     city,
                     first,
                     after,
+                    texts,
                 );
                 return Self::city_rows(db, statement, first).await;
             }
@@ -241,9 +269,9 @@ impl ActivityRepo {
             && db.get_database_backend() == DatabaseBackend::Sqlite
             && let Some(descending) = start_date_descending(order)
         {
-            return Self::search_page(db, scope, filter, descending, first, after).await;
+            return Self::search_page(db, scope, filter, descending, first, after, texts).await;
         }
-        let mut query = activity::Entity::find()
+        let mut query = select_texts(activity::Entity::find(), texts)
             .filter(scope.condition())
             .filter(filter_condition(filter, db.get_database_backend()));
         if let Some(cursor) = after {
@@ -283,30 +311,6 @@ impl ActivityRepo {
         .await
     }
 
-    /// A page of one city's activities by start date, through the
-    /// `city_activities` index: a range scan of `first + 1` entries, then
-    /// the rows by primary key, in one statement. The inner query is limited
-    /// before the join, so the plan cannot depend on table statistics.
-    async fn city_page(
-        db: &impl ReadConnection,
-        scope: ReadScope,
-        filter: &ActivityFilter,
-        city: &str,
-        descending: bool,
-        first: u64,
-        after: Option<&Cursor>,
-    ) -> Result<Page<Activity>, StorageError> {
-        let statement = Self::city_page_statement(
-            db.get_database_backend(),
-            scope,
-            filter,
-            city,
-            descending,
-            first,
-            after,
-        );
-        Self::city_rows(db, statement, first).await
-    }
     /// The page of a city statement's rows (the activity's columns and its
     /// `host_ids`).
     pub(super) async fn city_rows(
@@ -350,9 +354,16 @@ impl ActivityRepo {
         Ok(Page { items, has_next })
     }
 
-    /// The statement of [`Self::page`] for one city by start date, the
-    /// page's hosts included (in order, as `host_ids` "1,2,3"): one
-    /// statement. Public so tests can `EXPLAIN` exactly what runs.
+    /// The statement of [`Self::page`] for one city by start date, through
+    /// the `city_activities` index: a range scan of `first + 1` entries,
+    /// then the rows by primary key, the page's hosts included (in order,
+    /// as `host_ids` "1,2,3"): one statement. The inner query is limited
+    /// before the join, so the plan cannot depend on table statistics.
+    /// Public so tests can `EXPLAIN` exactly what runs.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a page's backend, scope, filter, city, order, size, cursor and columns"
+    )]
     pub fn city_page_statement(
         backend: DatabaseBackend,
         scope: ReadScope,
@@ -361,8 +372,9 @@ impl ActivityRepo {
         descending: bool,
         first: u64,
         after: Option<&Cursor>,
+        texts: ActivityTexts,
     ) -> Statement {
-        let mut sql = BoundSql::city_rows(backend, scope, filter, city, ", ca.start_key");
+        let mut sql = BoundSql::city_rows(backend, scope, filter, city, ", ca.start_key", texts);
         let dir = if descending { "DESC" } else { "ASC" };
         if let Some(cursor) = after {
             let op = if descending { "<" } else { ">" };
@@ -392,8 +404,9 @@ impl ActivityRepo {
         city: &str,
         first: u64,
         after: Option<&Cursor>,
+        texts: ActivityTexts,
     ) -> Statement {
-        let mut sql = BoundSql::city_rows(backend, scope, filter, city, "");
+        let mut sql = BoundSql::city_rows(backend, scope, filter, city, "", texts);
         sql.text
             .push_str(") ca JOIN activities ON activities.id = ca.activity_id");
         if let Some(cursor) = after {

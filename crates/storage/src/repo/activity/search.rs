@@ -6,7 +6,7 @@ use cityhub_domain::{Activity, ActivityFilter, ReadScope, text};
 use sea_orm::{Condition, DatabaseBackend, Statement};
 
 use super::ActivityRepo;
-use super::sql::{ACTIVITY_COLUMNS, BoundSql, host_ids_column};
+use super::sql::{ActivityTexts, BoundSql, activity_columns, host_ids_column};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
 use crate::entities::activity;
@@ -32,6 +32,7 @@ impl ActivityRepo {
         descending: bool,
         first: u64,
         after: Option<&Cursor>,
+        texts: ActivityTexts,
     ) -> Result<Page<Activity>, StorageError> {
         let terms =
             text::search_terms(filter.text.as_deref().unwrap_or_default(), MAX_SEARCH_TERMS);
@@ -52,6 +53,7 @@ impl ActivityRepo {
             descending,
             first,
             after,
+            texts,
         );
         Self::city_rows(db, statement, first).await
     }
@@ -111,6 +113,7 @@ impl ActivityRepo {
         descending: bool,
         first: u64,
         after: Option<&Cursor>,
+        texts: ActivityTexts,
     ) -> Statement {
         let backend = DatabaseBackend::Sqlite;
         // The scope and every filter but the text, as conditions on the
@@ -134,7 +137,7 @@ impl ActivityRepo {
             .to_owned();
         let mut sql = BoundSql::new(backend);
         sql.text.push_str("SELECT ");
-        sql.text.push_str(&ACTIVITY_COLUMNS);
+        sql.text.push_str(activity_columns(texts));
         sql.text.push_str(host_ids_column(backend));
         // CROSS JOIN keeps `activity_search` the outer loop: its order is
         // the page's, so no sort and no reading past the page.

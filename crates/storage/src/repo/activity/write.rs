@@ -171,6 +171,23 @@ impl ActivityRepo {
         }
     }
 
+    /// The row of a new activity (version 1, created now).
+    fn new_row(
+        write: &ActivityWrite,
+        status: ActivityStatus,
+        published_by: Option<CityId>,
+        now: i64,
+    ) -> activity::ActiveModel {
+        let mut model = Self::columns(write);
+        model.status = Set(status.as_str().to_owned());
+        model.published_by = Set(published_by.map(CityId::get));
+        model.published_at = Set((status != ActivityStatus::Draft).then_some(now));
+        model.created_at = Set(now);
+        model.updated_at = Set(now);
+        model.version = Set(1);
+        model
+    }
+
     /// Inserts a new activity with its relations; returns it as stored
     /// (from the insert's `RETURNING`, without reading it back).
     pub async fn insert_returning(
@@ -179,19 +196,62 @@ impl ActivityRepo {
         status: ActivityStatus,
         published_by: Option<CityId>,
     ) -> Result<Activity, StorageError> {
-        let now = now_micros();
-        let mut model = Self::columns(write);
-        model.status = Set(status.as_str().to_owned());
-        model.published_by = Set(published_by.map(CityId::get));
-        model.published_at = Set((status != ActivityStatus::Draft).then_some(now));
-        model.created_at = Set(now);
-        model.updated_at = Set(now);
-        model.version = Set(1);
-        let model = model.insert(db).await?;
-        Self::write_relations(db, ActivityId(model.id), write).await?;
+        let model = Self::new_row(write, status, published_by, now_micros())
+            .insert(db)
+            .await?;
+        Self::write_relations(db, &[(ActivityId(model.id), write)]).await?;
         let mut hosts = write.hosts.clone();
         dedup_in_order(&mut hosts);
         to_activity(model, hosts)
+    }
+
+    /// Inserts new activities with their relations in one statement per
+    /// table whatever their number (a batch of imports); returns them as
+    /// stored, in the order of `writes`. Their slugs must differ.
+    pub async fn insert_many_returning(
+        db: &impl ConnectionTrait,
+        writes: &[&ActivityWrite],
+        status: ActivityStatus,
+        published_by: Option<CityId>,
+    ) -> Result<Vec<Activity>, StorageError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_micros();
+        let rows = writes
+            .iter()
+            .map(|write| Self::new_row(write, status, published_by, now));
+        // `RETURNING` promises no order: rows are matched by their slug.
+        let mut by_slug: std::collections::HashMap<String, activity::Model> =
+            activity::Entity::insert_many(rows)
+                .exec_with_returning(db)
+                .await?
+                .into_iter()
+                .map(|m| (m.slug.clone(), m))
+                .collect();
+        let mut stored = Vec::with_capacity(writes.len());
+        for write in writes {
+            let model = by_slug.remove(&write.slug).ok_or_else(|| {
+                StorageError::Conflict(format!(
+                    "the insert of {:?} returned no row for it",
+                    write.slug
+                ))
+            })?;
+            stored.push((model, *write));
+        }
+        let relations: Vec<(ActivityId, &ActivityWrite)> = stored
+            .iter()
+            .map(|(model, write)| (ActivityId(model.id), *write))
+            .collect();
+        Self::write_relations(db, &relations).await?;
+        stored
+            .into_iter()
+            .map(|(model, write)| {
+                let mut hosts = write.hosts.clone();
+                dedup_in_order(&mut hosts);
+                to_activity(model, hosts)
+            })
+            .collect()
     }
 
     /// Inserts a new activity with its relations; returns its id.
@@ -201,16 +261,13 @@ impl ActivityRepo {
         status: ActivityStatus,
         published_by: Option<CityId>,
     ) -> Result<ActivityId, StorageError> {
-        let now = now_micros();
-        let mut model = Self::columns(write);
-        model.status = Set(status.as_str().to_owned());
-        model.published_by = Set(published_by.map(CityId::get));
-        model.published_at = Set((status != ActivityStatus::Draft).then_some(now));
-        model.created_at = Set(now);
-        model.updated_at = Set(now);
-        model.version = Set(1);
-        let id = ActivityId(model.insert(db).await?.id);
-        Self::write_relations(db, id, write).await?;
+        let id = ActivityId(
+            Self::new_row(write, status, published_by, now_micros())
+                .insert(db)
+                .await?
+                .id,
+        );
+        Self::write_relations(db, &[(id, write)]).await?;
         Ok(id)
     }
 
@@ -237,7 +294,7 @@ impl ActivityRepo {
             ));
         }
         Self::clear_relations(db, id).await?;
-        Self::write_relations(db, id, write).await?;
+        Self::write_relations(db, &[(id, write)]).await?;
         Ok(version + 1)
     }
 
@@ -379,23 +436,29 @@ impl ActivityRepo {
         id: ActivityId,
         hosts: &[CityId],
     ) -> Result<(), StorageError> {
-        let mut hosts = hosts.to_vec();
-        dedup_in_order(&mut hosts);
-        if !hosts.is_empty() {
-            let rows = hosts
-                .iter()
-                .enumerate()
-                .map(|(i, city)| activity_city::ActiveModel {
-                    activity_id: Set(id.get()),
-                    role: Set(HOST.to_owned()),
-                    city_id: Set(city.get()),
-                    position: Set(i as i32),
-                });
+        let rows = Self::host_rows(id, hosts);
+        if !rows.is_empty() {
             activity_city::Entity::insert_many(rows)
                 .exec_without_returning(db)
                 .await?;
         }
         Ok(())
+    }
+
+    /// An activity's host rows, in order, each city once.
+    fn host_rows(id: ActivityId, hosts: &[CityId]) -> Vec<activity_city::ActiveModel> {
+        let mut hosts = hosts.to_vec();
+        dedup_in_order(&mut hosts);
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, city)| activity_city::ActiveModel {
+                activity_id: Set(id.get()),
+                role: Set(HOST.to_owned()),
+                city_id: Set(city.get()),
+                position: Set(i as i32),
+            })
+            .collect()
     }
 
     /// Sets an activity's cities after an invited city's answer — its
@@ -422,58 +485,68 @@ impl ActivityRepo {
         Ok(version)
     }
 
-    /// Inserts an activity's hosts, invitations, fields, themes and
-    /// documents.
+    /// Inserts the hosts, invitations, fields, themes and documents of
+    /// new (or cleared) activities: one statement per table for them all.
     async fn write_relations(
         db: &impl ConnectionTrait,
-        id: ActivityId,
-        write: &ActivityWrite,
+        writes: &[(ActivityId, &ActivityWrite)],
     ) -> Result<(), StorageError> {
-        Self::insert_hosts(db, id, &write.hosts).await?;
-        InvitationRepo::insert(db, id, &write.invitations).await?;
-        if !write.input.fields.is_empty() {
-            let rows = write
-                .input
-                .fields
-                .iter()
-                .map(|f| activity_field::ActiveModel {
-                    activity_id: Set(id.get()),
-                    field: Set(f.as_str().to_owned()),
-                });
-            activity_field::Entity::insert_many(rows)
-                .exec_without_returning(db)
-                .await?;
-        }
-        let mut theme_keys: Vec<String> = write.input.themes.iter().map(|t| theme_key(t)).collect();
-        dedup_in_order(&mut theme_keys);
-        if !theme_keys.is_empty() {
-            let rows = theme_keys.into_iter().map(|k| activity_theme::ActiveModel {
-                activity_id: Set(id.get()),
-                theme_key: Set(k),
-            });
-            activity_theme::Entity::insert_many(rows)
-                .exec_without_returning(db)
-                .await?;
-        }
-        if !write.input.documents.is_empty() {
-            let rows =
+        let mut hosts = Vec::new();
+        let mut fields = Vec::new();
+        let mut themes = Vec::new();
+        let mut documents = Vec::new();
+        for (id, write) in writes {
+            let id = *id;
+            hosts.extend(Self::host_rows(id, &write.hosts));
+            InvitationRepo::insert(db, id, &write.invitations).await?;
+            fields.extend(
                 write
                     .input
-                    .documents
+                    .fields
                     .iter()
-                    .enumerate()
-                    .map(|(i, d)| document::ActiveModel {
+                    .map(|f| activity_field::ActiveModel {
                         activity_id: Set(id.get()),
-                        position: Set(i as i32),
-                        kind: Set(d.kind.as_str().to_owned()),
-                        title: Set(d.title.clone()),
-                        url: Set(d.url.clone()),
-                        issued_on: Set(d.issued_on),
-                        issued_precision: Set(d.issued_precision.as_str().to_owned()),
-                        editors: Set(to_json(&d.editors)),
-                        ..Default::default()
-                    });
-            document::Entity::insert_many(rows)
+                        field: Set(f.as_str().to_owned()),
+                    }),
+            );
+            let mut theme_keys: Vec<String> =
+                write.input.themes.iter().map(|t| theme_key(t)).collect();
+            dedup_in_order(&mut theme_keys);
+            themes.extend(theme_keys.into_iter().map(|k| activity_theme::ActiveModel {
+                activity_id: Set(id.get()),
+                theme_key: Set(k),
+            }));
+            documents.extend(write.input.documents.iter().enumerate().map(|(i, d)| {
+                document::ActiveModel {
+                    activity_id: Set(id.get()),
+                    position: Set(i as i32),
+                    kind: Set(d.kind.as_str().to_owned()),
+                    title: Set(d.title.clone()),
+                    url: Set(d.url.clone()),
+                    issued_on: Set(d.issued_on),
+                    issued_precision: Set(d.issued_precision.as_str().to_owned()),
+                    editors: Set(to_json(&d.editors)),
+                    ..Default::default()
+                }
+            }));
+        }
+        if !hosts.is_empty() {
+            activity_city::Entity::insert_many(hosts)
+                .exec_without_returning(db)
+                .await?;
+        }
+        if !fields.is_empty() {
+            activity_field::Entity::insert_many(fields)
+                .exec_without_returning(db)
+                .await?;
+        }
+        if !themes.is_empty() {
+            activity_theme::Entity::insert_many(themes)
+                .exec_without_returning(db)
+                .await?;
+        }
+        if !documents.is_empty() {
+            document::Entity::insert_many(documents)
                 .exec_without_returning(db)
                 .await?;
         }
