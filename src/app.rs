@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cityhub_app::service::HubService;
 use cityhub_domain::Policy;
 use cityhub_graphql::guard::Limit;
 use cityhub_graphql::http::{graphiql_asset, graphql_get, graphql_post, jwks, schema_sdl};
@@ -21,7 +22,6 @@ use cityhub_graphql::{
     Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Limiters, Metrics,
     build_fast_schema, build_schema, request_guard,
 };
-use cityhub_storage::service::HubService;
 use cityhub_storage::{Db, StatsRepo, StorageError};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;

@@ -6,18 +6,17 @@
 //! A revocation made on this instance also clears its cache entry at once.
 //! Signing keys are re-read as often, so a key rotated or retired by another
 //! process (`cityhub keys …`) is honoured within the same time. The keys
-//! themselves are stored behind [`cityhub_storage::KeyStore`].
+//! themselves are stored behind [`cityhub_app::KeyStore`].
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use cityhub_app::{AuditActor, CredentialService, FirstKey, KeyError, KeyStore};
 use cityhub_auth::{AuthConfig, AuthError, Issued, Keyring};
 use cityhub_domain::{Actor, City, Role};
 use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
-use cityhub_storage::{
-    AuditActor, CityRepo, CredentialService, Db, FirstKey, KeyError, KeyStore, StorageError,
-};
+use cityhub_storage::{CityRepo, Db, StorageError};
 
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

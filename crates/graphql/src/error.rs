@@ -3,8 +3,8 @@
 //! reach clients only as a generic message with a request id.
 
 use async_graphql::{Error, ErrorExtensions};
+use cityhub_app::service::ServiceError;
 use cityhub_domain::{Denied, DomainError, FieldError};
-use cityhub_storage::service::ServiceError;
 use cityhub_storage::{CursorError, StorageError};
 
 /// The contract's error codes.

@@ -482,9 +482,9 @@ pub struct SourceInput {
     pub defaults: Option<SourceDefaultsInput>,
 }
 
-impl From<SourceInput> for s::service::SourceRequest {
+impl From<SourceInput> for cityhub_app::service::SourceRequest {
     fn from(i: SourceInput) -> Self {
-        s::service::SourceRequest {
+        cityhub_app::service::SourceRequest {
             kind: i.kind.into(),
             url: i.url,
             city: i.city,

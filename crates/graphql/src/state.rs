@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use async_graphql::Context;
+use cityhub_app::service::HubService;
 use cityhub_domain::Actor;
 use cityhub_events::EventBus;
-use cityhub_storage::service::HubService;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Authenticator, Principal, RequestCtx};

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use cityhub_app::service::{HubService, ImportItem, ServiceError};
 use cityhub_domain::{Actor, SkippedItem, Source, SourceId, SourceKind, SourceStatus};
 use cityhub_storage::repo::source::RunOutcome;
-use cityhub_storage::service::{HubService, ImportItem, ServiceError};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
