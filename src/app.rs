@@ -469,7 +469,7 @@ pub async fn serve(
                     .insert(axum::extract::ConnectInfo(peer));
                 if let Some(local) = local {
                     req.extensions_mut()
-                        .insert(cityhub_graphql::http::LocalAddr(local));
+                        .insert(cityhub_app::http::LocalAddr(local));
                 }
                 req.map(axum::body::Body::new)
             },

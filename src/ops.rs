@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use cityhub_app::Authenticator;
 use cityhub_app::seed::{self, SeedReport};
 use cityhub_app::{AuditActor, CredentialService, KeyStore, RewrapReport};
 use cityhub_auth::at_rest::{KekFingerprint, KeyEncryptionKey};
 use cityhub_domain::Role;
-use cityhub_graphql::Authenticator;
 use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
 use cityhub_storage::{CityRepo, Db};
 

@@ -10,10 +10,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use cityhub_app::Code;
+use cityhub_app::http::{
+    LocalAddr, client_addr, error_response, peer_of, principal_of, unavailable_response,
+};
 use cityhub_domain::{Action, Actor, Denied, Policy};
 use cityhub_graphql::cache::Visibility;
-use cityhub_graphql::error::Code;
-use cityhub_graphql::http::{error_response, principal_of};
 use cityhub_storage::{ReadScope, StorageError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -97,9 +99,9 @@ pub async fn limit_anonymous(
 ) -> Response {
     let limiters = state.service.guard().limiters();
     if limiters.limits_anonymous() && !request.headers().contains_key(header::AUTHORIZATION) {
-        let peer = cityhub_graphql::http::peer_of(request.extensions());
+        let peer = peer_of(request.extensions());
         let ip = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| {
-            cityhub_graphql::http::client_addr(
+            client_addr(
                 &state.service.settings().trusted_proxies,
                 peer,
                 request.headers(),
@@ -132,7 +134,7 @@ pub async fn pin_origin(
     next: axum::middleware::Next,
 ) -> Response {
     if state.public_url.is_empty() {
-        let trusted = cityhub_graphql::http::peer_of(request.extensions()).is_some_and(|peer| {
+        let trusted = peer_of(request.extensions()).is_some_and(|peer| {
             state
                 .service
                 .settings()
@@ -143,7 +145,7 @@ pub async fn pin_origin(
         if !trusted {
             let local = request
                 .extensions()
-                .get::<cityhub_graphql::http::LocalAddr>()
+                .get::<LocalAddr>()
                 .map(|l| l.0.to_string());
             let headers = request.headers_mut();
             headers.remove("x-forwarded-proto");
@@ -181,15 +183,7 @@ pub fn storage_failure(err: &StorageError) -> Response {
     match err {
         StorageError::Unavailable(_) => {
             tracing::warn!(error = %err, "web read: database unavailable");
-            let body = json!({ "errors": [{
-                "message": "the database is unavailable; retry shortly",
-                "extensions": { "code": "SERVICE_UNAVAILABLE", "retryable": true },
-            }] });
-            let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
+            unavailable_response()
         }
         _ => internal_failure("web read failed", err),
     }

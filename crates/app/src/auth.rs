@@ -6,13 +6,13 @@
 //! A revocation made on this instance also clears its cache entry at once.
 //! Signing keys are re-read as often, so a key rotated or retired by another
 //! process (`cityhub keys …`) is honoured within the same time. The keys
-//! themselves are stored behind [`cityhub_app::KeyStore`].
+//! themselves are stored behind [`crate::KeyStore`].
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::{AuditActor, CredentialService, FirstKey, KeyError, KeyStore};
 use chrono::{DateTime, Utc};
-use cityhub_app::{AuditActor, CredentialService, FirstKey, KeyError, KeyStore};
 use cityhub_auth::{AuthConfig, AuthError, Issued, Keyring};
 use cityhub_domain::{Actor, City, Role};
 use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
