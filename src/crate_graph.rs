@@ -38,8 +38,8 @@ const EDGES: &[(&str, &[&str])] = &[
             "cityhub-storage",
         ],
     ),
-    ("cityhub-dashboard", &[]),
-    ("cityhub-desk", &[]),
+    ("cityhub-dashboard", &["cityhub-app"]),
+    ("cityhub-desk", &["cityhub-app"]),
     (
         "cityhub-graphql",
         &[
@@ -79,7 +79,7 @@ const SURFACES: &[&str] = &[
 const SURFACE_EDGES_LEFT: &[(&str, &str, &str)] = &[(
     "cityhub-web",
     "cityhub-graphql",
-    "the response cache (`cache::ReadCache`, `cache::Visibility`) and the \
+    "the response cache (`cache::ReadCache`) and the \
      anonymous rate limiters (`guard::Limiters`) web shares with GraphQL \
      still live in graphql, reached through `GraphqlService`",
 )];

@@ -137,10 +137,7 @@ impl Authenticator {
     }
 
     fn keyring(&self) -> Arc<Keyring> {
-        match self.keyring.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        cityhub_domain::sync::read(&self.keyring).clone()
     }
 
     /// The store the signing keys live in.
@@ -152,10 +149,7 @@ impl Authenticator {
     /// made by another process).
     pub async fn reload_keys(&self) -> Result<(), KeyError> {
         let keyring = self.keys.keyring(&self.config, FirstKey::Never).await?;
-        match self.keyring.write() {
-            Ok(mut guard) => *guard = Arc::new(keyring),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(keyring),
-        }
+        *cityhub_domain::sync::write(&self.keyring) = Arc::new(keyring);
         Ok(())
     }
 

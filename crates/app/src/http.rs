@@ -123,3 +123,66 @@ pub fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip())
 }
+
+/// Whether `If-None-Match` names `etag` (or `*`). Weak comparison, as RFC
+/// 9110 asks for `If-None-Match`.
+pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+/// An embedded page or asset of a surface (the dashboard, the publishing
+/// desk), served under its own `csp`: revalidated each time (`no-cache`,
+/// so a new hub's page and files arrive together), never sniffed, sent
+/// with no referrer, never framed.
+pub fn secured_static(
+    content_type: &'static str,
+    csp: &'static str,
+    body: &'static str,
+) -> Response {
+    let mut response = axum::body::Body::from(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags() {
+        let tag = "\"abc\"";
+        let mut h = HeaderMap::new();
+        assert!(!not_modified(&h, tag));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&format!("\"x\", W/{tag}")).expect("header"),
+        );
+        assert!(not_modified(&h, tag));
+        assert!(!not_modified(&h, "\"other\""));
+        h.append(header::IF_NONE_MATCH, HeaderValue::from_static("\"y\""));
+        assert!(not_modified(&h, tag), "any of several headers");
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(not_modified(&h, tag));
+    }
+}

@@ -10,8 +10,23 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 
 use crate::{
-    Activity, ActivityFormat, ActivityKind, ActivityStatus, City, CityId, CreativeField, text,
+    Activity, ActivityFormat, ActivityKind, ActivityStatus, City, CityId, CreativeField,
+    DomainError, text,
 };
+
+/// Checks a country code as filters take it: ISO 3166-1 alpha-2, two ASCII
+/// letters in any case. GraphQL's `countries` and the web's `country`
+/// parameter both call it, so they refuse alike.
+pub fn check_country(field: &str, code: &str) -> Result<(), DomainError> {
+    if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            "must be an ISO 3166-1 alpha-2 code like FR",
+        ))
+    }
+}
 
 /// Most search terms a text query is split into.
 pub const MAX_SEARCH_TERMS: usize = 16;
@@ -202,5 +217,25 @@ impl PreparedFilter {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_country_is_two_ascii_letters_in_any_case() {
+        for code in ["FR", "fr", "Jp"] {
+            assert!(check_country("countries[0]", code).is_ok(), "{code}");
+        }
+        for code in ["", "F", "FRA", "F1", "1F", "  ", "É1", "ÉT", "F-"] {
+            let refused = check_country("countries[0]", code).expect_err(code);
+            assert_eq!(
+                refused,
+                DomainError::invalid("countries[0]", "must be an ISO 3166-1 alpha-2 code like FR"),
+                "{code}"
+            );
+        }
     }
 }

@@ -12,10 +12,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use cityhub_domain::ReadScope;
 
 pub use crate::service::{GraphqlService, HttpSettings};
 
-use crate::cache::Visibility;
 use crate::error::Code;
 use crate::guard::ClientAddr;
 use crate::loaders::Loaders;
@@ -51,8 +51,8 @@ fn is_request_error(err: &ServerError) -> bool {
     )
 }
 
-fn visibility_of(principal: Option<&Principal>) -> Visibility {
-    principal.map_or(Visibility::Anonymous, |p| Visibility::of(&p.actor))
+fn scope_of(principal: Option<&Principal>) -> ReadScope {
+    principal.map_or(ReadScope::Public, |p| ReadScope::for_actor(&p.actor))
 }
 
 fn method_not_allowed() -> Response {
@@ -188,7 +188,7 @@ async fn execute_untraced(
             doc,
             operation.as_deref(),
             &request.variables,
-            visibility_of(principal.as_ref()),
+            scope_of(principal.as_ref()),
         )),
         _ => None,
     };
@@ -206,20 +206,16 @@ async fn execute_untraced(
         (true, Some(v), Some(k)) => Some(crate::cache::etag(v, k)),
         _ => None,
     };
-    if let Some(tag) = &tag {
-        let matched = headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| crate::cache::matches_etag(v, tag));
-        if matched {
-            svc.cache
-                .stats
-                .not_modified
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut response = StatusCode::NOT_MODIFIED.into_response();
-            http_cache_headers(&mut response, tag, cache_control);
-            return response;
-        }
+    if let Some(tag) = &tag
+        && cityhub_app::http::not_modified(headers, tag)
+    {
+        svc.cache
+            .stats
+            .not_modified
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        http_cache_headers(&mut response, tag, cache_control);
+        return response;
     }
     if let (Some(v), Some(k)) = (version, &key)
         && let Some(body) = svc.cache.get(k, v)

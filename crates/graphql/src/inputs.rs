@@ -58,6 +58,28 @@ fn check_list(
     Ok(())
 }
 
+/// Checks a list of country codes: at most `max_items`, each the domain's
+/// rule (two ASCII letters).
+fn check_countries(
+    field: &str,
+    items: &Option<Vec<String>>,
+    max_items: usize,
+) -> async_graphql::Result<()> {
+    if let Some(items) = items {
+        if items.len() > max_items {
+            return Err(bad_input(
+                field,
+                format!("must have at most {max_items} items"),
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            d::filter::check_country(&format!("{field}[{i}]"), item)
+                .map_err(crate::error::domain)?;
+        }
+    }
+    Ok(())
+}
+
 /// Checks a search text: one line of at most `limits.search_chars`.
 fn check_search(
     field: &str,
@@ -94,7 +116,7 @@ impl ActivityFilterInput {
             max,
             limits.slug_chars,
         )?;
-        check_list(&format!("{path}.countries"), &self.countries, max, 2)?;
+        check_countries(&format!("{path}.countries"), &self.countries, max)?;
         check_list(
             &format!("{path}.themes"),
             &self.themes,
@@ -156,7 +178,7 @@ pub struct CityFilterInput {
 impl CityFilterInput {
     /// Checks the filter's own limits and converts it.
     pub fn into_filter(self, limits: &d::Limits) -> async_graphql::Result<s::CityFilter> {
-        check_list("filter.countries", &self.countries, 300, 2)?;
+        check_countries("filter.countries", &self.countries, 300)?;
         check_search("filter.text", &self.text, limits)?;
         Ok(s::CityFilter {
             fields: self

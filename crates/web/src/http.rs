@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cityhub_app::Code;
 use cityhub_app::http::{
-    LocalAddr, client_addr, error_response, peer_of, principal_of, unavailable_response,
+    LocalAddr, client_addr, error_response, not_modified, peer_of, principal_of,
+    unavailable_response,
 };
 use cityhub_domain::{Action, Actor, Denied, Policy};
-use cityhub_graphql::cache::Visibility;
+use cityhub_graphql::cache::scope_key;
 use cityhub_storage::{ReadScope, StorageError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -217,18 +218,6 @@ pub fn etag_of(body: &[u8]) -> String {
     )
 }
 
-/// Whether `If-None-Match` names `etag` (or `*`). Weak comparison, as RFC
-/// 9110 asks for `If-None-Match`.
-pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
-}
-
 /// Where a city-website answer is kept in the hub's response cache: who
 /// may see it (visibility), the base URL its links use, the representation
 /// (`variant`), the request's path and its query in canonical form
@@ -254,7 +243,7 @@ impl CacheKey {
         };
         let path = format!("{}?{canonical}", uri.path());
         let path = path.as_str();
-        let vis = Visibility::of(&reader.actor).key();
+        let vis = scope_key(reader.scope);
         let mut key =
             String::with_capacity(16 + vis.len() + base.len() + variant.len() + path.len());
         key.push_str("web\u{0}");
@@ -382,24 +371,4 @@ fn respond(
         );
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn if_none_match_lists_and_weak_tags() {
-        let tag = etag_of(b"body");
-        let mut h = HeaderMap::new();
-        assert!(!not_modified(&h, &tag));
-        h.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_str(&format!("\"x\", W/{tag}")).expect("header"),
-        );
-        assert!(not_modified(&h, &tag));
-        assert!(!not_modified(&h, &etag_of(b"other")));
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(not_modified(&h, &tag));
-    }
 }

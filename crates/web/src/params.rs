@@ -84,8 +84,10 @@ pub fn parse(
                 out.filter.cities.push(value.to_owned());
             }
             "country" => {
-                if value.len() != 2 || !value.chars().all(|c| c.is_ascii_alphabetic()) {
-                    return Err(err("country", "must be an ISO 3166-1 alpha-2 code like FR"));
+                if let Err(cityhub_domain::DomainError::Invalid(refused)) =
+                    cityhub_domain::filter::check_country("country", value)
+                {
+                    return Err(err("country", refused.message));
                 }
                 out.filter.countries.push(value.to_ascii_uppercase());
             }
