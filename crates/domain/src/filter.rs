@@ -28,6 +28,29 @@ pub fn check_country(field: &str, code: &str) -> Result<(), DomainError> {
     }
 }
 
+/// Checks a filter's dates: each within the accepted years
+/// ([`crate::activity::check_year`]), and `to` not before `from`. The
+/// fields name them as the caller's input does (`filter.from`,
+/// `query.to`); GraphQL's inputs and the web's parameters both call it.
+pub fn check_dates(
+    (from_field, from): (&str, Option<NaiveDate>),
+    (to_field, to): (&str, Option<NaiveDate>),
+    limits: &crate::Limits,
+) -> Result<(), DomainError> {
+    if let Some(from) = from {
+        crate::activity::check_year(from_field, from, limits)?;
+    }
+    if let Some(to) = to {
+        crate::activity::check_year(to_field, to, limits)?;
+    }
+    if let (Some(from), Some(to)) = (from, to)
+        && to < from
+    {
+        return Err(DomainError::invalid(to_field, "must not be before `from`"));
+    }
+    Ok(())
+}
+
 /// Most search terms a text query is split into.
 pub const MAX_SEARCH_TERMS: usize = 16;
 

@@ -94,14 +94,6 @@ fn check_search(
     }
 }
 
-/// Checks that a filter date lies within the accepted years.
-fn check_date(field: &str, date: Option<Date>, limits: &d::Limits) -> async_graphql::Result<()> {
-    match date {
-        Some(date) => d::activity::check_year(field, date.0, limits).map_err(crate::error::domain),
-        None => Ok(()),
-    }
-}
-
 impl ActivityFilterInput {
     /// Checks the filter's own limits and converts it.
     pub fn into_filter(
@@ -124,13 +116,12 @@ impl ActivityFilterInput {
             limits.theme_chars,
         )?;
         check_search(&format!("{path}.text"), &self.text, limits)?;
-        check_date(&format!("{path}.from"), self.from, limits)?;
-        check_date(&format!("{path}.to"), self.to, limits)?;
-        if let (Some(from), Some(to)) = (self.from, self.to)
-            && to.0 < from.0
-        {
-            return Err(bad_input(format!("{path}.to"), "must not be before `from`"));
-        }
+        d::filter::check_dates(
+            (&format!("{path}.from"), self.from.map(|d| d.0)),
+            (&format!("{path}.to"), self.to.map(|d| d.0)),
+            limits,
+        )
+        .map_err(crate::error::domain)?;
         Ok(s::ActivityFilter {
             kinds: self
                 .kinds
