@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cityhub_app::service::HubService;
 use cityhub_domain::Policy;
 use cityhub_graphql::guard::Limit;
 use cityhub_graphql::http::{graphiql_asset, graphql_get, graphql_post, jwks, schema_sdl};
@@ -21,7 +22,6 @@ use cityhub_graphql::{
     Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Limiters, Metrics,
     build_fast_schema, build_schema, request_guard,
 };
-use cityhub_storage::service::HubService;
 use cityhub_storage::{Db, StatsRepo, StorageError};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -469,7 +469,7 @@ pub async fn serve(
                     .insert(axum::extract::ConnectInfo(peer));
                 if let Some(local) = local {
                     req.extensions_mut()
-                        .insert(cityhub_graphql::http::LocalAddr(local));
+                        .insert(cityhub_app::http::LocalAddr(local));
                 }
                 req.map(axum::body::Body::new)
             },

@@ -7,5 +7,8 @@ pub mod ops;
 pub mod request_id;
 pub mod telemetry;
 
+#[cfg(test)]
+mod crate_graph;
+
 /// The network's dataset (member cities and activities), as shipped.
 pub const DATASET: &str = include_str!("../data/network.toml");

@@ -3,12 +3,13 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use cityhub_app::Authenticator;
+use cityhub_app::seed::{self, SeedReport};
+use cityhub_app::{AuditActor, CredentialService, KeyStore, RewrapReport};
 use cityhub_auth::at_rest::{KekFingerprint, KeyEncryptionKey};
 use cityhub_domain::Role;
-use cityhub_graphql::Authenticator;
 use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
-use cityhub_storage::seed::{self, SeedReport};
-use cityhub_storage::{AuditActor, CityRepo, CredentialService, Db, KeyStore, RewrapReport};
+use cityhub_storage::{CityRepo, Db};
 
 /// How the audit log names changes made from the command line.
 const CLI: AuditActor<'static> = AuditActor("cli");
@@ -251,7 +252,7 @@ pub async fn add_source(
     url: &str,
 ) -> anyhow::Result<cityhub_domain::Source> {
     let sources = sources(db, config)?;
-    let request = cityhub_storage::service::SourceRequest {
+    let request = cityhub_app::service::SourceRequest {
         kind,
         url: url.to_owned(),
         city: Some(city.to_owned()),

@@ -111,6 +111,7 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
 fn span_targets() -> Targets {
     [
         "cityhub",
+        "cityhub_app",
         "cityhub_graphql",
         "cityhub_storage",
         "cityhub_events",

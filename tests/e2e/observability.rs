@@ -157,8 +157,9 @@ async fn every_log_line_of_a_request_names_its_id() {
         .current_dir(dir.path())
         .env("CITYHUB_LOG_FORMAT", "json")
         // The request's own lines: tower-http's start and finish, the
-        // token refusal (debug) and the token issued (info).
-        .env("RUST_LOG", "info,tower_http=debug,cityhub_graphql=debug")
+        // token refusal (debug, where a request's principal is read:
+        // cityhub_app) and the token issued (info).
+        .env("RUST_LOG", "info,tower_http=debug,cityhub_app=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()

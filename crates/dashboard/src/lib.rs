@@ -6,9 +6,8 @@
 //! connection, and reloads the statistics on `CURSOR_EXPIRED`.
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -31,37 +30,21 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/dashboard/{file}", get(asset))
 }
 
-fn secured(content_type: &'static str, cache: &'static str, body: &'static str) -> Response {
-    let mut response = Body::from(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(DASHBOARD_CSP),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    response
+fn secured(content_type: &'static str, body: &'static str) -> Response {
+    cityhub_app::http::secured_static(content_type, DASHBOARD_CSP, body)
 }
 
 /// `GET /dashboard`: the page (revalidated each time, so a new hub's
 /// page and assets arrive together).
 async fn page() -> Response {
-    secured("text/html; charset=utf-8", "no-cache", PAGE)
+    secured("text/html; charset=utf-8", PAGE)
 }
 
 /// `GET /dashboard/{file}`: the page's script and style sheet.
 async fn asset(Path(file): Path<String>) -> Response {
     match file.as_str() {
-        "dashboard.js" => secured("text/javascript; charset=utf-8", "no-cache", SCRIPT),
-        "dashboard.css" => secured("text/css; charset=utf-8", "no-cache", STYLE),
+        "dashboard.js" => secured("text/javascript; charset=utf-8", SCRIPT),
+        "dashboard.css" => secured("text/css; charset=utf-8", STYLE),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -69,7 +52,9 @@ async fn asset(Path(file): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::http::Request;
+    use axum::http::header;
     use tower::ServiceExt;
 
     async fn get(path: &str) -> Response {

@@ -10,8 +10,46 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 
 use crate::{
-    Activity, ActivityFormat, ActivityKind, ActivityStatus, City, CityId, CreativeField, text,
+    Activity, ActivityFormat, ActivityKind, ActivityStatus, City, CityId, CreativeField,
+    DomainError, text,
 };
+
+/// Checks a country code as filters take it: ISO 3166-1 alpha-2, two ASCII
+/// letters in any case. GraphQL's `countries` and the web's `country`
+/// parameter both call it, so they refuse alike.
+pub fn check_country(field: &str, code: &str) -> Result<(), DomainError> {
+    if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            "must be an ISO 3166-1 alpha-2 code like FR",
+        ))
+    }
+}
+
+/// Checks a filter's dates: each within the accepted years
+/// ([`crate::activity::check_year`]), and `to` not before `from`. The
+/// fields name them as the caller's input does (`filter.from`,
+/// `query.to`); GraphQL's inputs and the web's parameters both call it.
+pub fn check_dates(
+    (from_field, from): (&str, Option<NaiveDate>),
+    (to_field, to): (&str, Option<NaiveDate>),
+    limits: &crate::Limits,
+) -> Result<(), DomainError> {
+    if let Some(from) = from {
+        crate::activity::check_year(from_field, from, limits)?;
+    }
+    if let Some(to) = to {
+        crate::activity::check_year(to_field, to, limits)?;
+    }
+    if let (Some(from), Some(to)) = (from, to)
+        && to < from
+    {
+        return Err(DomainError::invalid(to_field, "must not be before `from`"));
+    }
+    Ok(())
+}
 
 /// Most search terms a text query is split into.
 pub const MAX_SEARCH_TERMS: usize = 16;
@@ -202,5 +240,25 @@ impl PreparedFilter {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_country_is_two_ascii_letters_in_any_case() {
+        for code in ["FR", "fr", "Jp"] {
+            assert!(check_country("countries[0]", code).is_ok(), "{code}");
+        }
+        for code in ["", "F", "FRA", "F1", "1F", "  ", "É1", "ÉT", "F-"] {
+            let refused = check_country("countries[0]", code).expect_err(code);
+            assert_eq!(
+                refused,
+                DomainError::invalid("countries[0]", "must be an ISO 3166-1 alpha-2 code like FR"),
+                "{code}"
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod records;
 pub mod slug;
 pub mod source;
+pub mod sync;
 pub mod text;
 pub mod timing;
 pub mod visibility;
@@ -29,7 +30,7 @@ pub use enums::{
 pub use error::{DomainError, FieldError};
 pub use filter::{ActivityFilter, PreparedFilter, Surroundings};
 pub use invitation::{Answer, AnswerRefused, Cities, Invitation, Named, Naming, standing};
-pub use limits::Limits;
+pub use limits::{Limits, page};
 pub use policy::{Action, ActivityFacts, Actor, Denied, Policy};
 pub use records::{Activity, City, Document};
 pub use slug::Slug;

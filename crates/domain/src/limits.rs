@@ -4,6 +4,18 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The listings' page sizes, named once: the schema's defaults of `first`,
+/// the complexity estimates and the document measure all read these.
+pub mod page {
+    /// `activities(first:)` and `City.activities(first:)` when not given.
+    pub const ACTIVITIES: i32 = 20;
+    /// `cities(first:)` when not given.
+    pub const CITIES: i32 = 50;
+    /// The largest `first` a cost estimate counts (a larger one is refused
+    /// by `api.max_page_size` before anything runs).
+    pub const MOST_COUNTED: i32 = 1000;
+}
+
 /// Size limits applied by validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

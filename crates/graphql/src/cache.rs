@@ -1,6 +1,6 @@
 //! Read caches (issue 9): parsed documents keyed by their text, and whole
 //! responses of read-only operations keyed by (document, operation,
-//! variables, visibility) and the data version they were computed at.
+//! variables, read scope) and the data version they were computed at.
 //!
 //! Never stale: the data version ([`VersionRepo::current`]) moves in the
 //! same transaction as every change a read can see, and every request reads
@@ -12,13 +12,15 @@
 //! is always seen.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql_value::ConstValue;
 
 use crate::document::selected_operation;
 use axum::body::Bytes;
+use cityhub_domain::ReadScope;
+use cityhub_domain::sync::lock;
 use cityhub_storage::Db;
 use cityhub_storage::repo::version::{DataVersion, VersionRepo};
 use serde::{Deserialize, Serialize};
@@ -81,13 +83,6 @@ impl Default for CacheSettings {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
 /// A cache key: the SHA-256 of what identifies the entry, so a key costs
 /// 32 bytes whatever the size of the document or request it names.
 pub type Digest32 = [u8; 32];
@@ -106,18 +101,6 @@ fn weight(bytes: usize) -> u32 {
 /// text (measured: a selection of single-letter fields parses to about
 /// 120 bytes per token; comments and whitespace are not kept).
 const DOCUMENT_BYTES_PER_TOKEN: usize = 160;
-
-/// Who a response was computed for: what it may contain depends on this
-/// only (queries naming the token itself are never cached).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Visibility {
-    /// No token.
-    Anonymous,
-    /// A city's token.
-    City(cityhub_domain::CityId),
-    /// The secretariat's token.
-    Secretariat,
-}
 
 /// A parsed document, and whether it has passed the schema's full
 /// validation once (then later requests may run it without re-validating
@@ -153,23 +136,14 @@ impl std::ops::Deref for CachedDocument {
     }
 }
 
-impl Visibility {
-    /// What `actor` may see.
-    pub fn of(actor: &cityhub_domain::Actor) -> Self {
-        match actor {
-            cityhub_domain::Actor::Anonymous => Visibility::Anonymous,
-            cityhub_domain::Actor::City { id, .. } => Visibility::City(*id),
-            cityhub_domain::Actor::Secretariat => Visibility::Secretariat,
-        }
-    }
-
-    /// A short key prefix (`a`, `c{id}`, `s`).
-    pub fn key(self) -> String {
-        match self {
-            Visibility::Anonymous => "a".to_owned(),
-            Visibility::City(id) => format!("c{id}"),
-            Visibility::Secretariat => "s".to_owned(),
-        }
+/// The response cache's key prefix of a reader's [`ReadScope`] (`a`,
+/// `c{id}`, `s`): what a response may contain depends on the scope only
+/// (queries naming the token itself are never cached).
+pub fn scope_key(scope: ReadScope) -> String {
+    match scope {
+        ReadScope::Public => "a".to_owned(),
+        ReadScope::City(id) => format!("c{id}"),
+        ReadScope::All => "s".to_owned(),
     }
 }
 
@@ -406,7 +380,7 @@ pub fn response_key(
     document: &ExecutableDocument,
     operation: Option<&str>,
     variables: &async_graphql::Variables,
-    visibility: Visibility,
+    scope: ReadScope,
 ) -> String {
     let mut resolved: std::collections::BTreeMap<&str, &ConstValue> = variables
         .iter()
@@ -424,7 +398,7 @@ pub fn response_key(
         }
     }
     let mut key = String::with_capacity(query.len() + 64);
-    key.push_str(&visibility.key());
+    key.push_str(&scope_key(scope));
     key.push('\u{0}');
     key.push_str(name);
     key.push('\u{0}');
@@ -486,15 +460,6 @@ pub fn etag(version: DataVersion, key: &str) -> String {
     }
     tag.push('"');
     tag
-}
-
-/// Whether an `If-None-Match` header value names `tag`.
-pub fn matches_etag(if_none_match: &str, tag: &str) -> bool {
-    if_none_match.trim() == "*"
-        || if_none_match
-            .split(',')
-            .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == tag)
 }
 
 /// The operation a request runs, if the document names one unambiguously.
@@ -645,13 +610,9 @@ mod tests {
             cities: 2,
         };
         let tag = etag(v, "k");
-        assert!(matches_etag(&tag, &tag));
-        assert!(matches_etag(&format!("\"x\", W/{tag}"), &tag));
-        assert!(!matches_etag(
-            &etag(DataVersion { events: 8, ..v }, "k"),
-            &tag
-        ));
-        assert!(!matches_etag(&etag(v, "other"), &tag));
+        assert_eq!(tag, etag(v, "k"));
+        assert_ne!(etag(DataVersion { events: 8, ..v }, "k"), tag);
+        assert_ne!(etag(v, "other"), tag);
     }
 
     #[test]

@@ -272,7 +272,9 @@ impl<'a> Walker<'a> {
                 _ => None,
             });
         match first {
-            Some(Some(n)) => Some(usize::try_from(n.min(1000)).unwrap_or(1000)),
+            Some(Some(n)) => Some(usize::try_from(n).map_or(page_default::MOST_COUNTED, |n| {
+                n.min(page_default::MOST_COUNTED)
+            })),
             Some(None) => default.or(Some(page_default::ACTIVITIES)),
             None => default,
         }
@@ -323,12 +325,17 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// The listings' default page sizes, as the schema declares them.
+/// The listings' default page sizes, as the schema declares them (the
+/// domain's `page`), and the largest `first` counted.
 mod page_default {
+    use cityhub_domain::page;
+
     /// `activities(first:)`.
-    pub const ACTIVITIES: usize = 20;
+    pub const ACTIVITIES: usize = page::ACTIVITIES as usize;
     /// `cities(first:)`.
-    pub const CITIES: usize = 50;
+    pub const CITIES: usize = page::CITIES as usize;
+    /// The largest `first` counted.
+    pub const MOST_COUNTED: usize = page::MOST_COUNTED as usize;
 }
 
 #[cfg(test)]

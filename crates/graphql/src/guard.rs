@@ -21,9 +21,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::RequestCtx;
 use crate::document::{count_tokens, measure};
 use crate::error::Code;
+use cityhub_app::auth::RequestCtx;
 
 /// Rate limits (`[rate_limit]` in `cityhub.toml`), per instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,7 +275,7 @@ impl RequestGuard {
         document: &ExecutableDocument,
         variables: &Variables,
         operation: Option<&str>,
-        principal: Option<&crate::auth::Principal>,
+        principal: Option<&cityhub_app::auth::Principal>,
         client: Option<&ClientAddr>,
     ) -> ServerResult<()> {
         let shape = measure(document, variables, operation);

@@ -12,17 +12,18 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use cityhub_domain::ReadScope;
 
-pub use crate::response::{error_response, unavailable_response};
-pub use crate::service::{GraphqlService, HttpSettings, LocalAddr, client_addr, peer_of};
+pub use crate::service::{GraphqlService, HttpSettings};
 
-use crate::auth::{AuthFailure, Authenticator, Principal, RequestCtx};
-use crate::cache::Visibility;
 use crate::error::Code;
 use crate::guard::ClientAddr;
 use crate::loaders::Loaders;
 use crate::metrics::Outcome;
-use crate::response::UNAVAILABLE_RETRY_AFTER;
+use cityhub_app::auth::{Principal, RequestCtx};
+use cityhub_app::http::{
+    UNAVAILABLE_RETRY_AFTER, client_addr, error_response, peer_of, principal_of,
+};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -31,54 +32,6 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains(GRAPHQL_RESPONSE))
-}
-
-/// Resolves the request's `Authorization` header.
-pub async fn principal_of(
-    auth: &Authenticator,
-    headers: &HeaderMap,
-) -> Result<Option<Principal>, Response> {
-    if headers
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        // Two credentials: which one speaks is ambiguous, so neither does.
-        return Err(error_response(
-            StatusCode::UNAUTHORIZED,
-            Code::Unauthenticated,
-            "more than one Authorization header",
-        ));
-    }
-    let header = match headers.get(header::AUTHORIZATION) {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(s) => Some(s),
-            Err(_) => {
-                return Err(error_response(
-                    StatusCode::UNAUTHORIZED,
-                    Code::Unauthenticated,
-                    "invalid token",
-                ));
-            }
-        },
-    };
-    match auth.authenticate(header).await {
-        Ok(p) => Ok(p),
-        Err(AuthFailure::Invalid(reason)) => {
-            tracing::debug!(%reason, "token refused");
-            Err(error_response(
-                StatusCode::UNAUTHORIZED,
-                Code::Unauthenticated,
-                "invalid token",
-            ))
-        }
-        Err(AuthFailure::Storage(e)) => {
-            tracing::warn!(error = %e, "cannot check a token: database unavailable");
-            Err(unavailable_response())
-        }
-    }
 }
 
 fn code_of(err: &ServerError) -> Option<&str> {
@@ -98,8 +51,8 @@ fn is_request_error(err: &ServerError) -> bool {
     )
 }
 
-fn visibility_of(principal: Option<&Principal>) -> Visibility {
-    principal.map_or(Visibility::Anonymous, |p| Visibility::of(&p.actor))
+fn scope_of(principal: Option<&Principal>) -> ReadScope {
+    principal.map_or(ReadScope::Public, |p| ReadScope::for_actor(&p.actor))
 }
 
 fn method_not_allowed() -> Response {
@@ -235,7 +188,7 @@ async fn execute_untraced(
             doc,
             operation.as_deref(),
             &request.variables,
-            visibility_of(principal.as_ref()),
+            scope_of(principal.as_ref()),
         )),
         _ => None,
     };
@@ -253,20 +206,16 @@ async fn execute_untraced(
         (true, Some(v), Some(k)) => Some(crate::cache::etag(v, k)),
         _ => None,
     };
-    if let Some(tag) = &tag {
-        let matched = headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| crate::cache::matches_etag(v, tag));
-        if matched {
-            svc.cache
-                .stats
-                .not_modified
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut response = StatusCode::NOT_MODIFIED.into_response();
-            http_cache_headers(&mut response, tag, cache_control);
-            return response;
-        }
+    if let Some(tag) = &tag
+        && cityhub_app::http::not_modified(headers, tag)
+    {
+        svc.cache
+            .stats
+            .not_modified
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        http_cache_headers(&mut response, tag, cache_control);
+        return response;
     }
     if let (Some(v), Some(k)) = (version, &key)
         && let Some(body) = svc.cache.get(k, v)

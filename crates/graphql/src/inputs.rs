@@ -58,6 +58,28 @@ fn check_list(
     Ok(())
 }
 
+/// Checks a list of country codes: at most `max_items`, each the domain's
+/// rule (two ASCII letters).
+fn check_countries(
+    field: &str,
+    items: &Option<Vec<String>>,
+    max_items: usize,
+) -> async_graphql::Result<()> {
+    if let Some(items) = items {
+        if items.len() > max_items {
+            return Err(bad_input(
+                field,
+                format!("must have at most {max_items} items"),
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            d::filter::check_country(&format!("{field}[{i}]"), item)
+                .map_err(crate::error::domain)?;
+        }
+    }
+    Ok(())
+}
+
 /// Checks a search text: one line of at most `limits.search_chars`.
 fn check_search(
     field: &str,
@@ -68,14 +90,6 @@ fn check_search(
         Some(text) => {
             d::chars::check_line(field, text, limits.search_chars).map_err(crate::error::domain)
         }
-        None => Ok(()),
-    }
-}
-
-/// Checks that a filter date lies within the accepted years.
-fn check_date(field: &str, date: Option<Date>, limits: &d::Limits) -> async_graphql::Result<()> {
-    match date {
-        Some(date) => d::activity::check_year(field, date.0, limits).map_err(crate::error::domain),
         None => Ok(()),
     }
 }
@@ -94,7 +108,7 @@ impl ActivityFilterInput {
             max,
             limits.slug_chars,
         )?;
-        check_list(&format!("{path}.countries"), &self.countries, max, 2)?;
+        check_countries(&format!("{path}.countries"), &self.countries, max)?;
         check_list(
             &format!("{path}.themes"),
             &self.themes,
@@ -102,13 +116,12 @@ impl ActivityFilterInput {
             limits.theme_chars,
         )?;
         check_search(&format!("{path}.text"), &self.text, limits)?;
-        check_date(&format!("{path}.from"), self.from, limits)?;
-        check_date(&format!("{path}.to"), self.to, limits)?;
-        if let (Some(from), Some(to)) = (self.from, self.to)
-            && to.0 < from.0
-        {
-            return Err(bad_input(format!("{path}.to"), "must not be before `from`"));
-        }
+        d::filter::check_dates(
+            (&format!("{path}.from"), self.from.map(|d| d.0)),
+            (&format!("{path}.to"), self.to.map(|d| d.0)),
+            limits,
+        )
+        .map_err(crate::error::domain)?;
         Ok(s::ActivityFilter {
             kinds: self
                 .kinds
@@ -156,7 +169,7 @@ pub struct CityFilterInput {
 impl CityFilterInput {
     /// Checks the filter's own limits and converts it.
     pub fn into_filter(self, limits: &d::Limits) -> async_graphql::Result<s::CityFilter> {
-        check_list("filter.countries", &self.countries, 300, 2)?;
+        check_countries("filter.countries", &self.countries, 300)?;
         check_search("filter.text", &self.text, limits)?;
         Ok(s::CityFilter {
             fields: self
@@ -482,9 +495,9 @@ pub struct SourceInput {
     pub defaults: Option<SourceDefaultsInput>,
 }
 
-impl From<SourceInput> for s::service::SourceRequest {
+impl From<SourceInput> for cityhub_app::service::SourceRequest {
     fn from(i: SourceInput) -> Self {
-        s::service::SourceRequest {
+        cityhub_app::service::SourceRequest {
             kind: i.kind.into(),
             url: i.url,
             city: i.city,

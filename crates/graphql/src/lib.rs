@@ -3,7 +3,6 @@
 //! authentication, per-request DataLoaders and metrics.
 
 pub mod access;
-pub mod auth;
 pub mod cache;
 pub mod document;
 pub mod enums;
@@ -16,7 +15,6 @@ pub mod loaders;
 pub mod metrics;
 pub mod objects;
 pub mod persisted;
-pub mod response;
 pub mod roots;
 pub mod scalars;
 pub mod schema;
@@ -24,8 +22,8 @@ pub mod service;
 pub mod state;
 pub mod ws;
 
-pub use auth::{Authenticator, Principal};
 pub use cache::CacheSettings;
+pub use cityhub_app::{Authenticator, Principal};
 pub use cityhub_events::{EventBus, EventSettings};
 pub use guard::{ClientAddr, Limiters, RateLimitSettings};
 pub use metrics::Metrics;

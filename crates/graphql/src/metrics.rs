@@ -311,10 +311,7 @@ impl Metrics {
             Some(op)
                 if op.len() <= 64 && op.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
             {
-                let mut known = match self.operations.lock() {
-                    Ok(k) => k,
-                    Err(p) => p.into_inner(),
-                };
+                let mut known = cityhub_domain::sync::lock(&self.operations);
                 if known.contains(op) || known.len() < MAX_OPERATIONS {
                     known.insert(op.to_owned());
                     op.to_owned()

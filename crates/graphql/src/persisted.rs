@@ -11,11 +11,11 @@ use cityhub_storage::repo::persisted::PersistedQueryRepo;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::auth::Principal;
 use crate::error::Code;
 use crate::guard::{ClientAddr, Registrant};
-use crate::response::{error_response, unavailable_response};
 use crate::service::GraphqlService;
+use cityhub_app::auth::Principal;
+use cityhub_app::http::{error_response, unavailable_response};
 
 /// The SHA-256 of a document, in lowercase hex.
 pub fn sha256_hex(query: &str) -> String {

@@ -2,18 +2,16 @@
 //! what serving it needs, the state of the HTTP and WebSocket handlers),
 //! the transports' settings and the client's address.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
 use cityhub_events::EventBus;
 use cityhub_storage::Db;
 
-use crate::auth::Authenticator;
 use crate::cache::{CacheSettings, ReadCache};
 use crate::guard::RequestGuard;
 use crate::metrics::Metrics;
 use crate::schema::HubSchema;
+use cityhub_app::auth::Authenticator;
 
 /// HTTP settings the GraphQL handlers need.
 #[derive(Debug, Clone)]
@@ -33,38 +31,6 @@ pub struct HttpSettings {
     /// Proxies whose `X-Forwarded-For` is believed (for the client address
     /// that anonymous rate limits key on).
     pub trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-/// The client's address: the peer, or, when the peer is a trusted proxy,
-/// the right-most `X-Forwarded-For` hop that is not itself trusted.
-pub fn client_addr(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
-}
-
-/// The local address a request's connection was accepted on (the serve
-/// loop adds it to every request's extensions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalAddr(pub std::net::SocketAddr);
-
-/// The peer address of the connection a request came on, if known.
-pub fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
 }
 
 /// What the GraphQL handlers share.

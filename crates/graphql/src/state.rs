@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use async_graphql::Context;
+use cityhub_app::service::HubService;
 use cityhub_domain::Actor;
 use cityhub_events::EventBus;
-use cityhub_storage::service::HubService;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Authenticator, Principal, RequestCtx};
 use crate::guard::Limiters;
 use crate::loaders::Loaders;
+use cityhub_app::auth::{Authenticator, Principal, RequestCtx};
 
 /// API settings (`[api]` in `cityhub.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,11 +3,11 @@
 //! item does not say.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use cityhub_app::service::ImportItem;
 use cityhub_domain::timing::format_local_time;
 use cityhub_domain::{
     ActivityFormat, ActivityInput, ActivityKind, DatePrecision, Limits, SkippedItem, SourceDefaults,
 };
-use cityhub_storage::service::ImportItem;
 
 /// When an event starts or ends, as its feed wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use cityhub_app::service::{HubService, ImportItem, ServiceError};
 use cityhub_domain::{Actor, SkippedItem, Source, SourceId, SourceKind, SourceStatus};
 use cityhub_storage::repo::source::RunOutcome;
-use cityhub_storage::service::{HubService, ImportItem, ServiceError};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -95,10 +95,7 @@ impl Sources {
     /// `NOT_MODIFIED`, `PARTIAL`, `FAILED`).
     #[must_use]
     pub fn run_counts(&self) -> Vec<(String, u64)> {
-        let ended = match self.inner.ended.lock() {
-            Ok(ended) => ended,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let ended = cityhub_domain::sync::lock(&self.inner.ended);
         ended.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
@@ -243,10 +240,7 @@ impl Sources {
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
-        let mut hosts = match self.inner.hosts.lock() {
-            Ok(hosts) => hosts,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut hosts = cityhub_domain::sync::lock(&self.inner.hosts);
         hosts.retain(|_, lock| Arc::strong_count(lock) > 1);
         hosts.entry(host).or_default().clone()
     }
@@ -280,10 +274,7 @@ impl Sources {
             tracing::warn!(error = %e, source = %id, "sources: cannot record a run");
         }
         {
-            let mut ended = match self.inner.ended.lock() {
-                Ok(ended) => ended,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut ended = cityhub_domain::sync::lock(&self.inner.ended);
             *ended.entry(outcome.status.to_string()).or_default() += 1;
         }
         tracing::info!(source = %id, status = %outcome.status, error = ?outcome.error, "sources: run ended");

@@ -1,30 +1,24 @@
-//! cityhub storage: sea-orm repositories over SQLite and PostgreSQL, and the
-//! services that run each write as one transaction.
+//! cityhub storage: sea-orm repositories over SQLite and PostgreSQL, and
+//! the database. The use cases that compose them into transactions are the
+//! application layer's (`cityhub-app`).
 //!
 //! Invariants kept here, not at call sites: soft-deleted activities never
 //! come back from a read; drafts are visible only within a [`ReadScope`]
-//! that allows them; every write runs inside a transaction begun by a
-//! service, which also appends the audit record and the activity event.
+//! that allows them; no repository begins a transaction: the application
+//! layer's services do, and append the audit record and the activity event.
 
-pub mod credentials;
 pub mod cursor;
 pub mod db;
 mod decode;
 pub mod entities;
 pub mod error;
-pub mod fingerprint;
-pub mod keys;
 pub mod repo;
-pub mod seed;
-pub mod service;
 pub mod sqlite_read;
 pub mod time;
 
-pub use credentials::{AuditActor, CredentialService};
 pub use cursor::{Cursor, CursorError};
 pub use db::{Db, DbConfig, ReadConnection};
 pub use error::StorageError;
-pub use keys::{FirstKey, KeyError, KeyListing, KeyStore, RewrapReport};
 pub use repo::Page;
 pub use repo::activity::{ActivityFilter, ActivityRepo, ActivityTexts, ReadScope};
 pub use repo::city::{CityFilter, CityRepo, FieldCount, NetworkCounts};

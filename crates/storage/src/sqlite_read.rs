@@ -237,9 +237,7 @@ impl SqliteReader {
         }
         // A panic while decoding cannot leave a connection half-used: the
         // statement is reset when its handle drops.
-        self.connections[start % n]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        cityhub_domain::sync::lock(&self.connections[start % n])
     }
 }
 

@@ -10,10 +10,13 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use cityhub_app::Code;
+use cityhub_app::http::{
+    LocalAddr, client_addr, error_response, not_modified, peer_of, principal_of,
+    unavailable_response,
+};
 use cityhub_domain::{Action, Actor, Denied, Policy};
-use cityhub_graphql::cache::Visibility;
-use cityhub_graphql::error::Code;
-use cityhub_graphql::http::{error_response, principal_of};
+use cityhub_graphql::cache::scope_key;
 use cityhub_storage::{ReadScope, StorageError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -97,9 +100,9 @@ pub async fn limit_anonymous(
 ) -> Response {
     let limiters = state.service.guard().limiters();
     if limiters.limits_anonymous() && !request.headers().contains_key(header::AUTHORIZATION) {
-        let peer = cityhub_graphql::http::peer_of(request.extensions());
+        let peer = peer_of(request.extensions());
         let ip = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| {
-            cityhub_graphql::http::client_addr(
+            client_addr(
                 &state.service.settings().trusted_proxies,
                 peer,
                 request.headers(),
@@ -132,7 +135,7 @@ pub async fn pin_origin(
     next: axum::middleware::Next,
 ) -> Response {
     if state.public_url.is_empty() {
-        let trusted = cityhub_graphql::http::peer_of(request.extensions()).is_some_and(|peer| {
+        let trusted = peer_of(request.extensions()).is_some_and(|peer| {
             state
                 .service
                 .settings()
@@ -143,7 +146,7 @@ pub async fn pin_origin(
         if !trusted {
             let local = request
                 .extensions()
-                .get::<cityhub_graphql::http::LocalAddr>()
+                .get::<LocalAddr>()
                 .map(|l| l.0.to_string());
             let headers = request.headers_mut();
             headers.remove("x-forwarded-proto");
@@ -181,15 +184,7 @@ pub fn storage_failure(err: &StorageError) -> Response {
     match err {
         StorageError::Unavailable(_) => {
             tracing::warn!(error = %err, "web read: database unavailable");
-            let body = json!({ "errors": [{
-                "message": "the database is unavailable; retry shortly",
-                "extensions": { "code": "SERVICE_UNAVAILABLE", "retryable": true },
-            }] });
-            let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
+            unavailable_response()
         }
         _ => internal_failure("web read failed", err),
     }
@@ -223,18 +218,6 @@ pub fn etag_of(body: &[u8]) -> String {
     )
 }
 
-/// Whether `If-None-Match` names `etag` (or `*`). Weak comparison, as RFC
-/// 9110 asks for `If-None-Match`.
-pub fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
-}
-
 /// Where a city-website answer is kept in the hub's response cache: who
 /// may see it (visibility), the base URL its links use, the representation
 /// (`variant`), the request's path and its query in canonical form
@@ -260,7 +243,7 @@ impl CacheKey {
         };
         let path = format!("{}?{canonical}", uri.path());
         let path = path.as_str();
-        let vis = Visibility::of(&reader.actor).key();
+        let vis = scope_key(reader.scope);
         let mut key =
             String::with_capacity(16 + vis.len() + base.len() + variant.len() + path.len());
         key.push_str("web\u{0}");
@@ -388,24 +371,4 @@ fn respond(
         );
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn if_none_match_lists_and_weak_tags() {
-        let tag = etag_of(b"body");
-        let mut h = HeaderMap::new();
-        assert!(!not_modified(&h, &tag));
-        h.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_str(&format!("\"x\", W/{tag}")).expect("header"),
-        );
-        assert!(not_modified(&h, &tag));
-        assert!(!not_modified(&h, &etag_of(b"other")));
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(not_modified(&h, &tag));
-    }
 }

@@ -48,6 +48,13 @@ fn err(field: &str, message: impl Into<String>) -> ParamError {
     }
 }
 
+/// A domain rule's refusal, named as the parameter `name`.
+fn refused(name: &str, refusal: cityhub_domain::DomainError) -> ParamError {
+    match refusal {
+        cityhub_domain::DomainError::Invalid(e) => err(name, e.message),
+    }
+}
+
 fn enum_value<T>(name: &str, raw: &str, parse: fn(&str) -> Option<T>) -> Result<T, ParamError> {
     parse(raw).ok_or_else(|| err(name, format!("unknown value `{raw}`")))
 }
@@ -75,18 +82,13 @@ pub fn parse(
         let value = value.trim();
         match key.as_ref() {
             "city" => {
-                if value.chars().count() > limits.slug_chars {
-                    return Err(err(
-                        "city",
-                        format!("must be at most {} characters", limits.slug_chars),
-                    ));
-                }
+                cityhub_domain::chars::check_line("city", value, limits.slug_chars)
+                    .map_err(|e| refused("city", e))?;
                 out.filter.cities.push(value.to_owned());
             }
             "country" => {
-                if value.len() != 2 || !value.chars().all(|c| c.is_ascii_alphabetic()) {
-                    return Err(err("country", "must be an ISO 3166-1 alpha-2 code like FR"));
-                }
+                cityhub_domain::filter::check_country("country", value)
+                    .map_err(|e| refused("country", e))?;
                 out.filter.countries.push(value.to_ascii_uppercase());
             }
             "field" => out
@@ -122,11 +124,10 @@ pub fn parse(
             }
         }
     }
-    if let (Some(from), Some(to)) = (out.filter.from, out.filter.to)
-        && to < from
-    {
-        return Err(err("to", "must not be before `from`"));
-    }
+    cityhub_domain::filter::check_dates(("from", out.filter.from), ("to", out.filter.to), limits)
+        .map_err(|e| match e {
+        cityhub_domain::DomainError::Invalid(e) => err(&e.field, e.message),
+    })?;
     if !statuses.is_empty() {
         out.statuses_given = true;
         out.filter.statuses = Some(statuses);
@@ -233,6 +234,9 @@ mod tests {
             "query.to"
         );
         assert_eq!(p("country=FRA").expect_err("bad").field, "query.country");
+        assert_eq!(p("country=F1").expect_err("bad").field, "query.country");
+        assert_eq!(p("from=1066-10-14").expect_err("bad").field, "query.from");
+        assert_eq!(p("city=ly%00on").expect_err("bad").field, "query.city");
         assert_eq!(p("include=all").expect_err("bad").field, "query.include");
         let many = vec!["city=a"; 51].join("&");
         assert_eq!(p(&many).expect_err("too many").field, "query.city");

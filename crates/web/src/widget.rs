@@ -6,7 +6,9 @@ use std::sync::LazyLock;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::http::{etag_of, not_modified};
+use cityhub_app::http::not_modified;
+
+use crate::http::etag_of;
 
 /// The widget's source.
 pub const EMBED_JS: &str = include_str!("../assets/embed.js");

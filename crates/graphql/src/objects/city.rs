@@ -65,7 +65,9 @@ impl CityObject {
     }
 
     /// Activities this city hosts, is the venue of, or joined.
-    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 1000) as usize * child_complexity + 2")]
+    #[graphql(
+        complexity = "first.unwrap_or(cityhub_domain::page::ACTIVITIES).clamp(0, cityhub_domain::page::MOST_COUNTED) as usize * child_complexity + 2"
+    )]
     async fn activities(
         &self,
         ctx: &Context<'_>,
@@ -78,7 +80,7 @@ impl CityObject {
         order_by: Option<ActivityOrder>,
         #[graphql(
             desc = "Page size, from 0 to `api.max_page_size` (100).",
-            default_with = "Some(20)"
+            default_with = "Some(cityhub_domain::page::ACTIVITIES)"
         )]
         first: Option<i32>,
         #[graphql(desc = "`pageInfo.endCursor` of the previous page, with the same `orderBy`.")]
@@ -88,7 +90,7 @@ impl CityObject {
             ctx,
             filter,
             order_by.unwrap_or(ActivityOrder::StartDateDesc),
-            first.unwrap_or(20),
+            first.unwrap_or(cityhub_domain::page::ACTIVITIES),
             after,
             Some(&self.0.slug),
         )

@@ -5,13 +5,13 @@ use cityhub_domain::{Actor, ReadScope};
 use cityhub_storage::ActivityRepo;
 use cityhub_storage::repo::tokens::TokenRecord;
 
-use crate::auth::Principal;
 use crate::enums::Role;
 use crate::error::ResultExt;
 use crate::objects::activity::ActivityObject;
 use crate::objects::city::CityObject;
 use crate::scalars::DateTime;
 use crate::state::{hub, loaders};
+use cityhub_app::auth::Principal;
 
 /// Who the request's token speaks for.
 pub struct Viewer(pub Principal);

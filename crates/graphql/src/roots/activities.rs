@@ -24,7 +24,9 @@ pub struct ActivityQuery;
 #[Object]
 impl ActivityQuery {
     /// Activities matching the filter (published ones by default), a page at a time.
-    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 1000) as usize * child_complexity + 2")]
+    #[graphql(
+        complexity = "first.unwrap_or(cityhub_domain::page::ACTIVITIES).clamp(0, cityhub_domain::page::MOST_COUNTED) as usize * child_complexity + 2"
+    )]
     async fn activities(
         &self,
         ctx: &Context<'_>,
@@ -39,7 +41,7 @@ impl ActivityQuery {
         order_by: Option<ActivityOrder>,
         #[graphql(
             desc = "Page size, from 0 to `api.max_page_size` (100).",
-            default_with = "Some(20)"
+            default_with = "Some(cityhub_domain::page::ACTIVITIES)"
         )]
         first: Option<i32>,
         #[graphql(desc = "`pageInfo.endCursor` of the previous page, with the same `orderBy`.")]
@@ -49,7 +51,7 @@ impl ActivityQuery {
             ctx,
             filter,
             order_by.unwrap_or(ActivityOrder::StartDateDesc),
-            first.unwrap_or(20),
+            first.unwrap_or(cityhub_domain::page::ACTIVITIES),
             after,
             None,
         )

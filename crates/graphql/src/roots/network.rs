@@ -36,7 +36,9 @@ impl NetworkQuery {
     }
 
     /// Member cities, ordered by name.
-    #[graphql(complexity = "first.unwrap_or(50).clamp(0, 1000) as usize * child_complexity + 2")]
+    #[graphql(
+        complexity = "first.unwrap_or(cityhub_domain::page::CITIES).clamp(0, cityhub_domain::page::MOST_COUNTED) as usize * child_complexity + 2"
+    )]
     async fn cities(
         &self,
         ctx: &Context<'_>,
@@ -46,14 +48,14 @@ impl NetworkQuery {
         filter: Option<CityFilterInput>,
         #[graphql(
             desc = "Page size, from 0 to `api.max_page_size` (100).",
-            default_with = "Some(50)"
+            default_with = "Some(cityhub_domain::page::CITIES)"
         )]
         first: Option<i32>,
         #[graphql(desc = "`pageInfo.endCursor` of the previous page.")] after: Option<String>,
     ) -> Result<CityConnection> {
         may_read(ctx)?;
         let h = hub(ctx);
-        let first = page_size(ctx, first.unwrap_or(50))?;
+        let first = page_size(ctx, first.unwrap_or(cityhub_domain::page::CITIES))?;
         let filter = filter.unwrap_or_default().into_filter(h.service.limits())?;
         let after_cursor = match &after {
             Some(text) => Some(

@@ -47,7 +47,7 @@ impl SourceQuery {
         let id = parse_source_id(&id, "id")?;
         match hub(ctx).service.source(actor(ctx), id).await {
             Ok(source) => Ok(Some(SourceObject(source))),
-            Err(cityhub_storage::service::ServiceError::NotFound(_)) => Ok(None),
+            Err(cityhub_app::service::ServiceError::NotFound(_)) => Ok(None),
             Err(e) => Err(crate::error::service(e)),
         }
     }

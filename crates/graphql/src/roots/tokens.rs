@@ -2,10 +2,11 @@
 //! each one transaction with its audit record.
 
 use async_graphql::{Context, ID, Object, Result};
+use cityhub_app::AuditActor;
+use cityhub_app::service::actor_label;
 use cityhub_domain::{Action, Role as DomainRole};
+use cityhub_storage::CityRepo;
 use cityhub_storage::repo::tokens::TokenRepo;
-use cityhub_storage::service::actor_label;
-use cityhub_storage::{AuditActor, CityRepo};
 
 use crate::enums::Role;
 use crate::error::{Code, ResultExt, bad_input, coded, denied, internal};
@@ -97,7 +98,7 @@ impl TokenMutation {
             .issue(AuditActor(&label_of_actor), city.as_ref(), role, ttl, label)
             .await
             .map_err(|e| match e {
-                cityhub_storage::KeyError::Storage(s) => crate::error::storage(s),
+                cityhub_app::KeyError::Storage(s) => crate::error::storage(s),
                 other => internal(&other),
             })?;
         tracing::info!(token_id = %record.id, subject = %record.subject, "token issued");

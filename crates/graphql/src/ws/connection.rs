@@ -15,13 +15,13 @@ use cityhub_events::ConnectionGuard;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::auth::{AuthFailure, Principal, RequestCtx};
 use crate::error::Code;
 use crate::guard::ClientAddr;
 use crate::live::{StartAt, StreamTap};
 use crate::loaders::Loaders;
 use crate::schema::HubSchema;
 use crate::service::GraphqlService;
+use cityhub_app::auth::{AuthFailure, Principal, RequestCtx};
 
 use super::groups::{Group, GroupInner, GroupKey, Groups, Member, lock, run_group};
 use super::outbox::{OpTag, Out, Outbox};

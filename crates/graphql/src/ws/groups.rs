@@ -64,12 +64,7 @@ pub struct Groups {
     pub(super) next_member: AtomicU64,
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
+pub(super) use cityhub_domain::sync::lock;
 
 impl Group {
     /// Hands one result to every member past its floor.

@@ -43,7 +43,8 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 pub use groups::Groups;
 
 use crate::guard::ClientAddr;
-use crate::service::{GraphqlService, client_addr, peer_of};
+use crate::service::GraphqlService;
+use cityhub_app::http::{client_addr, peer_of};
 use connection::Connection;
 use protocol::Protocol;
 

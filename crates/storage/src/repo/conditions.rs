@@ -4,8 +4,7 @@
 //! `ActivityFilter::matches`). Activity listings (`repo/activity/`) and the
 //! kept counts (`repo/stats.rs`) both apply them.
 
-use cityhub_domain::filter::{MAX_SEARCH_TERMS, theme_key};
-use cityhub_domain::{ActivityFilter, ActivityStatus, ReadScope, text};
+use cityhub_domain::{ActivityFilter, ActivityStatus, ReadScope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, DatabaseBackend};
 
@@ -40,11 +39,7 @@ impl ScopeCondition for ReadScope {
 
 pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend) -> Condition {
     let mut cond = Condition::all();
-    let statuses = filter
-        .statuses
-        .clone()
-        .unwrap_or_else(|| vec![ActivityStatus::Published]);
-    cond = cond.add(activity::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
+    cond = cond.add(activity::Column::Status.is_in(filter.statuses().iter().map(|s| s.as_str())));
     if !filter.kinds.is_empty() {
         cond = cond.add(activity::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
     }
@@ -61,7 +56,7 @@ pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend
         ));
     }
     if !filter.themes.is_empty() {
-        let (marks, values) = in_list(backend, 1, filter.themes.iter().map(|t| theme_key(t)));
+        let (marks, values) = in_list(backend, 1, filter.theme_keys());
         cond = cond.add(Expr::cust_with_values(
             format!("activities.id IN (SELECT activity_id FROM activity_themes WHERE theme_key IN {marks})"),
             values,
@@ -85,17 +80,10 @@ pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend
         ));
     }
     if !filter.countries.is_empty() {
-        let n = filter.countries.len();
-        let (marks, mut values) = in_list(
-            backend,
-            1,
-            filter.countries.iter().map(|c| c.to_ascii_uppercase()),
-        );
-        let (marks2, values2) = in_list(
-            backend,
-            n + 1,
-            filter.countries.iter().map(|c| c.to_ascii_uppercase()),
-        );
+        let countries = filter.country_codes();
+        let n = countries.len();
+        let (marks, mut values) = in_list(backend, 1, countries.iter().cloned());
+        let (marks2, values2) = in_list(backend, n + 1, countries);
         values.extend(values2);
         cond = cond.add(Expr::cust_with_values(
             format!(
@@ -114,8 +102,7 @@ pub(crate) fn filter_condition(filter: &ActivityFilter, backend: DatabaseBackend
             .add(activity::Column::StartKey.lte(date_key(Some(to))))
             .add(activity::Column::StartKey.gt(0));
     }
-    if let Some(query) = &filter.text {
-        let terms = text::search_terms(query, MAX_SEARCH_TERMS);
+    if let Some(terms) = filter.search_terms() {
         if terms.is_empty() {
             // Nothing searchable (only punctuation): matches nothing, as a
             // search for nothing should.

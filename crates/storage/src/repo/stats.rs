@@ -116,13 +116,7 @@ fn kept_dimension(filter: &ActivityFilter) -> Option<KeptDimension> {
             .map(|f| f.as_str().to_owned())
             .collect(),
     );
-    let countries = dedup(
-        filter
-            .countries
-            .iter()
-            .map(|c| c.to_ascii_uppercase())
-            .collect(),
-    );
+    let countries = dedup(filter.country_codes());
     let cities = dedup(filter.cities.clone());
     let given = [&kinds, &formats, &fields, &countries, &cities]
         .iter()
@@ -290,13 +284,10 @@ impl StatsRepo {
         scope: ReadScope,
         filter: &ActivityFilter,
     ) -> Result<(ActivityCounts, StatsSource), StorageError> {
-        let statuses = filter
-            .statuses
-            .clone()
-            .unwrap_or_else(|| vec![ActivityStatus::Published]);
+        let statuses = filter.statuses();
         match kept_dimension(filter) {
             Some(dimension) => Ok((
-                Self::kept(db, scope, &statuses, dimension).await?,
+                Self::kept(db, scope, statuses, dimension).await?,
                 StatsSource::Kept,
             )),
             None => Ok((
@@ -321,11 +312,8 @@ impl StatsRepo {
         if matches!(dimension, KeptDimension::City(_)) {
             return Ok(None);
         }
-        let statuses = filter
-            .statuses
-            .clone()
-            .unwrap_or_else(|| vec![ActivityStatus::Published]);
-        Ok(Some(Self::kept_sum(db, scope, &statuses, dimension).await?))
+        let statuses = filter.statuses();
+        Ok(Some(Self::kept_sum(db, scope, statuses, dimension).await?))
     }
 
     /// Sums kept pair counts: one indexed range per status and scope.

@@ -1,8 +1,7 @@
 //! Full-text search pages by start date on SQLite: `activity_search` walked
 //! in its rowid order, prefix terms expanded through `search_vocab`.
 
-use cityhub_domain::filter::MAX_SEARCH_TERMS;
-use cityhub_domain::{Activity, ActivityFilter, ReadScope, text};
+use cityhub_domain::{Activity, ActivityFilter, ReadScope};
 use sea_orm::{Condition, DatabaseBackend, Statement};
 
 use super::ActivityRepo;
@@ -34,8 +33,7 @@ impl ActivityRepo {
         after: Option<&Cursor>,
         texts: ActivityTexts,
     ) -> Result<Page<Activity>, StorageError> {
-        let terms =
-            text::search_terms(filter.text.as_deref().unwrap_or_default(), MAX_SEARCH_TERMS);
+        let terms = filter.search_terms().unwrap_or_default();
         if terms.is_empty() {
             return Ok(Page {
                 items: Vec::new(),

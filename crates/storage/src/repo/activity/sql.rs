@@ -2,7 +2,7 @@
 //! activity's hosts as one column, and SQL text with its values bound in
 //! order (the city statements over `city_activities`, the search page).
 
-use cityhub_domain::{ActivityFilter, ActivityStatus, ReadScope};
+use cityhub_domain::{ActivityFilter, ReadScope};
 use sea_orm::{DatabaseBackend, Statement};
 
 use crate::cursor::{Cursor, CursorKey};
@@ -164,11 +164,11 @@ impl BoundSql {
         self.text.push_str(&format!(
             "ca.city_id = (SELECT id FROM cities WHERE slug = {slug})"
         ));
-        let statuses = filter
-            .statuses
-            .clone()
-            .unwrap_or_else(|| vec![ActivityStatus::Published]);
-        let marks: Vec<String> = statuses.iter().map(|s| self.bind(s.as_str())).collect();
+        let marks: Vec<String> = filter
+            .statuses()
+            .iter()
+            .map(|s| self.bind(s.as_str()))
+            .collect();
         match marks.as_slice() {
             // No status selects nothing (PostgreSQL refuses `IN ()`).
             [] => self.text.push_str(" AND 1 = 0"),

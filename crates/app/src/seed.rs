@@ -9,9 +9,9 @@ use cityhub_domain::{
 };
 use serde::Deserialize;
 
-use crate::repo::activity::{ActivityRepo, ReadScope};
-use crate::repo::city::CityRepo;
 use crate::service::{HubService, ServiceError};
+use cityhub_storage::repo::activity::{ActivityRepo, ReadScope};
+use cityhub_storage::repo::city::CityRepo;
 
 /// The dataset file's shape.
 #[derive(Debug, Deserialize)]

@@ -17,15 +17,15 @@ use cityhub_domain::{
 };
 use sea_orm::{ActiveModelTrait, DatabaseTransaction, EntityTrait, Set, TransactionTrait};
 
-use crate::db::Db;
-use crate::entities::idempotency_key;
-use crate::error::StorageError;
-use crate::repo::activity::{ActivityRepo, ActivityWrite, ReadScope};
-use crate::repo::audit::{AuditRepo, AuditTarget};
-use crate::repo::city::CityRepo;
-use crate::repo::events::{EventLog, NewEvent};
-use crate::repo::invitation::InvitationRepo;
-use crate::time::now_micros;
+use cityhub_storage::StorageError;
+use cityhub_storage::db::Db;
+use cityhub_storage::entities::idempotency_key;
+use cityhub_storage::repo::activity::{ActivityRepo, ActivityWrite, ReadScope};
+use cityhub_storage::repo::audit::{AuditRepo, AuditTarget};
+use cityhub_storage::repo::city::CityRepo;
+use cityhub_storage::repo::events::{EventLog, NewEvent};
+use cityhub_storage::repo::invitation::InvitationRepo;
+use cityhub_storage::time::now_micros;
 
 mod sources;
 
@@ -654,7 +654,7 @@ impl HubService {
     /// `Named::of`), whether they accepted yet or not.
     async fn to_input(
         &self,
-        db: &impl crate::db::ReadConnection,
+        db: &impl cityhub_storage::db::ReadConnection,
         a: &Activity,
         invitations: &[Invitation],
     ) -> Result<ActivityInput, ServiceError> {

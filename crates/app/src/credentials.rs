@@ -6,10 +6,10 @@
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use zeroize::Zeroizing;
 
-use crate::db::Db;
-use crate::error::StorageError;
-use crate::repo::audit::{AuditRepo, AuditTarget};
-use crate::repo::tokens::{KeyRecord, TokenRecord, TokenRepo};
+use cityhub_storage::StorageError;
+use cityhub_storage::db::Db;
+use cityhub_storage::repo::audit::{AuditRepo, AuditTarget};
+use cityhub_storage::repo::tokens::{KeyRecord, TokenRecord, TokenRepo};
 
 /// Who made a credential change, as the audit log names it
 /// (`secretariat`, `city:lyon`, `cli`, `system`).

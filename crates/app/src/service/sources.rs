@@ -15,12 +15,12 @@ use sea_orm::DatabaseTransaction;
 use sha2::{Digest, Sha256};
 
 use super::{HubService, Resolving, ServiceError, actor_label};
-use crate::repo::activity::{ActivityRepo, ActivityWrite};
-use crate::repo::audit::{AuditRepo, AuditTarget};
-use crate::repo::city::CityRepo;
-use crate::repo::events::{EventLog, NewEvent};
-use crate::repo::source::{NewSource, RunOutcome, SourceRepo, StoredItem};
-use crate::time::now_micros;
+use cityhub_storage::repo::activity::{ActivityRepo, ActivityWrite};
+use cityhub_storage::repo::audit::{AuditRepo, AuditTarget};
+use cityhub_storage::repo::city::CityRepo;
+use cityhub_storage::repo::events::{EventLog, NewEvent};
+use cityhub_storage::repo::source::{NewSource, RunOutcome, SourceRepo, StoredItem};
+use cityhub_storage::time::now_micros;
 
 /// How many item changes one transaction of an import writes.
 const IMPORT_BATCH: usize = 100;
@@ -276,7 +276,7 @@ impl HubService {
         )
         .await
         .map_err(|e| match e {
-            crate::StorageError::Conflict(message) => ServiceError::Conflict {
+            cityhub_storage::StorageError::Conflict(message) => ServiceError::Conflict {
                 message,
                 field: Some("input.url".into()),
             },

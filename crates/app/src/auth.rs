@@ -6,18 +6,17 @@
 //! A revocation made on this instance also clears its cache entry at once.
 //! Signing keys are re-read as often, so a key rotated or retired by another
 //! process (`cityhub keys …`) is honoured within the same time. The keys
-//! themselves are stored behind [`cityhub_storage::KeyStore`].
+//! themselves are stored behind [`crate::KeyStore`].
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::{AuditActor, CredentialService, FirstKey, KeyError, KeyStore};
 use chrono::{DateTime, Utc};
 use cityhub_auth::{AuthConfig, AuthError, Issued, Keyring};
 use cityhub_domain::{Actor, City, Role};
 use cityhub_storage::repo::tokens::{TokenRecord, TokenRepo};
-use cityhub_storage::{
-    AuditActor, CityRepo, CredentialService, Db, FirstKey, KeyError, KeyStore, StorageError,
-};
+use cityhub_storage::{CityRepo, Db, StorageError};
 
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,10 +137,7 @@ impl Authenticator {
     }
 
     fn keyring(&self) -> Arc<Keyring> {
-        match self.keyring.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        cityhub_domain::sync::read(&self.keyring).clone()
     }
 
     /// The store the signing keys live in.
@@ -153,10 +149,7 @@ impl Authenticator {
     /// made by another process).
     pub async fn reload_keys(&self) -> Result<(), KeyError> {
         let keyring = self.keys.keyring(&self.config, FirstKey::Never).await?;
-        match self.keyring.write() {
-            Ok(mut guard) => *guard = Arc::new(keyring),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(keyring),
-        }
+        *cityhub_domain::sync::write(&self.keyring) = Arc::new(keyring);
         Ok(())
     }
 

@@ -22,10 +22,10 @@ use cityhub_auth::keyfile::{self, KeyFileError};
 use cityhub_auth::{AuthConfig, AuthError, KeyMaterial, Keyring};
 
 use crate::credentials::{AuditActor, CredentialService, Reseal};
-use crate::db::Db;
-use crate::error::StorageError;
-use crate::repo::tokens::{KeyRecord, TokenRepo};
-use crate::time::now_micros;
+use cityhub_storage::StorageError;
+use cityhub_storage::db::Db;
+use cityhub_storage::repo::tokens::{KeyRecord, TokenRepo};
+use cityhub_storage::time::now_micros;
 
 /// Errors of key management.
 #[derive(Debug, thiserror::Error)]
