@@ -225,10 +225,6 @@ impl ActivityRepo {
     }
 
     /// [`Self::page`], reading only the long texts `texts` names.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "a page's scope, filter, order, size, cursor and columns"
-    )]
     pub async fn page_of(
         db: &impl ReadConnection,
         scope: ReadScope,
