@@ -504,7 +504,12 @@ async fn poll(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
             .options
             .warmup
             .max(Duration::from_secs(if ctx.options.smoke { 1 } else { 5 })),
-        window: ctx.options.duration,
+        // A smoke run's window holds at least two intervals, so runs end in it.
+        window: if ctx.options.smoke {
+            ctx.options.duration.max(ctx.options.interval * 2)
+        } else {
+            ctx.options.duration
+        },
         run_id: &ctx.run_id,
         backend: &ctx.backend,
     })

@@ -436,13 +436,7 @@ impl ActivityRepo {
         id: ActivityId,
         hosts: &[CityId],
     ) -> Result<(), StorageError> {
-        let rows = Self::host_rows(id, hosts);
-        if !rows.is_empty() {
-            activity_city::Entity::insert_many(rows)
-                .exec_without_returning(db)
-                .await?;
-        }
-        Ok(())
+        insert_rows(db, Self::host_rows(id, hosts)).await
     }
 
     /// An activity's host rows, in order, each city once.
@@ -530,26 +524,23 @@ impl ActivityRepo {
                 }
             }));
         }
-        if !hosts.is_empty() {
-            activity_city::Entity::insert_many(hosts)
-                .exec_without_returning(db)
-                .await?;
-        }
-        if !fields.is_empty() {
-            activity_field::Entity::insert_many(fields)
-                .exec_without_returning(db)
-                .await?;
-        }
-        if !themes.is_empty() {
-            activity_theme::Entity::insert_many(themes)
-                .exec_without_returning(db)
-                .await?;
-        }
-        if !documents.is_empty() {
-            document::Entity::insert_many(documents)
-                .exec_without_returning(db)
-                .await?;
-        }
+        insert_rows(db, hosts).await?;
+        insert_rows(db, fields).await?;
+        insert_rows(db, themes).await?;
+        insert_rows(db, documents).await?;
         Ok(())
     }
+}
+
+/// Inserts `rows` in one statement (none when there are none).
+async fn insert_rows<A>(db: &impl ConnectionTrait, rows: Vec<A>) -> Result<(), StorageError>
+where
+    A: ActiveModelTrait + Send,
+{
+    if !rows.is_empty() {
+        A::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
 }
