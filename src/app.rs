@@ -91,6 +91,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         .await
         .context("starting the event bus")?;
     spawn_stats_folder(db.clone(), config, stop.clone(), &tasks);
+    spawn_statistics_keeper(db.clone(), config, stop.clone(), &tasks);
     let service = hub_service(db.clone(), config).with_commit_notify(events.waker());
     let limiters = Arc::new(Limiters::with_registrations(
         &config.rate_limit,
@@ -218,6 +219,45 @@ fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &
                 Err(e) => {
                     if !failing {
                         tracing::warn!(error = %e, "folding the kept counts failed; retrying");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Keeps the query planner's statistics current
+/// ([`Db::refresh_planner_statistics`]): once at start, then every
+/// `database.analyze_interval_secs` (never when 0). A failed check (the
+/// database away) is logged and tried again next time.
+fn spawn_statistics_keeper(db: Db, config: &Config, stop: CancellationToken, tasks: &TaskTracker) {
+    let secs = config.database.analyze_interval_secs;
+    if secs == 0 {
+        return;
+    }
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(secs));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match db.refresh_planner_statistics().await {
+                Ok(tables) => {
+                    if failing {
+                        tracing::info!("planner statistics checked again");
+                        failing = false;
+                    }
+                    if !tables.is_empty() {
+                        tracing::info!(tables = %tables.join(", "), "planner statistics refreshed");
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "checking the planner statistics failed; retrying");
                         failing = true;
                     }
                 }

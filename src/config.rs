@@ -391,6 +391,9 @@ impl Config {
         if !(10..=60_000).contains(&self.database.stats_fold_interval_ms) {
             bail!("database.stats_fold_interval_ms must be between 10 and 60000");
         }
+        if self.database.analyze_interval_secs > 86_400 {
+            bail!("database.analyze_interval_secs must be between 0 (never) and 86400");
+        }
         let otel = &self.otel;
         if !(otel.endpoint.is_empty() || otel.endpoint.starts_with("http://")) {
             bail!(

@@ -17,6 +17,7 @@ mod m20261207_000001_event_horizon_own_writers;
 mod m20261208_000001_invitations;
 mod m20261208_000002_stats_deltas;
 mod m20261209_000001_sources;
+mod m20261210_000001_stats_refresh_by_key;
 
 /// Runs cityhub's migrations in order.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000001_invitations::Migration),
             Box::new(m20261208_000002_stats_deltas::Migration),
             Box::new(m20261209_000001_sources::Migration),
+            Box::new(m20261210_000001_stats_refresh_by_key::Migration),
         ]
     }
 }

@@ -33,7 +33,7 @@ use sea_orm_migration::sea_orm;
 pub struct Migration;
 
 /// The refresh of every noted activity, then the notes cleared.
-const FLUSH: &str = r#"
+pub(crate) const FLUSH: &str = r#"
     INSERT INTO stats_facts (activity_id, fresh, dim, val, scope, status, f, o)
     SELECT activity_id, 1, dim, val, scope, status, f, o FROM stats_current_facts WHERE activity_id IN (SELECT activity_id FROM stats_pending)
     ON CONFLICT (activity_id, fresh, dim, val) DO NOTHING;

@@ -48,6 +48,10 @@ pub struct DbConfig {
     /// are exact either way; longer lets more deltas accumulate for
     /// `stats` to add up, shorter folds smaller batches more often.
     pub stats_fold_interval_ms: u64,
+    /// Seconds between two checks of the query planner's statistics
+    /// ([`Db::refresh_planner_statistics`]); 0 never checks. The hub also
+    /// checks once when it starts.
+    pub analyze_interval_secs: u64,
 }
 
 impl Default for DbConfig {
@@ -62,6 +66,7 @@ impl Default for DbConfig {
             migrate_on_start: true,
             sqlite_readers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
             stats_fold_interval_ms: 1_000,
+            analyze_interval_secs: 10,
         }
     }
 }
@@ -305,6 +310,91 @@ impl Db {
             Some(lock) => Some(lock.lock().await),
             None => None,
         }
+    }
+
+    /// Brings the query planner's statistics up to date on the tables that
+    /// changed much since they were last taken, and returns those tables.
+    ///
+    /// A plan is only as good as the statistics it was made from, and
+    /// nothing refreshes them by itself: SQLite never does, and a
+    /// PostgreSQL server may run without autovacuum. Statistics taken
+    /// while a table was small (a new network, a file analyzed empty) made
+    /// the planner scan whole tables where a key would do, so that
+    /// publishing slowed as the network grew (BENCHMARKS.md).
+    ///
+    /// - SQLite: `PRAGMA optimize` over every table, which analyzes (with
+    ///   its own bounded sample) each one whose size changed tenfold since
+    ///   its statistics, or that has an index without any. Connections
+    ///   load statistics with the schema, so when it analyzed anything a
+    ///   view is created and dropped again: every connection, the read
+    ///   connections too, then reloads them before its next statement.
+    /// - PostgreSQL: `ANALYZE` of each table of the hub's schema changed
+    ///   by more than autovacuum's default analyze threshold (50 rows plus
+    ///   a tenth of the table) since its last analysis; where autovacuum
+    ///   runs, it has usually done so first and nothing is left to do.
+    ///   Cached plans of the tables analyzed are made again.
+    pub async fn refresh_planner_statistics(&self) -> Result<Vec<String>, StorageError> {
+        match self.backend() {
+            DatabaseBackend::Sqlite => self.refresh_sqlite_statistics().await,
+            DatabaseBackend::Postgres => self.refresh_postgres_statistics().await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    async fn refresh_sqlite_statistics(&self) -> Result<Vec<String>, StorageError> {
+        // 0x10000: look at every table, not only those this connection
+        // queried; 0x02: analyze; 0x01: only say what would be done.
+        const CHECK: &str = "PRAGMA optimize(0x10003)";
+        // The same, done, each analysis within SQLite's default limit (0x10).
+        const ANALYZE: &str = "PRAGMA optimize(0x10012)";
+        // A schema change, so that every connection reloads the schema,
+        // and the statistics with it.
+        const CREATE: &str = "CREATE VIEW IF NOT EXISTS cityhub_planner_statistics AS SELECT 1";
+        const DROP: &str = "DROP VIEW IF EXISTS cityhub_planner_statistics";
+        let _writer = self.write_guard().await;
+        // One transaction, so one connection: it sees its own changes.
+        let txn = self.conn.begin().await?;
+        let due = txn
+            .query_all_raw(Statement::from_string(DatabaseBackend::Sqlite, CHECK))
+            .await?;
+        let tables = due
+            .iter()
+            .map(|row| {
+                let line: String = row.try_get_by_index(0)?;
+                Ok(line.trim_start_matches("ANALYZE ").replace('"', ""))
+            })
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        if !tables.is_empty() {
+            for statement in [ANALYZE, CREATE, DROP] {
+                txn.execute_unprepared(statement).await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(tables)
+    }
+
+    async fn refresh_postgres_statistics(&self) -> Result<Vec<String>, StorageError> {
+        const DUE: &str = "SELECT format('%I.%I', s.schemaname, s.relname) AS name \
+             FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+             WHERE s.schemaname = current_schema() \
+               AND s.n_mod_since_analyze > 50 + 0.1 * GREATEST(c.reltuples, 0) \
+             ORDER BY 1";
+        let due = self
+            .conn
+            .query_all_raw(Statement::from_string(DatabaseBackend::Postgres, DUE))
+            .await?;
+        let tables = due
+            .iter()
+            .map(|row| row.try_get::<String>("", "name"))
+            .collect::<Result<Vec<_>, DbErr>>()?;
+        if !tables.is_empty() {
+            // Names quoted by `format('%I')`; a table another session is
+            // analyzing is skipped rather than waited for.
+            self.conn
+                .execute_unprepared(&format!("ANALYZE (SKIP_LOCKED) {}", tables.join(", ")))
+                .await?;
+        }
+        Ok(tables)
     }
 
     /// Checks that the database answers (for `/readyz`).
