@@ -13,16 +13,18 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cityhub_app::cache::ResponseCache;
+use cityhub_app::rate_limit::{Limit, Limiters};
 use cityhub_app::service::HubService;
 use cityhub_domain::Policy;
-use cityhub_graphql::guard::Limit;
 use cityhub_graphql::http::{graphiql_asset, graphql_get, graphql_post, jwks, schema_sdl};
 use cityhub_graphql::metrics::Samples;
 use cityhub_graphql::{
-    Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Limiters, Metrics,
-    build_fast_schema, build_schema, request_guard,
+    Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Metrics, build_fast_schema,
+    build_schema, request_guard,
 };
 use cityhub_storage::{Db, StatsRepo, StorageError};
+use cityhub_web::WebState;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -93,6 +95,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     spawn_stats_folder(db.clone(), config, stop.clone(), &tasks);
     spawn_statistics_keeper(db.clone(), config, stop.clone(), &tasks);
     let service = hub_service(db.clone(), config).with_commit_notify(events.waker());
+    // One response cache and one set of rate limiters per instance, shared
+    // by GraphQL and the city websites: an anonymous address has one
+    // budget, and both surfaces' answers share one byte budget.
+    let responses = Arc::new(ResponseCache::new(config.cache.responses()));
     let limiters = Arc::new(Limiters::with_registrations(
         &config.rate_limit,
         config.cache.persisted_registrations_per_minute,
@@ -146,10 +152,21 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         events: events.clone(),
         limiters: limiters.clone(),
     };
-    let guard = request_guard(&config.api, limiters);
+    let guard = request_guard(&config.api, limiters.clone());
     let fast_schema = build_fast_schema(state.clone());
     let schema = build_schema(state);
     let wildcard = config.cors.allowed_origins.iter().any(|o| o == "*");
+    let trusted_proxies = config.trusted_proxies()?;
+    let web = WebState {
+        db: db.clone(),
+        auth: auth.clone(),
+        responses: responses.clone(),
+        limiters,
+        trusted_proxies: trusted_proxies.clone(),
+        settings: config.web.clone(),
+        public_url: config.api.public_url.clone(),
+        limits: config.limits.clone(),
+    };
     let settings = HttpSettings {
         body_limit: config.http.body_limit_bytes,
         graphiql: config.http.graphiql,
@@ -157,13 +174,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
         ws_keepalive_secs: config.http.ws_keepalive_secs,
         ws_send_timeout_secs: config.http.ws_send_timeout_secs,
         ws_max_write_buffer: config.http.ws_max_write_buffer_bytes,
-        trusted_proxies: config.trusted_proxies()?,
+        trusted_proxies,
     };
     let service = GraphqlService::new(schema, auth, db, Arc::new(metrics), events, settings, guard)
-        .with_cache(config.cache.clone())
+        .with_cache(config.cache.clone(), responses)
         .with_fast_path(fast_schema)
         .with_lifetime(stop.clone(), tasks.clone());
-    let router = router(service.clone(), config)?;
+    let router = router(service.clone(), web, config)?;
     let admin = (!config.http.admin_listen.is_empty()).then(|| admin_router(service.clone()));
     Ok(Hub {
         router,
@@ -320,8 +337,10 @@ pub fn serve_admin(
     });
 }
 
-/// The axum application.
-pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router> {
+/// The axum application: GraphQL, the dashboard and the desk on `service`,
+/// the city websites on `web` (which shares `service`'s authenticator,
+/// response cache and rate limiters).
+pub fn router(service: GraphqlService, web: WebState, config: &Config) -> anyhow::Result<Router> {
     let mut app = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         // One set of shared subscription streams per instance (`ws::Groups`).
@@ -339,13 +358,8 @@ pub fn router(service: GraphqlService, config: &Config) -> anyhow::Result<Router
     let app = app
         .merge(cityhub_dashboard::routes())
         .merge(cityhub_desk::routes())
-        .with_state(service.clone())
-        .merge(cityhub_web::router(cityhub_web::WebState {
-            service,
-            settings: config.web.clone(),
-            public_url: config.api.public_url.clone(),
-            limits: config.limits.clone(),
-        }))
+        .with_state(service)
+        .merge(cityhub_web::router(web))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.http.request_timeout_secs.max(1)),

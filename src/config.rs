@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use cityhub_app::RateLimitSettings;
 use cityhub_auth::AuthConfig;
 use cityhub_domain::Limits;
-use cityhub_graphql::{ApiSettings, CacheSettings, EventSettings, RateLimitSettings};
+use cityhub_graphql::{ApiSettings, CacheSettings, EventSettings};
 use cityhub_storage::DbConfig;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};

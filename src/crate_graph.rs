@@ -31,12 +31,7 @@ const EDGES: &[(&str, &[&str])] = &[
     ),
     (
         "cityhub-web",
-        &[
-            "cityhub-app",
-            "cityhub-domain",
-            "cityhub-graphql",
-            "cityhub-storage",
-        ],
+        &["cityhub-app", "cityhub-domain", "cityhub-storage"],
     ),
     ("cityhub-dashboard", &["cityhub-app"]),
     ("cityhub-desk", &["cityhub-app"]),
@@ -76,13 +71,7 @@ const SURFACES: &[&str] = &[
 
 /// Edges between surfaces that remain, each with what still keeps it.
 /// The goal is an empty list.
-const SURFACE_EDGES_LEFT: &[(&str, &str, &str)] = &[(
-    "cityhub-web",
-    "cityhub-graphql",
-    "the response cache (`cache::ReadCache`) and the \
-     anonymous rate limiters (`guard::Limiters`) web shares with GraphQL \
-     still live in graphql, reached through `GraphqlService`",
-)];
+const SURFACE_EDGES_LEFT: &[(&str, &str, &str)] = &[];
 
 fn read_toml(path: &Path) -> toml::Table {
     let text = std::fs::read_to_string(path)

@@ -366,6 +366,42 @@ both_backends!(
     }
 );
 
+/// GraphQL and the city websites take from one anonymous budget per
+/// address (the application layer's `Limiters`, one instance handed to
+/// both): six quick requests, alternating, cannot all pass a burst of
+/// three, as they would if each surface had a budget of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_and_city_websites_share_one_anonymous_budget() {
+    let hub = TestHub::start_with(Backend::Sqlite, |c| {
+        c.rate_limit.anonymous_per_sec = 1;
+        c.rate_limit.anonymous_burst = 3;
+        c.cache.enabled = false;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let response = if i % 2 == 0 {
+            hub.client
+                .post(hub.url())
+                .json(&json!({ "query": "{ network { name } }" }))
+                .send()
+                .await
+        } else {
+            hub.client
+                .get(format!("{}/calendar.ics", hub.base))
+                .send()
+                .await
+        }
+        .expect("request");
+        statuses.push((i % 2, response.status().as_u16()));
+    }
+    assert!(
+        statuses.iter().any(|(_, s)| *s == 429),
+        "one budget across both surfaces: {statuses:?}"
+    );
+    hub.stop().await;
+}
+
 both_backends!(
     variants_of_one_request_share_one_cache_entry,
     |backend| async move {

@@ -14,6 +14,11 @@ pub mod page {
     /// The largest `first` a cost estimate counts (a larger one is refused
     /// by `api.max_page_size` before anything runs).
     pub const MOST_COUNTED: i32 = 1000;
+    /// The fewest values each list of a listing's filter (`cities`,
+    /// `countries`, `themes`) accepts, whatever `Limits::list_items` (the
+    /// most an activity holds) says: a filter may name more cities than
+    /// one activity has.
+    pub const FILTER_LIST_VALUES: usize = 50;
 }
 
 /// Size limits applied by validation.

@@ -1,31 +1,27 @@
-//! Read caches (issue 9): parsed documents keyed by their text, and whole
-//! responses of read-only operations keyed by (document, operation,
-//! variables, read scope) and the data version they were computed at.
-//!
-//! Never stale: the data version ([`VersionRepo::current`]) moves in the
-//! same transaction as every change a read can see, and every request reads
-//! it *after* it arrived — one query serves all requests that arrived
-//! before it was sent ([`VersionGate`]), so a busy hub runs one version
-//! query per database round trip, not one per request. A response is served
-//! from the cache only if it was computed at the version current now, so a
-//! change committed by any instance (or a CLI) before the request arrived
-//! is always seen.
+//! GraphQL's read caches (issue 9): parsed documents keyed by their text,
+//! persisted documents, and — through the application layer's
+//! [`ResponseCache`], which the city websites share — whole responses of
+//! read-only operations keyed by (document, operation, variables, read
+//! scope) and the data version they were computed at. What may be cached
+//! ([`cacheable`]), the canonical key ([`response_key`]) and the `ETag`
+//! ([`etag`]) of a GraphQL answer are decided here; the response cache's
+//! freshness rule (the data version, read after the request arrived) is
+//! `cityhub_app::cache`'s.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql_value::ConstValue;
 
 use crate::document::selected_operation;
-use axum::body::Bytes;
+use cityhub_app::cache::{
+    Digest32, ResponseCache, ResponseCacheSettings, digest, scope_key, weight,
+};
 use cityhub_domain::ReadScope;
-use cityhub_domain::sync::lock;
-use cityhub_storage::Db;
-use cityhub_storage::repo::version::{DataVersion, VersionRepo};
+use cityhub_storage::repo::version::DataVersion;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 
 /// Cache settings (`[cache]` in `cityhub.toml`). Every cache is bounded
 /// in bytes (its entries weighed), never by a count of entries alone.
@@ -83,18 +79,15 @@ impl Default for CacheSettings {
     }
 }
 
-/// A cache key: the SHA-256 of what identifies the entry, so a key costs
-/// 32 bytes whatever the size of the document or request it names.
-pub type Digest32 = [u8; 32];
-
-/// The SHA-256 of `text`.
-pub fn digest(text: &str) -> Digest32 {
-    Sha256::digest(text.as_bytes()).into()
-}
-
-/// A weight for moka (which counts in `u32`), saturating.
-fn weight(bytes: usize) -> u32 {
-    u32::try_from(bytes).unwrap_or(u32::MAX)
+impl CacheSettings {
+    /// What of these settings bounds the shared response cache.
+    pub fn responses(&self) -> ResponseCacheSettings {
+        ResponseCacheSettings {
+            enabled: self.enabled,
+            max_bytes: self.max_bytes,
+            max_entry_bytes: self.max_entry_bytes,
+        }
+    }
 }
 
 /// Bytes a parsed document is reckoned to hold per lexical token of its
@@ -136,39 +129,12 @@ impl std::ops::Deref for CachedDocument {
     }
 }
 
-/// The response cache's key prefix of a reader's [`ReadScope`] (`a`,
-/// `c{id}`, `s`): what a response may contain depends on the scope only
-/// (queries naming the token itself are never cached).
-pub fn scope_key(scope: ReadScope) -> String {
-    match scope {
-        ReadScope::Public => "a".to_owned(),
-        ReadScope::City(id) => format!("c{id}"),
-        ReadScope::All => "s".to_owned(),
-    }
-}
-
-/// One cached response.
-struct Entry {
-    version: DataVersion,
-    body: Bytes,
-    /// The response's `ETag`, when its owner keeps one beside the body
-    /// (the city-website answers tag their bodies by content).
-    tag: Option<Arc<str>>,
-}
-
-/// Counters the metrics endpoint shows.
+/// Counters of GraphQL's own caches the metrics endpoint shows (the
+/// response cache counts its own, `ResponseCache::stats`).
 #[derive(Debug, Default)]
 pub struct CacheStats {
-    /// Responses served from the cache.
-    pub hits: AtomicU64,
-    /// Cacheable requests that were executed.
-    pub misses: AtomicU64,
-    /// `304 Not Modified` answers.
-    pub not_modified: AtomicU64,
     /// Parsed documents reused.
     pub document_hits: AtomicU64,
-    /// Data version queries run.
-    pub version_queries: AtomicU64,
     /// Queries run on the extension-free schema (their document had passed
     /// full validation before).
     pub fast_path: AtomicU64,
@@ -177,14 +143,13 @@ pub struct CacheStats {
     pub fast_path_retried: AtomicU64,
 }
 
-/// The caches of one hub instance.
+/// The caches of one hub instance's GraphQL service.
 pub struct ReadCache {
     settings: CacheSettings,
     documents: moka::sync::Cache<Digest32, Arc<CachedDocument>>,
-    responses: moka::sync::Cache<Digest32, Arc<Entry>>,
     persisted: moka::sync::Cache<String, Arc<str>>,
-    gate: VersionGate,
-    /// Hit, miss and version-query counters.
+    responses: Arc<ResponseCache>,
+    /// Document and fast-path counters.
     pub stats: CacheStats,
 }
 
@@ -197,8 +162,17 @@ impl std::fmt::Debug for ReadCache {
 }
 
 impl ReadCache {
-    /// Empty caches with these settings.
+    /// Empty caches with these settings, with a response cache of their
+    /// own.
     pub fn new(settings: CacheSettings) -> Self {
+        let responses = Arc::new(ResponseCache::new(settings.responses()));
+        Self::sharing(settings, responses)
+    }
+
+    /// Empty document caches with these settings, keeping responses in
+    /// `responses` (the instance's one response cache, which the city
+    /// websites share).
+    pub fn sharing(settings: CacheSettings, responses: Arc<ResponseCache>) -> Self {
         Self {
             documents: moka::sync::Cache::builder()
                 .max_capacity(settings.max_document_bytes as u64)
@@ -209,17 +183,11 @@ impl ReadCache {
                     )
                 })
                 .build(),
-            responses: moka::sync::Cache::builder()
-                .max_capacity(settings.max_bytes as u64)
-                .weigher(|_, e: &Arc<Entry>| {
-                    weight(96 + e.body.len() + e.tag.as_deref().map_or(0, str::len))
-                })
-                .build(),
             persisted: moka::sync::Cache::builder()
                 .max_capacity(settings.max_persisted_memory_bytes as u64)
                 .weigher(|k: &String, q: &Arc<str>| weight(64 + k.len() + q.len()))
                 .build(),
-            gate: VersionGate::new(),
+            responses,
             stats: CacheStats::default(),
             settings,
         }
@@ -228,6 +196,11 @@ impl ReadCache {
     /// The settings.
     pub fn settings(&self) -> &CacheSettings {
         &self.settings
+    }
+
+    /// The response cache (shared with the city websites).
+    pub fn responses(&self) -> &Arc<ResponseCache> {
+        &self.responses
     }
 
     /// The parsed document of `query`: the kept one, or parsed now (not
@@ -271,77 +244,19 @@ impl ReadCache {
         (self.documents.weighted_size(), self.documents.entry_count())
     }
 
-    /// The current data version, read after this call began (`None` if the
-    /// database could not say: then nothing is served from the cache).
-    pub async fn version(&self, db: &Db) -> Option<DataVersion> {
-        self.gate.current(db, &self.stats).await
-    }
-
-    /// The cached response of `key` if it was computed at `version`.
-    pub fn get(&self, key: &str, version: DataVersion) -> Option<Bytes> {
-        self.get_tagged(key, version).map(|(body, _)| body)
-    }
-
-    /// The cached response of `key` and the tag kept with it, if it was
-    /// computed at `version`.
-    pub fn get_tagged(&self, key: &str, version: DataVersion) -> Option<(Bytes, Option<Arc<str>>)> {
-        if !self.settings.enabled {
-            return None;
-        }
-        let found = match self.responses.get(&digest(key)) {
-            Some(e) if e.version == version => Some((e.body.clone(), e.tag.clone())),
-            _ => None,
-        };
-        match &found {
-            Some(_) => self.stats.hits.fetch_add(1, Ordering::Relaxed),
-            None => self.stats.misses.fetch_add(1, Ordering::Relaxed),
-        };
-        found
-    }
-
-    /// Keeps `body` as the response of `key` at `version`; the cache drops
-    /// entries (least often and least recently used first) past `max_bytes`.
-    pub fn put(&self, key: String, version: DataVersion, body: Bytes) {
-        self.put_tagged(key, version, body, None);
-    }
-
-    /// Keeps `body` and its `tag` as the response of `key` at `version`
-    /// (see [`Self::put`]).
-    pub fn put_tagged(
-        &self,
-        key: String,
-        version: DataVersion,
-        body: Bytes,
-        tag: Option<Arc<str>>,
-    ) {
-        // City-website answers (tagged) may be as large as a quarter of the
-        // cache: a large calendar is rendered once per data version, not
-        // on every request.
-        let largest = if tag.is_some() {
-            self.settings
-                .max_entry_bytes
-                .max(self.settings.max_bytes / 4)
-        } else {
-            self.settings.max_entry_bytes
-        };
-        if !self.settings.enabled || body.len() > largest {
-            return;
-        }
-        self.responses
-            .insert(digest(&key), Arc::new(Entry { version, body, tag }));
-    }
-
-    /// The totals for the metrics endpoint.
+    /// The totals for the metrics endpoint (the shared response cache's
+    /// included).
     pub fn counts(&self) -> crate::metrics::CacheCounts {
-        let (bytes, entries) = self.usage();
+        let (bytes, entries) = self.responses.usage();
         let (document_bytes, document_entries) = self.document_usage();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let shared = &self.responses.stats;
         crate::metrics::CacheCounts {
-            hits: get(&self.stats.hits),
-            misses: get(&self.stats.misses),
-            not_modified: get(&self.stats.not_modified),
+            hits: get(&shared.hits),
+            misses: get(&shared.misses),
+            not_modified: get(&shared.not_modified),
             document_hits: get(&self.stats.document_hits),
-            version_queries: get(&self.stats.version_queries),
+            version_queries: get(&shared.version_queries),
             fast_path: get(&self.stats.fast_path),
             fast_path_retried: get(&self.stats.fast_path_retried),
             bytes,
@@ -349,15 +264,6 @@ impl ReadCache {
             document_bytes,
             document_entries,
         }
-    }
-
-    /// Bytes (as weighed) and entries the response cache holds.
-    pub fn usage(&self) -> (usize, usize) {
-        self.responses.run_pending_tasks();
-        (
-            usize::try_from(self.responses.weighted_size()).unwrap_or(usize::MAX),
-            usize::try_from(self.responses.entry_count()).unwrap_or(usize::MAX),
-        )
     }
 
     /// A persisted document known to this instance.
@@ -503,75 +409,6 @@ fn root_cacheable(doc: &ExecutableDocument, set: &SelectionSet, depth: usize) ->
     })
 }
 
-/// Reads the data version so that each caller gets a value read by a query
-/// sent after the caller arrived, while sharing queries between callers: a
-/// caller waits for the next query to start after it came (one at most in
-/// flight). The query runs in its own task, so a cancelled request never
-/// leaves the gate waiting.
-struct VersionGate {
-    state: Arc<Mutex<GateState>>,
-    done: watch::Sender<(u64, Option<DataVersion>)>,
-}
-
-#[derive(Default)]
-struct GateState {
-    started: u64,
-    inflight: bool,
-}
-
-impl VersionGate {
-    fn new() -> Self {
-        Self {
-            state: Arc::new(Mutex::new(GateState::default())),
-            done: watch::Sender::new((0, None)),
-        }
-    }
-
-    async fn current(&self, db: &Db, stats: &CacheStats) -> Option<DataVersion> {
-        let mut rx = self.done.subscribe();
-        let needed = lock(&self.state).started + 1;
-        loop {
-            {
-                let seen = *rx.borrow_and_update();
-                if seen.0 >= needed {
-                    return seen.1;
-                }
-            }
-            {
-                let mut st = lock(&self.state);
-                if !st.inflight {
-                    st.inflight = true;
-                    st.started += 1;
-                    let generation = st.started;
-                    drop(st);
-                    stats.version_queries.fetch_add(1, Ordering::Relaxed);
-                    let db = db.clone();
-                    let state = self.state.clone();
-                    let done = self.done.clone();
-                    tokio::spawn(async move {
-                        let version = match VersionRepo::current(db.conn()).await {
-                            Ok(v) => Some(v),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot read the data version; not caching");
-                                None
-                            }
-                        };
-                        lock(&state).inflight = false;
-                        done.send_modify(|d| {
-                            if generation > d.0 {
-                                *d = (generation, version);
-                            }
-                        });
-                    });
-                }
-            }
-            if rx.changed().await.is_err() {
-                return None;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,33 +450,6 @@ mod tests {
         assert_eq!(tag, etag(v, "k"));
         assert_ne!(etag(DataVersion { events: 8, ..v }, "k"), tag);
         assert_ne!(etag(v, "other"), tag);
-    }
-
-    #[test]
-    fn responses_are_bounded_by_weight_and_versioned() {
-        let cache = ReadCache::new(CacheSettings {
-            max_bytes: 100_000,
-            ..CacheSettings::default()
-        });
-        let v1 = DataVersion {
-            events: 1,
-            events_count: 0,
-            cities: 0,
-        };
-        let v2 = DataVersion {
-            events: 2,
-            events_count: 0,
-            cities: 0,
-        };
-        cache.put("a".into(), v1, Bytes::from(vec![b'x'; 400]));
-        assert!(cache.get("a", v1).is_some());
-        assert!(cache.get("a", v2).is_none(), "another version never hits");
-        for i in 0..1_000 {
-            cache.put(format!("k{i}"), v1, Bytes::from(vec![b'x'; 4_000]));
-        }
-        let (bytes, entries) = cache.usage();
-        assert!(bytes <= 100_000, "{bytes} bytes in {entries} entries");
-        assert!(entries < 1_000, "{entries}");
     }
 
     #[test]

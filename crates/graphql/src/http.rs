@@ -178,7 +178,7 @@ async fn execute_untraced(
     let settings = svc.cache.settings();
     let wants_version = cacheable && (get || settings.enabled);
     let version = if wants_version {
-        svc.cache.version(&svc.db).await
+        svc.cache.responses().version(&svc.db).await
     } else {
         None
     };
@@ -209,16 +209,13 @@ async fn execute_untraced(
     if let Some(tag) = &tag
         && cityhub_app::http::not_modified(headers, tag)
     {
-        svc.cache
-            .stats
-            .not_modified
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        svc.cache.responses().count_not_modified();
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         http_cache_headers(&mut response, tag, cache_control);
         return response;
     }
     if let (Some(v), Some(k)) = (version, &key)
-        && let Some(body) = svc.cache.get(k, v)
+        && let Some(body) = svc.cache.responses().get(k, v)
     {
         svc.metrics
             .observe(named, kind, Outcome::Ok, Duration::ZERO);
@@ -345,7 +342,7 @@ async fn execute_untraced(
         Ok(body) => {
             let body = Bytes::from(body);
             if ok && let (Some(v), Some(k)) = (version, key) {
-                svc.cache.put(k, v, body.clone());
+                svc.cache.responses().put(k, v, body.clone());
             }
             let mut response =
                 (status, [(header::CONTENT_TYPE, content_type)], body).into_response();

@@ -101,7 +101,7 @@ impl ActivityFilterInput {
         path: &str,
         limits: &d::Limits,
     ) -> async_graphql::Result<s::ActivityFilter> {
-        let max = limits.list_items.max(50);
+        let max = limits.list_items.max(d::page::FILTER_LIST_VALUES);
         check_list(
             &format!("{path}.cities"),
             &self.cities,

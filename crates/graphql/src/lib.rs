@@ -25,7 +25,7 @@ pub mod ws;
 pub use cache::CacheSettings;
 pub use cityhub_app::{Authenticator, Principal};
 pub use cityhub_events::{EventBus, EventSettings};
-pub use guard::{ClientAddr, Limiters, RateLimitSettings};
+pub use guard::ClientAddr;
 pub use metrics::Metrics;
 pub use schema::{HubSchema, build_fast_schema, build_schema, request_guard, sdl};
 pub use service::{GraphqlService, HttpSettings};

@@ -12,10 +12,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::Code;
-use crate::guard::{ClientAddr, Registrant};
+use crate::guard::ClientAddr;
 use crate::service::GraphqlService;
 use cityhub_app::auth::Principal;
 use cityhub_app::http::{error_response, unavailable_response};
+use cityhub_app::rate_limit::Registrant;
 
 /// The SHA-256 of a document, in lowercase hex.
 pub fn sha256_hex(query: &str) -> String {

@@ -12,9 +12,10 @@ use async_graphql::{
 };
 
 use crate::error::Code;
-use crate::guard::{DocumentLimits, Limiters, RateLimitSettings, RequestGuard};
+use crate::guard::{DocumentLimits, RequestGuard};
 use crate::roots::{Mutation, Query, Subscription};
 use crate::state::{ApiSettings, HubState};
+use cityhub_app::rate_limit::{Limiters, RateLimitSettings};
 
 /// The hub's schema type.
 pub type HubSchema = Schema<Query, Mutation, Subscription>;

@@ -12,6 +12,7 @@ use crate::guard::RequestGuard;
 use crate::metrics::Metrics;
 use crate::schema::HubSchema;
 use cityhub_app::auth::Authenticator;
+use cityhub_app::cache::ResponseCache;
 
 /// HTTP settings the GraphQL handlers need.
 #[derive(Debug, Clone)]
@@ -117,10 +118,12 @@ impl GraphqlService {
         &self.guard
     }
 
-    /// Replaces the read caches with empty ones under `settings`.
+    /// Replaces the read caches with empty ones under `settings`, keeping
+    /// responses in `responses` (the instance's one response cache, which
+    /// the city websites share).
     #[must_use]
-    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
-        self.cache = Arc::new(ReadCache::new(settings));
+    pub fn with_cache(mut self, settings: CacheSettings, responses: Arc<ResponseCache>) -> Self {
+        self.cache = Arc::new(ReadCache::sharing(settings, responses));
         self
     }
 

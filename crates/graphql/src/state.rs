@@ -9,9 +9,9 @@ use cityhub_domain::Actor;
 use cityhub_events::EventBus;
 use serde::{Deserialize, Serialize};
 
-use crate::guard::Limiters;
 use crate::loaders::Loaders;
 use cityhub_app::auth::{Authenticator, Principal, RequestCtx};
+use cityhub_app::rate_limit::Limiters;
 
 /// API settings (`[api]` in `cityhub.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,22 +1,21 @@
 //! What every city-website handler shares: who is asking (the same token
 //! check and read policy as GraphQL), the public base URL, error answers
 //! with the contract's codes, `ETag`/`If-None-Match` handling and the
-//! response cache.
+//! response cache (the application layer's, shared with GraphQL).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cityhub_app::Code;
+use cityhub_app::cache::scope_key;
 use cityhub_app::http::{
     LocalAddr, client_addr, error_response, not_modified, peer_of, principal_of,
     unavailable_response,
 };
 use cityhub_domain::{Action, Actor, Denied, Policy};
-use cityhub_graphql::cache::scope_key;
 use cityhub_storage::{ReadScope, StorageError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -42,10 +41,10 @@ impl Reader {
 /// Verifies the request's token and applies the read policy, exactly as
 /// `POST /graphql` does: a token that fails verification is refused.
 pub async fn reader(state: &WebState, headers: &HeaderMap) -> Result<Reader, Response> {
-    let principal = principal_of(state.service.auth(), headers).await?;
+    let principal = principal_of(&state.auth, headers).await?;
     let actor = principal.map_or(Actor::Anonymous, |p| p.actor);
     let policy = Policy {
-        public_read: state.service.auth().config().public_read,
+        public_read: state.auth.config().public_read,
     };
     if let Err(denied) = policy.authorize(&actor, Action::ReadNetwork, None) {
         return Err(match denied {
@@ -98,15 +97,11 @@ pub async fn limit_anonymous(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let limiters = state.service.guard().limiters();
+    let limiters = &state.limiters;
     if limiters.limits_anonymous() && !request.headers().contains_key(header::AUTHORIZATION) {
         let peer = peer_of(request.extensions());
         let ip = peer.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| {
-            client_addr(
-                &state.service.settings().trusted_proxies,
-                peer,
-                request.headers(),
-            )
+            client_addr(&state.trusted_proxies, peer, request.headers())
         });
         if let Err(wait) = limiters.take_anonymous(ip) {
             let mut response = error_response(
@@ -135,14 +130,8 @@ pub async fn pin_origin(
     next: axum::middleware::Next,
 ) -> Response {
     if state.public_url.is_empty() {
-        let trusted = peer_of(request.extensions()).is_some_and(|peer| {
-            state
-                .service
-                .settings()
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&peer))
-        });
+        let trusted = peer_of(request.extensions())
+            .is_some_and(|peer| state.trusted_proxies.iter().any(|net| net.contains(&peer)));
         if !trusted {
             let local = request
                 .extensions()
@@ -270,8 +259,8 @@ pub struct Representation {
 
 /// Answers from the hub's response cache when it holds this key's body at
 /// the current data version, else renders it (and keeps it). The version is
-/// read after the request arrived (the GraphQL response cache's own
-/// [`cityhub_graphql::cache::ReadCache::version`]), so a change committed
+/// read after the request arrived ([`cityhub_app::cache::ResponseCache::version`],
+/// the one GraphQL's answers are cached under too), so a change committed
 /// before the request is always seen; `If-None-Match` is answered 304 from
 /// the kept `ETag` without rendering. `cache.enabled = false` renders every
 /// time. Errors (`Err` from `render`) are never kept.
@@ -286,9 +275,9 @@ pub async fn answer<F>(
 where
     F: Future<Output = Result<Vec<u8>, Response>>,
 {
-    let cache = state.service.cache();
+    let cache = &state.responses;
     let version = if cache.settings().enabled {
-        cache.version(state.service.db()).await
+        cache.version(&state.db).await
     } else {
         None
     };
@@ -338,12 +327,7 @@ fn respond(
         &state.settings.cache_control
     };
     let mut response = if not_modified(request, etag) {
-        state
-            .service
-            .cache()
-            .stats
-            .not_modified
-            .fetch_add(1, Ordering::Relaxed);
+        state.responses.count_not_modified();
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut r = (StatusCode::OK, body).into_response();

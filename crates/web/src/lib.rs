@@ -21,9 +21,14 @@ pub mod widget;
 /// The hub's one Markdown renderer (the domain's), which pages and feeds use.
 pub use cityhub_domain::markdown;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::get;
-use cityhub_graphql::GraphqlService;
+use cityhub_app::Authenticator;
+use cityhub_app::cache::ResponseCache;
+use cityhub_app::rate_limit::Limiters;
+use cityhub_storage::Db;
 use serde::{Deserialize, Serialize};
 
 /// Settings of the city-website endpoints (`[web]` in `cityhub.toml`).
@@ -54,11 +59,22 @@ impl Default for WebSettings {
     }
 }
 
-/// What the handlers share.
+/// What the handlers share. The authenticator, the response cache and the
+/// rate limiters are the instance's own, the same ones GraphQL uses (the
+/// binary hands both surfaces one of each).
 #[derive(Clone)]
 pub struct WebState {
-    /// The GraphQL service: database, authenticator, policy settings.
-    pub service: GraphqlService,
+    /// The database.
+    pub db: Db,
+    /// Token verification and the read policy's settings.
+    pub auth: Arc<Authenticator>,
+    /// The instance's response cache, shared with GraphQL.
+    pub responses: Arc<ResponseCache>,
+    /// The instance's rate limiters, shared with GraphQL.
+    pub limiters: Arc<Limiters>,
+    /// Proxies whose `X-Forwarded-*` headers are believed
+    /// (`http.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Settings.
     pub settings: WebSettings,
     /// The hub's public base URL (`api.public_url`, shared with GraphQL's

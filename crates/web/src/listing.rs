@@ -53,7 +53,7 @@ pub async fn load(
         state.settings.max_query_values,
     )
     .map_err(|e| bad_input(&e.field, &e.message))?;
-    let db = state.service.db();
+    let db = &state.db;
     let city = match request.city_slug {
         Some(slug) => {
             let city = CityRepo::find_by_slug(db, slug)

@@ -79,7 +79,7 @@ pub async fn activity_page(
     };
     let key = CacheKey::new(&reader, &base, variant, &uri);
     let rendering = async {
-        let db = state.service.db();
+        let db = &state.db;
         let activity = match ActivityRepo::find_by_slug(db, reader.scope, &slug).await {
             Ok(Some(a)) => a,
             Ok(None) => return Err(not_found(&format!("no activity `{slug}`"))),

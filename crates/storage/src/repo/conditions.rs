@@ -1,39 +1,91 @@
 //! The SQL translations of the domain's activity rules: who sees a draft
-//! ([`ReadScope`], whose rule is `ReadScope::sees`) and which activities a
-//! filter selects ([`ActivityFilter`], whose rule is
-//! `ActivityFilter::matches`). Activity listings (`repo/activity/`) and the
-//! kept counts (`repo/stats.rs`) both apply them.
+//! ([`ReadScope`], whose rule is `ReadScope::sees`: [`scope_sql`], the one
+//! translation) and which activities a filter selects ([`ActivityFilter`],
+//! whose rule is `ActivityFilter::matches`). Activity finders and listings
+//! (`repo/activity/`, the city index included) and the kept counts
+//! (`repo/stats.rs`) all apply them.
 
 use cityhub_domain::{ActivityFilter, ActivityStatus, ReadScope};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, DatabaseBackend};
+use sea_orm::{ColumnTrait, Condition, DatabaseBackend, Value};
 
-use super::in_list;
+use super::{in_list, mark};
 use crate::entities::activity;
 use crate::time::date_key;
 
-/// The SQL translation of [`ReadScope`] (the rule itself is
-/// `ReadScope::sees`, in the domain): soft-deleted rows and the drafts the
-/// scope may not see are left out.
+/// The rows a scoped query reads, each of which says in its own columns
+/// whether everyone may see a row and, for a draft, which city published it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScopedRows<'a> {
+    /// `activities` itself, soft-deleted rows included (left out here).
+    Activities,
+    /// The city index `city_activities` under this alias (it holds no
+    /// deleted activity).
+    CityIndex(&'a str),
+    /// The kept counts (`stats_pair_counts`), whose `scope` column is 0 for
+    /// what everyone sees and a draft's publishing city otherwise
+    /// (migration `m20261201_000002_stats`: `CASE WHEN status = 'DRAFT' THEN
+    /// COALESCE(published_by, -1) ELSE 0 END`).
+    KeptCounts,
+}
+
+/// Who sees a draft, as SQL: the one translation of `ReadScope::sees`
+/// every scoped query uses. The condition on `rows` that leaves out
+/// soft-deleted activities and the drafts `scope` may not see, to be joined
+/// to the rest with `AND`; empty when it lets everything through. `bind`
+/// binds the scope's city id and returns its placeholder.
+pub(crate) fn scope_sql(
+    scope: ReadScope,
+    rows: ScopedRows<'_>,
+    bind: impl FnOnce(i64) -> String,
+) -> String {
+    let draft = ActivityStatus::Draft.as_str();
+    let visible = match (scope, rows) {
+        (ReadScope::All, _) => None,
+        (ReadScope::Public, ScopedRows::KeptCounts) => Some("scope = 0".to_owned()),
+        (ReadScope::City(id), ScopedRows::KeptCounts) => {
+            Some(format!("scope IN (0, {})", bind(id.get())))
+        }
+        (ReadScope::Public, ScopedRows::Activities) => {
+            Some(format!("activities.status <> '{draft}'"))
+        }
+        (ReadScope::City(id), ScopedRows::Activities) => Some(format!(
+            "(activities.status <> '{draft}' OR activities.published_by = {})",
+            bind(id.get())
+        )),
+        (ReadScope::Public, ScopedRows::CityIndex(alias)) => {
+            Some(format!("{alias}.status <> '{draft}'"))
+        }
+        (ReadScope::City(id), ScopedRows::CityIndex(alias)) => Some(format!(
+            "({alias}.status <> '{draft}' OR {alias}.published_by = {})",
+            bind(id.get())
+        )),
+    };
+    let live = matches!(rows, ScopedRows::Activities).then_some("activities.deleted_at IS NULL");
+    match (live, visible) {
+        (Some(live), Some(visible)) => format!("{live} AND {visible}"),
+        (Some(live), None) => live.to_owned(),
+        (None, Some(visible)) => visible,
+        (None, None) => String::new(),
+    }
+}
+
+/// [`scope_sql`] on `activities` as a sea-query condition, for the
+/// finders and listings that build their statements with sea-query.
 pub(crate) trait ScopeCondition {
     /// The scope as a condition on `activities`.
-    fn condition(self) -> Condition;
+    fn condition(self, backend: DatabaseBackend) -> Condition;
 }
 
 impl ScopeCondition for ReadScope {
-    fn condition(self) -> Condition {
-        let base = Condition::all().add(activity::Column::DeletedAt.is_null());
-        match self {
-            ReadScope::All => base,
-            ReadScope::Public => {
-                base.add(activity::Column::Status.ne(ActivityStatus::Draft.as_str()))
-            }
-            ReadScope::City(id) => base.add(
-                Condition::any()
-                    .add(activity::Column::Status.ne(ActivityStatus::Draft.as_str()))
-                    .add(activity::Column::PublishedBy.eq(id.get())),
-            ),
-        }
+    fn condition(self, backend: DatabaseBackend) -> Condition {
+        let mut values: Vec<Value> = Vec::new();
+        let text = scope_sql(self, ScopedRows::Activities, |id| {
+            values.push(id.into());
+            mark(backend, values.len())
+        });
+        // sea-query parenthesizes a custom expression it joins to others.
+        Condition::all().add(Expr::cust_with_values(text, values))
     }
 }
 
@@ -152,4 +204,68 @@ pub(crate) const SEARCH_ID_MASK: i64 = (1 << 36) - 1;
 /// runs, `text::search_terms`: nothing in them needs quoting).
 pub(crate) fn fts_prefix(term: &str) -> String {
     format!("\"{term}\"*")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cityhub_domain::CityId;
+
+    fn sql(scope: ReadScope, rows: ScopedRows<'_>) -> String {
+        scope_sql(scope, rows, |id| format!("${id}"))
+    }
+
+    #[test]
+    fn every_scoped_query_gets_its_condition_from_one_rule() {
+        let city = ReadScope::City(CityId(7));
+        assert_eq!(
+            sql(ReadScope::All, ScopedRows::Activities),
+            "activities.deleted_at IS NULL"
+        );
+        assert_eq!(
+            sql(ReadScope::Public, ScopedRows::Activities),
+            "activities.deleted_at IS NULL AND activities.status <> 'DRAFT'"
+        );
+        assert_eq!(
+            sql(city, ScopedRows::Activities),
+            "activities.deleted_at IS NULL AND \
+             (activities.status <> 'DRAFT' OR activities.published_by = $7)"
+        );
+        assert_eq!(sql(ReadScope::All, ScopedRows::CityIndex("ca")), "");
+        assert_eq!(
+            sql(ReadScope::Public, ScopedRows::CityIndex("ca")),
+            "ca.status <> 'DRAFT'"
+        );
+        assert_eq!(
+            sql(city, ScopedRows::CityIndex("ca")),
+            "(ca.status <> 'DRAFT' OR ca.published_by = $7)"
+        );
+        assert_eq!(sql(ReadScope::All, ScopedRows::KeptCounts), "");
+        assert_eq!(sql(ReadScope::Public, ScopedRows::KeptCounts), "scope = 0");
+        assert_eq!(sql(city, ScopedRows::KeptCounts), "scope IN (0, $7)");
+    }
+
+    #[test]
+    fn the_sea_query_form_numbers_its_own_placeholder() {
+        use sea_orm::sea_query::{PostgresQueryBuilder, Query, SqliteQueryBuilder};
+        let query = |backend| {
+            Query::select()
+                .column(activity::Column::Id)
+                .from(activity::Entity)
+                .and_where(activity::Column::Kind.eq("TALK"))
+                .cond_where(ReadScope::City(CityId(7)).condition(backend))
+                .to_owned()
+        };
+        let (pg, values) = query(DatabaseBackend::Postgres).build(PostgresQueryBuilder);
+        assert!(
+            pg.ends_with(
+                "\"activities\".\"kind\" = $1 AND (activities.deleted_at IS NULL AND \
+                 (activities.status <> 'DRAFT' OR activities.published_by = $2))"
+            ),
+            "{pg}"
+        );
+        assert_eq!(values.0.len(), 2);
+        let (lite, _) = query(DatabaseBackend::Sqlite).build(SqliteQueryBuilder);
+        assert!(lite.ends_with("activities.published_by = ?))"), "{lite}");
+    }
 }

@@ -192,15 +192,11 @@ impl EventLog {
                 pending = true;
                 break;
             }
-            out.push(to_record(activity_event::Model {
-                seq: row.try_get("", "seq")?,
-                activity_id: row.try_get("", "activity_id")?,
-                event_type: row.try_get("", "event_type")?,
-                occurred_at: row.try_get("", "occurred_at")?,
-                actor_city_id: row.try_get("", "actor_city_id")?,
-                status: row.try_get("", "status")?,
-                published_by: row.try_get("", "published_by")?,
-            })?);
+            // The entity's own decoding, as on SQLite's path: one way to
+            // read an event row whichever backend answers.
+            out.push(to_record(
+                <activity_event::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?,
+            )?);
         }
         Ok((out, pending))
     }

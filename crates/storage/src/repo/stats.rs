@@ -28,7 +28,7 @@ use sea_orm::{
 };
 
 use super::city::{CityRepo, FieldCount, NetworkCounts};
-use super::conditions::{ScopeCondition, filter_condition};
+use super::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
 use super::{in_list, mark};
 use crate::db::ReadConnection;
 use crate::entities::activity;
@@ -403,14 +403,14 @@ impl StatsRepo {
         values.extend(v);
         let (status_marks, v) = in_list(backend, values.len() + 1, statuses);
         values.extend(v);
-        let scope_condition = match scope {
-            ReadScope::Public => " AND scope = 0".to_owned(),
-            ReadScope::City(id) => {
-                let m = mark(backend, values.len() + 1);
-                values.push(id.get().into());
-                format!(" AND scope IN (0, {m})")
-            }
-            ReadScope::All => String::new(),
+        let visible = scope_sql(scope, ScopedRows::KeptCounts, |id| {
+            values.push(id.into());
+            mark(backend, values.len())
+        });
+        let scope_condition = if visible.is_empty() {
+            String::new()
+        } else {
+            format!(" AND {visible}")
         };
         Ok(Some((
             format!(
@@ -431,7 +431,7 @@ impl StatsRepo {
         let ids = activity::Entity::find()
             .select_only()
             .column(activity::Column::Id)
-            .filter(scope.condition())
+            .filter(scope.condition(backend))
             .filter(filter_condition(filter, backend))
             .build(backend);
         let values = ids.values.map(|v| v.0).unwrap_or_default();

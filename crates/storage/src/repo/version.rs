@@ -13,7 +13,7 @@
 //! other databases' transactions on the same server), so an unchanged
 //! database keeps its version and its `ETag`s. The count is an index-only
 //! scan of the log, run once per database round trip for all waiting
-//! requests (`graphql::cache::VersionGate`).
+//! requests (`app::cache::VersionGate`).
 
 use sea_orm::{ConnectionTrait, Statement};
 

@@ -110,7 +110,7 @@ impl ActivityRepo {
         let model = find_one(
             db,
             select_texts(activity::Entity::find_by_id(id.get()), ActivityTexts::All)
-                .filter(scope.condition()),
+                .filter(scope.condition(db.get_database_backend())),
         )
         .await?;
         Ok(Self::with_hosts(db, model.into_iter().collect())
@@ -128,7 +128,7 @@ impl ActivityRepo {
             db,
             select_texts(activity::Entity::find(), ActivityTexts::All)
                 .filter(activity::Column::Slug.eq(slug))
-                .filter(scope.condition()),
+                .filter(scope.condition(db.get_database_backend())),
         )
         .await?;
         Ok(Self::with_hosts(db, model.into_iter().collect())
@@ -201,7 +201,7 @@ impl ActivityRepo {
             ],
         );
         let query = activity::Entity::find()
-            .filter(scope.condition())
+            .filter(scope.condition(db.get_database_backend()))
             .filter(invited);
         let models = find_all(
             db,
@@ -268,7 +268,7 @@ impl ActivityRepo {
             return Self::search_page(db, scope, filter, descending, first, after, texts).await;
         }
         let mut query = select_texts(activity::Entity::find(), texts)
-            .filter(scope.condition())
+            .filter(scope.condition(db.get_database_backend()))
             .filter(filter_condition(filter, db.get_database_backend()));
         if let Some(cursor) = after {
             query = query.filter(keyset(order, cursor));
@@ -301,7 +301,7 @@ impl ActivityRepo {
         count_all(
             db,
             activity::Entity::find()
-                .filter(scope.condition())
+                .filter(scope.condition(db.get_database_backend()))
                 .filter(filter_condition(filter, db.get_database_backend())),
         )
         .await

@@ -125,7 +125,7 @@ impl ActivityRepo {
             .from(activity::Entity)
             .cond_where(
                 Condition::all()
-                    .add(scope.condition())
+                    .add(scope.condition(backend))
                     .add(filter_condition(&rest, backend)),
             )
             .build(sea_orm::sea_query::SqliteQueryBuilder);

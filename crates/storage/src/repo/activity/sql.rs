@@ -7,6 +7,7 @@ use sea_orm::{DatabaseBackend, Statement};
 
 use crate::cursor::{Cursor, CursorKey};
 use crate::entities::activity;
+use crate::repo::conditions::{ScopedRows, scope_sql};
 use crate::repo::mark;
 use crate::time::date_key;
 
@@ -177,15 +178,10 @@ impl BoundSql {
                 .text
                 .push_str(&format!(" AND ca.status IN ({})", marks.join(", "))),
         }
-        match scope {
-            ReadScope::All => {}
-            ReadScope::Public => self.text.push_str(" AND ca.status <> 'DRAFT'"),
-            ReadScope::City(id) => {
-                let id = self.bind(id.get());
-                self.text.push_str(&format!(
-                    " AND (ca.status <> 'DRAFT' OR ca.published_by = {id})"
-                ));
-            }
+        let visible = scope_sql(scope, ScopedRows::CityIndex("ca"), |id| self.bind(id));
+        if !visible.is_empty() {
+            self.text.push_str(" AND ");
+            self.text.push_str(&visible);
         }
         if let Some(from) = filter.from {
             let k = self.bind(date_key(Some(from)));

@@ -231,11 +231,14 @@ impl ActivityRepo {
                 .collect();
         let mut stored = Vec::with_capacity(writes.len());
         for write in writes {
+            // Every row was inserted or the statement failed: a row missing
+            // from `RETURNING` is the database breaking its word, an
+            // internal error (never a conflict the caller could retry).
             let model = by_slug.remove(&write.slug).ok_or_else(|| {
-                StorageError::Conflict(format!(
+                StorageError::Other(sea_orm::DbErr::Custom(format!(
                     "the insert of {:?} returned no row for it",
                     write.slug
-                ))
+                )))
             })?;
             stored.push((model, *write));
         }
@@ -282,20 +285,11 @@ impl ActivityRepo {
         let mut model = Self::columns(write);
         model.updated_at = Set(now_micros());
         model.version = Set(version + 1);
-        let result = activity::Entity::update_many()
-            .set(model)
-            .filter(activity::Column::Id.eq(id.get()))
-            .filter(activity::Column::Version.eq(version))
-            .exec(db)
-            .await?;
-        if result.rows_affected != 1 {
-            return Err(StorageError::Conflict(
-                "the activity changed meanwhile".into(),
-            ));
-        }
+        let update = activity::Entity::update_many().set(model);
+        let version = Self::bump_checked(db, update, id, version).await?;
         Self::clear_relations(db, id).await?;
         Self::write_relations(db, &[(id, write)]).await?;
-        Ok(version + 1)
+        Ok(version)
     }
 
     /// Changes status (and what goes with it) if the version is still
