@@ -29,6 +29,7 @@ mod keys_at_rest;
 mod live_hardening;
 mod nodes;
 mod observability;
+mod planner_statistics;
 mod publishing;
 mod read_api;
 mod resilience;
