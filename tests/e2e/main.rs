@@ -17,6 +17,7 @@ mod abuse;
 mod cache;
 mod cli;
 mod dashboard;
+mod database_tls;
 mod deploy;
 mod desk;
 mod federation;

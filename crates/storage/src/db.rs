@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgSslMode};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
@@ -97,12 +97,41 @@ fn mark_as_hub(options: PgConnectOptions) -> PgConnectOptions {
     options.application_name(HUB_APPLICATION_NAME)
 }
 
+/// Whether `host` is this machine: TLS to a database there protects
+/// nothing that leaves it.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Connections to a PostgreSQL server on a loopback address do not
+/// negotiate TLS unless `url` (its `sslmode`) or `PGSSLMODE` asks for it.
+/// libpq's default, `prefer`, encrypts whenever the server offers TLS,
+/// and on loopback that encrypted every statement and row for nothing:
+/// about a fifth of the hub's CPU per uncached listing (BENCHMARKS.md).
+/// Any other host keeps the default; an explicit `sslmode` always wins.
+fn plain_on_loopback(options: PgConnectOptions, url: &str) -> PgConnectOptions {
+    let explicit = std::env::var_os("PGSSLMODE").is_some()
+        || url::Url::parse(url).is_ok_and(|u| {
+            u.query_pairs()
+                .any(|(key, _)| key == "sslmode" || key == "ssl-mode")
+        });
+    if explicit || !is_loopback(options.get_host()) {
+        options
+    } else {
+        options.ssl_mode(PgSslMode::Disable)
+    }
+}
+
 /// Opens the connection that `LISTEN`s for other instances' commits on
 /// PostgreSQL, named as the hub's like the pool's (it never writes, so it
 /// never holds back delivery). Like [`PgListener::connect`], it reconnects
 /// by itself through a pool of one connection without timeouts.
 pub async fn postgres_listener(url: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
-    let options = mark_as_hub(url.parse::<PgConnectOptions>()?);
+    let options = mark_as_hub(plain_on_loopback(url.parse::<PgConnectOptions>()?, url));
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .max_lifetime(None)
@@ -246,7 +275,9 @@ impl Db {
             });
         } else {
             let timeout_ms = config.statement_timeout_secs * 1000;
+            let url = config.url.clone();
             options.map_sqlx_postgres_opts(move |o| {
+                let o = plain_on_loopback(o, &url);
                 mark_as_hub(o.options([("statement_timeout", timeout_ms.to_string())]))
             });
         }
@@ -456,7 +487,30 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{is_loopback, redact_url};
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "localhost",
+            "LOCALHOST",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "db.example.org",
+            "10.0.0.5",
+            "192.168.1.2",
+            "/var/run/postgresql",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
 
     #[test]
     fn redacts_passwords() {
