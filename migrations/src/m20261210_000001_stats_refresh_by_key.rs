@@ -100,26 +100,21 @@ fn noted_facts() -> String {
         .join("\n        UNION ALL\n")
 }
 
-/// The refresh of every noted activity, then the notes cleared (as in
-/// `m20261206_000002_stats_refresh_once`, its facts read by key).
+/// The end of the facts statement, in both flushes.
+const FACTS_END: &str = "ON CONFLICT (activity_id, fresh, dim, val) DO NOTHING;\n";
+
+/// The refresh of every noted activity, then the notes cleared:
+/// `m20261206_000002_stats_refresh_once`'s flush, its first statement
+/// (the facts) reading the activities by key; the pairs, the stale facts
+/// and the notes as they were.
 fn flush() -> String {
+    let (_, rest) = crate::m20261206_000002_stats_refresh_once::FLUSH
+        .split_once(FACTS_END)
+        .expect("the earlier flush starts with its facts statement");
     format!(
-        r#"    INSERT INTO stats_facts (activity_id, fresh, dim, val, scope, status, f, o)
-    SELECT activity_id, 1, dim, val, scope, status, f, o FROM (
-{facts}
-    ) WHERE true
-    ON CONFLICT (activity_id, fresh, dim, val) DO NOTHING;
-    INSERT INTO stats_pairs (fdim, fval, status, scope, odim, oval, n)
-    SELECT x.dim, x.val, x.status, x.scope, y.dim, y.val, SUM(CASE WHEN x.fresh = 1 THEN 1 ELSE -1 END)
-      FROM stats_facts x JOIN stats_facts y ON y.activity_id = x.activity_id AND y.fresh = x.fresh
-     WHERE x.activity_id IN (SELECT activity_id FROM stats_pending) AND x.f = 1 AND y.o = 1
-     GROUP BY x.dim, x.val, x.status, x.scope, y.dim, y.val
-    HAVING SUM(CASE WHEN x.fresh = 1 THEN 1 ELSE -1 END) <> 0
-    ON CONFLICT (fdim, fval, status, scope, odim, oval) DO UPDATE SET n = stats_pairs.n + excluded.n;
-    DELETE FROM stats_facts WHERE activity_id IN (SELECT activity_id FROM stats_pending) AND fresh = 0;
-    UPDATE stats_facts SET fresh = 0 WHERE activity_id IN (SELECT activity_id FROM stats_pending) AND fresh = 1;
-    DELETE FROM stats_pending;
-"#,
+        "    INSERT INTO stats_facts (activity_id, fresh, dim, val, scope, status, f, o)\n    \
+         SELECT activity_id, 1, dim, val, scope, status, f, o FROM (\n{facts}\n    ) WHERE true\n    \
+         {FACTS_END}{rest}",
         facts = noted_facts()
     )
 }
@@ -184,5 +179,10 @@ mod tests {
         let triggers = flush_triggers(&flush());
         assert_eq!(triggers.matches("CREATE TRIGGER IF NOT EXISTS").count(), 2);
         assert!(!triggers.contains("stats_current_facts"));
+        // Only the facts statement differs from the earlier flush.
+        let earlier = crate::m20261206_000002_stats_refresh_once::FLUSH;
+        let (_, rest) = earlier.split_once(FACTS_END).expect("facts statement");
+        assert!(flush().ends_with(rest) && rest.contains("INSERT INTO stats_pairs"));
+        assert_eq!(flush().matches("DELETE FROM stats_pending;").count(), 1);
     }
 }
