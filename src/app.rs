@@ -108,12 +108,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     let idle_keys = Arc::downgrade(&limiters);
     let sweeper_stop = stop.clone();
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                () = sweeper_stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        let mut job = Periodic::new(
+            Duration::from_secs(60),
+            sweeper_stop,
+            "forgetting idle keys",
+        );
+        while job.next().await {
             match idle_keys.upgrade() {
                 Some(limiters) => limiters.retain_recent(),
                 None => break,
@@ -191,6 +191,59 @@ pub async fn build(config: &Config) -> anyhow::Result<Hub> {
     })
 }
 
+/// A background job run every `every` until the hub stops: its ticks,
+/// and its failures logged once each time it starts failing (the database
+/// away) and once when it works again.
+struct Periodic {
+    tick: tokio::time::Interval,
+    stop: CancellationToken,
+    /// What the job does, for its log lines.
+    what: &'static str,
+    failing: bool,
+}
+
+impl Periodic {
+    /// The first tick comes at once.
+    fn new(every: Duration, stop: CancellationToken, what: &'static str) -> Self {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            tick,
+            stop,
+            what,
+            failing: false,
+        }
+    }
+
+    /// Waits for the next run: false once the hub stops.
+    async fn next(&mut self) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            _ = self.tick.tick() => true,
+        }
+    }
+
+    /// A run's result, its failure logged (once until it works again).
+    fn outcome<T>(&mut self, result: Result<T, StorageError>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                if self.failing {
+                    tracing::info!(job = self.what, "background job works again");
+                    self.failing = false;
+                }
+                Some(value)
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(job = self.what, error = %e, "background job failed; retrying");
+                    self.failing = true;
+                }
+                None
+            }
+        }
+    }
+}
+
 /// Delta rows folded between two vacuums of the tables writers append to
 /// (each publish appends a few dozen).
 const VACUUM_AFTER_FOLDED_ROWS: u64 = 50_000;
@@ -208,36 +261,19 @@ fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &
     }
     let every = Duration::from_millis(config.database.stats_fold_interval_ms);
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
+        let mut job = Periodic::new(every, stop, "folding the kept counts");
         // Rows folded since the churn tables were last vacuumed.
         let mut since_vacuum: u64 = 0;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            match StatsRepo::fold(db.conn()).await {
-                Ok(moved) => {
-                    if failing {
-                        tracing::info!("kept counts fold again");
-                        failing = false;
-                    }
-                    tracing::trace!(moved, "kept count deltas folded");
-                    since_vacuum += moved;
-                    if since_vacuum >= VACUUM_AFTER_FOLDED_ROWS {
-                        since_vacuum = 0;
-                        if let Err(e) = StatsRepo::vacuum_churn(db.conn()).await {
-                            tracing::warn!(error = %e, "vacuuming the kept counts' deltas failed");
-                        }
-                    }
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "folding the kept counts failed; retrying");
-                        failing = true;
-                    }
+        while job.next().await {
+            let Some(moved) = job.outcome(StatsRepo::fold(db.conn()).await) else {
+                continue;
+            };
+            tracing::trace!(moved, "kept count deltas folded");
+            since_vacuum += moved;
+            if since_vacuum >= VACUUM_AFTER_FOLDED_ROWS {
+                since_vacuum = 0;
+                if let Err(e) = StatsRepo::vacuum_churn(db.conn()).await {
+                    tracing::warn!(error = %e, "vacuuming the kept counts' deltas failed");
                 }
             }
         }
@@ -254,30 +290,16 @@ fn spawn_statistics_keeper(db: Db, config: &Config, stop: CancellationToken, tas
         return;
     }
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(secs));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            match db.refresh_planner_statistics().await {
-                Ok(tables) => {
-                    if failing {
-                        tracing::info!("planner statistics checked again");
-                        failing = false;
-                    }
-                    if !tables.is_empty() {
-                        tracing::info!(tables = %tables.join(", "), "planner statistics refreshed");
-                    }
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "checking the planner statistics failed; retrying");
-                        failing = true;
-                    }
-                }
+        let mut job = Periodic::new(
+            Duration::from_secs(secs),
+            stop,
+            "checking the planner statistics",
+        );
+        while job.next().await {
+            if let Some(tables) = job.outcome(db.refresh_planner_statistics().await)
+                && !tables.is_empty()
+            {
+                tracing::info!(tables = %tables.join(", "), "planner statistics refreshed");
             }
         }
     });
