@@ -86,6 +86,11 @@ both_backends!(
                 .expect("join");
         assert!(ok, "{err}");
         assert!(out.contains("pending m20261127_000001_initial"), "{out}");
+        // Down past the kept counts, then down to nothing.
+        let steps = crate::support::steps_to_undo("m20261201_000002_stats");
+        let (to_stats, rolled_to_stats) = (steps.to_string(), format!("rolled back {steps}"));
+        let rest = crate::support::steps_to_undo("m20261127_000001_initial") - steps;
+        let (to_initial, rolled_to_initial) = (rest.to_string(), format!("rolled back {rest}"));
         for (args, expect) in [
             (vec!["migrate", "up"], "migrations applied"),
             (
@@ -93,9 +98,15 @@ both_backends!(
                 "applied m20261127_000001_initial",
             ),
             (vec!["migrate", "status"], "applied m20261201_000002_stats"),
-            (vec!["migrate", "down", "--steps", "10"], "rolled back 10"),
+            (
+                vec!["migrate", "down", "--steps", to_stats.as_str()],
+                rolled_to_stats.as_str(),
+            ),
             (vec!["migrate", "status"], "pending m20261201_000002_stats"),
-            (vec!["migrate", "down", "--steps", "3"], "rolled back 3"),
+            (
+                vec!["migrate", "down", "--steps", to_initial.as_str()],
+                rolled_to_initial.as_str(),
+            ),
             (
                 vec!["migrate", "status"],
                 "pending m20261127_000001_initial",

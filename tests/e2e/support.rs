@@ -472,3 +472,19 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// How many steps `migrate down` takes to undo `name` and every migration
+/// after it, counted from the migrator's own list, so a test that rolls
+/// back to a migration stays right as migrations are added.
+pub fn steps_to_undo(name: &str) -> u32 {
+    use cityhub_migrations::MigratorTrait;
+    let names: Vec<String> = cityhub_migrations::Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let at = names
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no migration named {name} in {names:?}"));
+    u32::try_from(names.len() - at).expect("few migrations")
+}
