@@ -15,6 +15,7 @@ mod browser;
 
 mod abuse;
 mod cache;
+mod city_directory;
 mod cli;
 mod dashboard;
 mod database_tls;

@@ -164,10 +164,13 @@ impl Loaders {
     /// `items` (`wants` answers whether a field of the activities is
     /// selected), and primes these loaders with them: a page then costs the
     /// same number of queries whatever its size, and no field waits for a
-    /// DataLoader batch to close.
+    /// DataLoader batch to close. With the `cities_version` the items'
+    /// statement saw, their cities come from the directory in memory
+    /// ([`Db::cities`]) instead of a query.
     pub async fn prefetch(
         &self,
         db: &Db,
+        cities_version: Option<i64>,
         items: &[Activity],
         wants: impl Fn(&str) -> bool,
     ) -> Result<(), StorageError> {
@@ -215,7 +218,10 @@ impl Loaders {
         if !city_ids.is_empty() {
             city_ids.sort_unstable();
             city_ids.dedup();
-            let cities = CityRepo::find_by_ids(db, &city_ids).await?;
+            let cities = db
+                .cities()
+                .find_by_ids(db, &city_ids, cities_version)
+                .await?;
             self.cities.feed_many(cities).await;
         }
         Ok(())

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::StorageError;
+use crate::repo::city_directory::CityDirectory;
 use crate::sqlite_read::SqliteReader;
 
 /// Database settings (`[database]` in `cityhub.toml`).
@@ -232,6 +233,8 @@ pub struct Db {
     write_lock: Option<Arc<Mutex<()>>>,
     /// SQLite's read connections for the hot reads (`sqlite_read.rs`).
     reader: Option<Arc<SqliteReader>>,
+    /// The member cities in memory, by `cities_version`.
+    cities: Arc<CityDirectory>,
 }
 
 impl std::fmt::Debug for Db {
@@ -302,7 +305,14 @@ impl Db {
             queries,
             write_lock: sqlite.then(|| Arc::new(Mutex::new(()))),
             reader,
+            cities: Arc::default(),
         })
+    }
+
+    /// The member cities held in memory (shared by every clone of this
+    /// pool).
+    pub fn cities(&self) -> &CityDirectory {
+        &self.cities
     }
 
     /// The connection pool.

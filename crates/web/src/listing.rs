@@ -91,7 +91,9 @@ pub async fn load(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let cities = CityRepo::find_by_ids(db, &ids)
+    let cities = db
+        .cities()
+        .find_by_ids(db, &ids, page.cities_version)
         .await
         .map_err(|e| storage_failure(&e))?;
     Ok(Listing {

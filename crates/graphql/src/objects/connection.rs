@@ -110,7 +110,7 @@ impl ActivityConnection {
         .await
         .api()?;
         loaders(ctx)
-            .prefetch(h.service.db(), &page.items, |name| {
+            .prefetch(h.service.db(), page.cities_version, &page.items, |name| {
                 nodes.iter().any(|n| n.field(name).exists())
             })
             .await

@@ -82,7 +82,7 @@ impl ActivityQuery {
         if let Some(activity) = &found {
             let look = ctx.look_ahead();
             loaders(ctx)
-                .prefetch(db, std::slice::from_ref(activity), |name| {
+                .prefetch(db, None, std::slice::from_ref(activity), |name| {
                     look.field(name).exists()
                 })
                 .await

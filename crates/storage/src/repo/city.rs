@@ -58,7 +58,7 @@ pub const CITY_ORDER: &str = "CITY_NAME";
 /// Repository of member cities.
 pub struct CityRepo;
 
-fn to_city(m: city::Model) -> Result<City, StorageError> {
+pub(crate) fn to_city(m: city::Model) -> Result<City, StorageError> {
     Ok(City {
         fields: Row::new("cities", &m.id).json_list("fields", &m.fields)?,
         id: CityId(m.id),
@@ -201,6 +201,7 @@ impl CityRepo {
         Ok(Page {
             items: rows.into_iter().map(to_city).collect::<Result<_, _>>()?,
             has_next,
+            cities_version: None,
         })
     }
 

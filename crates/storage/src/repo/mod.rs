@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod audit;
 pub mod city;
+pub mod city_directory;
 pub(crate) mod conditions;
 pub mod events;
 pub mod invitation;
@@ -96,6 +97,10 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Whether rows follow the last one.
     pub has_next: bool,
+    /// The `hub_meta.cities_version` the page's statement saw, when it read
+    /// it: the cities its rows name are then read from
+    /// [`crate::Db::cities`] at least that new, without a statement.
+    pub cities_version: Option<i64>,
 }
 
 /// `(?, ?, ?)` with one placeholder per value, and the values, for `IN`

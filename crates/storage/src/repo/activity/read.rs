@@ -279,6 +279,7 @@ impl ActivityRepo {
         Ok(Page {
             items: Self::with_hosts(db, models).await?,
             has_next,
+            cities_version: None,
         })
     }
 
@@ -326,11 +327,13 @@ impl ActivityRepo {
                 })
                 .collect::<Result<Vec<CityId>, _>>()
         };
+        let mut cities_version = None;
         let mut items = if let Some(reader) = db.sqlite_reader() {
             let host_column = activity::Model::columns().len();
             reader.query_models_with(&statement, |model: activity::Model, row| {
-                let text = Columns::new("activities", row)?.str_opt(host_column, "host_ids")?;
-                let hosts = host_ids(&model, text)?;
+                let columns = Columns::new("activities", row)?;
+                let hosts = host_ids(&model, columns.str_opt(host_column, "host_ids")?)?;
+                cities_version = Some(columns.int(host_column + 1, "cities_version")?);
                 to_activity(model, hosts)
             })?
         } else {
@@ -341,13 +344,18 @@ impl ActivityRepo {
                     <activity::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
                 let hosts: Option<String> = row.try_get("", "host_ids")?;
                 let hosts = host_ids(&model, hosts.as_deref())?;
+                cities_version = Some(row.try_get::<i64>("", "cities_version")?);
                 items.push(to_activity(model, hosts)?);
             }
             items
         };
         let has_next = items.len() as u64 > first;
         items.truncate(first as usize);
-        Ok(Page { items, has_next })
+        Ok(Page {
+            items,
+            has_next,
+            cities_version,
+        })
     }
 
     /// The statement of [`Self::page`] for one city by start date, through

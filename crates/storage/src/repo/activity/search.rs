@@ -5,7 +5,7 @@ use cityhub_domain::{Activity, ActivityFilter, ReadScope};
 use sea_orm::{Condition, DatabaseBackend, Statement};
 
 use super::ActivityRepo;
-use super::sql::{ActivityTexts, BoundSql, activity_columns, host_ids_column};
+use super::sql::{ActivityTexts, BoundSql, activity_columns, push_relation_columns};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
 use crate::entities::activity;
@@ -38,6 +38,7 @@ impl ActivityRepo {
             return Ok(Page {
                 items: Vec::new(),
                 has_next: false,
+                cities_version: None,
             });
         }
         let mut groups = Vec::with_capacity(terms.len());
@@ -136,7 +137,7 @@ impl ActivityRepo {
         let mut sql = BoundSql::new(backend);
         sql.text.push_str("SELECT ");
         sql.text.push_str(activity_columns(texts));
-        sql.text.push_str(host_ids_column(backend));
+        push_relation_columns(&mut sql.text, backend);
         // CROSS JOIN keeps `activity_search` the outer loop: its order is
         // the page's, so no sort and no reading past the page.
         sql.text.push_str(&format!(

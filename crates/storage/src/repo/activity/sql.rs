@@ -7,6 +7,7 @@ use sea_orm::{DatabaseBackend, Statement};
 
 use crate::cursor::{Cursor, CursorKey};
 use crate::entities::activity;
+use crate::repo::city_directory::CITIES_VERSION_COLUMN;
 use crate::repo::conditions::{ScopedRows, scope_sql};
 use crate::repo::mark;
 use crate::time::date_key;
@@ -75,9 +76,14 @@ pub(super) fn select_texts(
     })
 }
 
-/// `, (…) AS host_ids`: an activity's hosts in order ("1,2,3"), per backend.
-pub(super) fn host_ids_column(backend: DatabaseBackend) -> &'static str {
-    match backend {
+/// `, (…) AS host_ids, (…) AS cities_version`: an activity's hosts in order
+/// ("1,2,3"), per backend, and the `cities_version` the statement saw
+/// (for [`crate::Db::cities`]); the columns [`ActivityRepo::city_rows`]
+/// reads after the model's.
+///
+/// [`ActivityRepo::city_rows`]: super::ActivityRepo
+pub(super) fn push_relation_columns(text: &mut String, backend: DatabaseBackend) {
+    text.push_str(match backend {
         DatabaseBackend::Postgres => {
             ", (SELECT string_agg(h.city_id::text, ',' ORDER BY h.position) FROM activity_cities h \
              WHERE h.activity_id = activities.id AND h.role = 'HOST') AS host_ids"
@@ -86,7 +92,8 @@ pub(super) fn host_ids_column(backend: DatabaseBackend) -> &'static str {
             ", (SELECT group_concat(city_id) FROM (SELECT h.city_id FROM activity_cities h \
              WHERE h.activity_id = activities.id AND h.role = 'HOST' ORDER BY h.position)) AS host_ids"
         }
-    }
+    });
+    text.push_str(CITIES_VERSION_COLUMN);
 }
 
 /// Hand-written SQL (the city statements over `city_activities ca`, the
@@ -126,7 +133,7 @@ impl BoundSql {
         let mut sql = Self::new(backend);
         sql.text.push_str("SELECT ");
         sql.text.push_str(activity_columns(texts));
-        sql.text.push_str(host_ids_column(backend));
+        push_relation_columns(&mut sql.text, backend);
         sql.text.push_str(" FROM (SELECT ca.activity_id");
         sql.text.push_str(inner);
         sql.text.push_str(" FROM city_activities ca WHERE ");
