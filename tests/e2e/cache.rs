@@ -785,7 +785,7 @@ async fn city_listing_plan_holds_without_statistics() {
                 descending,
                 20,
                 None,
-                ActivityTexts::WithoutDescription,
+                ActivityTexts::WithoutDescription.into(),
             );
             let explain = Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,

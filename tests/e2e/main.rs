@@ -15,7 +15,6 @@ mod browser;
 
 mod abuse;
 mod cache;
-mod city_directory;
 mod cli;
 mod dashboard;
 mod database_tls;
@@ -31,6 +30,7 @@ mod keys_at_rest;
 mod live_hardening;
 mod nodes;
 mod observability;
+mod one_statement_pages;
 mod planner_statistics;
 mod publishing;
 mod read_api;

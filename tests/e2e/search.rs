@@ -221,7 +221,7 @@ async fn the_search_page_reads_the_index_in_order_without_sorting() {
                         descending,
                         20,
                         after,
-                        ActivityTexts::All,
+                        ActivityTexts::All.into(),
                     );
                     let explain = Statement::from_sql_and_values(
                         DatabaseBackend::Sqlite,

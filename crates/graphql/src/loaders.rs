@@ -107,6 +107,17 @@ impl Loader<SourceId> for SourceLoader {
     }
 }
 
+/// What a page's own statement read beside its items, which
+/// [`Loaders::prefetch`] then does not read again.
+#[derive(Debug, Default)]
+pub struct ReadWithPage {
+    /// The `cities_version` the statement saw: the items' cities then come
+    /// from the directory in memory ([`Db::cities`]) instead of a query.
+    pub cities_version: Option<i64>,
+    /// Every item's documents.
+    pub documents: Option<HashMap<ActivityId, Vec<Document>>>,
+}
+
 /// The loaders of one request.
 pub struct Loaders {
     /// The source item each imported activity came from.
@@ -164,16 +175,19 @@ impl Loaders {
     /// `items` (`wants` answers whether a field of the activities is
     /// selected), and primes these loaders with them: a page then costs the
     /// same number of queries whatever its size, and no field waits for a
-    /// DataLoader batch to close. With the `cities_version` the items'
-    /// statement saw, their cities come from the directory in memory
-    /// ([`Db::cities`]) instead of a query.
+    /// DataLoader batch to close. What the items' statement read already
+    /// (`read`) is not read again.
     pub async fn prefetch(
         &self,
         db: &Db,
-        cities_version: Option<i64>,
+        read: ReadWithPage,
         items: &[Activity],
         wants: impl Fn(&str) -> bool,
     ) -> Result<(), StorageError> {
+        let ReadWithPage {
+            cities_version,
+            documents,
+        } = read;
         if items.is_empty() {
             return Ok(());
         }
@@ -189,7 +203,10 @@ impl Loaders {
             self.participants.feed_many(all).await;
         }
         if wants("documents") {
-            let mut found = ActivityRepo::documents_of(db, &ids).await?;
+            let mut found = match documents {
+                Some(found) => found,
+                None => ActivityRepo::documents_of(db, &ids).await?,
+            };
             self.documents
                 .feed_many(
                     ids.iter()

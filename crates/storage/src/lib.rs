@@ -20,6 +20,8 @@ pub use cursor::{Cursor, CursorError};
 pub use db::{Db, DbConfig, ReadConnection};
 pub use error::StorageError;
 pub use repo::Page;
-pub use repo::activity::{ActivityFilter, ActivityRepo, ActivityTexts, ReadScope};
+pub use repo::activity::{
+    ActivityFilter, ActivityRepo, ActivityTexts, PageColumns, PageDocuments, ReadScope,
+};
 pub use repo::city::{CityFilter, CityRepo, FieldCount, NetworkCounts};
 pub use repo::stats::{ActivityCounts, StatsRepo, StatsSource};

@@ -7,12 +7,14 @@ use cityhub_domain::ActivityOrder;
 use cityhub_storage::cursor::KeyKind;
 use cityhub_storage::repo::activity::cursor_of;
 use cityhub_storage::{
-    ActivityFilter, ActivityRepo, ActivityTexts, CityFilter, CityRepo, Cursor, Page, ReadScope,
+    ActivityFilter, ActivityRepo, ActivityTexts, CityFilter, CityRepo, Cursor, Page, PageColumns,
+    PageDocuments, ReadScope,
 };
 
 use crate::access::{may_read, page_size};
 use crate::error::{ResultExt, cursor};
 use crate::inputs::ActivityFilterInput;
+use crate::loaders::ReadWithPage;
 use crate::objects::activity::ActivityObject;
 use crate::objects::city::CityObject;
 use crate::state::{hub, loaders};
@@ -98,19 +100,29 @@ impl ActivityConnection {
         } else {
             ActivityTexts::WithoutDescription
         };
-        let page = ActivityRepo::page_of(
+        // The documents in the page's own statement, where it can read them.
+        let documents = if nodes.iter().any(|n| n.field("documents").exists()) {
+            PageDocuments::InPage
+        } else {
+            PageDocuments::Apart
+        };
+        let mut page = ActivityRepo::page_of(
             h.service.db(),
             scope,
             &filter,
             order,
             first,
             after_cursor.as_ref(),
-            texts,
+            PageColumns { texts, documents },
         )
         .await
         .api()?;
+        let read = ReadWithPage {
+            cities_version: page.cities_version,
+            documents: page.documents.take(),
+        };
         loaders(ctx)
-            .prefetch(h.service.db(), page.cities_version, &page.items, |name| {
+            .prefetch(h.service.db(), read, &page.items, |name| {
                 nodes.iter().any(|n| n.field(name).exists())
             })
             .await

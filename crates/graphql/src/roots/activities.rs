@@ -10,6 +10,7 @@ use crate::access::{check_slug_arg, may_read};
 use crate::enums::ActivityOrder;
 use crate::error::{ResultExt, bad_input};
 use crate::inputs::ActivityFilterInput;
+use crate::loaders::ReadWithPage;
 use crate::objects::activity::ActivityObject;
 use crate::objects::connection::ActivityConnection;
 use crate::objects::parse_activity_id;
@@ -82,9 +83,12 @@ impl ActivityQuery {
         if let Some(activity) = &found {
             let look = ctx.look_ahead();
             loaders(ctx)
-                .prefetch(db, None, std::slice::from_ref(activity), |name| {
-                    look.field(name).exists()
-                })
+                .prefetch(
+                    db,
+                    ReadWithPage::default(),
+                    std::slice::from_ref(activity),
+                    |name| look.field(name).exists(),
+                )
                 .await
                 .api()?;
         }

@@ -202,6 +202,7 @@ impl CityRepo {
             items: rows.into_iter().map(to_city).collect::<Result<_, _>>()?,
             has_next,
             cities_version: None,
+            documents: None,
         })
     }
 

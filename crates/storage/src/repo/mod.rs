@@ -15,6 +15,7 @@ pub mod stats;
 pub mod tokens;
 pub mod version;
 
+use cityhub_domain::{ActivityId, Document};
 use sea_orm::{DatabaseBackend, EntityTrait, QuerySelect, QueryTrait, Select, Statement, Value};
 
 use crate::db::ReadConnection;
@@ -101,6 +102,9 @@ pub struct Page<T> {
     /// it: the cities its rows name are then read from
     /// [`crate::Db::cities`] at least that new, without a statement.
     pub cities_version: Option<i64>,
+    /// The documents of a page of activities, when its statement read them
+    /// ([`activity::PageDocuments::InPage`]): every item's, in order.
+    pub documents: Option<std::collections::HashMap<ActivityId, Vec<Document>>>,
 }
 
 /// `(?, ?, ?)` with one placeholder per value, and the values, for `IN`

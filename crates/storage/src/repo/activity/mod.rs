@@ -13,7 +13,7 @@ mod search;
 mod sql;
 mod write;
 
-pub use sql::ActivityTexts;
+pub use sql::{ActivityTexts, PageColumns, PageDocuments};
 
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,

@@ -13,7 +13,7 @@ use sea_orm::{
     Select, Statement,
 };
 
-use super::sql::{ActivityTexts, BoundSql, select_texts};
+use super::sql::{ActivityTexts, BoundSql, PageColumns, PageDocuments, select_texts};
 use super::{ActivityRepo, HOST, PARTICIPANT, to_activity};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
@@ -221,10 +221,21 @@ impl ActivityRepo {
         first: u64,
         after: Option<&Cursor>,
     ) -> Result<Page<Activity>, StorageError> {
-        Self::page_of(db, scope, filter, order, first, after, ActivityTexts::All).await
+        Self::page_of(
+            db,
+            scope,
+            filter,
+            order,
+            first,
+            after,
+            ActivityTexts::All.into(),
+        )
+        .await
     }
 
-    /// [`Self::page`], reading only the long texts `texts` names.
+    /// [`Self::page`], reading only the long texts `columns` names, and
+    /// the documents in the page's statement where it asks and the page
+    /// is one city's or a search ([`Page::documents`]).
     pub async fn page_of(
         db: &impl ReadConnection,
         scope: ReadScope,
@@ -232,7 +243,7 @@ impl ActivityRepo {
         order: ActivityOrder,
         first: u64,
         after: Option<&Cursor>,
-        texts: ActivityTexts,
+        columns: PageColumns,
     ) -> Result<Page<Activity>, StorageError> {
         if let Some(city) = city_index_slug(filter) {
             if let Some(descending) = start_date_descending(order) {
@@ -244,9 +255,9 @@ impl ActivityRepo {
                     descending,
                     first,
                     after,
-                    texts,
+                    columns,
                 );
-                return Self::city_rows(db, statement, first).await;
+                return Self::city_rows(db, statement, first, columns.documents).await;
             }
             if order == ActivityOrder::UpdatedAtDesc {
                 let statement = Self::city_updated_statement(
@@ -256,18 +267,18 @@ impl ActivityRepo {
                     city,
                     first,
                     after,
-                    texts,
+                    columns,
                 );
-                return Self::city_rows(db, statement, first).await;
+                return Self::city_rows(db, statement, first, columns.documents).await;
             }
         }
         if filter.text.is_some()
             && db.get_database_backend() == DatabaseBackend::Sqlite
             && let Some(descending) = start_date_descending(order)
         {
-            return Self::search_page(db, scope, filter, descending, first, after, texts).await;
+            return Self::search_page(db, scope, filter, descending, first, after, columns).await;
         }
-        let mut query = select_texts(activity::Entity::find(), texts)
+        let mut query = select_texts(activity::Entity::find(), columns.texts)
             .filter(scope.condition(db.get_database_backend()))
             .filter(filter_condition(filter, db.get_database_backend()));
         if let Some(cursor) = after {
@@ -280,6 +291,7 @@ impl ActivityRepo {
             items: Self::with_hosts(db, models).await?,
             has_next,
             cities_version: None,
+            documents: None,
         })
     }
 
@@ -314,7 +326,10 @@ impl ActivityRepo {
         db: &impl ReadConnection,
         statement: Statement,
         first: u64,
+        documents: PageDocuments,
     ) -> Result<Page<Activity>, StorageError> {
+        let in_page = documents == PageDocuments::InPage;
+        let mut found: HashMap<ActivityId, Vec<Document>> = HashMap::new();
         let host_ids = |model: &activity::Model, text: Option<&str>| {
             text.unwrap_or_default()
                 .split(',')
@@ -334,6 +349,10 @@ impl ActivityRepo {
                 let columns = Columns::new("activities", row)?;
                 let hosts = host_ids(&model, columns.str_opt(host_column, "host_ids")?)?;
                 cities_version = Some(columns.int(host_column + 1, "cities_version")?);
+                if in_page {
+                    let text = columns.str_opt(host_column + 2, "documents")?;
+                    found.insert(ActivityId(model.id), decode_documents(model.id, text)?);
+                }
                 to_activity(model, hosts)
             })?
         } else {
@@ -345,6 +364,13 @@ impl ActivityRepo {
                 let hosts: Option<String> = row.try_get("", "host_ids")?;
                 let hosts = host_ids(&model, hosts.as_deref())?;
                 cities_version = Some(row.try_get::<i64>("", "cities_version")?);
+                if in_page {
+                    let text: Option<String> = row.try_get("", "documents")?;
+                    found.insert(
+                        ActivityId(model.id),
+                        decode_documents(model.id, text.as_deref())?,
+                    );
+                }
                 items.push(to_activity(model, hosts)?);
             }
             items
@@ -355,6 +381,7 @@ impl ActivityRepo {
             items,
             has_next,
             cities_version,
+            documents: in_page.then_some(found),
         })
     }
 
@@ -376,9 +403,9 @@ impl ActivityRepo {
         descending: bool,
         first: u64,
         after: Option<&Cursor>,
-        texts: ActivityTexts,
+        columns: PageColumns,
     ) -> Statement {
-        let mut sql = BoundSql::city_rows(backend, scope, filter, city, ", ca.start_key", texts);
+        let mut sql = BoundSql::city_rows(backend, scope, filter, city, ", ca.start_key", columns);
         let dir = if descending { "DESC" } else { "ASC" };
         if let Some(cursor) = after {
             let op = if descending { "<" } else { ">" };
@@ -408,9 +435,9 @@ impl ActivityRepo {
         city: &str,
         first: u64,
         after: Option<&Cursor>,
-        texts: ActivityTexts,
+        columns: PageColumns,
     ) -> Statement {
-        let mut sql = BoundSql::city_rows(backend, scope, filter, city, "", texts);
+        let mut sql = BoundSql::city_rows(backend, scope, filter, city, "", columns);
         sql.text
             .push_str(") ca JOIN activities ON activities.id = ca.activity_id");
         if let Some(cursor) = after {
@@ -488,25 +515,69 @@ impl ActivityRepo {
         )
         .await?;
         for m in rows {
-            let row = Row::new("documents", &m.id);
-            let document = Document {
-                id: m.id,
-                activity_id: ActivityId(m.activity_id),
-                kind: row.enumeration("kind", &m.kind, DocumentKind::parse)?,
-                issued_precision: row.enumeration(
-                    "issued_precision",
-                    &m.issued_precision,
-                    DatePrecision::parse,
-                )?,
-                editors: row.json_list("editors", &m.editors)?,
-                title: m.title,
-                url: m.url,
-                issued_on: m.issued_on,
-            };
             out.entry(ActivityId(m.activity_id))
                 .or_default()
-                .push(document);
+                .push(to_document(m)?);
         }
         Ok(out)
     }
+}
+
+fn to_document(m: document::Model) -> Result<Document, StorageError> {
+    let row = Row::new("documents", &m.id);
+    Ok(Document {
+        id: m.id,
+        activity_id: ActivityId(m.activity_id),
+        kind: row.enumeration("kind", &m.kind, DocumentKind::parse)?,
+        issued_precision: row.enumeration(
+            "issued_precision",
+            &m.issued_precision,
+            DatePrecision::parse,
+        )?,
+        editors: row.json_list("editors", &m.editors)?,
+        title: m.title,
+        url: m.url,
+        issued_on: m.issued_on,
+    })
+}
+
+/// One document as the page statements' `documents` column holds it:
+/// `[id, kind, title, url, issued_on, issued_precision, editors]`.
+type DocumentColumns = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<chrono::NaiveDate>,
+    String,
+    String,
+);
+
+/// An activity's documents from a page statement's `documents` column
+/// (NULL or `[]`: none).
+fn decode_documents(activity: i64, text: Option<&str>) -> Result<Vec<Document>, StorageError> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<DocumentColumns> = serde_json::from_str(text).map_err(|e| {
+        Row::new("documents", &activity).corrupt("activity_id", format!("documents column: {e}"))
+    })?;
+    rows.into_iter()
+        .enumerate()
+        .map(
+            |(position, (id, kind, title, url, issued_on, issued_precision, editors))| {
+                to_document(document::Model {
+                    id,
+                    activity_id: activity,
+                    position: i32::try_from(position).unwrap_or(i32::MAX),
+                    kind,
+                    title,
+                    url,
+                    issued_on,
+                    issued_precision,
+                    editors,
+                })
+            },
+        )
+        .collect()
 }

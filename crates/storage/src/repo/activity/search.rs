@@ -5,7 +5,7 @@ use cityhub_domain::{Activity, ActivityFilter, ReadScope};
 use sea_orm::{Condition, DatabaseBackend, Statement};
 
 use super::ActivityRepo;
-use super::sql::{ActivityTexts, BoundSql, activity_columns, push_relation_columns};
+use super::sql::{BoundSql, PageColumns, activity_columns, push_relation_columns};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
 use crate::entities::activity;
@@ -31,7 +31,7 @@ impl ActivityRepo {
         descending: bool,
         first: u64,
         after: Option<&Cursor>,
-        texts: ActivityTexts,
+        columns: PageColumns,
     ) -> Result<Page<Activity>, StorageError> {
         let terms = filter.search_terms().unwrap_or_default();
         if terms.is_empty() {
@@ -39,6 +39,7 @@ impl ActivityRepo {
                 items: Vec::new(),
                 has_next: false,
                 cities_version: None,
+                documents: None,
             });
         }
         let mut groups = Vec::with_capacity(terms.len());
@@ -52,9 +53,9 @@ impl ActivityRepo {
             descending,
             first,
             after,
-            texts,
+            columns,
         );
-        Self::city_rows(db, statement, first).await
+        Self::city_rows(db, statement, first, columns.documents).await
     }
 
     /// One search term as an FTS5 expression: the words that start with it
@@ -112,7 +113,7 @@ impl ActivityRepo {
         descending: bool,
         first: u64,
         after: Option<&Cursor>,
-        texts: ActivityTexts,
+        columns: PageColumns,
     ) -> Statement {
         let backend = DatabaseBackend::Sqlite;
         // The scope and every filter but the text, as conditions on the
@@ -136,8 +137,8 @@ impl ActivityRepo {
             .to_owned();
         let mut sql = BoundSql::new(backend);
         sql.text.push_str("SELECT ");
-        sql.text.push_str(activity_columns(texts));
-        push_relation_columns(&mut sql.text, backend);
+        sql.text.push_str(activity_columns(columns.texts));
+        push_relation_columns(&mut sql.text, backend, columns.documents);
         // CROSS JOIN keeps `activity_search` the outer loop: its order is
         // the page's, so no sort and no reading past the page.
         sql.text.push_str(&format!(

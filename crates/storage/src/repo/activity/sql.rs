@@ -26,6 +26,37 @@ pub enum ActivityTexts {
     WithoutDescription,
 }
 
+/// Whether a one-city or search page reads its activities' documents in
+/// the page's own statement (one JSON column, `documents`) instead of a
+/// query of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PageDocuments {
+    /// Not read by the page statement.
+    #[default]
+    Apart,
+    /// Read by it, in order, into [`crate::Page::documents`].
+    InPage,
+}
+
+/// What a page statement reads beside the activities' own short columns
+/// and hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PageColumns {
+    /// The long texts.
+    pub texts: ActivityTexts,
+    /// The documents.
+    pub documents: PageDocuments,
+}
+
+impl From<ActivityTexts> for PageColumns {
+    fn from(texts: ActivityTexts) -> Self {
+        Self {
+            texts,
+            documents: PageDocuments::Apart,
+        }
+    }
+}
+
 /// `activities.id, activities.slug, …`: the model's columns (never `*`,
 /// which on PostgreSQL would also fetch the `tsvector`), the texts `texts`
 /// leaves out as empty values of the same shape (`'' AS search_text`,
@@ -82,7 +113,11 @@ pub(super) fn select_texts(
 /// reads after the model's.
 ///
 /// [`ActivityRepo::city_rows`]: super::ActivityRepo
-pub(super) fn push_relation_columns(text: &mut String, backend: DatabaseBackend) {
+pub(super) fn push_relation_columns(
+    text: &mut String,
+    backend: DatabaseBackend,
+    documents: PageDocuments,
+) {
     text.push_str(match backend {
         DatabaseBackend::Postgres => {
             ", (SELECT string_agg(h.city_id::text, ',' ORDER BY h.position) FROM activity_cities h \
@@ -94,6 +129,22 @@ pub(super) fn push_relation_columns(text: &mut String, backend: DatabaseBackend)
         }
     });
     text.push_str(CITIES_VERSION_COLUMN);
+    if documents == PageDocuments::InPage {
+        // Each document as `[id, kind, title, url, issued_on,
+        // issued_precision, editors]`, in order (`decode_documents`).
+        text.push_str(match backend {
+            DatabaseBackend::Postgres => {
+                ", (SELECT json_agg(json_build_array(d.id, d.kind, d.title, d.url, d.issued_on, \
+                 d.issued_precision, d.editors) ORDER BY d.position)::text FROM documents d \
+                 WHERE d.activity_id = activities.id) AS documents"
+            }
+            _ => {
+                ", (SELECT json_group_array(json_array(d.id, d.kind, d.title, d.url, d.issued_on, \
+                 d.issued_precision, d.editors)) FROM (SELECT * FROM documents d \
+                 WHERE d.activity_id = activities.id ORDER BY d.position) d) AS documents"
+            }
+        });
+    }
 }
 
 /// Hand-written SQL (the city statements over `city_activities ca`, the
@@ -128,12 +179,12 @@ impl BoundSql {
         filter: &ActivityFilter,
         city: &str,
         inner: &str,
-        texts: ActivityTexts,
+        columns: PageColumns,
     ) -> Self {
         let mut sql = Self::new(backend);
         sql.text.push_str("SELECT ");
-        sql.text.push_str(activity_columns(texts));
-        push_relation_columns(&mut sql.text, backend);
+        sql.text.push_str(activity_columns(columns.texts));
+        push_relation_columns(&mut sql.text, backend, columns.documents);
         sql.text.push_str(" FROM (SELECT ca.activity_id");
         sql.text.push_str(inner);
         sql.text.push_str(" FROM city_activities ca WHERE ");
