@@ -177,3 +177,113 @@ both_backends!(
         hub.stop().await;
     }
 );
+
+/// Everything of an activity a detail may select, relations included.
+const DETAIL: &str = "id slug title summary description venue venueCity { slug name } \
+    hosts { slug name } participants { slug name } documents { id kind title url issuedOn editors } \
+    publishedBy { slug } version jsonLd";
+
+both_backends!(
+    a_detail_is_one_statement_and_reads_as_a_listing_does,
+    |backend| async move {
+        let hub = TestHub::start_with(backend, |c| c.cache.enabled = false).await;
+        let lyon = hub.token(Some("lyon")).await;
+        let mut ids = Vec::new();
+        for (title, summary) in [
+            ("Indigo dyeing", None),
+            ("Indigo market", Some("Dyes and cloth")),
+        ] {
+            let created = hub
+                .ok(
+                    PUBLISH,
+                    json!({ "i": {
+                        "kind": "RESIDENCY", "title": title, "summary": summary,
+                        "description": "Two weeks with the **dyers** of the old town.",
+                        "startDate": "2027-04-01", "venue": "Les Subsistances",
+                        "documents": [
+                            { "kind": "PROGRAMME", "title": "Days", "issuedOn": "2027-02-01", "editors": ["Ana"] },
+                            { "kind": "REPORT", "title": "After" }
+                        ]
+                    } }),
+                    Some(&lyon),
+                )
+                .await;
+            ids.push(
+                created["publishActivity"]["id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned(),
+            );
+        }
+        for city in ["seoul", "bologna"] {
+            let token = hub.token(Some(city)).await;
+            hub.ok(
+                "mutation($id: ID!) { joinActivity(id: $id) { id } }",
+                json!({ "id": ids[0] }),
+                Some(&token),
+            )
+            .await;
+        }
+        // The same activities through the generic listing (a kind filter),
+        // whose relations are read by queries of their own.
+        let listed = hub
+            .ok(
+                &format!("{{ activities(first: 50, filter: {{ kinds: [RESIDENCY] }}) {{ nodes {{ {DETAIL} }} }} }}"),
+                json!({}),
+                None,
+            )
+            .await["activities"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .clone();
+        for id in &ids {
+            let expected = listed
+                .iter()
+                .find(|n| n["id"] == *id)
+                .expect("listed")
+                .clone();
+            let slug = expected["slug"].as_str().expect("slug").to_owned();
+            for (arg, value) in [("id", id.clone()), ("slug", slug)] {
+                let mut cheapest = u64::MAX;
+                for run in 0..3 {
+                    let query = format!(
+                        "query($v: String!) {{ run{run}: activity({arg}: $v) {{ {DETAIL} }} }}"
+                    );
+                    let query =
+                        query.replace("String!", if arg == "id" { "ID!" } else { "String!" });
+                    let before = hub.db.query_count();
+                    let data = hub.ok(&query, json!({ "v": value }), None).await;
+                    cheapest = cheapest.min(hub.db.query_count() - before);
+                    assert_eq!(data[format!("run{run}")], expected, "by {arg}");
+                }
+                assert_eq!(cheapest, 1, "a detail by {arg} in one statement");
+            }
+        }
+        let dyeing = listed.iter().find(|n| n["id"] == *ids[0]).expect("dyeing");
+        assert_eq!(
+            dyeing["participants"].as_array().map(Vec::len),
+            Some(2),
+            "{dyeing}"
+        );
+        // JSON-LD falls back on the description without a summary, even
+        // when the query selects no `description`.
+        let data = hub
+            .ok(
+                "query($id: ID!) { activity(id: $id) { jsonLd } activities(filter: { cities: [\"lyon\"] }) { nodes { id jsonLd } } }",
+                json!({ "id": ids[0] }),
+                None,
+            )
+            .await;
+        let text = "Two weeks with the **dyers** of the old town.";
+        assert_eq!(data["activity"]["jsonLd"]["description"], text, "{data}");
+        let node = data["activities"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["id"] == *ids[0])
+            .expect("in Lyon's listing")
+            .clone();
+        assert_eq!(node["jsonLd"]["description"], text, "{node}");
+        hub.stop().await;
+    }
+);

@@ -116,6 +116,19 @@ pub struct ReadWithPage {
     pub cities_version: Option<i64>,
     /// Every item's documents.
     pub documents: Option<HashMap<ActivityId, Vec<Document>>>,
+    /// Every item's participant cities.
+    pub participants: Option<HashMap<ActivityId, Vec<CityId>>>,
+}
+
+impl ReadWithPage {
+    /// What `page`'s statement read beside its items (taken from it).
+    pub fn take_from<T>(page: &mut cityhub_storage::Page<T>) -> Self {
+        Self {
+            cities_version: page.cities_version,
+            documents: page.documents.take(),
+            participants: page.participants.take(),
+        }
+    }
 }
 
 /// The loaders of one request.
@@ -187,6 +200,7 @@ impl Loaders {
         let ReadWithPage {
             cities_version,
             documents,
+            participants,
         } = read;
         if items.is_empty() {
             return Ok(());
@@ -194,7 +208,10 @@ impl Loaders {
         let ids: Vec<ActivityId> = items.iter().map(|a| a.id).collect();
         let mut city_ids: Vec<CityId> = Vec::new();
         if wants("participants") {
-            let mut found = ActivityRepo::participants_of(db, &ids).await?;
+            let mut found = match participants {
+                Some(found) => found,
+                None => ActivityRepo::participants_of(db, &ids).await?,
+            };
             let all: Vec<(ActivityId, Vec<CityId>)> = ids
                 .iter()
                 .map(|id| (*id, found.remove(id).unwrap_or_default()))

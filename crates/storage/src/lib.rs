@@ -21,7 +21,7 @@ pub use db::{Db, DbConfig, ReadConnection};
 pub use error::StorageError;
 pub use repo::Page;
 pub use repo::activity::{
-    ActivityFilter, ActivityRepo, ActivityTexts, PageColumns, PageDocuments, ReadScope,
+    ActivityFilter, ActivityRepo, ActivityTexts, PageColumns, ReadScope, RelationRead,
 };
 pub use repo::city::{CityFilter, CityRepo, FieldCount, NetworkCounts};
 pub use repo::stats::{ActivityCounts, StatsRepo, StatsSource};

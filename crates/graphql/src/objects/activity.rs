@@ -74,6 +74,13 @@ impl ActivityObject {
     }
 }
 
+/// Whether a selection of an activity reads its description: `description`
+/// itself, or `jsonLd`, which falls back on it without a summary. Reads
+/// leave the description (the longest column) unread otherwise.
+pub(crate) fn reads_description(node: &async_graphql::Lookahead<'_>) -> bool {
+    node.field("description").exists() || node.field("jsonLd").exists()
+}
+
 /// A document attached to an activity: a communiqué, a publication, a programme…
 pub struct DocumentObject(pub d::Document);
 

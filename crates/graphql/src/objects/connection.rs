@@ -8,14 +8,14 @@ use cityhub_storage::cursor::KeyKind;
 use cityhub_storage::repo::activity::cursor_of;
 use cityhub_storage::{
     ActivityFilter, ActivityRepo, ActivityTexts, CityFilter, CityRepo, Cursor, Page, PageColumns,
-    PageDocuments, ReadScope,
+    ReadScope, RelationRead,
 };
 
 use crate::access::{may_read, page_size};
 use crate::error::{ResultExt, cursor};
 use crate::inputs::ActivityFilterInput;
 use crate::loaders::ReadWithPage;
-use crate::objects::activity::ActivityObject;
+use crate::objects::activity::{ActivityObject, reads_description};
 use crate::objects::city::CityObject;
 use crate::state::{hub, loaders};
 
@@ -95,16 +95,16 @@ impl ActivityConnection {
         let look = ctx.look_ahead();
         let nodes = [look.field("nodes"), look.field("edges").field("node")];
         // The description is the longest column: read only when asked.
-        let texts = if nodes.iter().any(|n| n.field("description").exists()) {
+        let texts = if nodes.iter().any(reads_description) {
             ActivityTexts::All
         } else {
             ActivityTexts::WithoutDescription
         };
         // The documents in the page's own statement, where it can read them.
         let documents = if nodes.iter().any(|n| n.field("documents").exists()) {
-            PageDocuments::InPage
+            RelationRead::InPage
         } else {
-            PageDocuments::Apart
+            RelationRead::Apart
         };
         let mut page = ActivityRepo::page_of(
             h.service.db(),
@@ -113,14 +113,15 @@ impl ActivityConnection {
             order,
             first,
             after_cursor.as_ref(),
-            PageColumns { texts, documents },
+            PageColumns {
+                texts,
+                documents,
+                ..PageColumns::default()
+            },
         )
         .await
         .api()?;
-        let read = ReadWithPage {
-            cities_version: page.cities_version,
-            documents: page.documents.take(),
-        };
+        let read = ReadWithPage::take_from(&mut page);
         loaders(ctx)
             .prefetch(h.service.db(), read, &page.items, |name| {
                 nodes.iter().any(|n| n.field(name).exists())

@@ -4,14 +4,15 @@
 
 use async_graphql::{Context, ID, Object, Result};
 use cityhub_domain::ActivityId;
-use cityhub_storage::ActivityRepo;
+use cityhub_storage::repo::activity::ActivityKey;
+use cityhub_storage::{ActivityRepo, ActivityTexts, PageColumns, RelationRead};
 
 use crate::access::{check_slug_arg, may_read};
 use crate::enums::ActivityOrder;
 use crate::error::{ResultExt, bad_input};
 use crate::inputs::ActivityFilterInput;
 use crate::loaders::ReadWithPage;
-use crate::objects::activity::ActivityObject;
+use crate::objects::activity::{ActivityObject, reads_description};
 use crate::objects::connection::ActivityConnection;
 use crate::objects::parse_activity_id;
 use crate::objects::stats::{ActivityStats, activity_stats};
@@ -70,22 +71,42 @@ impl ActivityQuery {
     ) -> Result<Option<ActivityObject>> {
         let scope = may_read(ctx)?;
         let db = hub(ctx).service.db();
-        let found = match (id, slug) {
-            (Some(id), None) => ActivityRepo::find_by_id(db, scope, parse_activity_id(&id, "id")?)
-                .await
-                .api()?,
+        let id = id.map(|id| parse_activity_id(&id, "id")).transpose()?;
+        let key = match (id, &slug) {
+            (Some(id), None) => ActivityKey::Id(id),
             (None, Some(slug)) => {
-                check_slug_arg(ctx, "slug", &slug)?;
-                ActivityRepo::find_by_slug(db, scope, &slug).await.api()?
+                check_slug_arg(ctx, "slug", slug)?;
+                ActivityKey::Slug(slug)
             }
             _ => return Err(bad_input("id", "give exactly one of `id` and `slug`")),
         };
+        // The activity with what the query selects of it, in one statement.
+        let look = ctx.look_ahead();
+        let read = |name: &str| {
+            if look.field(name).exists() {
+                RelationRead::InPage
+            } else {
+                RelationRead::Apart
+            }
+        };
+        let columns = PageColumns {
+            texts: if reads_description(&look) {
+                ActivityTexts::All
+            } else {
+                ActivityTexts::WithoutDescription
+            },
+            documents: read("documents"),
+            participants: read("participants"),
+        };
+        let mut page = ActivityRepo::find_with(db, scope, key, columns)
+            .await
+            .api()?;
+        let found = page.items.pop();
         if let Some(activity) = &found {
-            let look = ctx.look_ahead();
             loaders(ctx)
                 .prefetch(
                     db,
-                    ReadWithPage::default(),
+                    ReadWithPage::take_from(&mut page),
                     std::slice::from_ref(activity),
                     |name| look.field(name).exists(),
                 )

@@ -203,6 +203,7 @@ impl CityRepo {
             has_next,
             cities_version: None,
             documents: None,
+            participants: None,
         })
     }
 

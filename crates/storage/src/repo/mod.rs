@@ -103,8 +103,11 @@ pub struct Page<T> {
     /// [`crate::Db::cities`] at least that new, without a statement.
     pub cities_version: Option<i64>,
     /// The documents of a page of activities, when its statement read them
-    /// ([`activity::PageDocuments::InPage`]): every item's, in order.
+    /// ([`activity::RelationRead::InPage`]): every item's, in order.
     pub documents: Option<std::collections::HashMap<ActivityId, Vec<Document>>>,
+    /// The participant cities of a page of activities, when its statement
+    /// read them: every item's, in order.
+    pub participants: Option<std::collections::HashMap<ActivityId, Vec<cityhub_domain::CityId>>>,
 }
 
 /// `(?, ?, ?)` with one placeholder per value, and the values, for `IN`

@@ -13,7 +13,8 @@ mod search;
 mod sql;
 mod write;
 
-pub use sql::{ActivityTexts, PageColumns, PageDocuments};
+pub use read::ActivityKey;
+pub use sql::{ActivityTexts, PageColumns, RelationRead};
 
 use cityhub_domain::{
     Activity, ActivityFormat, ActivityId, ActivityInput, ActivityKind, ActivityOrder,

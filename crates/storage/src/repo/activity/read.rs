@@ -13,14 +13,14 @@ use sea_orm::{
     Select, Statement,
 };
 
-use super::sql::{ActivityTexts, BoundSql, PageColumns, PageDocuments, select_texts};
+use super::sql::{ActivityTexts, BoundSql, PageColumns, RelationRead, select_texts};
 use super::{ActivityRepo, HOST, PARTICIPANT, to_activity};
 use crate::cursor::{Cursor, CursorKey};
 use crate::db::ReadConnection;
 use crate::decode::Row;
 use crate::entities::{activity, activity_city, document};
 use crate::error::StorageError;
-use crate::repo::conditions::{ScopeCondition, filter_condition};
+use crate::repo::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
 use crate::repo::stats::StatsRepo;
 use crate::repo::{Page, count_all, find_all, find_one};
 use crate::sqlite_read::{Columns, FromSqliteRow};
@@ -257,7 +257,7 @@ impl ActivityRepo {
                     after,
                     columns,
                 );
-                return Self::city_rows(db, statement, first, columns.documents).await;
+                return Self::city_rows(db, statement, first, columns).await;
             }
             if order == ActivityOrder::UpdatedAtDesc {
                 let statement = Self::city_updated_statement(
@@ -269,7 +269,7 @@ impl ActivityRepo {
                     after,
                     columns,
                 );
-                return Self::city_rows(db, statement, first, columns.documents).await;
+                return Self::city_rows(db, statement, first, columns).await;
             }
         }
         if filter.text.is_some()
@@ -292,6 +292,7 @@ impl ActivityRepo {
             has_next,
             cities_version: None,
             documents: None,
+            participants: None,
         })
     }
 
@@ -326,34 +327,51 @@ impl ActivityRepo {
         db: &impl ReadConnection,
         statement: Statement,
         first: u64,
-        documents: PageDocuments,
+        columns: PageColumns,
     ) -> Result<Page<Activity>, StorageError> {
-        let in_page = documents == PageDocuments::InPage;
-        let mut found: HashMap<ActivityId, Vec<Document>> = HashMap::new();
-        let host_ids = |model: &activity::Model, text: Option<&str>| {
-            text.unwrap_or_default()
-                .split(',')
-                .filter(|id| !id.is_empty())
-                .map(|id| {
-                    id.parse().map(CityId).map_err(|_| {
-                        Row::new("activity_cities", &model.id)
-                            .corrupt("city_id", format!("not an id: {id:?}"))
-                    })
-                })
-                .collect::<Result<Vec<CityId>, _>>()
-        };
+        let documents_in_page = columns.documents == RelationRead::InPage;
+        let participants_in_page = columns.participants == RelationRead::InPage;
+        let mut documents: HashMap<ActivityId, Vec<Document>> = HashMap::new();
+        let mut participants: HashMap<ActivityId, Vec<CityId>> = HashMap::new();
         let mut cities_version = None;
+        // The columns after the model's, in `push_relation_columns`' order.
+        let mut relations = |model: activity::Model,
+                             hosts: Option<&str>,
+                             version: i64,
+                             docs: Option<&str>,
+                             participant_ids: Option<&str>| {
+            let id = ActivityId(model.id);
+            cities_version = Some(version);
+            if documents_in_page {
+                documents.insert(id, decode_documents(model.id, docs)?);
+            }
+            if participants_in_page {
+                participants.insert(id, city_ids(model.id, participant_ids)?);
+            }
+            let hosts = city_ids(model.id, hosts)?;
+            to_activity(model, hosts)
+        };
         let mut items = if let Some(reader) = db.sqlite_reader() {
-            let host_column = activity::Model::columns().len();
+            let first_column = activity::Model::columns().len();
+            let documents_column = first_column + 2;
+            let participants_column = documents_column + usize::from(documents_in_page);
             reader.query_models_with(&statement, |model: activity::Model, row| {
-                let columns = Columns::new("activities", row)?;
-                let hosts = host_ids(&model, columns.str_opt(host_column, "host_ids")?)?;
-                cities_version = Some(columns.int(host_column + 1, "cities_version")?);
-                if in_page {
-                    let text = columns.str_opt(host_column + 2, "documents")?;
-                    found.insert(ActivityId(model.id), decode_documents(model.id, text)?);
-                }
-                to_activity(model, hosts)
+                let c = Columns::new("activities", row)?;
+                relations(
+                    model,
+                    c.str_opt(first_column, "host_ids")?,
+                    c.int(first_column + 1, "cities_version")?,
+                    if documents_in_page {
+                        c.str_opt(documents_column, "documents")?
+                    } else {
+                        None
+                    },
+                    if participants_in_page {
+                        c.str_opt(participants_column, "participant_ids")?
+                    } else {
+                        None
+                    },
+                )
             })?
         } else {
             let rows = db.query_all_raw(statement).await?;
@@ -361,17 +379,16 @@ impl ActivityRepo {
             for row in &rows {
                 let model =
                     <activity::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
-                let hosts: Option<String> = row.try_get("", "host_ids")?;
-                let hosts = host_ids(&model, hosts.as_deref())?;
-                cities_version = Some(row.try_get::<i64>("", "cities_version")?);
-                if in_page {
-                    let text: Option<String> = row.try_get("", "documents")?;
-                    found.insert(
-                        ActivityId(model.id),
-                        decode_documents(model.id, text.as_deref())?,
-                    );
-                }
-                items.push(to_activity(model, hosts)?);
+                let text = |name: &str, read: bool| -> Result<Option<String>, StorageError> {
+                    Ok(if read { row.try_get("", name)? } else { None })
+                };
+                items.push(relations(
+                    model,
+                    text("host_ids", true)?.as_deref(),
+                    row.try_get::<i64>("", "cities_version")?,
+                    text("documents", documents_in_page)?.as_deref(),
+                    text("participant_ids", participants_in_page)?.as_deref(),
+                )?);
             }
             items
         };
@@ -381,8 +398,43 @@ impl ActivityRepo {
             items,
             has_next,
             cities_version,
-            documents: in_page.then_some(found),
+            documents: documents_in_page.then_some(documents),
+            participants: participants_in_page.then_some(participants),
         })
+    }
+
+    /// The activity whose `column` (`id` or `slug`) is `value`, if the
+    /// scope may see it, with its hosts, the `cities_version` and the
+    /// relations `columns` names, in one statement: a page of at most one.
+    pub async fn find_with(
+        db: &impl ReadConnection,
+        scope: ReadScope,
+        key: ActivityKey<'_>,
+        columns: PageColumns,
+    ) -> Result<Page<Activity>, StorageError> {
+        let backend = db.get_database_backend();
+        let mut sql = BoundSql::new(backend);
+        sql.text.push_str("SELECT ");
+        sql.text
+            .push_str(super::sql::activity_columns(columns.texts));
+        super::sql::push_relation_columns(&mut sql.text, backend, columns);
+        let value = match key {
+            ActivityKey::Id(id) => sql.bind(id.get()),
+            ActivityKey::Slug(slug) => sql.bind(slug.to_owned()),
+        };
+        let column = match key {
+            ActivityKey::Id(_) => "id",
+            ActivityKey::Slug(_) => "slug",
+        };
+        sql.text.push_str(&format!(
+            " FROM activities WHERE activities.{column} = {value}"
+        ));
+        let visible = scope_sql(scope, ScopedRows::Activities, |id| sql.bind(id));
+        if !visible.is_empty() {
+            sql.text.push_str(" AND ");
+            sql.text.push_str(&visible);
+        }
+        Self::city_rows(db, sql.statement(), 1, columns).await
     }
 
     /// The statement of [`Self::page`] for one city by start date, through
@@ -580,4 +632,28 @@ fn decode_documents(activity: i64, text: Option<&str>) -> Result<Vec<Document>, 
             },
         )
         .collect()
+}
+
+/// City ids from a statement's "1,2,3" column (NULL: none), for the
+/// activity `activity`.
+fn city_ids(activity: i64, text: Option<&str>) -> Result<Vec<CityId>, StorageError> {
+    text.unwrap_or_default()
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            id.parse().map(CityId).map_err(|_| {
+                Row::new("activity_cities", &activity)
+                    .corrupt("city_id", format!("not an id: {id:?}"))
+            })
+        })
+        .collect()
+}
+
+/// How [`ActivityRepo::find_with`] finds its activity.
+#[derive(Debug, Clone, Copy)]
+pub enum ActivityKey<'a> {
+    /// By id.
+    Id(ActivityId),
+    /// By slug.
+    Slug(&'a str),
 }

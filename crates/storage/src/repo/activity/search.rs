@@ -40,6 +40,7 @@ impl ActivityRepo {
                 has_next: false,
                 cities_version: None,
                 documents: None,
+                participants: None,
             });
         }
         let mut groups = Vec::with_capacity(terms.len());
@@ -55,7 +56,7 @@ impl ActivityRepo {
             after,
             columns,
         );
-        Self::city_rows(db, statement, first, columns.documents).await
+        Self::city_rows(db, statement, first, columns).await
     }
 
     /// One search term as an FTS5 expression: the words that start with it
@@ -138,7 +139,7 @@ impl ActivityRepo {
         let mut sql = BoundSql::new(backend);
         sql.text.push_str("SELECT ");
         sql.text.push_str(activity_columns(columns.texts));
-        push_relation_columns(&mut sql.text, backend, columns.documents);
+        push_relation_columns(&mut sql.text, backend, columns);
         // CROSS JOIN keeps `activity_search` the outer loop: its order is
         // the page's, so no sort and no reading past the page.
         sql.text.push_str(&format!(

@@ -26,15 +26,15 @@ pub enum ActivityTexts {
     WithoutDescription,
 }
 
-/// Whether a one-city or search page reads its activities' documents in
-/// the page's own statement (one JSON column, `documents`) instead of a
-/// query of their own.
+/// Whether a statement that reads activities (a one-city or search page,
+/// a detail) reads one of their relations too, as one column per
+/// activity, instead of leaving it to a query of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PageDocuments {
-    /// Not read by the page statement.
+pub enum RelationRead {
+    /// Not read by the statement.
     #[default]
     Apart,
-    /// Read by it, in order, into [`crate::Page::documents`].
+    /// Read by it, in order, into the [`crate::Page`]'s field of that name.
     InPage,
 }
 
@@ -44,15 +44,17 @@ pub enum PageDocuments {
 pub struct PageColumns {
     /// The long texts.
     pub texts: ActivityTexts,
-    /// The documents.
-    pub documents: PageDocuments,
+    /// The documents (`documents`, JSON).
+    pub documents: RelationRead,
+    /// The participant cities (`participant_ids`, "1,2,3").
+    pub participants: RelationRead,
 }
 
 impl From<ActivityTexts> for PageColumns {
     fn from(texts: ActivityTexts) -> Self {
         Self {
             texts,
-            documents: PageDocuments::Apart,
+            ..Self::default()
         }
     }
 }
@@ -109,27 +111,19 @@ pub(super) fn select_texts(
 
 /// `, (…) AS host_ids, (…) AS cities_version`: an activity's hosts in order
 /// ("1,2,3"), per backend, and the `cities_version` the statement saw
-/// (for [`crate::Db::cities`]); the columns [`ActivityRepo::city_rows`]
-/// reads after the model's.
+/// (for [`crate::Db::cities`]); then the documents and participants
+/// `columns` asks for: the columns [`ActivityRepo::city_rows`] reads after
+/// the model's, in this order.
 ///
 /// [`ActivityRepo::city_rows`]: super::ActivityRepo
 pub(super) fn push_relation_columns(
     text: &mut String,
     backend: DatabaseBackend,
-    documents: PageDocuments,
+    columns: PageColumns,
 ) {
-    text.push_str(match backend {
-        DatabaseBackend::Postgres => {
-            ", (SELECT string_agg(h.city_id::text, ',' ORDER BY h.position) FROM activity_cities h \
-             WHERE h.activity_id = activities.id AND h.role = 'HOST') AS host_ids"
-        }
-        _ => {
-            ", (SELECT group_concat(city_id) FROM (SELECT h.city_id FROM activity_cities h \
-             WHERE h.activity_id = activities.id AND h.role = 'HOST' ORDER BY h.position)) AS host_ids"
-        }
-    });
+    push_city_ids(text, backend, "HOST", "host_ids");
     text.push_str(CITIES_VERSION_COLUMN);
-    if documents == PageDocuments::InPage {
+    if columns.documents == RelationRead::InPage {
         // Each document as `[id, kind, title, url, issued_on,
         // issued_precision, editors]`, in order (`decode_documents`).
         text.push_str(match backend {
@@ -145,6 +139,24 @@ pub(super) fn push_relation_columns(
             }
         });
     }
+    if columns.participants == RelationRead::InPage {
+        push_city_ids(text, backend, "PARTICIPANT", "participant_ids");
+    }
+}
+
+/// `, (…) AS <name>`: the ids of an activity's cities in `role`, in order
+/// ("1,2,3"), per backend.
+fn push_city_ids(text: &mut String, backend: DatabaseBackend, role: &str, name: &str) {
+    text.push_str(&match backend {
+        DatabaseBackend::Postgres => format!(
+            ", (SELECT string_agg(h.city_id::text, ',' ORDER BY h.position) FROM activity_cities h \
+             WHERE h.activity_id = activities.id AND h.role = '{role}') AS {name}"
+        ),
+        _ => format!(
+            ", (SELECT group_concat(city_id) FROM (SELECT h.city_id FROM activity_cities h \
+             WHERE h.activity_id = activities.id AND h.role = '{role}' ORDER BY h.position)) AS {name}"
+        ),
+    });
 }
 
 /// Hand-written SQL (the city statements over `city_activities ca`, the
@@ -184,7 +196,7 @@ impl BoundSql {
         let mut sql = Self::new(backend);
         sql.text.push_str("SELECT ");
         sql.text.push_str(activity_columns(columns.texts));
-        push_relation_columns(&mut sql.text, backend, columns.documents);
+        push_relation_columns(&mut sql.text, backend, columns);
         sql.text.push_str(" FROM (SELECT ca.activity_id");
         sql.text.push_str(inner);
         sql.text.push_str(" FROM city_activities ca WHERE ");
