@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::StorageError;
-use crate::repo::city_directory::CityDirectory;
 use crate::sqlite_read::SqliteReader;
 
 /// Database settings (`[database]` in `cityhub.toml`).
@@ -220,6 +219,51 @@ impl ConnectionTrait for Db {
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         self.conn.query_all_raw(stmt).await
+    }
+}
+
+/// The member cities as of one `cities_version`.
+pub(crate) struct CitySnapshot {
+    /// The version read before the cities: they are at least this new.
+    pub(crate) version: i64,
+    pub(crate) cities: std::collections::HashMap<cityhub_domain::CityId, cityhub_domain::City>,
+}
+
+/// The member cities held in memory by `cities_version`, shared by every
+/// clone of a [`Db`]; `repo::city_directory` reads and serves them.
+pub struct CityDirectory {
+    pub(crate) snapshot: std::sync::RwLock<Arc<CitySnapshot>>,
+    /// Held while the cities are read again, so that requests arriving
+    /// meanwhile wait for that read instead of each making their own.
+    pub(crate) reload: tokio::sync::Mutex<()>,
+}
+
+impl CityDirectory {
+    pub(crate) fn current(&self) -> Arc<CitySnapshot> {
+        Arc::clone(&cityhub_domain::sync::read(&self.snapshot))
+    }
+}
+
+impl std::fmt::Debug for CityDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snapshot = self.current();
+        f.debug_struct("CityDirectory")
+            .field("version", &snapshot.version)
+            .field("cities", &snapshot.cities.len())
+            .finish()
+    }
+}
+
+impl Default for CityDirectory {
+    fn default() -> Self {
+        Self {
+            snapshot: std::sync::RwLock::new(Arc::new(CitySnapshot {
+                // Below any version the database holds (it starts at 0).
+                version: -1,
+                cities: std::collections::HashMap::new(),
+            })),
+            reload: tokio::sync::Mutex::new(()),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ pub mod sqlite_read;
 pub mod time;
 
 pub use cursor::{Cursor, CursorError};
-pub use db::{Db, DbConfig, ReadConnection};
+pub use db::{CityDirectory, Db, DbConfig, ReadConnection};
 pub use error::StorageError;
 pub use repo::Page;
 pub use repo::activity::{

@@ -10,58 +10,21 @@
 //! ([`crate::Page::cities_version`]) — asks for cities *at least* that new;
 //! an older directory is read again first, once for all the requests
 //! waiting on it. A read that knows no version reads the database, as
-//! before.
+//! before. The directory itself is state of the pool ([`crate::Db::cities`],
+//! declared beside it); this module reads and serves it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use cityhub_domain::sync::{read, write};
+use cityhub_domain::sync::write;
 use cityhub_domain::{City, CityId};
 use sea_orm::{EntityTrait, Statement};
 
 use super::city::CityRepo;
 use super::find_all;
-use crate::db::ReadConnection;
+use crate::db::{CityDirectory, CitySnapshot, ReadConnection};
 use crate::entities::city;
 use crate::error::StorageError;
-
-/// The cities as of one `cities_version`.
-struct Snapshot {
-    /// The version read before the cities: they are at least this new.
-    version: i64,
-    cities: HashMap<CityId, City>,
-}
-
-/// The member cities in memory; see the module's documentation.
-pub struct CityDirectory {
-    snapshot: RwLock<Arc<Snapshot>>,
-    /// Held while the cities are read again, so that requests arriving
-    /// meanwhile wait for that read instead of each making their own.
-    reload: tokio::sync::Mutex<()>,
-}
-
-impl std::fmt::Debug for CityDirectory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let snapshot = self.current();
-        f.debug_struct("CityDirectory")
-            .field("version", &snapshot.version)
-            .field("cities", &snapshot.cities.len())
-            .finish()
-    }
-}
-
-impl Default for CityDirectory {
-    fn default() -> Self {
-        Self {
-            snapshot: RwLock::new(Arc::new(Snapshot {
-                // Below any version the database holds (it starts at 0).
-                version: -1,
-                cities: HashMap::new(),
-            })),
-            reload: tokio::sync::Mutex::new(()),
-        }
-    }
-}
 
 /// `SELECT value FROM hub_meta WHERE key = 'cities_version'` as a column
 /// of another statement: the version that statement's snapshot saw.
@@ -69,10 +32,6 @@ pub(crate) const CITIES_VERSION_COLUMN: &str =
     ", (SELECT value FROM hub_meta WHERE key = 'cities_version') AS cities_version";
 
 impl CityDirectory {
-    fn current(&self) -> Arc<Snapshot> {
-        Arc::clone(&read(&self.snapshot))
-    }
-
     /// The cities with these ids, at least as new as `cities_version`
     /// (read from the database first if the directory is older); without
     /// a version, from the database. Ids the directory does not hold (a
@@ -115,7 +74,7 @@ impl CityDirectory {
     }
 
     /// The version, then every city (so the cities are at least that new).
-    async fn read(db: &impl ReadConnection) -> Result<Snapshot, StorageError> {
+    async fn read(db: &impl ReadConnection) -> Result<CitySnapshot, StorageError> {
         let backend = db.get_database_backend();
         let version = db
             .query_one_raw(Statement::from_string(
@@ -134,6 +93,6 @@ impl CityDirectory {
                 Ok((city.id, city))
             })
             .collect::<Result<HashMap<_, _>, StorageError>>()?;
-        Ok(Snapshot { version, cities })
+        Ok(CitySnapshot { version, cities })
     }
 }
