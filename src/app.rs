@@ -262,8 +262,10 @@ fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &
     let every = Duration::from_millis(config.database.stats_fold_interval_ms);
     tasks.spawn(async move {
         let mut job = Periodic::new(every, stop, "folding the kept counts");
-        // Rows folded since the churn tables were last vacuumed.
-        let mut since_vacuum: u64 = 0;
+        // Rows folded since the churn tables were last vacuumed; the first
+        // fold is followed by a vacuum, which gives back the file of deltas
+        // that piled up while no instance folded.
+        let mut since_vacuum: u64 = VACUUM_AFTER_FOLDED_ROWS;
         while job.next().await {
             let Some(moved) = job.outcome(StatsRepo::fold(db.conn()).await) else {
                 continue;

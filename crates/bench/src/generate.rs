@@ -74,6 +74,29 @@ pub async fn count_rows(db: &Db, table: &str) -> anyhow::Result<i64> {
     Ok(row.try_get::<i64>("", "n")?)
 }
 
+/// Activities between two rounds of the upkeep a running hub does by
+/// itself ([`keep_up`]).
+const KEEP_UP_EVERY: usize = 10_000;
+
+/// What a running hub does in the background while a network grows, done
+/// by the generator as it writes: the kept counts' deltas folded
+/// (PostgreSQL) and the planner statistics refreshed. Without it the
+/// deltas pile up and plans made on the small tables stay, and the
+/// generator slowed from about 500 to 170 activities/s on the way to
+/// 100,000 (BENCHMARKS.md).
+async fn keep_up(db: &Db) -> anyhow::Result<()> {
+    cityhub_storage::StatsRepo::fold(db.conn())
+        .await
+        .context("folding the kept counts")?;
+    cityhub_storage::StatsRepo::vacuum_churn(db.conn())
+        .await
+        .context("vacuuming the kept counts' deltas")?;
+    db.refresh_planner_statistics()
+        .await
+        .context("refreshing the planner statistics")?;
+    Ok(())
+}
+
 /// Generates the network into an empty (or new) database.
 pub async fn generate(options: &GenerateOptions) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -111,6 +134,9 @@ pub async fn generate(options: &GenerateOptions) -> anyhow::Result<()> {
             async move {
                 insert_activities(db, cities, options.seed, from, to).await?;
                 let n = done.fetch_add(to - from, std::sync::atomic::Ordering::Relaxed) + to - from;
+                if (n - (to - from)) / KEEP_UP_EVERY != n / KEEP_UP_EVERY {
+                    keep_up(db).await?;
+                }
                 let secs = activities_started.elapsed().as_secs_f64();
                 eprintln!(
                     "  {n}/{} activities ({:.0}/s)",
@@ -127,9 +153,7 @@ pub async fn generate(options: &GenerateOptions) -> anyhow::Result<()> {
         // dataset spends its first seconds folding the whole network's
         // (half a million rows at 10k), and whatever is measured then pays
         // for it.
-        cityhub_storage::StatsRepo::fold(db.conn())
-            .await
-            .context("folding the kept counts")?;
+        keep_up(&db).await?;
         db.conn()
             .execute_unprepared("VACUUM ANALYZE")
             .await

@@ -45,6 +45,18 @@ impl StorageError {
         matches!(self, StorageError::Other(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))))
     }
 
+    /// True if a lock was not had within `lock_timeout` (PostgreSQL's
+    /// `lock_not_available`, 55P03).
+    pub fn is_lock_timeout(&self) -> bool {
+        let StorageError::Other(
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
+        ) = self
+        else {
+            return false;
+        };
+        matches!(e.as_ref(), sea_orm::sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "55P03"))
+    }
+
     /// True if retrying the whole transaction may succeed (a serialization
     /// failure or a lock that could not be taken in time).
     pub fn is_retryable(&self) -> bool {

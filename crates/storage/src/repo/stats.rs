@@ -23,8 +23,8 @@ use cityhub_domain::{
     ActivityFilter, ActivityFormat, ActivityKind, ActivityStatus, CreativeField, ReadScope,
 };
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
-    Statement, Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait, Statement, TransactionTrait, Value,
 };
 
 use super::city::{CityRepo, FieldCount, NetworkCounts};
@@ -233,6 +233,16 @@ async fn rows(
         .collect()
 }
 
+/// The size of `stats_pair_deltas` past which [`StatsRepo::reclaim_deltas`]
+/// gives its file back (a fold reads every page of it: 8 MiB is about 2 ms
+/// a fold).
+pub const RECLAIM_PAST_BYTES: i64 = 8 << 20;
+
+/// How long [`StatsRepo::reclaim_deltas`] waits for the deltas' exclusive
+/// lock (and so, at most, how long a read or a publish queued behind it
+/// waits).
+pub const RECLAIM_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl StatsRepo {
     /// Moves the pair deltas writers appended into the kept pairs, in one
     /// statement (PostgreSQL; SQLite upserts its pairs at once and has
@@ -266,15 +276,79 @@ impl StatsRepo {
     /// VACUUM retried it for up to 5 s each time (4.1 s on average, 52 runs
     /// in 100,000 publishes, `pg_stat_statements`), blocking writers when it
     /// got it.
-    pub async fn vacuum_churn(db: &impl ConnectionTrait) -> Result<(), StorageError> {
+    ///
+    /// First, when the deltas' file has grown past [`RECLAIM_PAST_BYTES`],
+    /// it is given back ([`Self::reclaim_deltas`]).
+    pub async fn vacuum_churn(db: &DatabaseConnection) -> Result<(), StorageError> {
         if db.get_database_backend() != DbBackend::Postgres {
             return Ok(());
         }
+        Self::reclaim_deltas(db).await?;
         db.execute_unprepared(
             "VACUUM (SKIP_LOCKED, TRUNCATE false) stats_pair_deltas, stats_pending",
         )
         .await?;
         Ok(())
+    }
+
+    /// Gives back the file of `stats_pair_deltas` when it has grown past
+    /// [`RECLAIM_PAST_BYTES`] (deltas that piled up faster than the fold
+    /// took them: a bulk import, a generator, instances down for a while):
+    /// every fold reads the whole file, empty pages included, so an idle
+    /// hub on 100,000 generated activities read 53,000 blocks a second
+    /// (423 MB) and the listing at 100k ran at 0.75 of 10k's
+    /// (BENCHMARKS.md). VACUUM cannot be relied on to truncate it: its
+    /// truncation needs the table's exclusive lock, which it only tries
+    /// for, and readers of the counts hold the table nearly always.
+    ///
+    /// So, in one transaction: the exclusive lock, waited for at most
+    /// [`RECLAIM_LOCK_TIMEOUT`] (requests arriving meanwhile queue behind
+    /// it, so a read or a publish may wait that long once), every delta
+    /// folded, then `TRUNCATE` (the table is empty by then; writers wait
+    /// for the lock and append to the new, empty file). When the lock is
+    /// not had in time, nothing changed: it is tried again at the next
+    /// vacuum. Returns whether the file was given back.
+    pub async fn reclaim_deltas(db: &DatabaseConnection) -> Result<bool, StorageError> {
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(false);
+        }
+        let big = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_relation_size('stats_pair_deltas') > $1 AS big",
+                [RECLAIM_PAST_BYTES.into()],
+            ))
+            .await?
+            .map(|row| row.try_get::<bool>("", "big"))
+            .transpose()?
+            .unwrap_or(false);
+        if !big {
+            return Ok(false);
+        }
+        let txn = db.begin().await?;
+        txn.execute_unprepared(&format!(
+            "SET LOCAL lock_timeout = '{}ms'",
+            RECLAIM_LOCK_TIMEOUT.as_millis()
+        ))
+        .await?;
+        if let Err(e) = txn
+            .execute_unprepared("LOCK TABLE stats_pair_deltas IN ACCESS EXCLUSIVE MODE")
+            .await
+        {
+            let e = StorageError::from(e);
+            if !e.is_lock_timeout() {
+                return Err(e);
+            }
+            // Readers and writers held it throughout.
+            txn.rollback().await?;
+            tracing::debug!("the kept counts' deltas were busy: given back next time");
+            return Ok(false);
+        }
+        txn.execute_unprepared("SELECT stats_fold()").await?;
+        txn.execute_unprepared("TRUNCATE stats_pair_deltas").await?;
+        txn.commit().await?;
+        tracing::info!("the kept counts' deltas file was given back");
+        Ok(true)
     }
 
     /// Counts the activities `filter` selects as `scope` sees them, and
