@@ -466,7 +466,7 @@ impl ActivityRepo {
                 " AND (ca.start_key, ca.activity_id) {op} ({k}, {id})"
             ));
         }
-        let limit = sql.bind_limit(first);
+        let limit = BoundSql::limit(first);
         sql.text.push_str(&format!(
             " ORDER BY ca.start_key {dir}, ca.activity_id {dir} LIMIT {limit}) ca \
              JOIN activities ON activities.id = ca.activity_id \
@@ -498,7 +498,7 @@ impl ActivityRepo {
                 " WHERE (activities.updated_at < {k} OR (activities.updated_at = {k} AND activities.id < {id}))"
             ));
         }
-        let limit = sql.bind_limit(first);
+        let limit = BoundSql::limit(first);
         // `+` keeps SQLite from walking `activities_by_updated` in order
         // (the whole network) instead of the city's few rows.
         sql.text.push_str(&format!(

@@ -164,7 +164,7 @@ impl ActivityRepo {
         // ours in the same order.
         sql.text.push_str(&format!(" AND ({conditions})"));
         sql.values.extend(rest_values.0);
-        let limit = sql.bind_limit(first);
+        let limit = BoundSql::limit(first);
         let dir = if descending { "DESC" } else { "ASC" };
         sql.text.push_str(&format!(
             " ORDER BY activity_search.rowid {dir} LIMIT {limit}"

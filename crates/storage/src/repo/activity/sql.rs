@@ -214,9 +214,16 @@ impl BoundSql {
         (self.bind(key), self.bind(cursor.id))
     }
 
-    /// Binds the `first + 1` rows a page reads; returns the placeholder.
-    pub(super) fn bind_limit(&mut self, first: u64) -> String {
-        self.bind(i64::try_from(first + 1).unwrap_or(i64::MAX))
+    /// The `first + 1` rows a page reads, written into the statement, not
+    /// bound: PostgreSQL estimates a generic plan's `LIMIT $n` at a tenth
+    /// of the rows, so past some 100,000 activities the generic plan
+    /// looked dearer than a custom one and every execution was planned
+    /// again (8,398 plans in 8,382 listings at 100k, 0.37 ms each, against
+    /// 96 at 10k: `pg_stat_statements`). A literal keeps the estimate at
+    /// the page; page sizes are bounded (`api.max_page_size`), so each
+    /// connection prepares a handful of texts at most.
+    pub(super) fn limit(first: u64) -> String {
+        first.saturating_add(1).to_string()
     }
 
     /// The statement built so far.
