@@ -657,3 +657,62 @@ pub enum ActivityKey<'a> {
     /// By slug.
     Slug(&'a str),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page's size is written into the statement, never bound (see
+    /// `BoundSql::limit`), on both city statements and both backends.
+    #[test]
+    fn city_pages_write_their_limit() {
+        let filter = ActivityFilter {
+            cities: vec!["lyon".into()],
+            ..ActivityFilter::default()
+        };
+        for backend in [DatabaseBackend::Postgres, DatabaseBackend::Sqlite] {
+            let by_date = ActivityRepo::city_page_statement(
+                backend,
+                ReadScope::Public,
+                &filter,
+                "lyon",
+                true,
+                20,
+                None,
+                PageColumns::default(),
+            );
+            let by_update = ActivityRepo::city_updated_statement(
+                backend,
+                ReadScope::Public,
+                &filter,
+                "lyon",
+                20,
+                None,
+                PageColumns::default(),
+            );
+            for statement in [by_date, by_update] {
+                assert!(statement.sql.contains("LIMIT 21"), "{}", statement.sql);
+                let values = statement.values.map(|v| v.0).unwrap_or_default();
+                assert!(
+                    !values
+                        .iter()
+                        .any(|v| *v == sea_orm::Value::BigInt(Some(21))),
+                    "{values:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn documents_columns_decode_in_order_and_refuse_garbage() {
+        let docs = decode_documents(
+            7,
+            Some(r#"[[3,"REPORT","Bilan",null,"2027-01-01","MONTH","[]"],[1,"PROGRAMME","Days","https://x.example/","2027-02-01","DAY","[\"Ana\"]"]]"#),
+        )
+        .expect("decoded");
+        assert_eq!(docs.iter().map(|d| d.id).collect::<Vec<_>>(), [3, 1]);
+        assert_eq!(docs[1].editors, ["Ana"]);
+        assert!(decode_documents(7, None).expect("none").is_empty());
+        assert!(decode_documents(7, Some("[[1]]")).is_err());
+    }
+}
