@@ -22,7 +22,7 @@ use crate::entities::{activity, activity_city, document};
 use crate::error::StorageError;
 use crate::repo::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
 use crate::repo::stats::StatsRepo;
-use crate::repo::{Page, count_all, find_all, find_one};
+use crate::repo::{Page, count_all, find_all, find_first, find_one};
 use crate::sqlite_read::{Columns, FromSqliteRow};
 
 /// For the start-date orders, whether the latest come first.
@@ -284,7 +284,7 @@ impl ActivityRepo {
         if let Some(cursor) = after {
             query = query.filter(keyset(order, cursor));
         }
-        let mut models = find_all(db, ordered(query, order).limit(first + 1)).await?;
+        let mut models = find_first(db, ordered(query, order), first.saturating_add(1)).await?;
         let has_next = models.len() as u64 > first;
         models.truncate(first as usize);
         Ok(Page {
