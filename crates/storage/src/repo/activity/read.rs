@@ -694,9 +694,7 @@ mod tests {
                 assert!(statement.sql.contains("LIMIT 21"), "{}", statement.sql);
                 let values = statement.values.map(|v| v.0).unwrap_or_default();
                 assert!(
-                    !values
-                        .iter()
-                        .any(|v| *v == sea_orm::Value::BigInt(Some(21))),
+                    !values.contains(&sea_orm::Value::BigInt(Some(21))),
                     "{values:?}"
                 );
             }
