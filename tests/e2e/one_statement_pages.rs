@@ -82,6 +82,34 @@ both_backends!(
         }
         let (_, statements) = lyon_hosts(&b, 4).await;
         assert_eq!(statements, 1, "in memory again after the renames");
+        // A network-wide page (no city: the generic path) too, by either
+        // order, its documents included.
+        for order in ["UPDATED_AT_DESC", "TITLE_ASC"] {
+            let mut cheapest = u64::MAX;
+            for run in 0..4 {
+                let query = format!(
+                    "{{ activities(first: 5, orderBy: {order}, filter: {{ kinds: [WORKSHOP, FESTIVAL] }}) {{ \
+                     run{run}: nodes {{ title hosts {{ name }} documents {{ title }} }} }} }}"
+                );
+                let before = b.db.query_count();
+                let data = b.ok(&query, json!({}), None).await;
+                cheapest = cheapest.min(b.db.query_count() - before);
+                let nodes = data["activities"][format!("run{run}")]
+                    .as_array()
+                    .expect("nodes")
+                    .clone();
+                assert!(
+                    nodes
+                        .iter()
+                        .any(|n| n["hosts"].as_array().is_some_and(|h| !h.is_empty())),
+                    "{nodes:?}"
+                );
+            }
+            assert_eq!(
+                cheapest, 1,
+                "a network-wide page by {order} in one statement"
+            );
+        }
         b.stop().await;
         a.stop().await;
     }

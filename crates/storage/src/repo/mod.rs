@@ -39,28 +39,6 @@ where
     Ok(select.all(db).await?)
 }
 
-/// The first `limit` models `select` finds (see [`find_all`]), the limit
-/// written into the statement rather than bound: a bound `LIMIT` is
-/// estimated at a tenth of the rows in PostgreSQL's generic plan, which
-/// past some 100,000 activities looked dearer than a custom plan, so
-/// every page was planned again (`BoundSql::limit` in `repo/activity`).
-pub(crate) async fn find_first<E>(
-    db: &impl ReadConnection,
-    select: Select<E>,
-    limit: u64,
-) -> Result<Vec<E::Model>, StorageError>
-where
-    E: EntityTrait,
-    E::Model: FromSqliteRow,
-{
-    let mut statement = select.build(db.get_database_backend());
-    statement.sql.push_str(&format!(" LIMIT {limit}"));
-    if let Some(reader) = db.sqlite_reader() {
-        return reader.models(&statement);
-    }
-    Ok(E::find().from_raw_sql(statement).all(db).await?)
-}
-
 /// The first model `select` finds (see [`find_all`]).
 pub(crate) async fn find_one<E>(
     db: &impl ReadConnection,

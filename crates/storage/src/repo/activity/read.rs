@@ -22,7 +22,7 @@ use crate::entities::{activity, activity_city, document};
 use crate::error::StorageError;
 use crate::repo::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
 use crate::repo::stats::StatsRepo;
-use crate::repo::{Page, count_all, find_all, find_first, find_one};
+use crate::repo::{Page, count_all, find_all, find_one};
 use crate::sqlite_read::{Columns, FromSqliteRow};
 
 /// For the start-date orders, whether the latest come first.
@@ -284,16 +284,26 @@ impl ActivityRepo {
         if let Some(cursor) = after {
             query = query.filter(keyset(order, cursor));
         }
-        let mut models = find_first(db, ordered(query, order), first.saturating_add(1)).await?;
-        let has_next = models.len() as u64 > first;
-        models.truncate(first as usize);
-        Ok(Page {
-            items: Self::with_hosts(db, models).await?,
-            has_next,
-            cities_version: None,
-            documents: None,
-            participants: None,
-        })
+        // sea-query writes the filter; the relation columns go in before
+        // the table, as in the city statements, and the limit after the
+        // order, written (`BoundSql::limit`): one statement.
+        let backend = db.get_database_backend();
+        let mut statement = sea_orm::QueryTrait::build(&ordered(query, order), backend);
+        let from = match backend {
+            DatabaseBackend::Postgres | DatabaseBackend::Sqlite => " FROM \"activities\"",
+            _ => " FROM `activities`",
+        };
+        let Some(at) = statement.sql.find(from) else {
+            return Err(StorageError::Other(sea_orm::DbErr::Custom(format!(
+                "the activity page statement has no `{from}`"
+            ))));
+        };
+        let mut relations = String::new();
+        super::sql::push_relation_columns(&mut relations, backend, columns);
+        statement.sql.insert_str(at, &relations);
+        statement.sql.push_str(" LIMIT ");
+        statement.sql.push_str(&BoundSql::limit(first));
+        Self::city_rows(db, statement, first, columns).await
     }
 
     /// How many activities match (for `totalCount`).
