@@ -23,6 +23,7 @@ use cityhub_graphql::{
     Authenticator, EventBus, GraphqlService, HttpSettings, HubState, Metrics, build_fast_schema,
     build_schema, request_guard,
 };
+use cityhub_storage::repo::stats::Reclaim;
 use cityhub_storage::{Db, StatsRepo, StorageError};
 use cityhub_web::WebState;
 use tokio::net::{TcpListener, TcpSocket};
@@ -248,6 +249,11 @@ impl Periodic {
 /// (each publish appends a few dozen).
 const VACUUM_AFTER_FOLDED_ROWS: u64 = 50_000;
 
+/// Folds between two tries at giving back the deltas' file when its lock
+/// was busy (each try may hold readers and writers up to
+/// `RECLAIM_LOCK_TIMEOUT`).
+const RECLAIM_RETRY_FOLDS: u32 = 10;
+
 /// On PostgreSQL, folds the kept counts' pending deltas into their totals
 /// every `database.stats_fold_interval_ms` until the hub stops (counts are
 /// exact at every moment; folding keeps what `stats` adds up small), and
@@ -266,17 +272,33 @@ fn spawn_stats_folder(db: Db, config: &Config, stop: CancellationToken, tasks: &
         // fold is followed by a vacuum, which gives back the file of deltas
         // that piled up while no instance folded.
         let mut since_vacuum: u64 = VACUUM_AFTER_FOLDED_ROWS;
+        // Folds before the vacuum is tried again, when the deltas' file
+        // was to be given back and its lock was busy.
+        let mut retry_in: Option<u32> = None;
         while job.next().await {
             let Some(moved) = job.outcome(StatsRepo::fold(db.conn()).await) else {
                 continue;
             };
             tracing::trace!(moved, "kept count deltas folded");
             since_vacuum += moved;
-            if since_vacuum >= VACUUM_AFTER_FOLDED_ROWS {
-                since_vacuum = 0;
-                if let Err(e) = StatsRepo::vacuum_churn(db.conn()).await {
-                    tracing::warn!(error = %e, "vacuuming the kept counts' deltas failed");
+            let retry_due = match &mut retry_in {
+                Some(0) => true,
+                Some(n) => {
+                    *n -= 1;
+                    false
                 }
+                None => false,
+            };
+            if since_vacuum >= VACUUM_AFTER_FOLDED_ROWS || retry_due {
+                since_vacuum = 0;
+                retry_in = match StatsRepo::vacuum_churn(db.conn()).await {
+                    Ok(Reclaim::Busy) => Some(RECLAIM_RETRY_FOLDS),
+                    Ok(Reclaim::NotNeeded | Reclaim::GivenBack) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "vacuuming the kept counts' deltas failed");
+                        None
+                    }
+                };
             }
         }
     });

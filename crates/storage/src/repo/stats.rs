@@ -238,6 +238,17 @@ async fn rows(
 /// a fold).
 pub const RECLAIM_PAST_BYTES: i64 = 8 << 20;
 
+/// What [`StatsRepo::reclaim_deltas`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaim {
+    /// The file was small (or the backend has none).
+    NotNeeded,
+    /// The file was given back.
+    GivenBack,
+    /// The table's lock was not had in time: nothing changed.
+    Busy,
+}
+
 /// How long [`StatsRepo::reclaim_deltas`] waits for the deltas' exclusive
 /// lock (and so, at most, how long a read or a publish queued behind it
 /// waits).
@@ -278,17 +289,18 @@ impl StatsRepo {
     /// got it.
     ///
     /// First, when the deltas' file has grown past [`RECLAIM_PAST_BYTES`],
-    /// it is given back ([`Self::reclaim_deltas`]).
-    pub async fn vacuum_churn(db: &DatabaseConnection) -> Result<(), StorageError> {
+    /// it is given back ([`Self::reclaim_deltas`]), whose outcome this
+    /// returns.
+    pub async fn vacuum_churn(db: &DatabaseConnection) -> Result<Reclaim, StorageError> {
         if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
+            return Ok(Reclaim::NotNeeded);
         }
-        Self::reclaim_deltas(db).await?;
+        let reclaim = Self::reclaim_deltas(db).await?;
         db.execute_unprepared(
             "VACUUM (SKIP_LOCKED, TRUNCATE false) stats_pair_deltas, stats_pending",
         )
         .await?;
-        Ok(())
+        Ok(reclaim)
     }
 
     /// Gives back the file of `stats_pair_deltas` when it has grown past
@@ -306,11 +318,11 @@ impl StatsRepo {
     /// it, so a read or a publish may wait that long once), every delta
     /// folded, then `TRUNCATE` (the table is empty by then; writers wait
     /// for the lock and append to the new, empty file). When the lock is
-    /// not had in time, nothing changed: it is tried again at the next
-    /// vacuum. Returns whether the file was given back.
-    pub async fn reclaim_deltas(db: &DatabaseConnection) -> Result<bool, StorageError> {
+    /// not had in time, nothing changed ([`Reclaim::Busy`]): the caller
+    /// tries again later.
+    pub async fn reclaim_deltas(db: &DatabaseConnection) -> Result<Reclaim, StorageError> {
         if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(false);
+            return Ok(Reclaim::NotNeeded);
         }
         let big = db
             .query_one_raw(Statement::from_sql_and_values(
@@ -323,7 +335,7 @@ impl StatsRepo {
             .transpose()?
             .unwrap_or(false);
         if !big {
-            return Ok(false);
+            return Ok(Reclaim::NotNeeded);
         }
         let txn = db.begin().await?;
         txn.execute_unprepared(&format!(
@@ -341,14 +353,14 @@ impl StatsRepo {
             }
             // Readers and writers held it throughout.
             txn.rollback().await?;
-            tracing::debug!("the kept counts' deltas were busy: given back next time");
-            return Ok(false);
+            tracing::debug!("the kept counts' deltas were busy: given back later");
+            return Ok(Reclaim::Busy);
         }
         txn.execute_unprepared("SELECT stats_fold()").await?;
         txn.execute_unprepared("TRUNCATE stats_pair_deltas").await?;
         txn.commit().await?;
         tracing::info!("the kept counts' deltas file was given back");
-        Ok(true)
+        Ok(Reclaim::GivenBack)
     }
 
     /// Counts the activities `filter` selects as `scope` sees them, and
