@@ -844,8 +844,6 @@ async fn postgres_a_file_of_folded_deltas_is_given_back() {
     if !crate::support::pg_available().await {
         return;
     }
-    const SIZE: &str = "SELECT pg_relation_size('stats_pair_deltas') AS bytes, \
-        (SELECT COUNT(*) FROM stats_pair_deltas) AS n";
     use sea_orm::ConnectionTrait;
     let hub = TestHub::start(Backend::Postgres).await;
     let secretariat = hub.token(None).await;
@@ -853,21 +851,6 @@ async fn postgres_a_file_of_folded_deltas_is_given_back() {
     let before = hub
         .ok(STATS, json!({"filter": all}), Some(&secretariat))
         .await;
-    let size = |db: cityhub_storage::Db| async move {
-        let row = db
-            .conn()
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DatabaseBackend::Postgres,
-                SIZE,
-            ))
-            .await
-            .expect("size")
-            .expect("a row");
-        (
-            row.try_get::<i64>("", "bytes").expect("bytes"),
-            row.try_get::<i64>("", "n").expect("n"),
-        )
-    };
     // Zero deltas on a kept pair's own key: they change no count, and
     // make a file well past the size the hub gives back (measured in the
     // same transaction, before any fold can take them).
@@ -881,16 +864,9 @@ async fn postgres_a_file_of_folded_deltas_is_given_back() {
         )
         .await
         .expect("deltas piled up");
-        let row = txn
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DatabaseBackend::Postgres,
-                SIZE,
-            ))
-            .await
-            .expect("size")
-            .expect("a row");
+        let (bytes, _) = deltas_size(&txn).await;
         txn.commit().await.expect("commit");
-        row.try_get::<i64>("", "bytes").expect("bytes")
+        bytes
     };
     assert!(
         piled > cityhub_storage::repo::stats::RECLAIM_PAST_BYTES,
@@ -905,7 +881,7 @@ async fn postgres_a_file_of_folded_deltas_is_given_back() {
         || {
             let db = db.clone();
             async move {
-                let (bytes, n) = size(db).await;
+                let (bytes, n) = deltas_size(db.conn()).await;
                 if bytes < cityhub_storage::repo::stats::RECLAIM_PAST_BYTES && n == 0 {
                     Ok((bytes, n))
                 } else {
@@ -921,4 +897,21 @@ async fn postgres_a_file_of_folded_deltas_is_given_back() {
         .await;
     assert_eq!(after, before, "the counts read the same");
     hub.stop().await;
+}
+
+/// The size of `stats_pair_deltas`' file and how many rows it holds.
+async fn deltas_size(db: &impl sea_orm::ConnectionTrait) -> (i64, i64) {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_relation_size('stats_pair_deltas') AS bytes, \
+             (SELECT COUNT(*) FROM stats_pair_deltas) AS n",
+        ))
+        .await
+        .expect("size")
+        .expect("a row");
+    (
+        row.try_get::<i64>("", "bytes").expect("bytes"),
+        row.try_get::<i64>("", "n").expect("n"),
+    )
 }

@@ -22,7 +22,7 @@ use crate::entities::{activity, activity_city, document};
 use crate::error::StorageError;
 use crate::repo::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
 use crate::repo::stats::StatsRepo;
-use crate::repo::{Page, count_all, find_all, find_one};
+use crate::repo::{Page, count_all, find_all};
 use crate::sqlite_read::{Columns, FromSqliteRow};
 
 /// For the start-date orders, whether the latest come first.
@@ -101,39 +101,33 @@ impl ActivityRepo {
             .collect()
     }
 
-    /// The activity with this id, if the scope may see it.
+    /// The activity with this id, if the scope may see it, with its hosts
+    /// (one statement, [`Self::find_with`]).
     pub async fn find_by_id(
         db: &impl ReadConnection,
         scope: ReadScope,
         id: ActivityId,
     ) -> Result<Option<Activity>, StorageError> {
-        let model = find_one(
-            db,
-            select_texts(activity::Entity::find_by_id(id.get()), ActivityTexts::All)
-                .filter(scope.condition(db.get_database_backend())),
-        )
-        .await?;
-        Ok(Self::with_hosts(db, model.into_iter().collect())
-            .await?
-            .pop())
+        let mut page =
+            Self::find_with(db, scope, ActivityKey::Id(id), ActivityTexts::All.into()).await?;
+        Ok(page.items.pop())
     }
 
-    /// The activity with this slug, if the scope may see it.
+    /// The activity with this slug, if the scope may see it, with its hosts
+    /// (one statement, [`Self::find_with`]).
     pub async fn find_by_slug(
         db: &impl ReadConnection,
         scope: ReadScope,
         slug: &str,
     ) -> Result<Option<Activity>, StorageError> {
-        let model = find_one(
+        let mut page = Self::find_with(
             db,
-            select_texts(activity::Entity::find(), ActivityTexts::All)
-                .filter(activity::Column::Slug.eq(slug))
-                .filter(scope.condition(db.get_database_backend())),
+            scope,
+            ActivityKey::Slug(slug),
+            ActivityTexts::All.into(),
         )
         .await?;
-        Ok(Self::with_hosts(db, model.into_iter().collect())
-            .await?
-            .pop())
+        Ok(page.items.pop())
     }
 
     /// The activity with this id, including deleted ones and every draft,
@@ -257,7 +251,7 @@ impl ActivityRepo {
                     after,
                     columns,
                 );
-                return Self::city_rows(db, statement, first, columns).await;
+                return Self::page_rows(db, statement, first, columns).await;
             }
             if order == ActivityOrder::UpdatedAtDesc {
                 let statement = Self::city_updated_statement(
@@ -269,7 +263,7 @@ impl ActivityRepo {
                     after,
                     columns,
                 );
-                return Self::city_rows(db, statement, first, columns).await;
+                return Self::page_rows(db, statement, first, columns).await;
             }
         }
         if filter.text.is_some()
@@ -289,10 +283,7 @@ impl ActivityRepo {
         // order, written (`BoundSql::limit`): one statement.
         let backend = db.get_database_backend();
         let mut statement = sea_orm::QueryTrait::build(&ordered(query, order), backend);
-        let from = match backend {
-            DatabaseBackend::Postgres | DatabaseBackend::Sqlite => " FROM \"activities\"",
-            _ => " FROM `activities`",
-        };
+        let from = " FROM \"activities\"";
         let Some(at) = statement.sql.find(from) else {
             return Err(StorageError::Other(sea_orm::DbErr::Custom(format!(
                 "the activity page statement has no `{from}`"
@@ -303,7 +294,7 @@ impl ActivityRepo {
         statement.sql.insert_str(at, &relations);
         statement.sql.push_str(" LIMIT ");
         statement.sql.push_str(&BoundSql::limit(first));
-        Self::city_rows(db, statement, first, columns).await
+        Self::page_rows(db, statement, first, columns).await
     }
 
     /// How many activities match (for `totalCount`).
@@ -331,9 +322,10 @@ impl ActivityRepo {
         .await
     }
 
-    /// The page of a city statement's rows (the activity's columns and its
-    /// `host_ids`).
-    pub(super) async fn city_rows(
+    /// The page a statement's rows make: the activity's columns, then the
+    /// columns `push_relation_columns` wrote (`host_ids`, `cities_version`,
+    /// and the documents and participants `columns` asks for).
+    pub(super) async fn page_rows(
         db: &impl ReadConnection,
         statement: Statement,
         first: u64,
@@ -444,7 +436,7 @@ impl ActivityRepo {
             sql.text.push_str(" AND ");
             sql.text.push_str(&visible);
         }
-        Self::city_rows(db, sql.statement(), 1, columns).await
+        Self::page_rows(db, sql.statement(), 1, columns).await
     }
 
     /// The statement of [`Self::page`] for one city by start date, through

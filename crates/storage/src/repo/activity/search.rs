@@ -56,7 +56,7 @@ impl ActivityRepo {
             after,
             columns,
         );
-        Self::city_rows(db, statement, first, columns).await
+        Self::page_rows(db, statement, first, columns).await
     }
 
     /// One search term as an FTS5 expression: the words that start with it

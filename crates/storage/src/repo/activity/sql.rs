@@ -112,10 +112,10 @@ pub(super) fn select_texts(
 /// `, (…) AS host_ids, (…) AS cities_version`: an activity's hosts in order
 /// ("1,2,3"), per backend, and the `cities_version` the statement saw
 /// (for [`crate::Db::cities`]); then the documents and participants
-/// `columns` asks for: the columns [`ActivityRepo::city_rows`] reads after
+/// `columns` asks for: the columns [`ActivityRepo::page_rows`] reads after
 /// the model's, in this order.
 ///
-/// [`ActivityRepo::city_rows`]: super::ActivityRepo
+/// [`ActivityRepo::page_rows`]: super::ActivityRepo
 pub(super) fn push_relation_columns(
     text: &mut String,
     backend: DatabaseBackend,
