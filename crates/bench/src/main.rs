@@ -61,7 +61,7 @@ enum Command {
     },
     /// Run a scenario (or `all`) and report it.
     Run {
-        /// listing, detail, overview, search, dashboard, calendar, feed, baseline, fanout, publish, import, poll or all.
+        /// listing, detail, overview, search, dashboard, calendar, feed, stats, stats-two-fields, baseline, fanout, publish, import, poll or all.
         scenario: String,
         /// A running hub to load (loopback only), e.g. http://127.0.0.1:4000.
         #[arg(long)]

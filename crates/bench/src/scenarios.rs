@@ -281,6 +281,37 @@ pub fn stats(targets: &Targets) -> MakeRequest {
     rotating(bodies, None)
 }
 
+/// `stats` filtered on two dimensions at once, as a dashboard drills down:
+/// every kind with every field, every field with each of 20 cities, and
+/// every kind with each of 20 cities, rotated.
+pub fn stats_two_fields(targets: &Targets) -> MakeRequest {
+    use cityhub_domain::{ActivityKind, CreativeField};
+    let mut bodies = Vec::new();
+    for kind in ActivityKind::ALL {
+        for field in CreativeField::ALL {
+            bodies.push(body(
+                STATS,
+                json!({"filter": {"kinds": [kind.as_str()], "fields": [field.as_str()]}}),
+            ));
+        }
+    }
+    for city in targets.city_slugs.iter().take(20) {
+        for field in CreativeField::ALL {
+            bodies.push(body(
+                STATS,
+                json!({"filter": {"cities": [city], "fields": [field.as_str()]}}),
+            ));
+        }
+        for kind in ActivityKind::ALL {
+            bodies.push(body(
+                STATS,
+                json!({"filter": {"cities": [city], "kinds": [kind.as_str()]}}),
+            ));
+        }
+    }
+    rotating(bodies, None)
+}
+
 /// Publishing: each publish goes to the next city in turn (every city
 /// publishes with its own token, however few requests are in flight),
 /// each activity titled with the run's marker so durable rows can be

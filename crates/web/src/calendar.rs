@@ -29,6 +29,8 @@ use cityhub_domain::{
     Activity, ActivityFormat, ActivityOrder, ActivityStatus, City, CityId, DatePrecision,
 };
 
+use cityhub_storage::ActivityTexts;
+
 use crate::WebState;
 use crate::http::{CacheKey, Representation, answer, base_url, reader};
 use crate::ics::IcsWriter;
@@ -84,6 +86,7 @@ async fn calendar(
                 order: ActivityOrder::StartDateDesc,
                 limit: state.settings.calendar_max_events,
                 dated_only: true,
+                texts: ActivityTexts::WithoutDescription,
             },
         )
         .await?;

@@ -15,6 +15,8 @@ use cityhub_domain::chars::for_output;
 use cityhub_domain::jsonld::{activity_url, date_at_precision};
 use cityhub_domain::{Activity, ActivityOrder, ActivityStatus, City, CityId, DatePrecision};
 
+use cityhub_storage::ActivityTexts;
+
 use crate::WebState;
 use crate::http::{CacheKey, Representation, answer, base_url, internal_failure, reader};
 use crate::listing::{self, ListingRequest};
@@ -69,6 +71,7 @@ async fn feed(
                 order: ActivityOrder::UpdatedAtDesc,
                 limit: state.settings.feed_max_entries,
                 dated_only: false,
+                texts: ActivityTexts::All,
             },
         )
         .await?;

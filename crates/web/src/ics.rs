@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use cityhub_domain::chars::for_output;
 
 /// The longest physical line, in octets, without its CRLF.
@@ -63,25 +63,20 @@ impl IcsWriter {
 
     /// A UTC DATE-TIME (`20240131T120000Z`).
     pub fn date_time(&mut self, name: &str, at: DateTime<Utc>) {
-        self.line(name, &at.format("%Y%m%dT%H%M%SZ").to_string());
+        self.line(name, &compact(at.naive_utc(), "Z"));
     }
 
     /// A local DATE-TIME in a zone
     /// (`{name};TZID=Europe/Paris:20240131T193000`); the zone's name is an
     /// IANA name, which needs no quoting.
     pub fn zoned_date_time(&mut self, name: &str, zone: &str, at: NaiveDateTime) {
-        self.line(
-            &format!("{name};TZID={zone}"),
-            &at.format("%Y%m%dT%H%M%S").to_string(),
-        );
+        self.line(&format!("{name};TZID={zone}"), &compact(at, ""));
     }
 
     /// A DATE (`{name};VALUE=DATE:20240131`).
     pub fn date(&mut self, name: &str, day: NaiveDate) {
-        self.line(
-            &format!("{name};VALUE=DATE"),
-            &day.format("%Y%m%d").to_string(),
-        );
+        let value = format!("{:04}{:02}{:02}", day.year(), day.month(), day.day());
+        self.line(&format!("{name};VALUE=DATE"), &value);
     }
 
     /// The calendar's text.
@@ -96,19 +91,38 @@ impl IcsWriter {
     }
 }
 
+/// `20240131T193000` and `suffix` (RFC 5545 DATE-TIME; the hub's years
+/// have four digits).
+fn compact(at: NaiveDateTime, suffix: &str) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}{suffix}",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
 /// RFC 5545 TEXT escaping of a sanitised value.
 pub fn escape_text(value: &str) -> String {
     let clean = for_output(value);
     let mut out = String::with_capacity(clean.len() + 8);
-    for c in clean.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            ';' => out.push_str("\\;"),
-            ',' => out.push_str("\\,"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+    let mut rest: &str = &clean;
+    // Every character escaped is one ASCII byte, so the text either side
+    // of it stays on character boundaries; the rest is copied in runs.
+    while let Some(at) = rest.find(['\\', ';', ',', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b';' => "\\;",
+            b',' => "\\,",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -160,6 +174,26 @@ mod tests {
         let mut w = IcsWriter::new();
         w.plain("URL", "https://x.example/a\r\nBEGIN:VEVENT");
         assert_eq!(w.finish(), "URL:https://x.example/aBEGIN:VEVENT\r\n");
+    }
+
+    #[test]
+    fn dates_and_times_are_written_as_rfc_5545_says() {
+        let at = NaiveDate::from_ymd_opt(987, 3, 4)
+            .and_then(|d| d.and_hms_opt(5, 6, 7))
+            .expect("a valid time");
+        let mut w = IcsWriter::new();
+        w.date_time("DTSTAMP", at.and_utc());
+        w.zoned_date_time("DTSTART", "Europe/Paris", at);
+        w.date("DTEND", at.date());
+        assert_eq!(
+            w.finish(),
+            "DTSTAMP:09870304T050607Z\r\nDTSTART;TZID=Europe/Paris:09870304T050607\r\n\
+             DTEND;VALUE=DATE:09870304\r\n"
+        );
+        let late = NaiveDate::from_ymd_opt(2026, 12, 31)
+            .and_then(|d| d.and_hms_opt(23, 59, 59))
+            .expect("a valid time");
+        assert_eq!(compact(late, "Z"), late.format("%Y%m%dT%H%M%SZ").to_string());
     }
 
     #[test]

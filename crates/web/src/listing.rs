@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::response::Response;
 use cityhub_domain::{Activity, ActivityOrder, City, CityId};
-use cityhub_storage::{ActivityRepo, CityRepo};
+use cityhub_storage::{ActivityRepo, ActivityTexts, CityRepo};
 
 use crate::WebState;
 use crate::http::{Reader, bad_input, not_found, storage_failure};
@@ -39,6 +39,9 @@ pub struct ListingRequest<'a> {
     pub limit: u64,
     /// Leave undated activities out (in SQL, so they take no slot).
     pub dated_only: bool,
+    /// The long texts the representation shows (a calendar shows no
+    /// description, so it is not read).
+    pub texts: ActivityTexts,
 }
 
 /// Loads a listing for `reader`, or the error answer.
@@ -74,13 +77,14 @@ pub async fn load(
         // keeps every dated one.
         filter.to = chrono::NaiveDate::from_ymd_opt(9999, 12, 31);
     }
-    let page = ActivityRepo::page(
+    let page = ActivityRepo::page_of(
         db,
         reader.scope,
         &filter,
         request.order,
         request.limit,
         None,
+        request.texts.into(),
     )
     .await
     .map_err(|e| storage_failure(&e))?;

@@ -1,0 +1,5 @@
+# The two listing documents (sourced by compare.sh; the Lua scripts get them from files).
+# Hub: crates/bench/src/scenarios.rs LISTING, verbatim.
+HUB_QUERY='query Listing($cities: [String!]) { activities(first: 20, filter: {cities: $cities}) { nodes { id slug title summary kind format startDate endDate venue hosts { slug name country } documents { kind title url } } pageInfo { hasNextPage endCursor } } }'
+# PostGraphile 5 (amber): the same page through city_activities (virtual FKs from smart tags).
+PGL_QUERY='query Listing($slug: String!) { cityBySlug(slug: $slug) { cityActivitiesByCityId(first: 20, condition: {status: "PUBLISHED"}, orderBy: [START_KEY_DESC, ACTIVITY_ID_DESC]) { nodes { activityByActivityId { id: rowId slug title summary kind format startDate endDate venue hosts: activityCitiesByActivityId(condition: {role: "HOST"}, orderBy: POSITION_ASC) { nodes { cityByCityId { slug name country } } } documents: documentsByActivityId(orderBy: POSITION_ASC) { nodes { kind title url } } } } pageInfo { hasNextPage endCursor } } } }'
