@@ -193,7 +193,10 @@ mod tests {
         let late = NaiveDate::from_ymd_opt(2026, 12, 31)
             .and_then(|d| d.and_hms_opt(23, 59, 59))
             .expect("a valid time");
-        assert_eq!(compact(late, "Z"), late.format("%Y%m%dT%H%M%SZ").to_string());
+        assert_eq!(
+            compact(late, "Z"),
+            late.format("%Y%m%dT%H%M%SZ").to_string()
+        );
     }
 
     #[test]
