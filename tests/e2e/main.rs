@@ -15,6 +15,7 @@ mod browser;
 
 mod abuse;
 mod cache;
+mod cities_in_memory;
 mod cli;
 mod dashboard;
 mod database_tls;

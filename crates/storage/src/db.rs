@@ -227,6 +227,8 @@ pub(crate) struct CitySnapshot {
     /// The version read before the cities: they are at least this new.
     pub(crate) version: i64,
     pub(crate) cities: std::collections::HashMap<cityhub_domain::CityId, cityhub_domain::City>,
+    /// Every city's `(name_key, id)`, in the order of `cities(…)` pages.
+    pub(crate) by_name: Vec<(String, cityhub_domain::CityId)>,
 }
 
 /// The member cities held in memory by `cities_version`, shared by every
@@ -261,6 +263,7 @@ impl Default for CityDirectory {
                 // Below any version the database holds (it starts at 0).
                 version: -1,
                 cities: std::collections::HashMap::new(),
+                by_name: Vec::new(),
             })),
             reload: tokio::sync::Mutex::new(()),
         }

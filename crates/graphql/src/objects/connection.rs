@@ -220,6 +220,8 @@ pub struct CityConnection {
     edges: Vec<CityEdge>,
     page_info: PageInfo,
     filter: CityFilter,
+    /// `totalCount` when the page was read with it (from memory).
+    total: Option<u64>,
 }
 
 impl CityConnection {
@@ -247,6 +249,15 @@ impl CityConnection {
             edges,
             page_info,
             filter,
+            total: None,
+        }
+    }
+
+    /// The connection, with `totalCount` already known.
+    pub fn with_total(self, total: u64) -> Self {
+        Self {
+            total: Some(total),
+            ..self
         }
     }
 }
@@ -271,9 +282,12 @@ impl CityConnection {
 
     /// How many cities match the filter in all.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
-        let n = CityRepo::count(hub(ctx).service.db(), &self.filter)
-            .await
-            .api()?;
+        let n = match self.total {
+            Some(n) => n,
+            None => CityRepo::count(hub(ctx).service.db(), &self.filter)
+                .await
+                .api()?,
+        };
         Ok(i64::try_from(n).unwrap_or(i64::MAX))
     }
 }

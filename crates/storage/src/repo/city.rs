@@ -28,6 +28,19 @@ pub struct CityFilter {
     pub text: Option<String>,
 }
 
+impl CityFilter {
+    /// Whether every member city matches (no field, country or name text;
+    /// a blank text selects every city, as in SQL).
+    pub fn selects_every_city(&self) -> bool {
+        self.fields.is_empty()
+            && self.countries.is_empty()
+            && self
+                .text
+                .as_deref()
+                .is_none_or(|t| text::fold(t).trim().is_empty())
+    }
+}
+
 /// Counts for one creative field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldCount {

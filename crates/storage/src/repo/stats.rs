@@ -30,7 +30,7 @@ use sea_orm::{
 use super::city::{CityRepo, FieldCount, NetworkCounts};
 use super::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
 use super::{in_list, mark};
-use crate::db::ReadConnection;
+use crate::db::{Db, ReadConnection};
 use crate::entities::activity;
 use crate::error::StorageError;
 use crate::sqlite_read::reader_error;
@@ -81,6 +81,10 @@ enum KeptDimension {
 
 /// Repository of activity statistics.
 pub struct StatsRepo;
+
+/// The `dim` of the row that carries `cities_version` in the network's
+/// counts statement.
+const VERSION_ROW: &str = "cities_version";
 
 fn other(message: String) -> StorageError {
     StorageError::Other(DbErr::Custom(message))
@@ -531,64 +535,51 @@ impl StatsRepo {
         assemble(rows(db, Statement::from_sql_and_values(backend, sql, values)).await?)
     }
 
-    /// What `network` answers: member cities and countries (from the
-    /// cities, a few hundred rows), and published activities in all and per
-    /// field from the kept counts.
-    pub async fn network_counts(db: &impl ReadConnection) -> Result<NetworkCounts, StorageError> {
-        // One statement: the member cities, their countries, and the
-        // member cities per field.
-        let members = rows(
-            db,
-            Statement::from_string(
-                db.get_database_backend(),
-                "SELECT 'cities' AS dim, '' AS val, COUNT(*) AS n FROM cities \
-                 UNION ALL SELECT 'countries' AS dim, '' AS val, COUNT(DISTINCT country) AS n FROM cities \
-                 UNION ALL SELECT 'field' AS dim, field AS val, COUNT(*) AS n FROM city_fields GROUP BY field",
-            ),
-        )
-        .await?;
-        let (mut cities, mut countries) = (0, 0);
-        let mut city_fields: HashMap<String, i64> = HashMap::new();
-        for (dim, val, n) in members {
-            match dim.as_str() {
-                "cities" => cities = n,
-                "countries" => countries = n,
-                _ => {
-                    city_fields.insert(val, n);
-                }
-            }
-        }
+    /// What `network` answers: member cities, their countries and the
+    /// cities per field (from the member cities in memory), and published
+    /// activities in all and per field from the kept counts. One
+    /// statement: the kept counts, and the `cities_version` their snapshot
+    /// saw, so the cities in memory are at least that new.
+    pub async fn network_counts(db: &Db) -> Result<NetworkCounts, StorageError> {
         // Only the totals `network` shows (all and per field), not every
         // country, year, kind and city that `stats` aggregates: nine
         // groups instead of ≈ 140, 14–38 µs instead of ≈ 630 (BENCHMARKS.md).
-        let published = assemble(
-            Self::kept_rows(
-                db,
-                ReadScope::Public,
-                &[ActivityStatus::Published],
-                KeptDimension::All,
-                |condition| {
-                    format!(
-                        "SELECT odim AS dim, oval AS val, CAST(SUM(n) AS BIGINT) AS n \
-                         FROM stats_pair_counts WHERE {condition} AND odim IN ('all', 'field') \
-                         GROUP BY odim, oval"
-                    )
-                },
-            )
-            .await?,
-        )?;
+        let mut rows = Self::kept_rows(
+            db,
+            ReadScope::Public,
+            &[ActivityStatus::Published],
+            KeptDimension::All,
+            |condition| {
+                format!(
+                    "SELECT odim AS dim, oval AS val, CAST(SUM(n) AS BIGINT) AS n \
+                     FROM stats_pair_counts WHERE {condition} AND odim IN ('all', 'field') \
+                     GROUP BY odim, oval \
+                     UNION ALL SELECT '{VERSION_ROW}' AS dim, '' AS val, \
+                     CAST(COALESCE(MAX(value), 0) AS BIGINT) AS n \
+                     FROM hub_meta WHERE key = 'cities_version'"
+                )
+            },
+        )
+        .await?;
+        let at = rows
+            .iter()
+            .position(|(dim, _, _)| dim == VERSION_ROW)
+            .ok_or_else(|| other("network counts: no cities_version row".to_owned()))?;
+        let (_, _, cities_version) = rows.swap_remove(at);
+        let members = db.cities().members(db, cities_version).await?;
+        let published = assemble(rows)?;
         let fields = published
             .by_field
             .iter()
             .map(|(field, activities)| FieldCount {
                 field: *field,
-                cities: city_fields.get(field.as_str()).copied().unwrap_or(0),
+                cities: members.fields.get(field).copied().unwrap_or(0),
                 activities: *activities,
             })
             .collect();
         Ok(NetworkCounts {
-            cities,
-            countries,
+            cities: members.cities,
+            countries: members.countries,
             activities: published.total,
             fields,
         })
