@@ -48,32 +48,32 @@ impl StorageError {
     /// True if a lock was not had within `lock_timeout` (PostgreSQL's
     /// `lock_not_available`, 55P03).
     pub fn is_lock_timeout(&self) -> bool {
-        let StorageError::Other(
-            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
-        ) = self
-        else {
-            return false;
-        };
-        matches!(e.as_ref(), sea_orm::sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "55P03"))
+        self.database_code().is_some_and(|c| c == "55P03")
     }
 
     /// True if retrying the whole transaction may succeed (a serialization
     /// failure or a lock that could not be taken in time).
     pub fn is_retryable(&self) -> bool {
+        // PostgreSQL serialization_failure and deadlock_detected; SQLite
+        // BUSY and LOCKED (and their extended codes).
+        self.database_code().is_some_and(|c| {
+            matches!(c.as_ref(), "40001" | "40P01")
+                || matches!(c.parse::<i32>(), Ok(code) if code & 0xff == 5 || code & 0xff == 6)
+        })
+    }
+
+    /// The database's own error code (SQLSTATE on PostgreSQL, the result
+    /// code on SQLite), when the database refused a statement.
+    fn database_code(&self) -> Option<std::borrow::Cow<'_, str>> {
         let StorageError::Other(
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
         ) = self
         else {
-            return false;
+            return None;
         };
         match e.as_ref() {
-            // PostgreSQL serialization_failure and deadlock_detected;
-            // SQLite BUSY and LOCKED (and their extended codes).
-            sea_orm::sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-                matches!(c.as_ref(), "40001" | "40P01")
-                    || matches!(c.parse::<i32>(), Ok(code) if code & 0xff == 5 || code & 0xff == 6)
-            }),
-            _ => false,
+            sea_orm::sqlx::Error::Database(db) => db.code(),
+            _ => None,
         }
     }
 }

@@ -37,6 +37,11 @@ pub(crate) struct Members {
     pub(crate) fields: HashMap<CreativeField, i64>,
 }
 
+/// `hub_meta.cities_version` now (0 before any city was written): what
+/// [`CityDirectory`] reads, and `network`'s counts read beside theirs.
+pub(crate) const CITIES_VERSION_NOW: &str =
+    "SELECT COALESCE(MAX(value), 0) AS v FROM hub_meta WHERE key = 'cities_version'";
+
 /// `SELECT value FROM hub_meta WHERE key = 'cities_version'` as a column
 /// of another statement: the version that statement's snapshot saw.
 pub(crate) const CITIES_VERSION_COLUMN: &str =
@@ -164,7 +169,7 @@ impl CityDirectory {
         Ok(db
             .query_one_raw(Statement::from_string(
                 db.get_database_backend(),
-                "SELECT COALESCE(MAX(value), 0) AS v FROM hub_meta WHERE key = 'cities_version'",
+                CITIES_VERSION_NOW,
             ))
             .await?
             .map(|row| row.try_get::<i64>("", "v"))

@@ -28,6 +28,7 @@ use sea_orm::{
 };
 
 use super::city::{CityRepo, FieldCount, NetworkCounts};
+use super::city_directory::CITIES_VERSION_NOW;
 use super::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
 use super::{in_list, mark};
 use crate::db::{Db, ReadConnection};
@@ -554,9 +555,8 @@ impl StatsRepo {
                     "SELECT odim AS dim, oval AS val, CAST(SUM(n) AS BIGINT) AS n \
                      FROM stats_pair_counts WHERE {condition} AND odim IN ('all', 'field') \
                      GROUP BY odim, oval \
-                     UNION ALL SELECT '{VERSION_ROW}' AS dim, '' AS val, \
-                     CAST(COALESCE(MAX(value), 0) AS BIGINT) AS n \
-                     FROM hub_meta WHERE key = 'cities_version'"
+                     UNION ALL SELECT '{VERSION_ROW}' AS dim, '' AS val, CAST(v AS BIGINT) AS n \
+                     FROM ({CITIES_VERSION_NOW}) cv"
                 )
             },
         )
