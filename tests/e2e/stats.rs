@@ -180,8 +180,9 @@ fn filters() -> Vec<Value> {
         json!({"statuses": ["PUBLISHED", "CANCELLED", "DRAFT"]}),
         json!({"statuses": ["DRAFT"], "kinds": ["WORKSHOP"]}),
         json!({"statuses": []}),
-        // Fallbacks: two values of a many-valued dimension, two dimensions,
-        // dates, themes, text.
+        // Answered from the facts in memory: two values of a many-valued
+        // dimension, two dimensions. Counted per request: dates, themes,
+        // text.
         json!({"fields": ["MUSIC", "DESIGN"]}),
         json!({"cities": ["lyon", "seoul"], "statuses": ["PUBLISHED", "DRAFT"]}),
         json!({"kinds": ["FESTIVAL"], "countries": ["FR"]}),
@@ -408,6 +409,57 @@ both_backends!(
                 "network field {field}"
             );
         }
+    }
+);
+
+/// Filters on two or more dimensions, or on several values of a
+/// many-valued one: the ones the facts in memory answer.
+fn in_memory_filters() -> Vec<Value> {
+    vec![
+        json!({"fields": ["MUSIC", "DESIGN"]}),
+        json!({"kinds": ["FESTIVAL", "WORKSHOP"], "fields": ["MUSIC", "MEDIA_ARTS", "DESIGN"]}),
+        json!({"kinds": ["FESTIVAL"], "countries": ["FR", "kr"]}),
+        json!({"cities": ["lyon", "seoul"], "statuses": ["PUBLISHED", "DRAFT"]}),
+        json!({"cities": ["lyon", "no-such-city"], "formats": ["HYBRID", "IN_PERSON"]}),
+        json!({"fields": ["CRAFTS_AND_FOLK_ART"], "statuses": ["PUBLISHED", "CANCELLED", "DRAFT"], "formats": ["ONLINE"]}),
+        json!({"countries": ["BE", "FR"], "statuses": ["CANCELLED", "DRAFT"]}),
+    ]
+}
+
+both_backends!(
+    stats_on_several_dimensions_come_from_memory_and_are_never_stale,
+    |backend: Backend| async move {
+        // Two instances on one database: `b` answers from the facts it
+        // holds in memory, `a` takes every write.
+        let a = TestHub::start_with(backend, |c| c.cache.enabled = false).await;
+        let b = TestHub::start_on(backend, a.test_db.clone(), |c| c.cache.enabled = false).await;
+        let lyon = a.token(Some("lyon")).await;
+        let seoul = a.token(Some("seoul")).await;
+        let secretariat = a.token(None).await;
+        let readers = [
+            ("anonymous", None),
+            ("lyon", Some(lyon.as_str())),
+            ("secretariat", Some(secretariat.as_str())),
+        ];
+        assert_eq!(b.db.facts().activities(), 0, "read on first use");
+        assert_agree(&b, &readers, &in_memory_filters()).await;
+        let held = b.db.facts().activities();
+        assert!(held > 10, "every live activity in memory: {held}");
+
+        // Once up to date, one small statement a request: the events since.
+        let query = json!({"filter": {"kinds": ["FESTIVAL"], "fields": ["MUSIC"]}});
+        b.ok(STATS, query.clone(), None).await;
+        let before = b.db.query_count();
+        b.ok(STATS, query, None).await;
+        assert_eq!(b.db.query_count() - before, 1, "one statement");
+
+        // Every kind of write through the other instance, the country
+        // change included, shows in this one's very next answer.
+        churn(&a, &lyon, &seoul, &secretariat).await;
+        assert_agree(&b, &readers, &in_memory_filters()).await;
+        assert_agree(&b, &readers[..1], &filters()).await;
+        b.stop().await;
+        a.stop().await;
     }
 );
 

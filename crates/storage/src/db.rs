@@ -282,6 +282,8 @@ pub struct Db {
     reader: Option<Arc<SqliteReader>>,
     /// The member cities in memory, by `cities_version`.
     cities: Arc<CityDirectory>,
+    /// Every live activity's countable facts in memory, from the event log.
+    facts: Arc<crate::repo::fact_index::FactIndex>,
 }
 
 impl std::fmt::Debug for Db {
@@ -353,6 +355,7 @@ impl Db {
             write_lock: sqlite.then(|| Arc::new(Mutex::new(()))),
             reader,
             cities: Arc::default(),
+            facts: Arc::default(),
         })
     }
 
@@ -360,6 +363,12 @@ impl Db {
     /// pool).
     pub fn cities(&self) -> &CityDirectory {
         &self.cities
+    }
+
+    /// The facts of live activities in memory, which `stats` counts when
+    /// the kept counts cannot answer its filter.
+    pub fn facts(&self) -> &crate::repo::fact_index::FactIndex {
+        &self.facts
     }
 
     /// The connection pool.

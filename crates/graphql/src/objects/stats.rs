@@ -1,6 +1,7 @@
 //! `stats`: counts of activities for dashboards (`ActivityStats` and its
 //! per-dimension counts), answered from the kept counts when the filter
-//! allows (see `cityhub_storage::repo::stats`).
+//! allows, else from the facts held in memory or counted by the database
+//! (see `cityhub_storage::repo::stats`).
 
 use async_graphql::{Context, Result, SimpleObject};
 use cityhub_storage::{ActivityCounts, ReadScope, StatsRepo};

@@ -83,7 +83,7 @@ impl CityDirectory {
 
     /// The directory at least as new as `cities_version`: read again first
     /// (once for all the requests waiting on it) when it is older.
-    async fn at_least(
+    pub(crate) async fn at_least(
         &self,
         db: &impl ReadConnection,
         cities_version: i64,

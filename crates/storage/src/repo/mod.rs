@@ -8,6 +8,7 @@ pub mod city;
 pub mod city_directory;
 pub(crate) mod conditions;
 pub mod events;
+pub mod fact_index;
 pub mod invitation;
 pub mod persisted;
 pub mod source;

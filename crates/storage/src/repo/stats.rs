@@ -11,11 +11,14 @@
 //! at most one of kinds, formats, fields, countries or cities (one value for
 //! the last three, which an activity can have several of) is then answered
 //! by summing a few hundred kept rows, whatever the number of activities
-//! ([`StatsSource::Kept`]). Any other filter (text, themes, dates, or two of
-//! those dimensions at once) falls back to counting the facts of the
-//! activities the listing's own filter selects ([`StatsSource::Scanned`]),
-//! which costs what that listing's filter costs. Both read the same facts,
-//! so they agree.
+//! ([`StatsSource::Kept`]). Two or more of those dimensions at once, or
+//! several values of a many-valued one, are counted from every live
+//! activity's facts held in memory and brought up to date from the event
+//! log before each answer ([`FactIndex`], [`StatsSource::Indexed`]). A
+//! filter on text, themes or dates, which the facts do not hold, falls
+//! back to counting the facts of the activities the listing's own filter
+//! selects ([`StatsSource::Scanned`]), which costs what that listing's
+//! filter costs. All three read the same facts, so they agree.
 
 use std::collections::HashMap;
 
@@ -30,6 +33,7 @@ use sea_orm::{
 use super::city::{CityRepo, FieldCount, NetworkCounts};
 use super::city_directory::CITIES_VERSION_NOW;
 use super::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
+use super::fact_index::FactIndex;
 use super::{in_list, mark};
 use crate::db::{Db, ReadConnection};
 use crate::entities::activity;
@@ -63,6 +67,9 @@ pub struct ActivityCounts {
 pub enum StatsSource {
     /// The kept counts: constant time in the number of activities.
     Kept,
+    /// The facts of every live activity in memory ([`FactIndex`]), brought
+    /// up to date from the event log: cost follows the matching activities.
+    Indexed,
     /// The facts of the activities the filter selects, counted per request.
     Scanned,
 }
@@ -150,6 +157,8 @@ fn kept_dimension(filter: &ActivityFilter) -> Option<KeptDimension> {
 pub fn source_for(filter: &ActivityFilter) -> StatsSource {
     if kept_dimension(filter).is_some() {
         StatsSource::Kept
+    } else if FactIndex::answers(filter) {
+        StatsSource::Indexed
     } else {
         StatsSource::Scanned
     }
@@ -371,21 +380,27 @@ impl StatsRepo {
     /// Counts the activities `filter` selects as `scope` sees them, and
     /// says which path answered.
     pub async fn counts(
-        db: &impl ReadConnection,
+        db: &Db,
         scope: ReadScope,
         filter: &ActivityFilter,
     ) -> Result<(ActivityCounts, StatsSource), StorageError> {
         let statuses = filter.statuses();
-        match kept_dimension(filter) {
-            Some(dimension) => Ok((
+        if let Some(dimension) = kept_dimension(filter) {
+            return Ok((
                 Self::kept(db, scope, statuses, dimension).await?,
                 StatsSource::Kept,
-            )),
-            None => Ok((
-                Self::scanned(db, scope, filter).await?,
-                StatsSource::Scanned,
-            )),
+            ));
         }
+        if FactIndex::answers(filter) {
+            return Ok((
+                assemble(db.facts().count(db, scope, filter).await?)?,
+                StatsSource::Indexed,
+            ));
+        }
+        Ok((
+            Self::scanned(db, scope, filter).await?,
+            StatsSource::Scanned,
+        ))
     }
 
     /// How many activities `filter` selects as `scope` sees them, from the
@@ -634,13 +649,19 @@ mod tests {
             fields: vec![CreativeField::Music, CreativeField::Film],
             ..filter()
         };
-        assert_eq!(source_for(&two_fields), StatsSource::Scanned);
+        assert_eq!(source_for(&two_fields), StatsSource::Indexed);
         let two_dimensions = ActivityFilter {
             fields: vec![CreativeField::Music],
             kinds: vec![ActivityKind::Festival],
             ..filter()
         };
-        assert_eq!(source_for(&two_dimensions), StatsSource::Scanned);
+        assert_eq!(source_for(&two_dimensions), StatsSource::Indexed);
+        let themes = ActivityFilter {
+            fields: vec![CreativeField::Music],
+            themes: vec!["jazz".into()],
+            ..filter()
+        };
+        assert_eq!(source_for(&themes), StatsSource::Scanned);
         let text = ActivityFilter {
             text: Some("jazz".into()),
             ..filter()

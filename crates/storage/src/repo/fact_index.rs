@@ -1,0 +1,906 @@
+//! Every live activity's countable facts in memory, for the `stats`
+//! filters the kept counts cannot answer: two or more of kinds, formats,
+//! fields, countries and cities at once, or several fields, countries or
+//! cities (an activity can have more than one, so summing kept counts per
+//! value would count it twice).
+//!
+//! The facts are `stats_facts`' (migration `m20261201_000002_stats`: kind,
+//! format, year, fields, countries of the venue and host cities, cities
+//! involved), so these counts agree with the kept ones and with the
+//! scanned fallback. Each fact value holds the set of activities that have
+//! it as a compressed bitmap ([`roaring`]); a request intersects the
+//! bitmaps of its filter (the union of each dimension's values), then
+//! counts the facts of the activities left: its cost follows how many
+//! activities match, not how many there are.
+//!
+//! Never stale, and no row every publish must lock: the index is a
+//! projection of the event log. Every change to an activity appends an
+//! event in its own transaction (the application layer's rule), so before
+//! answering, one statement reads the facts of every activity with an
+//! event after the index's position, as they are now, and the new
+//! position: the newest event that can no longer be preceded by another
+//! (on PostgreSQL, below the read horizon of [`super::events::EventLog`];
+//! on SQLite, the newest). Reloading an activity's facts as they are is
+//! idempotent, so an event above that position (committed while an older
+//! hub transaction still runs) is simply reloaded again next time. The same
+//! statement returns the member cities' countries when `cities_version`
+//! moved: a city whose country changed changes the facts of activities
+//! whose events say nothing of it, so the index is then read again whole,
+//! as it is when events it has not seen were pruned. Requests arriving
+//! while a refresh runs wait for that one instead of making their own.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Instant;
+
+use cityhub_domain::sync::{read, write};
+use cityhub_domain::{
+    ActivityFilter, ActivityFormat, ActivityKind, ActivityStatus, CityId, CreativeField, ReadScope,
+};
+use roaring::RoaringBitmap;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+
+use super::city_directory::CITIES_VERSION_NOW;
+use crate::db::{Db, ReadConnection};
+use crate::error::StorageError;
+use crate::sqlite_read::reader_error;
+
+/// The facts of live activities in memory, kept current from the event
+/// log (module documentation). State of the pool: [`Db::facts`].
+#[derive(Default)]
+pub struct FactIndex {
+    facts: RwLock<Facts>,
+    /// Held while the index is brought up to date; holds when the last
+    /// refresh that succeeded began.
+    refresh: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for FactIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let facts = read(&self.facts);
+        f.debug_struct("FactIndex")
+            .field("loaded", &facts.loaded)
+            .field("position", &facts.position)
+            .field("activities", &facts.slot_of.len())
+            .finish()
+    }
+}
+
+/// A fact value one may filter on, naming the activities that have it:
+/// vocabulary words by their place in the vocabulary, countries and
+/// cities by their number in [`Facts`]' interners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Posting {
+    Kind(u8),
+    Format(u8),
+    Field(u8),
+    Country(u32),
+    City(u32),
+}
+
+/// One activity's facts, as small numbers: counting a request's matches
+/// is then array arithmetic, without hashing (hashing the values was half
+/// of the hub's CPU on a two-dimension `stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    status: ActivityStatus,
+    /// The publisher of a draft (`None` for the secretariat's, and for
+    /// any activity that is not a draft, which everyone sees).
+    draft_of: Option<CityId>,
+    /// Place in [`ActivityKind::ALL`].
+    kind: Option<u8>,
+    /// Place in [`ActivityFormat::ALL`].
+    format: Option<u8>,
+    /// Number in [`Facts::years`].
+    year: Option<u32>,
+    /// Bit `i`: [`CreativeField::ALL`]`[i]`.
+    fields: u16,
+    /// Numbers in [`Facts::countries_seen`].
+    countries: Vec<u32>,
+    /// Numbers in [`Facts::cities_seen`].
+    cities: Vec<u32>,
+}
+
+impl Entry {
+    fn postings(&self) -> impl Iterator<Item = Posting> + '_ {
+        self.kind
+            .map(Posting::Kind)
+            .into_iter()
+            .chain(self.format.map(Posting::Format))
+            .chain(bits(self.fields).map(Posting::Field))
+            .chain(self.countries.iter().map(|c| Posting::Country(*c)))
+            .chain(self.cities.iter().map(|c| Posting::City(*c)))
+    }
+}
+
+/// The set bits of `set`, lowest first.
+fn bits(mut set: u16) -> impl Iterator<Item = u8> {
+    std::iter::from_fn(move || {
+        (set != 0).then(|| {
+            let bit = set.trailing_zeros() as u8;
+            set &= set - 1;
+            bit
+        })
+    })
+}
+
+/// The place of `value` in a vocabulary's `ALL` (creative fields, whose
+/// places are bits of a `u16`, are fewer than 16: a unit test checks).
+fn place<T: PartialEq + Copy>(all: &[T], value: T) -> u8 {
+    all.iter().position(|v| *v == value).unwrap_or(0) as u8
+}
+
+/// Values seen, each numbered once, in the order first seen. Never
+/// forgets: a few hundred countries, cities and years.
+#[derive(Debug)]
+struct Interner<T> {
+    values: Vec<T>,
+    ids: HashMap<T, u32>,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Self {
+            values: Vec::new(),
+            ids: HashMap::new(),
+        }
+    }
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
+    fn id(&mut self, value: T) -> u32 {
+        if let Some(id) = self.ids.get(&value) {
+            return *id;
+        }
+        let id = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        self.values.push(value.clone());
+        self.ids.insert(value, id);
+        id
+    }
+
+    fn get(&self, value: &T) -> Option<u32> {
+        self.ids.get(value).copied()
+    }
+}
+
+#[derive(Default)]
+struct Facts {
+    /// Whether the index was read whole at least once.
+    loaded: bool,
+    /// Every event up to this sequence number is reflected.
+    position: i64,
+    /// The `cities_version` whose countries `countries` holds.
+    cities_version: i64,
+    /// Each member city's country, as the facts reflect it.
+    countries: HashMap<i64, String>,
+    /// Entries by slot; `None` for a free slot.
+    slots: Vec<Option<Entry>>,
+    slot_of: HashMap<i64, u32>,
+    free: Vec<u32>,
+    postings: HashMap<Posting, RoaringBitmap>,
+    countries_seen: Interner<String>,
+    cities_seen: Interner<i64>,
+    years: Interner<i32>,
+}
+
+/// One row of the refresh statement: a fact of an activity, or a marker
+/// (`dim` beginning with `~`).
+#[derive(Debug)]
+struct FactRow {
+    id: i64,
+    dim: String,
+    val: String,
+    status: String,
+    n: i64,
+}
+
+/// What a refresh statement found besides facts.
+#[derive(Debug, Default)]
+struct Markers {
+    head: i64,
+    pruned: i64,
+    cities_version: i64,
+    countries: Option<HashMap<i64, String>>,
+    changed: Vec<i64>,
+    /// The last activity id of a chunk (`None`: no activity was left).
+    last: Option<i64>,
+}
+
+fn corrupt(message: String) -> StorageError {
+    StorageError::Other(DbErr::Custom(message))
+}
+
+impl Facts {
+    fn remove(&mut self, id: i64) {
+        let Some(slot) = self.slot_of.remove(&id) else {
+            return;
+        };
+        if let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::take) {
+            for posting in entry.postings() {
+                if let Some(bitmap) = self.postings.get_mut(&posting) {
+                    bitmap.remove(slot);
+                }
+            }
+        }
+        self.free.push(slot);
+    }
+
+    fn insert(&mut self, id: i64, entry: Entry) -> Result<(), StorageError> {
+        self.remove(id);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => u32::try_from(self.slots.len())
+                .map_err(|_| corrupt("fact index: more than 2^32 activities".to_owned()))?,
+        };
+        for posting in entry.postings() {
+            self.postings.entry(posting).or_default().insert(slot);
+        }
+        match self.slots.get_mut(slot as usize) {
+            Some(place) => *place = Some(entry),
+            None => self.slots.push(Some(entry)),
+        }
+        self.slot_of.insert(id, slot);
+        Ok(())
+    }
+
+    /// Adds a chunk of a whole read; the last activity id it covered, or
+    /// `None` when no activity was left.
+    fn add(&mut self, rows: Vec<FactRow>) -> Result<Option<i64>, StorageError> {
+        let (markers, entries) = self.parse(rows)?;
+        for (id, entry) in entries {
+            self.insert(id, entry)?;
+        }
+        Ok(markers.last)
+    }
+
+    /// Applies a refresh's rows. `Ok(false)` when the index must be read
+    /// whole instead (events it has not seen were pruned, or a city's
+    /// country changed).
+    fn apply(&mut self, rows: Vec<FactRow>, whole: bool) -> Result<bool, StorageError> {
+        if whole {
+            *self = Facts::default();
+        }
+        let (markers, entries) = self.parse(rows)?;
+        if !whole {
+            if markers.pruned > self.position {
+                return Ok(false);
+            }
+            if let Some(countries) = &markers.countries {
+                let moved = self
+                    .countries
+                    .iter()
+                    .any(|(id, country)| countries.get(id) != Some(country));
+                if moved {
+                    return Ok(false);
+                }
+            }
+            for id in &markers.changed {
+                self.remove(*id);
+            }
+        }
+        for (id, entry) in entries {
+            self.insert(id, entry)?;
+        }
+        if let Some(countries) = markers.countries {
+            self.countries = countries;
+        }
+        self.cities_version = markers.cities_version;
+        self.position = self.position.max(markers.head);
+        self.loaded = true;
+        Ok(true)
+    }
+
+    /// The counts of the activities `scope` sees that `filter` (whose
+    /// cities are given as ids) selects, as `(dim, val, n)` rows.
+    fn count(
+        &self,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+        cities: Option<&[i64]>,
+    ) -> Vec<(String, String, i64)> {
+        // Each dimension the filter names: the activities with any of its
+        // values (none when it names only values nobody has).
+        let mut dimensions: Vec<Vec<Option<Posting>>> = Vec::new();
+        let mut add = |values: Vec<Option<Posting>>| {
+            if !values.is_empty() {
+                dimensions.push(values);
+            }
+        };
+        add(filter
+            .kinds
+            .iter()
+            .map(|k| Some(Posting::Kind(place(ActivityKind::ALL, *k))))
+            .collect());
+        add(filter
+            .formats
+            .iter()
+            .map(|f| Some(Posting::Format(place(ActivityFormat::ALL, *f))))
+            .collect());
+        add(filter
+            .fields
+            .iter()
+            .map(|f| Some(Posting::Field(place(CreativeField::ALL, *f))))
+            .collect());
+        add(filter
+            .country_codes()
+            .iter()
+            .map(|c| self.countries_seen.get(c).map(Posting::Country))
+            .collect());
+        if let Some(cities) = cities {
+            // Even with no city known: a dimension that selects nothing.
+            dimensions.push(
+                cities
+                    .iter()
+                    .map(|c| self.cities_seen.get(c).map(Posting::City))
+                    .chain(std::iter::once(None))
+                    .collect(),
+            );
+        }
+        let empty = RoaringBitmap::new();
+        let mut sets: Vec<RoaringBitmap> = dimensions
+            .iter()
+            .map(|values| {
+                values
+                    .iter()
+                    .flatten()
+                    .map(|v| self.postings.get(v).unwrap_or(&empty))
+                    .fold(RoaringBitmap::new(), |acc, b| acc | b)
+            })
+            .collect();
+        sets.sort_by_key(RoaringBitmap::len);
+        let selected = match sets.split_first_mut() {
+            Some((first, rest)) => {
+                for other in rest.iter() {
+                    *first &= other;
+                }
+                std::mem::take(first)
+            }
+            None => self.slot_of.values().copied().collect::<RoaringBitmap>(),
+        };
+
+        let statuses = filter.statuses();
+        let mut total = 0i64;
+        let mut kinds = vec![0i64; ActivityKind::ALL.len()];
+        let mut formats = vec![0i64; ActivityFormat::ALL.len()];
+        let mut fields = [0i64; 16];
+        let mut years = vec![0i64; self.years.values.len()];
+        let mut countries = vec![0i64; self.countries_seen.values.len()];
+        let mut involved = vec![0u64; self.cities_seen.values.len().div_ceil(64)];
+        for slot in &selected {
+            let Some(Some(entry)) = self.slots.get(slot as usize) else {
+                continue;
+            };
+            if !statuses.contains(&entry.status) || !scope.sees(entry.status, entry.draft_of) {
+                continue;
+            }
+            total += 1;
+            if let Some(kind) = entry.kind {
+                kinds[usize::from(kind)] += 1;
+            }
+            if let Some(format) = entry.format {
+                formats[usize::from(format)] += 1;
+            }
+            if let Some(year) = entry.year {
+                years[year as usize] += 1;
+            }
+            for field in bits(entry.fields) {
+                fields[usize::from(field)] += 1;
+            }
+            for country in &entry.countries {
+                countries[*country as usize] += 1;
+            }
+            for city in &entry.cities {
+                involved[*city as usize / 64] |= 1 << (city % 64);
+            }
+        }
+        let city_count: u32 = involved.iter().map(|w| w.count_ones()).sum();
+        let mut rows: Vec<(String, String, i64)> = vec![
+            ("all".into(), String::new(), total),
+            ("cities".into(), String::new(), i64::from(city_count)),
+        ];
+        let mut put = |dim: &str, val: &str, n: i64| {
+            if n > 0 {
+                rows.push((dim.to_owned(), val.to_owned(), n));
+            }
+        };
+        for (kind, n) in ActivityKind::ALL.iter().zip(kinds) {
+            put("kind", kind.as_str(), n);
+        }
+        for (format, n) in ActivityFormat::ALL.iter().zip(formats) {
+            put("format", format.as_str(), n);
+        }
+        for (field, n) in CreativeField::ALL.iter().zip(fields) {
+            put("field", field.as_str(), n);
+        }
+        for (country, n) in self.countries_seen.values.iter().zip(countries) {
+            put("country", country, n);
+        }
+        for (year, n) in self.years.values.iter().zip(years) {
+            put("year", &year.to_string(), n);
+        }
+        rows
+    }
+}
+
+impl Facts {
+    /// Splits a refresh's rows into its markers and the activities' facts.
+    fn parse(&mut self, rows: Vec<FactRow>) -> Result<(Markers, Vec<(i64, Entry)>), StorageError> {
+        let mut markers = Markers::default();
+        let mut entries: Vec<(i64, Entry)> = Vec::new();
+        let mut at: HashMap<i64, usize> = HashMap::new();
+        for row in rows {
+            let FactRow {
+                id,
+                dim,
+                val,
+                status,
+                n,
+            } = row;
+            let bad = |what: &str| corrupt(format!("fact index: {what} {val:?} of {dim} for {id}"));
+            match dim.as_str() {
+                "~head" => markers.head = n,
+                "~pruned" => markers.pruned = n,
+                "~cities" => markers.cities_version = n,
+                "~country" => {
+                    markers.countries.get_or_insert_default().insert(id, val);
+                }
+                "~changed" => markers.changed.push(id),
+                "~last" => markers.last = (id >= 0).then_some(id),
+                _ => {
+                    let index = *at.entry(id).or_insert_with(|| entries.len());
+                    if index == entries.len() {
+                        let status = ActivityStatus::parse(&status).ok_or_else(|| bad("status"))?;
+                        // `scope`: the publisher of a draft, -1 for the
+                        // secretariat's, 0 for what everyone sees.
+                        let draft_of =
+                            (status == ActivityStatus::Draft && n > 0).then_some(CityId(n));
+                        entries.push((
+                            id,
+                            Entry {
+                                status,
+                                draft_of,
+                                kind: None,
+                                format: None,
+                                year: None,
+                                fields: 0,
+                                countries: Vec::new(),
+                                cities: Vec::new(),
+                            },
+                        ));
+                    }
+                    let entry = &mut entries[index].1;
+                    match dim.as_str() {
+                        "all" => {}
+                        "kind" => {
+                            let kind = ActivityKind::parse(&val).ok_or_else(|| bad("kind"))?;
+                            entry.kind = Some(place(ActivityKind::ALL, kind));
+                        }
+                        "format" => {
+                            let format =
+                                ActivityFormat::parse(&val).ok_or_else(|| bad("format"))?;
+                            entry.format = Some(place(ActivityFormat::ALL, format));
+                        }
+                        "field" => {
+                            let field = CreativeField::parse(&val).ok_or_else(|| bad("field"))?;
+                            entry.fields |= 1 << place(CreativeField::ALL, field);
+                        }
+                        "year" => {
+                            let year = val.parse().map_err(|_| bad("year"))?;
+                            entry.year = Some(self.years.id(year));
+                        }
+                        "country" => entry.countries.push(self.countries_seen.id(val)),
+                        "city" => {
+                            let city = val.parse().map_err(|_| bad("city"))?;
+                            entry.cities.push(self.cities_seen.id(city));
+                        }
+                        _ => return Err(bad("dimension")),
+                    }
+                }
+            }
+        }
+        Ok((markers, entries))
+    }
+}
+
+/// The placeholder of the `n`th value, repeatable within one statement.
+fn numbered(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
+}
+
+/// Activities read per statement when the index is read whole: about
+/// 57,000 fact rows, so the transient rows stay a few megabytes whatever
+/// the size of the network (read in one statement, 100,000 activities'
+/// rows peaked at 600 MB).
+const LOAD_CHUNK: usize = 5_000;
+
+/// What a refresh statement reads.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// The facts of the activities with an event after `position`, and
+    /// the markers; the countries if `cities_version` is not `cities`.
+    Changes { position: i64, cities: i64 },
+    /// The markers and every city's country: the start of a whole read.
+    Markers,
+    /// The facts of the next [`LOAD_CHUNK`] live activities after id
+    /// `after`, and the last id read (`~last`, -1 when none was left).
+    Chunk { after: i64 },
+}
+
+/// A refresh statement (module documentation).
+fn refresh_statement(backend: DbBackend, read: Read) -> Statement {
+    let (p, v) = (numbered(backend, 1), numbered(backend, 2));
+    let facts =
+        "SELECT activity_id AS id, dim, val, status, scope AS n FROM stats_facts WHERE fresh = 0";
+    if let Read::Chunk { after } = read {
+        let next = format!(
+            "SELECT id FROM activities WHERE id > {p} AND deleted_at IS NULL ORDER BY id LIMIT {LOAD_CHUNK}"
+        );
+        return Statement::from_sql_and_values(
+            backend,
+            format!(
+                "{facts} AND activity_id IN ({next}) \
+                 UNION ALL SELECT COALESCE(MAX(id), -1), '~last', '', '', 0 FROM ({next}) chunk"
+            ),
+            [after.into()],
+        );
+    }
+    let changed = format!("SELECT activity_id FROM activity_events WHERE seq > {p}");
+    // The newest event that no transaction can precede any more; while
+    // nothing is new, the position itself (PostgreSQL's horizon reads
+    // `pg_stat_activity`: only worth it when there is something to move to).
+    let head = match backend {
+        DbBackend::Postgres => format!(
+            "CASE WHEN EXISTS ({changed}) THEN (SELECT COALESCE(MAX(seq), 0) FROM activity_events \
+             WHERE seq < (SELECT cityhub_event_horizon())) ELSE {p} END"
+        ),
+        _ => "(SELECT COALESCE(MAX(seq), 0) FROM activity_events)".to_owned(),
+    };
+    let (changes, position, cities) = match read {
+        Read::Changes { position, cities } => (
+            format!(
+                "{facts} AND activity_id IN ({changed}) \
+                 UNION ALL SELECT DISTINCT activity_id, '~changed', '', '', 0 FROM activity_events WHERE seq > {p} \
+                 UNION ALL "
+            ),
+            position,
+            cities,
+        ),
+        _ => (String::new(), -1, -1),
+    };
+    let sql = format!(
+        "{changes}SELECT 0 AS id, '~head' AS dim, '' AS val, '' AS status, {head} AS n \
+         UNION ALL SELECT 0, '~pruned', '', '', \
+           COALESCE((SELECT value FROM hub_meta WHERE key = 'events_pruned_through'), 0) \
+         UNION ALL SELECT 0, '~cities', '', '', v FROM ({CITIES_VERSION_NOW}) cv \
+         UNION ALL SELECT id, '~country', country, '', 0 FROM cities \
+           WHERE ({CITIES_VERSION_NOW}) <> {v}"
+    );
+    Statement::from_sql_and_values(backend, sql, [position.into(), cities.into()])
+}
+
+/// The rows of a refresh statement, on SQLite's read connections when
+/// `db` has them.
+async fn fact_rows(db: &Db, statement: Statement) -> Result<Vec<FactRow>, StorageError> {
+    if let Some(reader) = db.sqlite_reader() {
+        return reader.query(&statement, |row| {
+            Ok(FactRow {
+                id: row.get(0).map_err(reader_error)?,
+                dim: row.get(1).map_err(reader_error)?,
+                val: row.get(2).map_err(reader_error)?,
+                status: row.get(3).map_err(reader_error)?,
+                n: row.get(4).map_err(reader_error)?,
+            })
+        });
+    }
+    db.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(FactRow {
+                id: r.try_get_by_index(0)?,
+                dim: r.try_get_by_index(1)?,
+                val: r.try_get_by_index(2)?,
+                status: r.try_get_by_index(3)?,
+                n: r.try_get_by_index(4)?,
+            })
+        })
+        .collect()
+}
+
+impl FactIndex {
+    /// How many live activities the index holds (0 before its first use).
+    pub fn activities(&self) -> usize {
+        read(&self.facts).slot_of.len()
+    }
+
+    /// Whether the index answers `filter`: anything but text, themes and
+    /// dates, which facts do not hold.
+    pub fn answers(filter: &ActivityFilter) -> bool {
+        filter.text.is_none()
+            && filter.themes.is_empty()
+            && filter.from.is_none()
+            && filter.to.is_none()
+    }
+
+    /// Counts the activities `filter` selects as `scope` sees them, as
+    /// `(dim, val, n)` rows (`StatsRepo` assembles them), after bringing
+    /// the index up to date. Only for filters it [answers](Self::answers).
+    pub(crate) async fn count(
+        &self,
+        db: &Db,
+        scope: ReadScope,
+        filter: &ActivityFilter,
+    ) -> Result<Vec<(String, String, i64)>, StorageError> {
+        self.refresh(db).await?;
+        let cities = if filter.cities.is_empty() {
+            None
+        } else {
+            // The cities at least as new as the facts' (a slug the index's
+            // snapshot did not know yet is then known).
+            let version = read(&self.facts).cities_version;
+            let snapshot = db.cities().at_least(db, version).await?;
+            Some(
+                snapshot
+                    .cities
+                    .values()
+                    .filter(|city| filter.cities.contains(&city.slug))
+                    .map(|city| city.id.get())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        Ok(read(&self.facts).count(scope, filter, cities.as_deref()))
+    }
+
+    /// Every live activity's facts, read [`LOAD_CHUNK`] activities at a
+    /// time after the markers. The chunks see later snapshots than the
+    /// markers' position, which is safe: an activity changed since has an
+    /// event after that position (on PostgreSQL, every event that will
+    /// ever be committed below it was visible to the markers' statement),
+    /// so the next refresh reads it again.
+    async fn read_whole(db: &Db) -> Result<Facts, StorageError> {
+        let backend = db.get_database_backend();
+        let mut facts = Facts::default();
+        facts.apply(
+            fact_rows(db, refresh_statement(backend, Read::Markers)).await?,
+            true,
+        )?;
+        let mut after = 0;
+        while let Some(last) =
+            facts.add(fact_rows(db, refresh_statement(backend, Read::Chunk { after })).await?)?
+        {
+            after = last;
+        }
+        Ok(facts)
+    }
+
+    /// Brings the index up to date: everything committed before this call
+    /// is reflected when it returns.
+    async fn refresh(&self, db: &Db) -> Result<(), StorageError> {
+        let arrived = Instant::now();
+        let mut last = self.refresh.lock().await;
+        if last.is_some_and(|began| began >= arrived) {
+            // A refresh that began after this request arrived ended while
+            // it waited.
+            return Ok(());
+        }
+        let began = Instant::now();
+        let backend = db.get_database_backend();
+        let (loaded, position, cities) = {
+            let facts = read(&self.facts);
+            (facts.loaded, facts.position, facts.cities_version)
+        };
+        let fresh = if loaded {
+            let rows = fact_rows(
+                db,
+                refresh_statement(backend, Read::Changes { position, cities }),
+            )
+            .await?;
+            if write(&self.facts).apply(rows, false)? {
+                None
+            } else {
+                tracing::info!("the fact index is read again whole");
+                Some(Self::read_whole(db).await?)
+            }
+        } else {
+            Some(Self::read_whole(db).await?)
+        };
+        if let Some(fresh) = fresh {
+            *write(&self.facts) = fresh;
+        }
+        *last = Some(began);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(id: i64, dim: &str, val: &str, status: &str, scope: i64) -> FactRow {
+        FactRow {
+            id,
+            dim: dim.into(),
+            val: val.into(),
+            status: status.into(),
+            n: scope,
+        }
+    }
+
+    fn marker(dim: &str, n: i64) -> FactRow {
+        fact(0, dim, "", "", n)
+    }
+
+    /// An activity's facts as `stats_facts` holds them.
+    fn activity(id: i64, kind: &str, fields: &[&str], cities: &[(i64, &str)]) -> Vec<FactRow> {
+        let p = "PUBLISHED";
+        let mut rows = vec![
+            fact(id, "all", "", p, 0),
+            fact(id, "kind", kind, p, 0),
+            fact(id, "format", "IN_PERSON", p, 0),
+            fact(id, "year", "2024", p, 0),
+        ];
+        rows.extend(fields.iter().map(|f| fact(id, "field", f, p, 0)));
+        for (city, country) in cities {
+            rows.push(fact(id, "city", &city.to_string(), p, 0));
+            rows.push(fact(id, "country", country, p, 0));
+        }
+        rows
+    }
+
+    fn counts(facts: &Facts, filter: &ActivityFilter) -> HashMap<(String, String), i64> {
+        facts
+            .count(ReadScope::Public, filter, None)
+            .into_iter()
+            .map(|(d, v, n)| ((d, v), n))
+            .collect()
+    }
+
+    fn loaded() -> Facts {
+        let mut rows = activity(1, "FESTIVAL", &["MUSIC", "FILM"], &[(10, "FR")]);
+        rows.extend(activity(
+            2,
+            "FESTIVAL",
+            &["MUSIC"],
+            &[(11, "KR"), (10, "FR")],
+        ));
+        rows.extend(activity(3, "WORKSHOP", &["MUSIC"], &[(11, "KR")]));
+        rows.extend([
+            marker("~head", 30),
+            marker("~cities", 5),
+            fact(10, "~country", "FR", "", 0),
+            fact(11, "~country", "KR", "", 0),
+        ]);
+        let mut facts = Facts::default();
+        assert!(facts.apply(rows, true).expect("applies"));
+        facts
+    }
+
+    #[test]
+    fn counts_intersect_dimensions_and_count_each_activity_once() {
+        let facts = loaded();
+        let music_or_film = ActivityFilter {
+            fields: vec![CreativeField::Music, CreativeField::Film],
+            ..ActivityFilter::default()
+        };
+        let c = counts(&facts, &music_or_film);
+        assert_eq!(c[&("all".into(), String::new())], 3);
+        assert_eq!(c[&("field".into(), "MUSIC".into())], 3);
+        assert_eq!(c[&("field".into(), "FILM".into())], 1);
+        assert_eq!(c[&("cities".into(), String::new())], 2);
+        let festivals_in_kr = ActivityFilter {
+            kinds: vec![ActivityKind::Festival],
+            countries: vec!["kr".into()],
+            ..ActivityFilter::default()
+        };
+        let c = counts(&facts, &festivals_in_kr);
+        assert_eq!(c[&("all".into(), String::new())], 1);
+        assert_eq!(c[&("country".into(), "FR".into())], 1);
+        let drafts = ActivityFilter {
+            statuses: Some(vec![ActivityStatus::Draft]),
+            ..music_or_film
+        };
+        assert_eq!(counts(&facts, &drafts)[&("all".into(), String::new())], 0);
+        // Cities given as ids; none known selects nothing.
+        let c = facts.count(ReadScope::Public, &festivals_in_kr, Some(&[]));
+        assert_eq!(c[0], ("all".into(), String::new(), 0));
+    }
+
+    #[test]
+    fn changes_replace_an_activitys_facts_and_free_its_slot() {
+        let mut facts = loaded();
+        // Activity 1 became a draft of city 10; activity 3 was deleted.
+        let mut rows = vec![
+            fact(1, "all", "", "DRAFT", 10),
+            fact(1, "kind", "WORKSHOP", "DRAFT", 10),
+            fact(1, "format", "IN_PERSON", "DRAFT", 10),
+            fact(1, "~changed", "", "", 0),
+            fact(3, "~changed", "", "", 0),
+            marker("~head", 40),
+            marker("~cities", 5),
+        ];
+        rows.extend(activity(4, "WORKSHOP", &["DESIGN"], &[]));
+        rows.push(fact(4, "~changed", "", "", 0));
+        assert!(facts.apply(rows, false).expect("applies"));
+        assert_eq!(facts.position, 40);
+        assert_eq!(facts.slot_of.len(), 3);
+        assert_eq!(
+            facts.slots.len(),
+            3,
+            "the deleted activity's slot is reused"
+        );
+        let workshops = ActivityFilter {
+            kinds: vec![ActivityKind::Workshop],
+            fields: vec![CreativeField::Design, CreativeField::Music],
+            statuses: Some(vec![ActivityStatus::Draft, ActivityStatus::Published]),
+            ..ActivityFilter::default()
+        };
+        // Anonymous readers see activity 4 only; city 10 sees its draft too.
+        assert_eq!(
+            counts(&facts, &workshops)[&("all".into(), String::new())],
+            1
+        );
+        let lyon = facts.count(ReadScope::City(CityId(10)), &workshops, None);
+        assert_eq!(
+            lyon[0],
+            ("all".into(), String::new(), 1),
+            "no field: not matched"
+        );
+        let any_kind = ActivityFilter {
+            kinds: vec![ActivityKind::Workshop, ActivityKind::Festival],
+            formats: vec![ActivityFormat::InPerson],
+            statuses: Some(vec![ActivityStatus::Draft, ActivityStatus::Published]),
+            ..ActivityFilter::default()
+        };
+        let lyon = facts.count(ReadScope::City(CityId(10)), &any_kind, None);
+        assert_eq!(lyon[0], ("all".into(), String::new(), 3), "its own draft");
+        let seoul = facts.count(ReadScope::City(CityId(11)), &any_kind, None);
+        assert_eq!(seoul[0], ("all".into(), String::new(), 2));
+        assert_eq!(counts(&facts, &any_kind)[&("all".into(), String::new())], 2);
+    }
+
+    #[test]
+    fn pruned_events_or_a_moved_country_ask_for_a_whole_read() {
+        let mut facts = loaded();
+        let pruned = vec![marker("~head", 50), marker("~pruned", 31)];
+        assert!(!facts.apply(pruned, false).expect("applies"));
+        assert_eq!(facts.position, 30, "nothing applied");
+        let moved = vec![
+            marker("~head", 50),
+            marker("~cities", 6),
+            fact(10, "~country", "BE", "", 0),
+            fact(11, "~country", "KR", "", 0),
+        ];
+        assert!(!facts.apply(moved, false).expect("applies"));
+        // A new city alone moves nothing.
+        let added = vec![
+            marker("~head", 50),
+            marker("~cities", 7),
+            fact(10, "~country", "FR", "", 0),
+            fact(11, "~country", "KR", "", 0),
+            fact(12, "~country", "AQ", "", 0),
+        ];
+        assert!(facts.apply(added, false).expect("applies"));
+        assert_eq!((facts.position, facts.cities_version), (50, 7));
+    }
+
+    #[test]
+    fn creative_fields_fit_the_bits_of_an_entry() {
+        assert!(CreativeField::ALL.len() <= 16);
+        let all = CreativeField::ALL
+            .iter()
+            .fold(0u16, |set, f| set | 1 << place(CreativeField::ALL, *f));
+        assert_eq!(bits(all).count(), CreativeField::ALL.len());
+    }
+
+    #[test]
+    fn unknown_values_are_refused() {
+        let mut facts = Facts::default();
+        let rows = vec![fact(1, "kind", "NOPE", "PUBLISHED", 0)];
+        assert!(facts.apply(rows, true).is_err());
+        let rows = vec![fact(1, "all", "", "NOPE", 0)];
+        assert!(facts.apply(rows, true).is_err());
+    }
+}
