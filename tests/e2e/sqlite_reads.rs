@@ -271,3 +271,36 @@ async fn sqlite_reads_stop_at_the_statement_timeout() {
     assert_eq!(ok, vec![1]);
     hub.stop().await;
 }
+
+/// `PRAGMA mmap_size` on one of `db`'s read connections and on its pool.
+async fn mapped_bytes(db: &Db) -> (i64, i64) {
+    let pragma = sea_orm::Statement::from_string(sea_orm::DbBackend::Sqlite, "PRAGMA mmap_size");
+    let reader = db
+        .sqlite_reader()
+        .expect("read connections")
+        .query(&pragma, |row| Ok(row.get::<_, i64>(0).expect("mmap_size")))
+        .expect("pragma on a reader");
+    let pool = sea_orm::ConnectionTrait::query_one_raw(db.conn(), pragma)
+        .await
+        .expect("pragma on the pool")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("mmap_size");
+    (reader[0], pool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_maps_as_much_of_the_file_as_configured() {
+    let hub = TestHub::start(Backend::Sqlite).await;
+    // The default maps a network of 100,000 activities (730 MB) whole.
+    let default = 2000 << 20;
+    assert_eq!(mapped_bytes(&hub.db).await, (default, default));
+    let small = Db::connect(&DbConfig {
+        url: hub.test_db.url.clone(),
+        sqlite_mmap_mib: 64,
+        ..DbConfig::default()
+    })
+    .await
+    .expect("second pool");
+    assert_eq!(mapped_bytes(&small).await, (64 << 20, 64 << 20));
+}

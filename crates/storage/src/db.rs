@@ -43,6 +43,15 @@ pub struct DbConfig {
     /// sqlx's connection threads; 0 turns them off (every read then goes
     /// through the pool). Defaults to the number of CPUs.
     pub sqlite_readers: usize,
+    /// SQLite only: how much of the database file every connection maps
+    /// into memory (MiB; SQLite caps it at its build's maximum, just under
+    /// 2 GiB).
+    /// Pages past the mapped part are read with a system call and copied
+    /// into the connection's page cache: with 256 MiB mapped, a 730 MB
+    /// file of 100,000 activities listed at 0.86 × the rate of 10,000
+    /// (BENCHMARKS.md). Address space, not memory: the kernel's page cache
+    /// holds the pages, shared by every connection.
+    pub sqlite_mmap_mib: u64,
     /// PostgreSQL only: milliseconds between two folds of the kept counts'
     /// pending deltas into their totals ([`crate::StatsRepo::fold`]). Counts
     /// are exact either way; longer lets more deltas accumulate for
@@ -65,6 +74,7 @@ impl Default for DbConfig {
             statement_timeout_secs: 10,
             migrate_on_start: true,
             sqlite_readers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+            sqlite_mmap_mib: 2000,
             stats_fold_interval_ms: 1_000,
             analyze_interval_secs: 10,
         }
@@ -308,7 +318,8 @@ impl Db {
             .idle_timeout(Duration::from_secs(300))
             .sqlx_logging(false);
         if sqlite {
-            options.map_sqlx_sqlite_opts(|o| {
+            let mmap_bytes = config.sqlite_mmap_mib.saturating_mul(1 << 20).to_string();
+            options.map_sqlx_sqlite_opts(move |o| {
                 o.create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
@@ -317,7 +328,7 @@ impl Db {
                     // Reads map the file and keep a 32 MiB page cache per
                     // connection: the listing query ran 3.5× faster so
                     // (BENCHMARKS.md).
-                    .pragma("mmap_size", "268435456")
+                    .pragma("mmap_size", mmap_bytes.clone())
                     .pragma("cache_size", "-32000")
                     // Statement journals (a statement inside a write
                     // transaction that may have to undo itself) stay in
@@ -344,6 +355,7 @@ impl Db {
             Some(path) if config.sqlite_readers > 0 => Some(Arc::new(SqliteReader::open(
                 &path,
                 config.sqlite_readers,
+                config.sqlite_mmap_mib,
                 Duration::from_secs(config.statement_timeout_secs.max(1)),
                 queries.clone(),
             )?)),

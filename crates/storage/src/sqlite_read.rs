@@ -85,6 +85,7 @@ impl SqliteReader {
     pub fn open(
         path: &std::path::Path,
         count: usize,
+        mmap_mib: u64,
         timeout: Duration,
         queries: Arc<AtomicU64>,
     ) -> Result<Self, StorageError> {
@@ -96,10 +97,11 @@ impl SqliteReader {
                 )
                 .map_err(reader_error)?;
                 connection
-                    .execute_batch(
-                        "PRAGMA query_only = ON; PRAGMA mmap_size = 268435456; \
+                    .execute_batch(&format!(
+                        "PRAGMA query_only = ON; PRAGMA mmap_size = {}; \
                          PRAGMA cache_size = -32000; PRAGMA temp_store = memory;",
-                    )
+                        mmap_mib.saturating_mul(1 << 20)
+                    ))
                     .map_err(reader_error)?;
                 connection
                     .busy_timeout(Duration::from_secs(2))

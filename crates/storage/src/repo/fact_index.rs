@@ -38,12 +38,9 @@ use cityhub_domain::{
     ActivityFilter, ActivityFormat, ActivityKind, ActivityStatus, CityId, CreativeField, ReadScope,
 };
 use roaring::RoaringBitmap;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::DbErr;
 
-use super::city_directory::CITIES_VERSION_NOW;
-use crate::db::{Db, ReadConnection};
 use crate::error::StorageError;
-use crate::sqlite_read::reader_error;
 
 /// The facts of live activities in memory, kept current from the event
 /// log (module documentation). State of the pool: [`Db::facts`].
@@ -186,12 +183,12 @@ struct Facts {
 /// One row of the refresh statement: a fact of an activity, or a marker
 /// (`dim` beginning with `~`).
 #[derive(Debug)]
-struct FactRow {
-    id: i64,
-    dim: String,
-    val: String,
-    status: String,
-    n: i64,
+pub(crate) struct FactRow {
+    pub(crate) id: i64,
+    pub(crate) dim: String,
+    pub(crate) val: String,
+    pub(crate) status: String,
+    pub(crate) n: i64,
 }
 
 /// What a refresh statement found besides facts.
@@ -502,23 +499,15 @@ impl Facts {
     }
 }
 
-/// The placeholder of the `n`th value, repeatable within one statement.
-fn numbered(backend: DbBackend, n: usize) -> String {
-    match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    }
-}
-
 /// Activities read per statement when the index is read whole: about
 /// 57,000 fact rows, so the transient rows stay a few megabytes whatever
 /// the size of the network (read in one statement, 100,000 activities'
 /// rows peaked at 600 MB).
-const LOAD_CHUNK: usize = 5_000;
+pub(crate) const LOAD_CHUNK: usize = 5_000;
 
 /// What a refresh statement reads.
 #[derive(Debug, Clone, Copy)]
-enum Read {
+pub(crate) enum Read {
     /// The facts of the activities with an event after `position`, and
     /// the markers; the countries if `cities_version` is not `cities`.
     Changes { position: i64, cities: i64 },
@@ -527,87 +516,6 @@ enum Read {
     /// The facts of the next [`LOAD_CHUNK`] live activities after id
     /// `after`, and the last id read (`~last`, -1 when none was left).
     Chunk { after: i64 },
-}
-
-/// A refresh statement (module documentation).
-fn refresh_statement(backend: DbBackend, read: Read) -> Statement {
-    let (p, v) = (numbered(backend, 1), numbered(backend, 2));
-    let facts =
-        "SELECT activity_id AS id, dim, val, status, scope AS n FROM stats_facts WHERE fresh = 0";
-    if let Read::Chunk { after } = read {
-        let next = format!(
-            "SELECT id FROM activities WHERE id > {p} AND deleted_at IS NULL ORDER BY id LIMIT {LOAD_CHUNK}"
-        );
-        return Statement::from_sql_and_values(
-            backend,
-            format!(
-                "{facts} AND activity_id IN ({next}) \
-                 UNION ALL SELECT COALESCE(MAX(id), -1), '~last', '', '', 0 FROM ({next}) chunk"
-            ),
-            [after.into()],
-        );
-    }
-    let changed = format!("SELECT activity_id FROM activity_events WHERE seq > {p}");
-    // The newest event that no transaction can precede any more; while
-    // nothing is new, the position itself (PostgreSQL's horizon reads
-    // `pg_stat_activity`: only worth it when there is something to move to).
-    let head = match backend {
-        DbBackend::Postgres => format!(
-            "CASE WHEN EXISTS ({changed}) THEN (SELECT COALESCE(MAX(seq), 0) FROM activity_events \
-             WHERE seq < (SELECT cityhub_event_horizon())) ELSE {p} END"
-        ),
-        _ => "(SELECT COALESCE(MAX(seq), 0) FROM activity_events)".to_owned(),
-    };
-    let (changes, position, cities) = match read {
-        Read::Changes { position, cities } => (
-            format!(
-                "{facts} AND activity_id IN ({changed}) \
-                 UNION ALL SELECT DISTINCT activity_id, '~changed', '', '', 0 FROM activity_events WHERE seq > {p} \
-                 UNION ALL "
-            ),
-            position,
-            cities,
-        ),
-        _ => (String::new(), -1, -1),
-    };
-    let sql = format!(
-        "{changes}SELECT 0 AS id, '~head' AS dim, '' AS val, '' AS status, {head} AS n \
-         UNION ALL SELECT 0, '~pruned', '', '', \
-           COALESCE((SELECT value FROM hub_meta WHERE key = 'events_pruned_through'), 0) \
-         UNION ALL SELECT 0, '~cities', '', '', v FROM ({CITIES_VERSION_NOW}) cv \
-         UNION ALL SELECT id, '~country', country, '', 0 FROM cities \
-           WHERE ({CITIES_VERSION_NOW}) <> {v}"
-    );
-    Statement::from_sql_and_values(backend, sql, [position.into(), cities.into()])
-}
-
-/// The rows of a refresh statement, on SQLite's read connections when
-/// `db` has them.
-async fn fact_rows(db: &Db, statement: Statement) -> Result<Vec<FactRow>, StorageError> {
-    if let Some(reader) = db.sqlite_reader() {
-        return reader.query(&statement, |row| {
-            Ok(FactRow {
-                id: row.get(0).map_err(reader_error)?,
-                dim: row.get(1).map_err(reader_error)?,
-                val: row.get(2).map_err(reader_error)?,
-                status: row.get(3).map_err(reader_error)?,
-                n: row.get(4).map_err(reader_error)?,
-            })
-        });
-    }
-    db.query_all_raw(statement)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(FactRow {
-                id: r.try_get_by_index(0)?,
-                dim: r.try_get_by_index(1)?,
-                val: r.try_get_by_index(2)?,
-                status: r.try_get_by_index(3)?,
-                n: r.try_get_by_index(4)?,
-            })
-        })
-        .collect()
 }
 
 impl FactIndex {
@@ -626,32 +534,23 @@ impl FactIndex {
     }
 
     /// Counts the activities `filter` selects as `scope` sees them, as
-    /// `(dim, val, n)` rows (`StatsRepo` assembles them), after bringing
-    /// the index up to date. Only for filters it [answers](Self::answers).
-    pub(crate) async fn count(
+    /// `(dim, val, n)` rows (`StatsRepo` assembles them), `cities` being
+    /// the ids of the filter's city slugs. Only for filters it
+    /// [answers](Self::answers), after [`Self::refresh`].
+    pub(crate) fn count(
         &self,
-        db: &Db,
         scope: ReadScope,
         filter: &ActivityFilter,
-    ) -> Result<Vec<(String, String, i64)>, StorageError> {
-        self.refresh(db).await?;
-        let cities = if filter.cities.is_empty() {
-            None
-        } else {
-            // The cities at least as new as the facts' (a slug the index's
-            // snapshot did not know yet is then known).
-            let version = read(&self.facts).cities_version;
-            let snapshot = db.cities().at_least(db, version).await?;
-            Some(
-                snapshot
-                    .cities
-                    .values()
-                    .filter(|city| filter.cities.contains(&city.slug))
-                    .map(|city| city.id.get())
-                    .collect::<Vec<_>>(),
-            )
-        };
-        Ok(read(&self.facts).count(scope, filter, cities.as_deref()))
+        cities: Option<&[i64]>,
+    ) -> Vec<(String, String, i64)> {
+        read(&self.facts).count(scope, filter, cities)
+    }
+
+    /// The `cities_version` the facts were last brought up to date at:
+    /// the member cities to resolve a filter's slugs with are at least
+    /// this new.
+    pub(crate) fn cities_version(&self) -> i64 {
+        read(&self.facts).cities_version
     }
 
     /// Every live activity's facts, read [`LOAD_CHUNK`] activities at a
@@ -660,25 +559,28 @@ impl FactIndex {
     /// event after that position (on PostgreSQL, every event that will
     /// ever be committed below it was visible to the markers' statement),
     /// so the next refresh reads it again.
-    async fn read_whole(db: &Db) -> Result<Facts, StorageError> {
-        let backend = db.get_database_backend();
+    async fn read_whole<F, Fut>(fetch: &F) -> Result<Facts, StorageError>
+    where
+        F: Fn(Read) -> Fut,
+        Fut: Future<Output = Result<Vec<FactRow>, StorageError>>,
+    {
         let mut facts = Facts::default();
-        facts.apply(
-            fact_rows(db, refresh_statement(backend, Read::Markers)).await?,
-            true,
-        )?;
+        facts.apply(fetch(Read::Markers).await?, true)?;
         let mut after = 0;
-        while let Some(last) =
-            facts.add(fact_rows(db, refresh_statement(backend, Read::Chunk { after })).await?)?
-        {
+        while let Some(last) = facts.add(fetch(Read::Chunk { after }).await?)? {
             after = last;
         }
         Ok(facts)
     }
 
-    /// Brings the index up to date: everything committed before this call
-    /// is reflected when it returns.
-    async fn refresh(&self, db: &Db) -> Result<(), StorageError> {
+    /// Brings the index up to date, `fetch` running each refresh
+    /// statement (`StatsRepo` writes and runs them): everything committed
+    /// before this call is reflected when it returns.
+    pub(crate) async fn refresh<F, Fut>(&self, fetch: F) -> Result<(), StorageError>
+    where
+        F: Fn(Read) -> Fut,
+        Fut: Future<Output = Result<Vec<FactRow>, StorageError>>,
+    {
         let arrived = Instant::now();
         let mut last = self.refresh.lock().await;
         if last.is_some_and(|began| began >= arrived) {
@@ -687,25 +589,20 @@ impl FactIndex {
             return Ok(());
         }
         let began = Instant::now();
-        let backend = db.get_database_backend();
         let (loaded, position, cities) = {
             let facts = read(&self.facts);
             (facts.loaded, facts.position, facts.cities_version)
         };
         let fresh = if loaded {
-            let rows = fact_rows(
-                db,
-                refresh_statement(backend, Read::Changes { position, cities }),
-            )
-            .await?;
+            let rows = fetch(Read::Changes { position, cities }).await?;
             if write(&self.facts).apply(rows, false)? {
                 None
             } else {
                 tracing::info!("the fact index is read again whole");
-                Some(Self::read_whole(db).await?)
+                Some(Self::read_whole(&fetch).await?)
             }
         } else {
-            Some(Self::read_whole(db).await?)
+            Some(Self::read_whole(&fetch).await?)
         };
         if let Some(fresh) = fresh {
             *write(&self.facts) = fresh;

@@ -33,7 +33,7 @@ use sea_orm::{
 use super::city::{CityRepo, FieldCount, NetworkCounts};
 use super::city_directory::CITIES_VERSION_NOW;
 use super::conditions::{ScopeCondition, ScopedRows, filter_condition, scope_sql};
-use super::fact_index::FactIndex;
+use super::fact_index::{FactIndex, FactRow, LOAD_CHUNK, Read};
 use super::{in_list, mark};
 use crate::db::{Db, ReadConnection};
 use crate::entities::activity;
@@ -247,6 +247,97 @@ async fn rows(
         .collect()
 }
 
+/// The placeholder of the `n`th value, repeatable within one statement.
+fn numbered(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
+}
+
+/// A statement of [`FactIndex::refresh`] (the module documentation of
+/// `fact_index` says what each part is for).
+fn refresh_statement(backend: DbBackend, read: Read) -> Statement {
+    let (p, v) = (numbered(backend, 1), numbered(backend, 2));
+    let facts =
+        "SELECT activity_id AS id, dim, val, status, scope AS n FROM stats_facts WHERE fresh = 0";
+    if let Read::Chunk { after } = read {
+        let next = format!(
+            "SELECT id FROM activities WHERE id > {p} AND deleted_at IS NULL ORDER BY id LIMIT {LOAD_CHUNK}"
+        );
+        return Statement::from_sql_and_values(
+            backend,
+            format!(
+                "{facts} AND activity_id IN ({next}) \
+                 UNION ALL SELECT COALESCE(MAX(id), -1), '~last', '', '', 0 FROM ({next}) chunk"
+            ),
+            [after.into()],
+        );
+    }
+    let changed = format!("SELECT activity_id FROM activity_events WHERE seq > {p}");
+    // The newest event that no transaction can precede any more; while
+    // nothing is new, the position itself (PostgreSQL's horizon reads
+    // `pg_stat_activity`: only worth it when there is something to move to).
+    let head = match backend {
+        DbBackend::Postgres => format!(
+            "CASE WHEN EXISTS ({changed}) THEN (SELECT COALESCE(MAX(seq), 0) FROM activity_events \
+             WHERE seq < (SELECT cityhub_event_horizon())) ELSE {p} END"
+        ),
+        _ => "(SELECT COALESCE(MAX(seq), 0) FROM activity_events)".to_owned(),
+    };
+    let (changes, position, cities) = match read {
+        Read::Changes { position, cities } => (
+            format!(
+                "{facts} AND activity_id IN ({changed}) \
+                 UNION ALL SELECT DISTINCT activity_id, '~changed', '', '', 0 FROM activity_events WHERE seq > {p} \
+                 UNION ALL "
+            ),
+            position,
+            cities,
+        ),
+        _ => (String::new(), -1, -1),
+    };
+    let sql = format!(
+        "{changes}SELECT 0 AS id, '~head' AS dim, '' AS val, '' AS status, {head} AS n \
+         UNION ALL SELECT 0, '~pruned', '', '', \
+           COALESCE((SELECT value FROM hub_meta WHERE key = 'events_pruned_through'), 0) \
+         UNION ALL SELECT 0, '~cities', '', '', v FROM ({CITIES_VERSION_NOW}) cv \
+         UNION ALL SELECT id, '~country', country, '', 0 FROM cities \
+           WHERE ({CITIES_VERSION_NOW}) <> {v}"
+    );
+    Statement::from_sql_and_values(backend, sql, [position.into(), cities.into()])
+}
+
+/// The rows of a refresh statement, on SQLite's read connections when
+/// `db` has them.
+async fn fact_rows(db: &Db, read: Read) -> Result<Vec<FactRow>, StorageError> {
+    let statement = refresh_statement(db.get_database_backend(), read);
+    if let Some(reader) = db.sqlite_reader() {
+        return reader.query(&statement, |row| {
+            Ok(FactRow {
+                id: row.get(0).map_err(reader_error)?,
+                dim: row.get(1).map_err(reader_error)?,
+                val: row.get(2).map_err(reader_error)?,
+                status: row.get(3).map_err(reader_error)?,
+                n: row.get(4).map_err(reader_error)?,
+            })
+        });
+    }
+    db.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(FactRow {
+                id: r.try_get_by_index(0)?,
+                dim: r.try_get_by_index(1)?,
+                val: r.try_get_by_index(2)?,
+                status: r.try_get_by_index(3)?,
+                n: r.try_get_by_index(4)?,
+            })
+        })
+        .collect()
+}
+
 /// The size of `stats_pair_deltas` past which [`StatsRepo::reclaim_deltas`]
 /// gives its file back (a fold reads every page of it: 8 MiB is about 2 ms
 /// a fold).
@@ -392,8 +483,25 @@ impl StatsRepo {
             ));
         }
         if FactIndex::answers(filter) {
+            let facts = db.facts();
+            facts.refresh(|read| fact_rows(db, read)).await?;
+            let cities = if filter.cities.is_empty() {
+                None
+            } else {
+                // The cities at least as new as the facts (a slug the
+                // index's cities did not know yet is then known).
+                let snapshot = db.cities().at_least(db, facts.cities_version()).await?;
+                Some(
+                    snapshot
+                        .cities
+                        .values()
+                        .filter(|city| filter.cities.contains(&city.slug))
+                        .map(|city| city.id.get())
+                        .collect::<Vec<_>>(),
+                )
+            };
             return Ok((
-                assemble(db.facts().count(db, scope, filter).await?)?,
+                assemble(facts.count(scope, filter, cities.as_deref()))?,
                 StatsSource::Indexed,
             ));
         }
