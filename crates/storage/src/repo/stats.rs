@@ -483,8 +483,8 @@ impl StatsRepo {
             ));
         }
         if FactIndex::answers(filter) {
+            Self::read_facts(db).await?;
             let facts = db.facts();
-            facts.refresh(|read| fact_rows(db, read)).await?;
             let cities = if filter.cities.is_empty() {
                 None
             } else {
@@ -509,6 +509,13 @@ impl StatsRepo {
             Self::scanned(db, scope, filter).await?,
             StatsSource::Scanned,
         ))
+    }
+
+    /// Brings the facts held in memory ([`FactIndex`]) up to date: at
+    /// start, so that the first `stats` on several dimensions does not
+    /// wait for the index to be read whole.
+    pub async fn read_facts(db: &Db) -> Result<(), StorageError> {
+        db.facts().refresh(|read| fact_rows(db, read)).await
     }
 
     /// How many activities `filter` selects as `scope` sees them, from the
