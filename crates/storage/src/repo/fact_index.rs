@@ -28,6 +28,8 @@
 //! whose events say nothing of it, so the index is then read again whole,
 //! as it is when events it has not seen were pruned. Requests arriving
 //! while a refresh runs wait for that one instead of making their own.
+//! `StatsRepo` writes and runs the statements (this module holds no
+//! database code); the hub reads the index whole when it starts.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
