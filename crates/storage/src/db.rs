@@ -48,8 +48,8 @@ pub struct DbConfig {
     /// 2 GiB).
     /// Pages past the mapped part are read with a system call and copied
     /// into the connection's page cache: with 256 MiB mapped, a 730 MB
-    /// file of 100,000 activities listed at 0.86 × the rate of 10,000
-    /// (BENCHMARKS.md). Address space, not memory: the kernel's page cache
+    /// file of 100,000 activities listed at 0.75 × the rate of 10,000,
+    /// 0.93 × with the whole file mapped (BENCHMARKS.md). Address space, not memory: the kernel's page cache
     /// holds the pages, shared by every connection.
     pub sqlite_mmap_mib: u64,
     /// PostgreSQL only: milliseconds between two folds of the kept counts'

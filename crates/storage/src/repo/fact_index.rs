@@ -168,10 +168,10 @@ struct Facts {
     loaded: bool,
     /// Every event up to this sequence number is reflected.
     position: i64,
-    /// The `cities_version` whose countries `countries` holds.
+    /// The `cities_version` whose countries `city_countries` holds.
     cities_version: i64,
     /// Each member city's country, as the facts reflect it.
-    countries: HashMap<i64, String>,
+    city_countries: HashMap<i64, String>,
     /// Entries by slot; `None` for a free slot.
     slots: Vec<Option<Entry>>,
     slot_of: HashMap<i64, u32>,
@@ -266,7 +266,7 @@ impl Facts {
             }
             if let Some(countries) = &markers.countries {
                 let moved = self
-                    .countries
+                    .city_countries
                     .iter()
                     .any(|(id, country)| countries.get(id) != Some(country));
                 if moved {
@@ -281,7 +281,7 @@ impl Facts {
             self.insert(id, entry)?;
         }
         if let Some(countries) = markers.countries {
-            self.countries = countries;
+            self.city_countries = countries;
         }
         self.cities_version = markers.cities_version;
         self.position = self.position.max(markers.head);
@@ -331,7 +331,6 @@ impl Facts {
                 cities
                     .iter()
                     .map(|c| self.cities_seen.get(c).map(Posting::City))
-                    .chain(std::iter::once(None))
                     .collect(),
             );
         }

@@ -247,7 +247,9 @@ async fn rows(
         .collect()
 }
 
-/// The placeholder of the `n`th value, repeatable within one statement.
+/// The placeholder of the `n`th value, repeatable within one statement
+/// (SQLite's `?NNN`). Not [`mark`]: its bare `?` is for fragments
+/// sea-query numbers itself, and cannot be repeated.
 fn numbered(backend: DbBackend, n: usize) -> String {
     match backend {
         DbBackend::Postgres => format!("${n}"),

@@ -377,24 +377,19 @@ impl ActivityRepo {
             })?
         } else {
             let rows = db.query_all_raw(statement).await?;
-            let first_column = activity::Model::columns().len();
-            let documents_column = first_column + 2;
-            let participants_column = documents_column + usize::from(documents_in_page);
             let mut items = Vec::with_capacity(rows.len());
             for row in &rows {
-                let text = |at: usize, read: bool| -> Result<Option<String>, StorageError> {
-                    Ok(if read {
-                        row.try_get_by_index(at)?
-                    } else {
-                        None
-                    })
+                let model =
+                    <activity::Model as sea_orm::FromQueryResult>::from_query_result(row, "")?;
+                let text = |name: &str, read: bool| -> Result<Option<String>, StorageError> {
+                    Ok(if read { row.try_get("", name)? } else { None })
                 };
                 items.push(relations(
-                    activity_model_at(row)?,
-                    text(first_column, true)?.as_deref(),
-                    row.try_get_by_index::<i64>(first_column + 1)?,
-                    text(documents_column, documents_in_page)?.as_deref(),
-                    text(participants_column, participants_in_page)?.as_deref(),
+                    model,
+                    text("host_ids", true)?.as_deref(),
+                    row.try_get::<i64>("", "cities_version")?,
+                    text("documents", documents_in_page)?.as_deref(),
+                    text("participant_ids", participants_in_page)?.as_deref(),
                 )?);
             }
             items
@@ -719,101 +714,5 @@ mod tests {
         assert_eq!(docs[1].editors, ["Ana"]);
         assert!(decode_documents(7, None).expect("none").is_empty());
         assert!(decode_documents(7, Some("[[1]]")).is_err());
-    }
-}
-
-/// An activity model from the first columns of a row of the server
-/// backends, by position: page statements select the entity's columns
-/// first, in the entity's order ([`super::sql::activity_columns`], as
-/// SQLite's [`FromSqliteRow`] reads them). sea-orm's `FromQueryResult`
-/// looks each column up by a name it formats first: a string and a hash
-/// per column of every row, about a quarter of the hub's CPU on a
-/// PostgreSQL listing (BENCHMARKS.md).
-fn activity_model_at(row: &sea_orm::QueryResult) -> Result<activity::Model, sea_orm::DbErr> {
-    Ok(activity::Model {
-        id: row.try_get_by_index(0)?,
-        slug: row.try_get_by_index(1)?,
-        kind: row.try_get_by_index(2)?,
-        format: row.try_get_by_index(3)?,
-        status: row.try_get_by_index(4)?,
-        title: row.try_get_by_index(5)?,
-        title_key: row.try_get_by_index(6)?,
-        summary: row.try_get_by_index(7)?,
-        description: row.try_get_by_index(8)?,
-        start_date: row.try_get_by_index(9)?,
-        end_date: row.try_get_by_index(10)?,
-        date_precision: row.try_get_by_index(11)?,
-        start_key: row.try_get_by_index(12)?,
-        end_key: row.try_get_by_index(13)?,
-        venue: row.try_get_by_index(14)?,
-        venue_city_id: row.try_get_by_index(15)?,
-        organizations: row.try_get_by_index(16)?,
-        fields: row.try_get_by_index(17)?,
-        themes: row.try_get_by_index(18)?,
-        objectives: row.try_get_by_index(19)?,
-        published_by: row.try_get_by_index(20)?,
-        published_at: row.try_get_by_index(21)?,
-        created_at: row.try_get_by_index(22)?,
-        updated_at: row.try_get_by_index(23)?,
-        version: row.try_get_by_index(24)?,
-        cancel_reason: row.try_get_by_index(25)?,
-        deleted_at: row.try_get_by_index(26)?,
-        // Folded text for search only; no read needs it back.
-        search_text: String::new(),
-        start_time: row.try_get_by_index(28)?,
-        end_time: row.try_get_by_index(29)?,
-        time_zone: row.try_get_by_index(30)?,
-        starts_at: row.try_get_by_index(31)?,
-        ends_at: row.try_get_by_index(32)?,
-    })
-}
-
-#[cfg(test)]
-mod position_tests {
-    use sea_orm::{IdenStatic, Iterable};
-
-    use crate::entities::activity;
-
-    /// [`super::activity_model_at`] reads the columns by these positions:
-    /// the entity's order, which the page statements select.
-    #[test]
-    fn the_entity_columns_are_in_the_order_decoded_by_position() {
-        let columns: Vec<&str> = activity::Column::iter().map(|c| c.as_str()).collect();
-        let expected = [
-            "id",
-            "slug",
-            "kind",
-            "format",
-            "status",
-            "title",
-            "title_key",
-            "summary",
-            "description",
-            "start_date",
-            "end_date",
-            "date_precision",
-            "start_key",
-            "end_key",
-            "venue",
-            "venue_city_id",
-            "organizations",
-            "fields",
-            "themes",
-            "objectives",
-            "published_by",
-            "published_at",
-            "created_at",
-            "updated_at",
-            "version",
-            "cancel_reason",
-            "deleted_at",
-            "search_text",
-            "start_time",
-            "end_time",
-            "time_zone",
-            "starts_at",
-            "ends_at",
-        ];
-        assert_eq!(columns, expected);
     }
 }
