@@ -45,6 +45,10 @@ pub struct LoadResult {
     pub ok: u64,
     /// Requests that failed (transport error, non-200 status or `errors` in the body).
     pub errors: u64,
+    /// Body bytes of the successful responses: what an answer weighs
+    /// (a cost that follows the answer's size is not one that follows
+    /// the data's).
+    pub body_bytes: u64,
     /// The first few error descriptions.
     pub error_samples: Vec<String>,
     /// Seconds measured.
@@ -302,6 +306,7 @@ impl LoadResult {
         Self {
             ok: 0,
             errors: 0,
+            body_bytes: 0,
             error_samples: Vec::new(),
             secs,
             histogram: histogram(),
@@ -420,7 +425,10 @@ async fn worker_loop(
             .histogram
             .record(((done - t0).as_micros() as u64).clamp(1, 120_000_000));
         match result {
-            Ok((200, body)) if !has_errors(&body) => out.ok += 1,
+            Ok((200, body)) if !has_errors(&body) => {
+                out.ok += 1;
+                out.body_bytes += body.len() as u64;
+            }
             Ok((304, _)) if req.if_none_match.is_some() => out.ok += 1,
             Ok((status, body)) => {
                 let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
@@ -438,6 +446,7 @@ impl LoadResult {
     pub fn absorb(&mut self, other: &LoadResult) {
         self.ok += other.ok;
         self.errors += other.errors;
+        self.body_bytes += other.body_bytes;
         for s in &other.error_samples {
             if self.error_samples.len() < 5 && !self.error_samples.contains(s) {
                 self.error_samples.push(s.clone());

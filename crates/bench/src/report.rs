@@ -78,6 +78,12 @@ impl ScenarioReport {
             out.insert("p90_ms".into(), json!(round(l.ms(0.90), 3)));
             out.insert("p99_ms".into(), json!(round(l.ms(0.99), 3)));
             out.insert("max_ms".into(), json!(round(l.max_ms(), 3)));
+            if l.ok > 0 {
+                out.insert(
+                    "bytes_per_answer".into(),
+                    json!(round(l.body_bytes as f64 / l.ok as f64, 1)),
+                );
+            }
             if !l.error_samples.is_empty() {
                 out.insert("error_samples".into(), json!(l.error_samples));
             }
