@@ -849,6 +849,12 @@ pub(crate) enum Read {
 }
 
 impl FactIndex {
+    /// Whether the index was read whole at least once (it answers
+    /// requests without a whole read of its own).
+    pub(crate) fn loaded(&self) -> bool {
+        read(&self.facts).loaded
+    }
+
     /// How many live activities the index holds (0 before its first use).
     pub fn activities(&self) -> usize {
         read(&self.facts).slot_of.len()

@@ -11,10 +11,14 @@
 //! at most one of kinds, formats, fields, countries or cities (one value for
 //! the last three, which an activity can have several of) is then answered
 //! by summing a few hundred kept rows, whatever the number of activities
-//! ([`StatsSource::Kept`]). Two or more of those dimensions at once, or
-//! several values of a many-valued one, are counted from every live
-//! activity's facts held in memory and brought up to date from the event
-//! log before each answer ([`FactIndex`], [`StatsSource::Indexed`]). A
+//! ([`StatsSource::Kept`]) until the hub has every live activity's facts
+//! in memory (read when it starts), brought up to date from the event
+//! log before each answer ([`FactIndex`], [`StatsSource::Indexed`]):
+//! from then on they answer every filter but text, themes and dates,
+//! two or more dimensions at once and several values of a many-valued
+//! one included (a tally kept in memory costs less than summing kept rows
+//! in the database; the kept counts stay for `network`, a listing's
+//! `totalCount` and the hub's first seconds). A
 //! filter on text, themes or dates, which the facts do not hold, falls
 //! back to counting the facts of the activities the listing's own filter
 //! selects ([`StatsSource::Scanned`]), which costs what that listing's
@@ -65,10 +69,12 @@ pub struct ActivityCounts {
 /// Which path answered a statistics request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatsSource {
-    /// The kept counts: constant time in the number of activities.
+    /// The kept counts: constant time in the number of activities. For
+    /// filters on at most one dimension, until the facts are in memory.
     Kept,
     /// The facts of every live activity in memory ([`FactIndex`]), brought
-    /// up to date from the event log: cost follows the matching activities.
+    /// up to date from the event log: a filter of at most two dimensions
+    /// with one value each from a kept tally, any other by matching.
     Indexed,
     /// The facts of the activities the filter selects, counted per request.
     Scanned,
@@ -153,7 +159,9 @@ fn kept_dimension(filter: &ActivityFilter) -> Option<KeptDimension> {
     }
 }
 
-/// Which path a filter is answered by (for documentation, metrics and tests).
+/// Which path a filter is answered by before the facts are in memory (for
+/// documentation, metrics and tests; once they are, every filter not
+/// [`Scanned`](StatsSource::Scanned) is [`Indexed`](StatsSource::Indexed)).
 pub fn source_for(filter: &ActivityFilter) -> StatsSource {
     if kept_dimension(filter).is_some() {
         StatsSource::Kept
@@ -478,7 +486,11 @@ impl StatsRepo {
         filter: &ActivityFilter,
     ) -> Result<(ActivityCounts, StatsSource), StorageError> {
         let statuses = filter.statuses();
-        if let Some(dimension) = kept_dimension(filter) {
+        // Once the facts are in memory they answer one dimension too (a
+        // kept tally costs less than summing kept rows in the database);
+        // until then the kept counts do.
+        let in_memory = FactIndex::answers(filter) && db.facts().loaded();
+        if let Some(dimension) = kept_dimension(filter).filter(|_| !in_memory) {
             return Ok((
                 Self::kept(db, scope, statuses, dimension).await?,
                 StatsSource::Kept,
