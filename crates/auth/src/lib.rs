@@ -279,6 +279,11 @@ impl Keyring {
     /// signature, `iss`, `aud`, `exp` and `nbf` (with the configured
     /// leeway), and every claim present.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.verify_keyed(token).map(|(claims, _)| claims)
+    }
+
+    /// [`Self::verify`], also naming the key that signed the token.
+    pub fn verify_keyed(&self, token: &str) -> Result<(Claims, String), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(AuthError::WrongAlgorithm);
@@ -296,7 +301,7 @@ impl Keyring {
         validation.set_audience(&[&self.config.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub", "jti"]);
         match jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation) {
-            Ok(data) => Ok(data.claims),
+            Ok(data) => Ok((data.claims, kid)),
             Err(e) => match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(AuthError::Expired),
                 jsonwebtoken::errors::ErrorKind::Base64(_)
@@ -306,6 +311,18 @@ impl Keyring {
                 other => Err(AuthError::Invalid(format!("{other:?}"))),
             },
         }
+    }
+
+    /// Whether claims verified earlier with key `kid` still hold at `now`
+    /// (seconds): the key is held and not retired, and the token is
+    /// neither expired nor not yet valid, with the configured leeway (as
+    /// [`Self::verify`] judges them). The signature, issuer and audience
+    /// do not change; what time and key retirement change is checked here.
+    pub fn still_valid(&self, kid: &str, claims: &Claims, now: i64) -> bool {
+        let leeway = i64::try_from(self.config.leeway_secs).unwrap_or(i64::MAX);
+        self.keys.get(kid).is_some_and(|k| !k.retired)
+            && claims.exp >= now.saturating_sub(leeway)
+            && claims.nbf <= now.saturating_add(leeway)
     }
 
     /// The JWKS document: every key that still verifies, by `kid`.
@@ -440,6 +457,37 @@ mod tests {
                 "x": keys[0]["x"],
             })
         );
+    }
+
+    #[test]
+    fn claims_verified_earlier_hold_as_long_as_a_new_verification_would() {
+        let (ring, first) = ring();
+        let t = now();
+        let issued = ring.issue("city:lyon", Role::City, 60, t).expect("issue");
+        let (claims, kid) = ring.verify_keyed(&issued.token).expect("verify");
+        assert_eq!(kid, first.kid);
+        let leeway = i64::try_from(AuthConfig::default().leeway_secs).expect("small");
+        assert!(ring.still_valid(&kid, &claims, t));
+        // Expired past the leeway, and not valid yet before it, as
+        // `verify` judges them.
+        assert!(ring.still_valid(&kid, &claims, t + 60 + leeway));
+        assert!(!ring.still_valid(&kid, &claims, t + 61 + leeway));
+        assert!(ring.still_valid(&kid, &claims, t - leeway));
+        assert!(!ring.still_valid(&kid, &claims, t - leeway - 1));
+        // A retired or unknown key holds nothing.
+        let retired = Keyring::new(
+            AuthConfig::default(),
+            [
+                KeyMaterial {
+                    retired: true,
+                    ..first
+                },
+                KeyMaterial::generate().expect("key"),
+            ],
+        )
+        .expect("ring");
+        assert!(!retired.still_valid(&kid, &claims, t));
+        assert!(!ring.still_valid("another", &claims, t));
     }
 
     #[test]
