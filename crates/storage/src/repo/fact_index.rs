@@ -357,7 +357,11 @@ impl Facts {
                 // drafts (few, and seen by their city only) counted one
                 // by one.
                 let mut selected = None;
-                for status in statuses.iter().filter(|s| **s != ActivityStatus::Draft) {
+                // Each status once, however often the filter names it.
+                let tallied = ActivityStatus::ALL
+                    .iter()
+                    .filter(|s| **s != ActivityStatus::Draft && statuses.contains(s));
+                for status in tallied {
                     if lock(&self.tallies).add_to(&mut counts, *status, group) {
                         continue;
                     }
@@ -374,7 +378,11 @@ impl Facts {
                     lock(&self.tallies).keep(*status, group, tally);
                 }
                 if statuses.contains(&ActivityStatus::Draft) && scope != ReadScope::Public {
-                    let drafts = self.select(&dimensions) & &self.drafts;
+                    let drafts = if dimensions.is_empty() {
+                        self.drafts.clone()
+                    } else {
+                        self.select(&dimensions) & &self.drafts
+                    };
                     self.add_matches(&mut counts, &drafts, scope, &[ActivityStatus::Draft]);
                 }
             }
@@ -1307,6 +1315,8 @@ mod tests {
             None,
             Some(vec![ActivityStatus::Draft, ActivityStatus::Published]),
             Some(ActivityStatus::ALL.to_vec()),
+            // Named twice: still counted once.
+            Some([ActivityStatus::ALL, ActivityStatus::ALL].concat()),
         ];
         for (filter, cities) in filters {
             for statuses in &statuses {
