@@ -377,8 +377,8 @@ impl Db {
         &self.cities
     }
 
-    /// The facts of live activities in memory, which `stats` counts when
-    /// the kept counts cannot answer its filter.
+    /// The facts of live activities in memory, which answer `stats` once
+    /// read (every filter but text, themes and dates).
     pub fn facts(&self) -> &crate::repo::fact_index::FactIndex {
         &self.facts
     }

@@ -367,12 +367,8 @@ impl Facts {
                     }
                     let selected = selected.get_or_insert_with(|| self.select(&dimensions));
                     let mut tally = Tally::default();
-                    for slot in selected.iter() {
-                        if let Some(Some(entry)) = self.slots.get(slot as usize)
-                            && entry.status == *status
-                        {
-                            tally.add(entry, 1);
-                        }
+                    for entry in self.matches(selected, ReadScope::All, &[*status]) {
+                        tally.add(entry, 1);
                     }
                     counts.add_tally(&tally);
                     lock(&self.tallies).keep(*status, group, tally);
@@ -383,12 +379,16 @@ impl Facts {
                     } else {
                         self.select(&dimensions) & &self.drafts
                     };
-                    self.add_matches(&mut counts, &drafts, scope, &[ActivityStatus::Draft]);
+                    for entry in self.matches(&drafts, scope, &[ActivityStatus::Draft]) {
+                        counts.add_entry(entry);
+                    }
                 }
             }
             None => {
                 let selected = self.select(&dimensions);
-                self.add_matches(&mut counts, &selected, scope, statuses);
+                for entry in self.matches(&selected, scope, statuses) {
+                    counts.add_entry(entry);
+                }
             }
         }
         counts.rows(self)
@@ -465,23 +465,20 @@ impl Facts {
         }
     }
 
-    /// Counts the activities in `slots` that have one of `statuses` and
-    /// that `scope` sees, one by one.
-    fn add_matches(
-        &self,
-        counts: &mut Counts,
-        slots: &RoaringBitmap,
+    /// The activities in `slots` that have one of `statuses` and that
+    /// `scope` sees.
+    fn matches<'a>(
+        &'a self,
+        slots: &'a RoaringBitmap,
         scope: ReadScope,
-        statuses: &[ActivityStatus],
-    ) {
-        for slot in slots {
-            let Some(Some(entry)) = self.slots.get(slot as usize) else {
-                continue;
-            };
-            if statuses.contains(&entry.status) && scope.sees(entry.status, entry.draft_of) {
-                counts.add_entry(entry);
-            }
-        }
+        statuses: &'a [ActivityStatus],
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
+        slots
+            .iter()
+            .filter_map(|slot| self.slots.get(slot as usize)?.as_ref())
+            .filter(move |entry| {
+                statuses.contains(&entry.status) && scope.sees(entry.status, entry.draft_of)
+            })
     }
 }
 
@@ -653,7 +650,10 @@ impl Tally {
     }
 }
 
-/// The counts of one answer, by number.
+/// The counts of one answer, by number. Dense arrays, unlike a
+/// [`Tally`]: an answer lives for one request and may count every
+/// activity one by one, while a tally is kept (thousands of them) and
+/// holds only the values its group has.
 struct Counts {
     total: i64,
     kinds: [i64; VOCABULARY],
@@ -1136,13 +1136,11 @@ mod tests {
         cities: Option<&[i64]>,
     ) -> Vec<(String, String, i64)> {
         let dimensions = facts.dimensions(filter, cities);
+        let selected = facts.select(&dimensions);
         let mut counts = Counts::new(facts);
-        facts.add_matches(
-            &mut counts,
-            &facts.select(&dimensions),
-            scope,
-            filter.statuses(),
-        );
+        for entry in facts.matches(&selected, scope, filter.statuses()) {
+            counts.add_entry(entry);
+        }
         counts.rows(facts)
     }
 
@@ -1245,43 +1243,32 @@ mod tests {
     /// nobody has), and each pair of values of two dimensions, with the
     /// city ids a city dimension is given as.
     fn group_filters() -> Vec<(ActivityFilter, Option<Vec<i64>>)> {
+        let one = |filter: ActivityFilter| (filter, None);
         let mut atoms: Vec<(ActivityFilter, Option<Vec<i64>>)> = Vec::new();
-        for kind in ActivityKind::ALL {
-            atoms.push((
-                ActivityFilter {
-                    kinds: vec![*kind],
-                    ..ActivityFilter::default()
-                },
-                None,
-            ));
-        }
-        for format in ActivityFormat::ALL {
-            atoms.push((
-                ActivityFilter {
-                    formats: vec![*format],
-                    ..ActivityFilter::default()
-                },
-                None,
-            ));
-        }
-        for field in CreativeField::ALL {
-            atoms.push((
-                ActivityFilter {
-                    fields: vec![*field],
-                    ..ActivityFilter::default()
-                },
-                None,
-            ));
-        }
-        for country in ["fr", "KR", "BR", "XX"] {
-            atoms.push((
-                ActivityFilter {
-                    countries: vec![country.into()],
-                    ..ActivityFilter::default()
-                },
-                None,
-            ));
-        }
+        atoms.extend(ActivityKind::ALL.iter().map(|k| {
+            one(ActivityFilter {
+                kinds: vec![*k],
+                ..ActivityFilter::default()
+            })
+        }));
+        atoms.extend(ActivityFormat::ALL.iter().map(|f| {
+            one(ActivityFilter {
+                formats: vec![*f],
+                ..ActivityFilter::default()
+            })
+        }));
+        atoms.extend(CreativeField::ALL.iter().map(|f| {
+            one(ActivityFilter {
+                fields: vec![*f],
+                ..ActivityFilter::default()
+            })
+        }));
+        atoms.extend(["fr", "KR", "BR", "XX"].iter().map(|c| {
+            one(ActivityFilter {
+                countries: vec![(*c).into()],
+                ..ActivityFilter::default()
+            })
+        }));
         for city in [10, 11, 12, 13, 99] {
             atoms.push((ActivityFilter::default(), Some(vec![city])));
         }

@@ -489,14 +489,15 @@ impl StatsRepo {
         // Once the facts are in memory they answer one dimension too (a
         // kept tally costs less than summing kept rows in the database);
         // until then the kept counts do.
-        let in_memory = FactIndex::answers(filter) && db.facts().loaded();
+        let answers = FactIndex::answers(filter);
+        let in_memory = answers && db.facts().loaded();
         if let Some(dimension) = kept_dimension(filter).filter(|_| !in_memory) {
             return Ok((
                 Self::kept(db, scope, statuses, dimension).await?,
                 StatsSource::Kept,
             ));
         }
-        if FactIndex::answers(filter) {
+        if answers {
             Self::read_facts(db).await?;
             let facts = db.facts();
             let cities = if filter.cities.is_empty() {
@@ -526,8 +527,8 @@ impl StatsRepo {
     }
 
     /// Brings the facts held in memory ([`FactIndex`]) up to date: at
-    /// start, so that the first `stats` on several dimensions does not
-    /// wait for the index to be read whole.
+    /// start, so that `stats` answers from memory from the first seconds
+    /// and no request waits for the index to be read whole.
     pub async fn read_facts(db: &Db) -> Result<(), StorageError> {
         db.facts().refresh(|read| fact_rows(db, read)).await
     }
